@@ -1,0 +1,62 @@
+// vlpkit native layer: shared declarations.
+// The addon is deliberately thin: a tensor handle, a boxed call into libtorch's dispatcher
+// (every ATen operator by name, with autograd), autograd entry points, RNG/thread control and
+// c10d collectives. Models, objectives and training loops live in TypeScript.
+#pragma once
+#include <napi.h>
+#include <torch/torch.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <string>
+
+namespace vlp {
+
+// A JS-owned handle to an at::Tensor. dispose() frees it at once; the GC finalizer is a backstop.
+class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
+ public:
+  static Napi::FunctionReference ctor;
+  static Napi::Object Init(Napi::Env env, Napi::Object exports);
+  explicit TensorWrap(const Napi::CallbackInfo& info);
+  ~TensorWrap() override;
+  at::Tensor tensor;
+  void release(Napi::Env env);
+
+ private:
+  int64_t external_ = 0;
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value IsDisposed(const Napi::CallbackInfo& info);
+};
+
+class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
+ public:
+  static Napi::FunctionReference ctor;
+  static Napi::Object Init(Napi::Env env, Napi::Object exports);
+  explicit GeneratorWrap(const Napi::CallbackInfo& info);
+  at::Generator gen;
+};
+
+Napi::Value wrapTensor(Napi::Env env, at::Tensor t);   // undefined tensor -> null
+at::Tensor& unwrapTensor(const Napi::Value& v, const char* what);
+int64_t liveTensorCount();
+c10::ScalarType toScalarType(const Napi::Value& v);
+
+void initTensor(Napi::Env env, Napi::Object exports);
+void initDispatch(Napi::Env env, Napi::Object exports);
+void initAutograd(Napi::Env env, Napi::Object exports);
+void initDist(Napi::Env env, Napi::Object exports);
+
+// Every entry point runs its body through guard(): libtorch errors become JS Errors carrying
+// libtorch's message (an uncaught c10::Error would abort the whole process).
+template <typename F>
+Napi::Value guard(Napi::Env env, F&& body) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const c10::Error& e) {
+    throw Napi::Error::New(env, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+}  // namespace vlp

@@ -1,0 +1,7 @@
+// vlpkit's engine: tensors, autograd, scopes, functional ops (nn, optim and serialize beside it).
+export * from "./tensor.ts";
+export * from "./dtype.ts";
+export { tidy, tidyAsync, scopeDepth } from "./scope.ts";
+export * as F from "./functional.ts";
+export * as nn from "./nn.ts";
+export { Module, Linear, LayerNorm, Embedding, Dropout, DropPath, Conv2d, ModuleList, Sequential, GELU, StateDictError, type StateDict } from "./nn.ts";

@@ -1,0 +1,63 @@
+// Loads vlpkit's native addon (native/build/Release/vlpkit.node) and types what it exports.
+// The addon is a thin layer over libtorch: tensor handles, a boxed call into the operator
+// dispatcher, autograd, RNG/thread control and c10d. See native/src/*.cc.
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+import { availableParallelism } from "node:os";
+
+export interface NativeTensor {
+  dispose(): void;
+  readonly disposed: boolean;
+}
+export interface NativeGenerator { readonly __generator: never }
+
+export interface Addon {
+  NativeTensor: abstract new () => NativeTensor;
+  NativeGenerator: new (seed: number) => NativeGenerator;
+  fromBuffer(view: ArrayBufferView, shape: number[], dtype: number, device: string): NativeTensor;
+  toBuffer(t: NativeTensor): ArrayBuffer;
+  meta(t: NativeTensor): [number, number[], string, boolean];
+  item(t: NativeTensor): number | boolean;
+  liveTensors(): number;
+  sameStorage(a: NativeTensor, b: NativeTensor): boolean;
+  opHandle(name: string, overload: string): number;
+  opSchema(handle: number): string;
+  call(handle: number, args: unknown[]): unknown;
+  callVoid(handle: number, args: unknown[]): void;
+  backward(roots: NativeTensor[], grads: NativeTensor[] | null, retainGraph: boolean, createGraph: boolean): void;
+  grad(t: NativeTensor): NativeTensor | null;
+  setGrad(t: NativeTensor, g: NativeTensor | null): void;
+  setRequiresGrad(t: NativeTensor, on: boolean): void;
+  isLeaf(t: NativeTensor): boolean;
+  setData(t: NativeTensor, src: NativeTensor): void;
+  setGradEnabled(on: boolean): void;
+  isGradEnabled(): boolean;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  manualSeed(seed: number, gen?: NativeGenerator): void;
+  getRngState(gen?: NativeGenerator): NativeTensor;
+  setRngState(state: NativeTensor, gen?: NativeGenerator): void;
+  buildInfo(): { torchVersion: string; cuda: boolean; cudaAvailable: boolean; cudaDeviceCount: number; parallelInfo: string };
+  hasGloo: boolean;
+  [key: string]: unknown;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const addonPath = process.env.VLPKIT_ADDON ?? join(here, "..", "..", "native", "build", "Release", "vlpkit.node");
+
+function load(): Addon {
+  if (!existsSync(addonPath)) {
+    throw new Error(
+      `vlpkit native addon not found at ${addonPath}: build it with \`make setup\` (or \`npm run build:native\`; set LIBTORCH=/path for a non-Debian libtorch)`,
+    );
+  }
+  const addon = createRequire(import.meta.url)(addonPath) as Addon;
+  // libtorch starts with 1 thread on some machines; default to the cores we have.
+  const threads = Number(process.env.VLP_NUM_THREADS ?? 0) || Math.max(1, availableParallelism());
+  addon.setNumThreads(threads);
+  return addon;
+}
+
+export const native: Addon = load();
