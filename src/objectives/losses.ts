@@ -1,0 +1,182 @@
+// The pre-training losses of SemVLP, MSP (LXMERT-S) and VLMo, each a pure function from model
+// outputs and batch targets to a loss and its metrics (open_clip/ViLT style: no model code here).
+import { Tensor, F, arange, where, multinomial, noGrad, type Generator } from "../engine/index.ts";
+import { IGNORE } from "./masking.ts";
+
+export interface LossOut {
+  loss: Tensor;
+  metrics: Record<string, number>;
+}
+
+/** Positions with a target (label != -1), flattened: [K] indices into B*L. Gather before big vocab heads. */
+export function targetPositions(labels: Tensor): Tensor {
+  return labels.reshape(-1).ne(IGNORE).nonzero().squeeze(1);
+}
+
+/** Masked language modelling: cross-entropy over the vocabulary at masked positions only. */
+export function computeMlm(logits: Tensor, labels: Tensor): LossOut {
+  const v = logits.size(-1);
+  const flatLabels = labels.reshape(-1);
+  const flat = logits.reshape(-1, v);
+  const n = flatLabels.ne(IGNORE).sum().item();
+  if (n === 0) return { loss: logits.sum().mul(0), metrics: { mlm_acc: 0, mlm_count: 0 } };
+  const loss = F.crossEntropy(flat, flatLabels, { ignoreIndex: IGNORE });
+  const acc = noGrad(() => flat.argmax(-1).eq(flatLabels).logicalAnd(flatLabels.ne(IGNORE)).sum().item() / n);
+  return { loss, metrics: { mlm_loss: loss.item(), mlm_acc: acc, mlm_count: n } };
+}
+
+export type ObjectLossWeighting = "mask" | "confidence" | "mask*confidence";
+
+export interface ObjectTargets {
+  feats: Tensor; //      [B, N, D] original region features
+  objLabels: Tensor; //  [B, N] int64 detected class ids (-1 none)
+  objConf: Tensor; //    [B, N]
+  attrLabels: Tensor; // [B, N] int64 (-1 none)
+  attrConf: Tensor; //   [B, N]
+  mask: Tensor; //       [B, N] bool: masked regions
+  matched?: Tensor; //   [B] bool: SemVLP/LXMERT apply no visual loss on mismatched pairs
+}
+
+/**
+ * Masked object prediction: ROI-feature regression (MRFR, SmoothL1 averaged over the feature dim)
+ * and detected-label classification (MOC: object class + attribute).
+ * weighting "mask": only masked regions count (the papers' description); "confidence": every region
+ * weighted by the detector's confidence (the official LXMERT code's behaviour); "mask*confidence": both.
+ * Losses are scaled by 1/0.15 like LXMERT's visual losses.
+ */
+export function computeObjectPrediction(
+  pred: { feat?: Tensor; obj?: Tensor; attr?: Tensor },
+  t: ObjectTargets,
+  o: { weighting?: ObjectLossWeighting; scale?: number; weights?: { feat?: number; obj?: number; attr?: number } } = {},
+): LossOut {
+  const weighting = o.weighting ?? "mask";
+  const scale = o.scale ?? 1 / 0.15;
+  let maskW = t.mask.float();
+  if (t.matched) maskW = maskW.mul(t.matched.float().unsqueeze(1));
+  const denom = maskW.numel;
+  const metrics: Record<string, number> = {};
+  let total: Tensor | null = null;
+  const add = (name: string, l: Tensor, w = 1) => {
+    metrics[name] = l.item();
+    const lw = l.mul(w);
+    total = total ? total.add(lw) : lw;
+  };
+  if (pred.feat) {
+    const per = F.smoothL1Loss(pred.feat, t.feats, "none").mean(-1);
+    add("mrfr_loss", per.mul(maskW).sum().div(denom).mul(scale), o.weights?.feat ?? 1);
+  }
+  const classLoss = (logits: Tensor, labels: Tensor, conf: Tensor) => {
+    const c = logits.size(-1);
+    const per = F.crossEntropy(logits.reshape(-1, c), labels.reshape(-1).clampMin(0), { reduction: "none" }).reshape(labels.shape);
+    const has = labels.ge(0).float();
+    const w = weighting === "mask" ? maskW : weighting === "confidence" ? conf.mul(has).mul(t.matched ? t.matched.float().unsqueeze(1) : 1) : maskW.mul(conf);
+    return per.mul(w).mul(has).sum().div(denom).mul(scale);
+  };
+  if (pred.obj) {
+    add("moc_obj_loss", classLoss(pred.obj, t.objLabels, t.objConf), o.weights?.obj ?? 1);
+    const m = t.mask.logicalAnd(t.objLabels.ge(0));
+    const n = m.sum().item();
+    metrics.obj_acc = n ? noGrad(() => pred.obj!.argmax(-1).eq(t.objLabels).logicalAnd(m).sum().item() / n) : 0;
+  }
+  if (pred.attr) add("moc_attr_loss", classLoss(pred.attr, t.attrLabels, t.attrConf), o.weights?.attr ?? 1);
+  if (!total) throw new Error("computeObjectPrediction: no prediction given");
+  return { loss: total, metrics };
+}
+
+/** Two-way image-text matching: cross-entropy on [N, 2] logits with labels 1 = matched. */
+export function computeItm(logits: Tensor, labels: Tensor): LossOut {
+  const loss = F.crossEntropy(logits, labels);
+  const acc = noGrad(() => logits.argmax(-1).eq(labels).float().mean().item());
+  return { loss, metrics: { itm_loss: loss.item(), itm_acc: acc } };
+}
+
+/**
+ * Image-text contrastive loss (CLIP/VLMo): logits = exp(logit_scale) * img @ txt^T, symmetric
+ * cross-entropy. With gathered features, row i of the local batch matches column offset + i.
+ */
+export function computeItc(img: Tensor, txt: Tensor, logitScale: Tensor, o: { allImg?: Tensor; allTxt?: Tensor; offset?: number } = {}): LossOut & { i2t: Tensor; t2i: Tensor } {
+  const scale = logitScale.exp();
+  const i2t = img.matmul((o.allTxt ?? txt).T).mul(scale);
+  const t2i = txt.matmul((o.allImg ?? img).T).mul(scale);
+  const labels = arange(img.size(0)).add(o.offset ?? 0);
+  const loss = F.crossEntropy(i2t, labels).add(F.crossEntropy(t2i, labels)).div(2);
+  const [accI, accT] = noGrad(() => [i2t.argmax(-1).eq(labels).float().mean().item(), t2i.argmax(-1).eq(labels).float().mean().item()]);
+  return { loss, i2t, t2i, metrics: { itc_loss: loss.item(), itc_i2t_acc: accI, itc_t2i_acc: accT, logit_scale: scale.item() } };
+}
+
+/**
+ * VLMo/ALBEF hard negatives: for each row of a similarity matrix (local rows vs all columns), sample
+ * one column from softmax(sim) with the positive (column offset + i) given zero weight.
+ */
+export function sampleHardNegatives(sim: Tensor, offset: number, generator?: Generator): Tensor {
+  return noGrad(() => {
+    const b = sim.size(0);
+    const pos = arange(b).add(offset).unsqueeze(1);
+    // softmax with the positive removed; identical to softmax-then-zero after multinomial's normalisation, without underflow
+    const weights = sim.float().scatter(1, pos, -Infinity).softmax(1);
+    return multinomial(weights, 1, false, generator).squeeze(1);
+  });
+}
+
+/**
+ * Image QA during pre-training. "sampled": cross-entropy on one answer per question (sampled from the
+ * soft labels beforehand; -1 = no question), LXMERT's pre-training loss. "soft": BCE on the soft
+ * scores times the number of answers (the VQA fine-tuning loss). No loss on mismatched pairs.
+ */
+export function computeQa(logits: Tensor, target: Tensor, matched?: Tensor, mode: "sampled" | "soft" = "sampled"): LossOut {
+  if (mode === "sampled") {
+    const labels = matched ? where(matched, target, IGNORE) : target;
+    const n = labels.ne(IGNORE).sum().item();
+    if (n === 0) return { loss: logits.sum().mul(0), metrics: { qa_acc: 0, qa_count: 0 } };
+    const loss = F.crossEntropy(logits, labels, { ignoreIndex: IGNORE });
+    const acc = noGrad(() => logits.argmax(-1).eq(labels).sum().item() / n);
+    return { loss, metrics: { qa_loss: loss.item(), qa_acc: acc, qa_count: n } };
+  }
+  const w = matched ? matched.float().unsqueeze(1).expandAs(target) : undefined;
+  const loss = F.binaryCrossEntropyWithLogits(logits, target, { weight: w }).mul(target.size(1));
+  const score = noGrad(() => target.gather(1, logits.argmax(-1).unsqueeze(1)).mean().item());
+  return { loss, metrics: { qa_loss: loss.item(), qa_score: score } };
+}
+
+/**
+ * MSP's IFRS (equation 1): at the positions of shuffled triplets, regress the original ROI feature of
+ * that position with a squared L2 loss; averaged over the shuffled positions.
+ */
+export function computeIfrs(pred: Tensor, originalFeats: Tensor, shuffled: Tensor): LossOut {
+  const n = shuffled.sum().item();
+  if (n === 0) return { loss: pred.sum().mul(0), metrics: { ifrs_count: 0 } };
+  const sq = pred.sub(originalFeats).square().sum(-1);
+  const loss = sq.mul(shuffled.float()).sum().div(n);
+  return { loss, metrics: { ifrs_loss: loss.item(), ifrs_count: n } };
+}
+
+/** MSP's TITP/TITS (equation 2): multi-label BCE over the vocabulary, averaged over the V classes. */
+export function computeTopic(logits: Tensor, multiHot: Tensor, name = "topic"): LossOut {
+  const loss = F.binaryCrossEntropyWithLogits(logits, multiHot);
+  const metrics = noGrad(() => {
+    const pred = logits.gt(0);
+    const tgt = multiHot.gt(0.5);
+    const tp = pred.logicalAnd(tgt).sum().item();
+    const p = pred.sum().item();
+    const t = tgt.sum().item();
+    return { [`${name}_loss`]: loss.item(), [`${name}_precision`]: p ? tp / p : 0, [`${name}_recall`]: t ? tp / t : 0 };
+  });
+  return { loss, metrics };
+}
+
+/**
+ * VLMo stage 1 (image-only) substitute for BEiT's masked image modelling: BEiT predicts discrete
+ * visual tokens of a pretrained dVAE we do not have, so we regress the per-patch-normalised pixels of
+ * masked patches (MAE/SimMIM style) with MSE over masked patches only.
+ */
+export function computeMim(pred: Tensor, patches: Tensor, mask: Tensor): LossOut {
+  const mean = patches.mean(-1, true);
+  const std = patches.var(-1, true, true).add(1e-6).sqrt();
+  const target = patches.sub(mean).div(std);
+  const per = pred.sub(target).square().mean(-1);
+  const m = mask.float();
+  const n = m.sum().item();
+  const loss = n ? per.mul(m).sum().div(n) : per.sum().mul(0);
+  return { loss, metrics: { mim_loss: loss.item(), mim_count: n } };
+}
+

@@ -1,0 +1,99 @@
+// Batch preparation shared by the objectives: masked tokens (MLM), masked regions (MRFR/MOC),
+// all drawn from a seeded libtorch Generator so runs are reproducible and resumable.
+import { Tensor, Generator, rand, randint, where, zerosLike, arange, bernoulli, full, tensor } from "../engine/index.ts";
+
+/** Label value for positions that carry no target (LXMERT's convention). */
+export const IGNORE = -1;
+
+export interface TokenMaskOptions {
+  vocabSize: number;
+  maskId: number;
+  /** true at [CLS]/[SEP]/[PAD] and other positions that are never masked. */
+  special: Tensor;
+  prob?: number;
+  /** Whole-word masking: per-token word index (-1 for specials); all pieces of a word are masked together. */
+  wordIds?: Tensor;
+  generator?: Generator;
+}
+
+/** BERT masking: choose 15% of tokens (or words); of those 80% -> [MASK], 10% -> a random token, 10% kept. */
+export function maskTokens(ids: Tensor, o: TokenMaskOptions): { inputIds: Tensor; labels: Tensor } {
+  const p = o.prob ?? 0.15;
+  const g = o.generator;
+  let chosen: Tensor;
+  if (o.wordIds) {
+    const words = o.wordIds.max().item() + 1;
+    const wordPick = bernoulli(full([ids.size(0), Math.max(words, 1)], p), g).bool();
+    chosen = wordPick.gather(1, o.wordIds.clampMin(0)).logicalAnd(o.wordIds.ge(0));
+  } else {
+    chosen = bernoulli(full(ids.shape, p), g).bool();
+  }
+  chosen = chosen.logicalAnd(o.special.logicalNot());
+  const labels = where(chosen, ids, IGNORE);
+  const r = rand(ids.shape, { generator: g });
+  const toMask = chosen.logicalAnd(r.lt(0.8));
+  const toRandom = chosen.logicalAnd(r.ge(0.8)).logicalAnd(r.lt(0.9));
+  const randomIds = randint(0, o.vocabSize, ids.shape, { generator: g });
+  const inputIds = where(toMask, o.maskId, where(toRandom, randomIds, ids));
+  return { inputIds, labels };
+}
+
+export interface RegionMaskOptions {
+  prob?: number;
+  /** true for regions that may be masked (e.g. false for a visual [CLS] or padding). */
+  valid?: Tensor;
+  generator?: Generator;
+}
+
+/**
+ * LXMERT's region masking: choose 15% of regions; of those 80% -> zero vector, 10% -> the feature of
+ * a random region of another image in the batch, 10% kept. Returns the new features and the mask.
+ */
+export function maskRegions(feats: Tensor, o: RegionMaskOptions = {}): { feats: Tensor; mask: Tensor } {
+  const [b, n] = feats.shape;
+  const g = o.generator;
+  let mask = bernoulli(full([b, n], o.prob ?? 0.15), g).bool();
+  if (o.valid) mask = mask.logicalAnd(o.valid);
+  const r = rand([b, n], { generator: g });
+  const zero = mask.logicalAnd(r.lt(0.8)).unsqueeze(-1);
+  const swap = mask.logicalAnd(r.ge(0.8)).logicalAnd(r.lt(0.9)).unsqueeze(-1);
+  // another image: b' = (b + k) mod B with k in [1, B); any region of it
+  const otherImage = b > 1 ? arange(b).unsqueeze(1).add(randint(1, b, [b, n], { generator: g })).remainder(b) : arange(b).unsqueeze(1).expand(b, n);
+  const otherRegion = randint(0, n, [b, n], { generator: g });
+  const other = feats.index([otherImage, otherRegion]);
+  const out = where(zero, zerosLike(feats), where(swap, other, feats));
+  return { feats: out, mask };
+}
+
+/**
+ * MSP's IFRS input: regions are split into consecutive triplets (r_i, r_i+1, r_i+2), i = 0, 3, 6, ...;
+ * each triplet is shuffled with probability p (a random non-identity permutation). Features move,
+ * boxes stay, so a shuffled feature sits at another region's position. Returns, per image, the
+ * gather index for the features and the mask of positions whose feature changed place.
+ * `offset` skips leading tokens (LXMERT-S's visual [CLS]).
+ */
+export function shuffleTriplets(b: number, n: number, o: { prob?: number; offset?: number; generator?: Generator } = {}): { index: Tensor; shuffled: Tensor } {
+  const offset = o.offset ?? 0;
+  const triplets = Math.floor((n - offset) / 3);
+  const perms = [[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+  const pick = bernoulli(full([b, Math.max(triplets, 1)], o.prob ?? 0.05), o.generator).toArray();
+  const which = randint(0, perms.length, [b, Math.max(triplets, 1)], { generator: o.generator }).toArray();
+  const index = new Array<number>(b * n);
+  const shuffled = new Array<number>(b * n).fill(0);
+  for (let i = 0; i < b; i++) {
+    for (let j = 0; j < n; j++) index[i * n + j] = j;
+    for (let t = 0; t < triplets; t++) {
+      if (!pick[i * Math.max(triplets, 1) + t]) continue;
+      const perm = perms[which[i * Math.max(triplets, 1) + t]];
+      const base = offset + 3 * t;
+      for (let k = 0; k < 3; k++) {
+        index[i * n + base + k] = base + perm[k];
+        if (perm[k] !== k) shuffled[i * n + base + k] = 1;
+      }
+    }
+  }
+  return {
+    index: tensor(index, { dtype: "int64", shape: [b, n] }),
+    shuffled: tensor(shuffled, { dtype: "bool", shape: [b, n] }),
+  };
+}

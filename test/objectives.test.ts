@@ -1,0 +1,188 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { tensor, zeros, ones, randn, Generator, tidy, F, arange, full } from "../src/engine/index.ts";
+import { maskTokens, maskRegions, shuffleTriplets, IGNORE } from "../src/objectives/masking.ts";
+import { computeMlm, computeItc, computeItm, sampleHardNegatives, computeObjectPrediction, computeIfrs, computeTopic, computeQa, computeMim } from "../src/objectives/losses.ts";
+import { Rng, sampleMismatched, sampleHardImages, topicLabels, sampleAnswer } from "../src/objectives/sampling.ts";
+
+const close = (a: number, b: number, tol = 1e-5) => assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${a} != ${b}`);
+
+test("maskTokens: 15% of non-special tokens, split 80/10/10, labels only where chosen", () => tidy(() => {
+  const b = 200, l = 50;
+  const ids = full([b, l], 2000, { dtype: "int64" });
+  const special = zeros([b, l], { dtype: "bool" });
+  special.select(1, 0).fill_(1);
+  const { inputIds, labels } = maskTokens(ids, { vocabSize: 30522, maskId: 103, special, generator: new Generator(1) });
+  const chosen = labels.ne(IGNORE);
+  const n = chosen.sum().item();
+  const rate = n / (b * (l - 1));
+  assert.ok(rate > 0.135 && rate < 0.165, `mask rate ${rate}`);
+  assert.equal(labels.select(1, 0).ne(IGNORE).sum().item(), 0, "special positions are never masked");
+  const masked = inputIds.eq(103).logicalAnd(chosen).sum().item() / n;
+  const kept = inputIds.eq(2000).logicalAnd(chosen).sum().item() / n;
+  const random = 1 - masked - kept;
+  assert.ok(masked > 0.76 && masked < 0.84, `[MASK] share ${masked}`);
+  assert.ok(kept > 0.075 && kept < 0.13, `kept share ${kept}`);
+  assert.ok(random > 0.07 && random < 0.13, `random share ${random}`);
+  assert.equal(inputIds.ne(2000).logicalAnd(chosen.logicalNot()).sum().item(), 0, "unchosen tokens are unchanged");
+  assert.equal(labels.eq(2000).sum().item(), n, "labels are the original ids");
+}));
+
+test("maskTokens: whole-word masking masks every piece of a chosen word", () => tidy(() => {
+  const b = 300;
+  // words: [CLS] w0 w0 w1 w2 w2 w2 [SEP]
+  const wordRow = [-1, 0, 0, 1, 2, 2, 2, -1];
+  const wordIds = tensor(Array(b).fill(wordRow), { dtype: "int64" });
+  const ids = full([b, 8], 5000, { dtype: "int64" });
+  const special = wordIds.lt(0);
+  const { labels } = maskTokens(ids, { vocabSize: 30522, maskId: 103, special, wordIds, generator: new Generator(2) });
+  const lab = labels.toArray();
+  let words = 0;
+  for (let i = 0; i < b; i++) {
+    const row = lab.slice(i * 8, i * 8 + 8).map((x) => x !== IGNORE);
+    assert.equal(row[1], row[2], "pieces of word 0 masked together");
+    assert.ok(row[4] === row[5] && row[5] === row[6], "pieces of word 2 masked together");
+    assert.ok(!row[0] && !row[7]);
+    words += (row[1] ? 1 : 0) + (row[3] ? 1 : 0) + (row[4] ? 1 : 0);
+  }
+  const rate = words / (3 * b);
+  assert.ok(rate > 0.11 && rate < 0.19, `word mask rate ${rate}`);
+}));
+
+test("maskRegions: 80% zeroed, 10% another image's feature, 10% kept, invalid regions untouched", () => tidy(() => {
+  const b = 64, n = 36, d = 4;
+  // each image's features are its own index, so a swapped feature is recognisable
+  const feats = arange(b).float().reshape(b, 1, 1).expand(b, n, d).add(1).contiguous();
+  const valid = ones([b, n], { dtype: "bool" });
+  valid.select(1, 0).fill_(0);
+  const { feats: out, mask } = maskRegions(feats, { valid, generator: new Generator(3) });
+  const m = mask.toArray();
+  const o = out.select(2, 0).toArray();
+  const orig = feats.select(2, 0).toArray();
+  let zero = 0, other = 0, kept = 0, total = 0;
+  for (let i = 0; i < b * n; i++) {
+    if (i % n === 0) assert.equal(m[i], 0, "invalid region never masked");
+    if (!m[i]) { assert.equal(o[i], orig[i]); continue; }
+    total++;
+    if (o[i] === 0) zero++;
+    else if (o[i] === orig[i]) kept++;
+    else other++;
+  }
+  assert.ok(total / (b * (n - 1)) > 0.12 && total / (b * (n - 1)) < 0.18);
+  assert.ok(zero / total > 0.74 && zero / total < 0.86, `zero ${zero / total}`);
+  assert.ok(other / total > 0.05 && other / total < 0.15, `other ${other / total}`);
+  assert.ok(kept / total > 0.05 && kept / total < 0.15, `kept ${kept / total}`);
+}));
+
+test("shuffleTriplets: permutes inside consecutive triplets only, about 5% of triplets, never identity", () => tidy(() => {
+  const b = 400, n = 37;
+  const { index, shuffled } = shuffleTriplets(b, n, { offset: 1, generator: new Generator(4) });
+  const idx = index.toArray();
+  const sh = shuffled.toArray();
+  let changedTriplets = 0;
+  for (let i = 0; i < b; i++) {
+    assert.equal(idx[i * n], 0, "the visual [CLS] stays");
+    for (let t = 0; t < 12; t++) {
+      const base = 1 + 3 * t;
+      const trip = [0, 1, 2].map((k) => idx[i * n + base + k]);
+      assert.deepEqual([...trip].sort((x, y) => x - y), [base, base + 1, base + 2], "a permutation of the triplet");
+      const moved = trip.some((v, k) => v !== base + k);
+      if (moved) changedTriplets++;
+      for (let k = 0; k < 3; k++) assert.equal(sh[i * n + base + k], trip[k] !== base + k ? 1 : 0);
+    }
+  }
+  const rate = changedTriplets / (b * 12);
+  assert.ok(rate > 0.035 && rate < 0.065, `triplet shuffle rate ${rate}`);
+}));
+
+test("computeIfrs: squared L2 averaged over shuffled positions", () => tidy(() => {
+  const pred = tensor([[[1, 2], [0, 0], [3, 3]]]);
+  const orig = tensor([[[0, 0], [5, 5], [1, 1]]]);
+  const shuffled = tensor([[true, false, true]]);
+  const { loss } = computeIfrs(pred, orig, shuffled);
+  close(loss.item(), (5 + 8) / 2);
+}));
+
+test("computeMlm: ignores unmasked positions and matches a hand computation", () => tidy(() => {
+  const logits = tensor([[[2, 0, 0], [0, 1, 0]]]);
+  const labels = tensor([[0, -1]], { dtype: "int64" });
+  const { loss, metrics } = computeMlm(logits, labels);
+  close(loss.item(), -Math.log(Math.exp(2) / (Math.exp(2) + 2)));
+  assert.equal(metrics.mlm_acc, 1);
+  assert.equal(metrics.mlm_count, 1);
+}));
+
+test("computeItc: symmetric cross-entropy with temperature, by hand", () => tidy(() => {
+  const img = F.normalize(tensor([[1, 0], [0.6, 0.8]]), 2, -1);
+  const txt = F.normalize(tensor([[0.8, 0.6], [0, 1]]), 2, -1);
+  const scale = tensor([Math.log(10)]);
+  const { loss } = computeItc(img, txt, scale);
+  const s = [[0.8, 0], [0.96, 0.8]].map((r) => r.map((x) => 10 * x));
+  const ce = (row: number[], k: number) => -row[k] + Math.log(row.reduce((a, x) => a + Math.exp(x), 0));
+  const i2t = (ce(s[0], 0) + ce(s[1], 1)) / 2;
+  const t2i = (ce([s[0][0], s[1][0]], 0) + ce([s[0][1], s[1][1]], 1)) / 2;
+  close(loss.item(), (i2t + t2i) / 2, 1e-5);
+}));
+
+test("sampleHardNegatives never picks the positive, and prefers similar items", () => tidy(() => {
+  const b = 8, total = 16, offset = 8;
+  const sim = randn([b, total], { generator: new Generator(5) });
+  // make column offset+i (the positive) and column 0 very similar for every row
+  for (let i = 0; i < b; i++) { sim.select(0, i).select(0, offset + i).fill_(50); sim.select(0, i).select(0, i === 0 ? 1 : 0).fill_(8); }
+  let zeroHits = 0;
+  for (let r = 0; r < 50; r++) {
+    const neg = sampleHardNegatives(sim, offset, new Generator(100 + r)).toArray();
+    neg.forEach((j, i) => { assert.notEqual(j, offset + i); if (j === (i === 0 ? 1 : 0)) zeroHits++; });
+  }
+  assert.ok(zeroHits / (50 * b) > 0.8, "the most similar non-positive column dominates");
+}));
+
+test("computeObjectPrediction: mask vs confidence weighting and the mismatch rule", () => tidy(() => {
+  const obj = tensor([[[5, 0], [0, 5]]]);
+  const labels = tensor([[0, 0]], { dtype: "int64" });
+  const conf = tensor([[0.5, 1]]);
+  const mask = tensor([[false, true]]);
+  const t = { feats: zeros([1, 2, 3]), objLabels: labels, objConf: conf, attrLabels: labels, attrConf: conf, mask };
+  const ce0 = -5 + Math.log(Math.exp(5) + 1), ce1 = Math.log(Math.exp(5) + 1);
+  const byMask = computeObjectPrediction({ obj }, t, { weighting: "mask", scale: 1 });
+  close(byMask.loss.item(), ce1 / 2);
+  const byConf = computeObjectPrediction({ obj }, t, { weighting: "confidence", scale: 1 });
+  close(byConf.loss.item(), (0.5 * ce0 + 1 * ce1) / 2);
+  const mismatched = computeObjectPrediction({ obj }, { ...t, matched: tensor([false]) }, { weighting: "mask" });
+  close(mismatched.loss.item(), 0);
+  assert.equal(byMask.metrics.obj_acc, 0);
+}));
+
+test("computeItm / computeQa / computeTopic / computeMim basic values", () => tidy(() => {
+  const itm = computeItm(tensor([[0, 3], [3, 0]]), tensor([1, 1], { dtype: "int64" }));
+  close(itm.loss.item(), (Math.log(1 + Math.exp(-3)) + Math.log(1 + Math.exp(3))) / 2);
+  assert.equal(itm.metrics.itm_acc, 0.5);
+  const qa = computeQa(tensor([[1, 0], [0, 1]]), tensor([1, 1], { dtype: "int64" }), tensor([true, false]));
+  close(qa.loss.item(), Math.log(1 + Math.E) - 0);
+  assert.equal(qa.metrics.qa_count, 1);
+  const topic = computeTopic(tensor([[10, -10, 10]]), tensor([[1, 0, 0]]));
+  assert.equal(topic.metrics.topic_precision, 0.5);
+  assert.equal(topic.metrics.topic_recall, 1);
+  const patches = tensor([[[1, 2, 3, 4], [2, 2, 2, 2]]]);
+  const mim = computeMim(zeros([1, 2, 4]), patches, tensor([[true, false]]));
+  // target = (x - mean) / sqrt(unbiased var + 1e-6): mean square = biased var / unbiased var = 1.25 / (5/3) = 0.75
+  close(mim.loss.item(), 0.75, 1e-4);
+}));
+
+test("topicLabels is W ∩ L without specials; sampling helpers respect their rules", () => {
+  const t = topicLabels([[101, 5, 6, 7, 102]], [[6, 7, 9, 101]], 12, new Set([101, 102]));
+  assert.deepEqual(t.toArray().map((x, i) => (x ? i : -1)).filter((i) => i >= 0), [6, 7]);
+  const rng = new Rng(7);
+  let neg = 0;
+  for (let r = 0; r < 200; r++) {
+    const { imageIndex, matched } = sampleMismatched(6, rng);
+    imageIndex.forEach((j, i) => { if (!matched[i]) { assert.notEqual(j, i); neg++; } else assert.equal(j, i); });
+  }
+  assert.ok(neg / 1200 > 0.44 && neg / 1200 < 0.56);
+  const hard = sampleHardImages(["a", "b"], (id) => (id === "a" ? ["a", "c"] : []), new Rng(1), 1);
+  assert.deepEqual(hard.imgIds, ["c", "b"]);
+  assert.deepEqual(hard.matched, [false, true]);
+  const a2l = new Map([["yes", 0], ["no", 1]]);
+  assert.equal(sampleAnswer({ yes: 1 }, a2l, new Rng(3)), 0);
+  assert.equal(sampleAnswer({ maybe: 1 }, a2l, new Rng(3)), -1);
+});
