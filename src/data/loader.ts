@@ -1,0 +1,172 @@
+// Batching: a seeded (and rank-sharded) sampler whose position survives resume, host batches of
+// typed arrays built by a "batch builder", and loading ahead of the trainer in worker threads.
+//
+// A batch builder is a module exporting `createBuilder(args) => BatchBuilder`; it runs in the main
+// thread (workers: 0) or in worker threads, which build batches while the trainer computes.
+import { Worker } from "node:worker_threads";
+import { tensor, type Tensor } from "../engine/index.ts";
+import type { DType } from "../engine/dtype.ts";
+
+export interface HostArray {
+  data: Float32Array | Int32Array | BigInt64Array | Uint8Array;
+  shape: number[];
+  dtype: DType;
+}
+/** A batch on the host: named arrays plus plain JSON-able extras (ids, strings). */
+export interface HostBatch {
+  arrays: Record<string, HostArray>;
+  meta: Record<string, unknown>;
+}
+export interface BatchBuilder {
+  readonly length: number;
+  build(indices: number[], step: number): HostBatch | Promise<HostBatch>;
+}
+export interface BuilderSpec {
+  /** Absolute file URL or path of the module exporting createBuilder. */
+  module: string;
+  args: unknown;
+}
+
+/** Host arrays -> tensors (int32 label arrays are widened to int64 where dtype says so). */
+export function toTensors(b: HostBatch): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {};
+  for (const [k, a] of Object.entries(b.arrays)) {
+    out[k] = a.dtype === "bool" ? tensor(a.data as Uint8Array, { shape: a.shape }).bool() : tensor(a.data, { shape: a.shape, dtype: a.dtype });
+  }
+  return out;
+}
+
+/** Deterministic permutation of [0, n) for (seed, epoch), split into rank shards like DistributedSampler. */
+export class Sampler {
+  constructor(
+    readonly n: number,
+    readonly o: { seed: number; shuffle?: boolean; rank?: number; world?: number } = { seed: 0 },
+  ) {
+    if (n <= 0) throw new Error("Sampler: the dataset is empty");
+  }
+  order(epoch: number): number[] {
+    const idx = Array.from({ length: this.n }, (_, i) => i);
+    if (this.o.shuffle ?? true) {
+      let s = (this.o.seed * 1_000_003 + epoch * 7919 + 17) | 0;
+      const rnd = () => {
+        s = (s + 0x6d2b79f5) | 0;
+        let t = Math.imul(s ^ (s >>> 15), s | 1);
+        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+      };
+      for (let i = idx.length - 1; i > 0; i--) {
+        const j = Math.floor(rnd() * (i + 1));
+        [idx[i], idx[j]] = [idx[j], idx[i]];
+      }
+    }
+    const world = this.o.world ?? 1;
+    if (world === 1) return idx;
+    const per = Math.ceil(this.n / world);
+    const padded = idx.concat(idx.slice(0, per * world - this.n));
+    return padded.filter((_, i) => i % world === (this.o.rank ?? 0));
+  }
+}
+
+export interface LoaderPosition {
+  epoch: number;
+  /** Batches already consumed in this epoch. */
+  batch: number;
+}
+
+/**
+ * Yields batches of `batchSize` in the sampler's order, epoch after epoch, starting at a position
+ * (for exact resume). With workers > 0, up to `prefetch` batches are built ahead in worker threads.
+ */
+export class Loader {
+  private workers: Worker[] = [];
+  private local?: BatchBuilder;
+  private pending = new Map<number, Promise<HostBatch>>();
+  private seq = 0;
+  position: LoaderPosition = { epoch: 0, batch: 0 };
+
+  private constructor(
+    readonly spec: BuilderSpec,
+    readonly length: number,
+    readonly o: { batchSize: number; seed: number; shuffle?: boolean; dropLast?: boolean; workers: number; prefetch: number; rank?: number; world?: number },
+  ) {}
+
+  static async create(spec: BuilderSpec, o: { batchSize: number; seed: number; shuffle?: boolean; dropLast?: boolean; workers?: number; prefetch?: number; rank?: number; world?: number }): Promise<Loader> {
+    const mod = await import(spec.module);
+    const local: BatchBuilder = await mod.createBuilder(spec.args);
+    const l = new Loader(spec, local.length, { workers: o.workers ?? 0, prefetch: o.prefetch ?? 2, ...o });
+    l.local = local;
+    for (let i = 0; i < l.o.workers; i++) l.workers.push(l.spawn());
+    return l;
+  }
+
+  private spawn(): Worker {
+    const w = new Worker(new URL("./loader_worker.mjs", import.meta.url), { workerData: this.spec });
+    w.unref();
+    return w;
+  }
+
+  get sampler(): Sampler {
+    return new Sampler(this.length, { seed: this.o.seed, shuffle: this.o.shuffle, rank: this.o.rank, world: this.o.world });
+  }
+
+  batchesPerEpoch(): number {
+    const n = this.sampler.order(0).length;
+    return this.o.dropLast ?? true ? Math.floor(n / this.o.batchSize) : Math.ceil(n / this.o.batchSize);
+  }
+
+  private indicesAt(pos: LoaderPosition, order: number[]): number[] {
+    return order.slice(pos.batch * this.o.batchSize, (pos.batch + 1) * this.o.batchSize);
+  }
+
+  private request(indices: number[], step: number): Promise<HostBatch> {
+    if (this.workers.length === 0) return Promise.resolve(this.local!.build(indices, step));
+    const w = this.workers[this.seq++ % this.workers.length];
+    return new Promise<HostBatch>((resolve, reject) => {
+      const id = this.seq;
+      const onMsg = (m: { id: number; batch?: HostBatch; error?: string }) => {
+        if (m.id !== id) return;
+        w.off("message", onMsg);
+        w.off("error", onErr);
+        if (m.error) reject(new Error(m.error));
+        else resolve(m.batch!);
+      };
+      const onErr = (e: Error) => {
+        w.off("message", onMsg);
+        reject(e);
+      };
+      w.on("message", onMsg);
+      w.on("error", onErr);
+      w.postMessage({ id, indices, step });
+    });
+  }
+
+  /** The next batch; keeps `prefetch` batches in flight ahead of it. */
+  async next(): Promise<HostBatch> {
+    const perEpoch = this.batchesPerEpoch();
+    if (perEpoch === 0) throw new Error(`Loader: dataset of ${this.length} items is smaller than one batch of ${this.o.batchSize}`);
+    const key = (p: LoaderPosition) => p.epoch * perEpoch + p.batch;
+    const ahead = this.workers.length ? this.o.prefetch : 0;
+    let p = { ...this.position };
+    for (let k = 0; k <= ahead; k++) {
+      const kk = key(p);
+      if (!this.pending.has(kk)) this.pending.set(kk, this.request(this.indicesAt(p, this.sampler.order(p.epoch)), kk));
+      p = p.batch + 1 >= perEpoch ? { epoch: p.epoch + 1, batch: 0 } : { epoch: p.epoch, batch: p.batch + 1 };
+    }
+    const k0 = key(this.position);
+    const batch = await this.pending.get(k0)!;
+    this.pending.delete(k0);
+    this.position = this.position.batch + 1 >= perEpoch ? { epoch: this.position.epoch + 1, batch: 0 } : { epoch: this.position.epoch, batch: this.position.batch + 1 };
+    return batch;
+  }
+
+  /** Jump to a position (resume); drops batches built ahead. */
+  seek(pos: LoaderPosition): void {
+    this.position = { ...pos };
+    this.pending.clear();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+    this.workers = [];
+  }
+}
