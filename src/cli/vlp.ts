@@ -1,0 +1,87 @@
+// vlp: the command-line entry point. Each subcommand lives in its own module, loaded on demand.
+import { parseArgs } from "node:util";
+
+const HELP = `vlp — vision-language pre-training on libtorch
+
+usage: vlp <command> [options]
+
+commands:
+  demo                       train a tiny 2-layer transformer on a toy task (engine check)
+  data synth                 write a synthetic scene world in the real dataset formats
+      --images N --seed S --out DIR [--size PX] [--feat-dim D] [--boxes K]
+  info                       libtorch build, threads, BLAS speed
+
+run \`vlp <command> --help\` for a command's options.`;
+
+type Command = (argv: string[]) => Promise<void>;
+
+const commands: Record<string, Command> = {
+  demo: async (argv) => (await import("./demo.ts")).main(argv),
+  info: async () => {
+    const { buildInfo, getNumThreads } = await import("../engine/index.ts");
+    const b = buildInfo();
+    console.log(`libtorch ${b.torchVersion}, CUDA ${b.cuda ? (b.cudaAvailable ? `yes (${b.cudaDeviceCount} devices)` : "compiled, no device") : "no"}, threads ${getNumThreads()}`);
+  },
+  data: async (argv) => {
+    const [sub, ...rest] = argv;
+    if (sub !== "synth") throw new UsageError(`unknown data command "${sub ?? ""}" (expected: synth)`);
+    const { values } = parseArgs({
+      args: rest,
+      options: {
+        images: { type: "string", default: "1000" },
+        seed: { type: "string", default: "0" },
+        out: { type: "string" },
+        size: { type: "string" },
+        "feat-dim": { type: "string" },
+        boxes: { type: "string" },
+      },
+      strict: true,
+    });
+    if (!values.out) throw new UsageError("data synth: --out DIR is required");
+    const { runSynth } = await import("./synth.ts");
+    await runSynth({
+      images: int(values.images!, "--images"),
+      seed: int(values.seed!, "--seed"),
+      out: values.out,
+      size: values.size ? int(values.size, "--size") : undefined,
+      featDim: values["feat-dim"] ? int(values["feat-dim"], "--feat-dim") : undefined,
+      boxes: values.boxes ? int(values.boxes, "--boxes") : undefined,
+    });
+  },
+};
+
+export class UsageError extends Error {}
+
+function int(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag}: expected a non-negative integer, got "${v}"`);
+  return n;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") {
+    console.log(HELP);
+    return 0;
+  }
+  const c = commands[cmd];
+  if (!c) {
+    console.error(`vlp: unknown command "${cmd}"\n\n${HELP}`);
+    return 2;
+  }
+  try {
+    await c(rest);
+    return 0;
+  } catch (e) {
+    const err = e as Error;
+    if (err instanceof UsageError || (err as any).code?.startsWith?.("ERR_PARSE_ARGS")) {
+      console.error(`vlp ${cmd}: ${err.message}`);
+      return 2;
+    }
+    console.error(`vlp ${cmd}: ${err.message}`);
+    if (process.env.VLP_DEBUG) console.error(err.stack);
+    return 1;
+  }
+}
+
+process.exitCode = await run(process.argv.slice(2));

@@ -1,0 +1,311 @@
+// Model weights in safetensors (and PyTorch .pth/.bin in), and crash-safe training checkpoints.
+//
+// saveStateDict writes every name of the state dict. Tied weights (one tensor under several names)
+// are written once per name, like the entries of torch's state_dict() (the safetensors library's
+// save_file refuses shared tensors and save_model keeps one name; we keep all of them, so a reader
+// never needs to know about the ties, and loading copies the same values into the tied tensor).
+//
+// A checkpoint is a directory:
+//   model.safetensors      the model's state dict
+//   optimizer.safetensors  optimizer buffers as "state.<param index>.<buffer>"; groups and steps in metadata
+//   rng.safetensors        RNG states (uint8): "default" (libtorch's CPU generator), "generator.<name>"
+//   trainer.json           step, epoch, schedule, sampler position, recipe, ... and a manifest of the files
+// It is written into "<dir>.tmp-<pid>" (each file fsynced, trainer.json last), then swapped in by
+// rename: an existing <dir> becomes <dir>.old, the new one takes its name, then <dir>.old is
+// deleted. Whenever the process dies, <dir> or <dir>.old is complete; loadCheckpoint and
+// latestCheckpoint fall back to <dir>.old. One process (rank 0) should write a given directory.
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { fromBytes, getRngState, noGrad, setRngState, type Generator, type Tensor } from "./tensor.ts";
+import { Module } from "./nn.ts";
+import type { OptimizerStateDict, ParamState } from "./optim.ts";
+import { readSafetensors, writeSafetensors } from "./serialize/safetensors.ts";
+import { loadPthStateDict, type LoadStateDictOptions } from "./serialize/pth.ts";
+import { writeJsonAtomic } from "./serialize/atomic.ts";
+import type { RawTensor } from "./serialize/raw.ts";
+
+export function toRaw(t: Tensor): RawTensor {
+  return { dtype: t.dtype, shape: t.shape, data: t.bytes() };
+}
+export function fromRaw(r: RawTensor): Tensor {
+  return fromBytes(r.data, r.dtype, r.shape);
+}
+
+type TensorSource = Module | Map<string, Tensor>;
+const entries = (src: TensorSource): Map<string, Tensor> => (src instanceof Module ? src.stateDict() : src);
+
+/** Write a state dict (a module's, or name -> tensor) as safetensors, atomically; metadata gets format "pt". */
+export function saveStateDict(path: string, src: TensorSource, metadata: Record<string, string> = {}): void {
+  const raw = new Map<string, RawTensor>();
+  for (const [name, t] of entries(src)) raw.set(name, toRaw(t));
+  writeSafetensors(path, raw, { format: "pt", ...metadata });
+}
+
+function isSafetensors(path: string): boolean {
+  if (path.endsWith(".safetensors")) return true;
+  const fd = openSync(path, "r");
+  try {
+    const head = new Uint8Array(9);
+    if (readSync(fd, head, 0, 9, 0) < 9) return false;
+    // torch.save writes a zip ("PK\x03\x04") or a pickle stream (0x80 0x02 then a 10-byte magic
+    // number); safetensors starts with a little-endian u64 header length (< 4 GB) and then "{".
+    const zip = head[0] === 0x50 && head[1] === 0x4b && head[2] === 3 && head[3] === 4;
+    return !zip && head[8] === 0x7b && head[4] === 0 && head[5] === 0 && head[6] === 0 && head[7] === 0;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Read weights from .safetensors or a PyTorch checkpoint (.pth/.bin/.pt); the caller owns the tensors. */
+export function loadStateDictFile(path: string, opts: LoadStateDictOptions = {}): Map<string, Tensor> {
+  const raw = isSafetensors(path) ? readSafetensors(path).tensors : loadPthStateDict(path, opts);
+  const out = new Map<string, Tensor>();
+  for (const [name, r] of raw) out.set(name, fromRaw(r));
+  return out;
+}
+
+/** Copy loaded tensors into a module (strict by default) or into a name -> tensor map of the same keys. */
+function loadInto(target: TensorSource, loaded: Map<string, Tensor>, strict: boolean): void {
+  if (target instanceof Module) {
+    target.loadStateDict(loaded, { strict, where: "loadCheckpoint" });
+    return;
+  }
+  const missing = [...target.keys()].filter((k) => !loaded.has(k));
+  if (strict && missing.length) throw new Error(`loadCheckpoint: missing tensors ${missing.slice(0, 20).join(", ")}`);
+  noGrad(() => {
+    for (const [k, t] of target) {
+      const s = loaded.get(k);
+      if (s) t.copy_(s);
+    }
+  });
+}
+
+// ---- optimizer state in safetensors -----------------------------------------------------------------
+
+const OPT_KEY = "vlpkit.optimizer";
+
+function optimizerToRaw(sd: OptimizerStateDict): { tensors: Map<string, RawTensor>; metadata: Record<string, string> } {
+  const tensors = new Map<string, RawTensor>();
+  const steps: Record<string, number> = {};
+  for (const [i, s] of sd.state) {
+    steps[i] = s.step;
+    for (const [name, b] of s.buffers) tensors.set(`state.${i}.${name}`, toRaw(b));
+  }
+  return { tensors, metadata: { [OPT_KEY]: JSON.stringify({ kind: sd.kind, groups: sd.groups, steps }) } };
+}
+
+/** Read an optimizer.safetensors back into a state dict (the caller frees its tensors after loading it). */
+export function readOptimizerState(path: string): OptimizerStateDict {
+  const { tensors, metadata } = readSafetensors(path);
+  if (!metadata[OPT_KEY]) throw new Error(`${path}: no "${OPT_KEY}" metadata (not an optimizer state file)`);
+  const meta = JSON.parse(metadata[OPT_KEY]) as { kind: string; groups: OptimizerStateDict["groups"]; steps: Record<string, number> };
+  const state = new Map<number, ParamState>();
+  for (const [i, step] of Object.entries(meta.steps)) state.set(Number(i), { step, buffers: new Map() });
+  for (const [name, r] of tensors) {
+    const m = /^state\.(\d+)\.(.+)$/.exec(name);
+    const s = m && state.get(Number(m[1]));
+    if (!m || !s) throw new Error(`${path}: unexpected tensor ${JSON.stringify(name)}`);
+    s.buffers.set(m[2], fromRaw(r));
+  }
+  return { kind: meta.kind, groups: meta.groups, state };
+}
+
+// ---- checkpoint directories ------------------------------------------------------------------------
+
+export interface TrainerState {
+  /** Optimizer updates done. */
+  step: number;
+  epoch?: number;
+  /** The schedule's config (schedules are pure functions of step). */
+  schedule?: unknown;
+  /** Data-sampler position (epoch seed, index in the permutation, ...). */
+  sampler?: unknown;
+  recipe?: unknown;
+  [key: string]: unknown;
+}
+
+export interface CheckpointParts {
+  model: TensorSource;
+  optimizer?: { stateDict(): OptimizerStateDict; loadStateDict(sd: OptimizerStateDict): void };
+  /** Named generators whose states are saved and restored (besides libtorch's default one). */
+  generators?: Record<string, Generator>;
+}
+
+interface Manifest {
+  format: "vlpkit-checkpoint";
+  version: 1;
+  files: Record<string, number>;
+  trainer: TrainerState;
+}
+
+const MANIFEST = "trainer.json";
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } catch (e) {
+    if (!["EINVAL", "ENOTSUP", "EPERM"].includes((e as NodeJS.ErrnoException).code ?? "")) throw e;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Remove "<dir>.tmp-<pid>" folders left by dead writers (and our own). */
+function removeStaleTemps(dir: string): void {
+  const parent = dirname(dir);
+  const prefix = `${basename(dir)}.tmp-`;
+  if (!existsSync(parent)) return;
+  for (const name of readdirSync(parent)) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length));
+    if (pid === process.pid || !Number.isInteger(pid) || !pidAlive(pid)) rmSync(join(parent, name), { recursive: true, force: true });
+  }
+}
+
+/**
+ * Write model, optimizer, RNG states and trainer state as one checkpoint directory, atomically.
+ * `onStage` is called after each file and each rename ("model.safetensors", ..., "trainer.json",
+ * "synced", "moved-old", "installed", "done").
+ */
+export function saveCheckpoint(dir: string, trainer: TrainerState, parts: CheckpointParts, opts: { onStage?: (stage: string) => void } = {}): void {
+  const stage = opts.onStage ?? (() => {});
+  mkdirSync(dirname(dir), { recursive: true });
+  removeStaleTemps(dir);
+  const tmp = `${dir}.tmp-${process.pid}`;
+  mkdirSync(tmp);
+  const files: Record<string, number> = {};
+  const put = (name: string, tensors: Map<string, RawTensor>, metadata?: Record<string, string>) => {
+    writeSafetensors(join(tmp, name), tensors, metadata);
+    files[name] = statSync(join(tmp, name)).size;
+    stage(name);
+  };
+
+  const model = new Map<string, RawTensor>();
+  for (const [name, t] of entries(parts.model)) model.set(name, toRaw(t));
+  put("model.safetensors", model, { format: "pt" });
+  if (parts.optimizer) {
+    const { tensors, metadata } = optimizerToRaw(parts.optimizer.stateDict());
+    put("optimizer.safetensors", tensors, metadata);
+  }
+  const rng = new Map<string, RawTensor>();
+  const state = getRngState();
+  rng.set("default", toRaw(state));
+  state.dispose();
+  for (const [name, g] of Object.entries(parts.generators ?? {})) {
+    const s = g.getState();
+    rng.set(`generator.${name}`, toRaw(s));
+    s.dispose();
+  }
+  put("rng.safetensors", rng);
+  const manifest: Manifest = { format: "vlpkit-checkpoint", version: 1, files, trainer };
+  writeJsonAtomic(join(tmp, MANIFEST), manifest);
+  stage(MANIFEST);
+  fsyncDir(tmp);
+  stage("synced");
+
+  const old = `${dir}.old`;
+  if (existsSync(dir)) {
+    rmSync(old, { recursive: true, force: true });
+    renameSync(dir, old);
+    stage("moved-old");
+  }
+  renameSync(tmp, dir);
+  fsyncDir(dirname(dir));
+  stage("installed");
+  rmSync(old, { recursive: true, force: true });
+  fsyncDir(dirname(dir));
+  stage("done");
+}
+
+function readManifest(dir: string): Manifest | null {
+  try {
+    const m = JSON.parse(readFileSync(join(dir, MANIFEST), "utf8")) as Manifest;
+    if (m.format !== "vlpkit-checkpoint" || typeof m.files !== "object" || typeof m.trainer?.step !== "number") return null;
+    for (const [name, size] of Object.entries(m.files)) if (statSync(join(dir, name)).size !== size) return null;
+    return m;
+  } catch {
+    return null;
+  }
+}
+
+/** True if `dir` holds a complete checkpoint (its manifest parses and every file has its recorded size). */
+export function isCompleteCheckpoint(dir: string): boolean {
+  return readManifest(dir) !== null;
+}
+
+/** `dir` if complete, else `<dir>.old` if complete (a save died mid-swap), else null. */
+export function resolveCheckpoint(dir: string): string | null {
+  if (isCompleteCheckpoint(dir)) return dir;
+  if (isCompleteCheckpoint(`${dir}.old`)) return `${dir}.old`;
+  return null;
+}
+
+/** Restore the model, the optimizer and (unless restoreRng is false) the RNG states; returns the trainer state. */
+export function loadCheckpoint(dir: string, parts: CheckpointParts, opts: { restoreRng?: boolean; strict?: boolean } = {}): TrainerState {
+  const at = resolveCheckpoint(dir);
+  if (at === null) throw new Error(`loadCheckpoint: no complete checkpoint at ${dir}`);
+  const manifest = readManifest(at)!;
+  const weights = loadStateDictFile(join(at, "model.safetensors"));
+  try {
+    loadInto(parts.model, weights, opts.strict ?? true);
+  } finally {
+    for (const t of weights.values()) t.dispose();
+  }
+  if (parts.optimizer) {
+    if (!manifest.files["optimizer.safetensors"]) throw new Error(`loadCheckpoint: ${at} has no optimizer state`);
+    const sd = readOptimizerState(join(at, "optimizer.safetensors"));
+    try {
+      parts.optimizer.loadStateDict(sd);
+    } finally {
+      for (const s of sd.state.values()) for (const b of s.buffers.values()) b.dispose();
+    }
+  }
+  if (opts.restoreRng ?? true) {
+    const { tensors } = readSafetensors(join(at, "rng.safetensors"));
+    for (const [name, g] of Object.entries(parts.generators ?? {})) {
+      const r = tensors.get(`generator.${name}`);
+      if (!r) throw new Error(`loadCheckpoint: ${at} has no state for generator ${JSON.stringify(name)}`);
+      const s = fromRaw(r);
+      g.setState(s);
+      s.dispose();
+    }
+    const s = fromRaw(tensors.get("default")!);
+    setRngState(s);
+    s.dispose();
+  }
+  return manifest.trainer;
+}
+
+/** The trainer state of a checkpoint without loading anything else. */
+export function readTrainerState(dir: string): TrainerState {
+  const at = resolveCheckpoint(dir);
+  if (at === null) throw new Error(`readTrainerState: no complete checkpoint at ${dir}`);
+  return readManifest(at)!.trainer;
+}
+
+export const checkpointDir = (runDir: string, step: number): string => join(runDir, `ckpt-${step}`);
+
+/** The complete `ckpt-<step>` (or, after a crash mid-swap, `ckpt-<step>.old`) with the highest step, or null. */
+export function latestCheckpoint(runDir: string): string | null {
+  if (!existsSync(runDir)) return null;
+  const steps = new Set<number>();
+  for (const name of readdirSync(runDir)) {
+    const m = /^ckpt-(\d+)(\.old)?$/.exec(name);
+    if (m) steps.add(Number(m[1]));
+  }
+  for (const step of [...steps].sort((a, b) => b - a)) {
+    const found = resolveCheckpoint(checkpointDir(runDir, step));
+    if (found) return found;
+  }
+  return null;
+}
