@@ -1,0 +1,178 @@
+/**
+ * Region-feature random-access benchmark.
+ *
+ *   node --import tsx bench/data.ts [--images 10000] [--reads 10000] [--keep]
+ *
+ * Writes vlp.regions stores of 1k and N (default 10k) images, 36 boxes x 2048-d,
+ * float16 and float32, plus a 1k-image obj36 TSV for comparison, in a temp dir.
+ * Each store is then read in a fresh child process (so peak RSS is per store):
+ * `--reads` random-order `get`s, timing samples/s and sampling RSS. Files were just
+ * written, so reads are mostly served from the page cache (not controlled: nothing is
+ * dropped or pinned); page-cache pages are not part of the process RSS. The load
+ * average is printed because other processes on the machine change the numbers a lot.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { Obj36Writer } from "../src/data/formats/obj36.ts";
+import {
+  RegionStore, RegionStoreWriter, TsvRegionReader, buildTsvIndex, type FeatureDtype, type RegionSource,
+} from "../src/data/regionstore.ts";
+
+const BOXES = 36;
+const DIM = 2048;
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
+const MB = (b: number) => b / 2 ** 20;
+
+// ---------------------------------------------------------------- child: read one source
+
+interface ReadResult {
+  reads: number;
+  seconds: number;
+  rssOpenMB: number;
+  rssPeakMB: number;
+  maxRssMB: number;
+  checksum: number;
+}
+
+async function childRead(kind: string, file: string, reads: number): Promise<void> {
+  const source: RegionSource = kind === "tsv" ? await TsvRegionReader.open(file) : RegionStore.open(file);
+  const ids = source.ids();
+  const rand = rng(1234);
+  const order = Array.from({ length: reads }, () => ids[Math.floor(rand() * ids.length)]);
+  const rssOpen = process.memoryUsage().rss;
+  let peak = rssOpen;
+  let checksum = 0;
+  const t0 = process.hrtime.bigint();
+  for (let k = 0; k < order.length; k++) {
+    const r = source.get(order[k]);
+    checksum += r.features[k % r.features.length] + r.numBoxes;
+    if ((k & 63) === 0) peak = Math.max(peak, process.memoryUsage().rss);
+  }
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  peak = Math.max(peak, process.memoryUsage().rss);
+  source.close();
+  const out: ReadResult = {
+    reads, seconds, rssOpenMB: MB(rssOpen), rssPeakMB: MB(peak),
+    maxRssMB: process.resourceUsage().maxRSS / 1024, checksum,
+  };
+  process.stdout.write(JSON.stringify(out));
+}
+
+// ---------------------------------------------------------------- parent: generate + report
+
+async function writeStore(file: string, images: number, dtype: FeatureDtype): Promise<number> {
+  const rand = rng(99);
+  const base = Float32Array.from({ length: BOXES * DIM }, () => (rand() < 0.6 ? 0 : rand() * 8)); // ReLU-like
+  const feats = new Float32Array(BOXES * DIM);
+  const boxes = Float32Array.from({ length: BOXES * 4 }, (_, i) => (i % 4 < 2 ? 10 + i : 300 + i));
+  const objects = Int32Array.from({ length: BOXES }, (_, i) => i * 40);
+  const conf = new Float32Array(BOXES).fill(0.5);
+  const w = new RegionStoreWriter(file, { dim: DIM, maxBoxes: BOXES, dtype });
+  const t0 = Date.now();
+  for (let i = 0; i < images; i++) {
+    const shift = (i % 97) * 0.01;
+    for (let j = 0; j < feats.length; j++) feats[j] = base[j] + shift;
+    w.add({
+      imgId: `COCO_train2014_${String(i).padStart(12, "0")}`, imgH: 480, imgW: 640, numBoxes: BOXES,
+      boxes, features: feats, objectsId: objects, objectsConf: conf, attrsId: objects, attrsConf: conf,
+    });
+  }
+  await w.close();
+  return (Date.now() - t0) / 1000;
+}
+
+async function writeTsv(file: string, images: number): Promise<number> {
+  const rand = rng(7);
+  const t0 = Date.now();
+  const w = new Obj36Writer(file);
+  const features = Float32Array.from({ length: BOXES * DIM }, () => (rand() < 0.6 ? 0 : rand() * 8));
+  for (let i = 0; i < images; i++) {
+    w.write({
+      img_id: `COCO_train2014_${String(i).padStart(12, "0")}`, img_h: 480, img_w: 640, num_boxes: BOXES,
+      objects_id: new Int32Array(BOXES), objects_conf: new Float32Array(BOXES), attrs_id: new Int32Array(BOXES),
+      attrs_conf: new Float32Array(BOXES), boxes: new Float32Array(BOXES * 4).fill(1), features,
+    });
+  }
+  await w.close();
+  await buildTsvIndex(file);
+  return (Date.now() - t0) / 1000;
+}
+
+function runChild(kind: string, file: string, reads: number): ReadResult {
+  const self = fileURLToPath(import.meta.url);
+  const out = execFileSync(process.execPath, [...process.execArgv, self, "--child", kind, file, String(reads)], {
+    encoding: "utf8", maxBuffer: 1 << 20,
+  });
+  return JSON.parse(out) as ReadResult;
+}
+
+async function main(): Promise<void> {
+  const images = arg("images", 10000);
+  const reads = arg("reads", 10000);
+  const keep = process.argv.includes("--keep");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vlp-bench-data-"));
+  console.log(`# region store benchmark (${BOXES} boxes x ${DIM}-d, ${reads} random reads per source)`);
+  console.log(`temp dir ${dir}; ${os.cpus().length} CPUs, ${(os.totalmem() / 2 ** 30).toFixed(0)} GB RAM, node ${process.version}`);
+  console.log(`load average at start: ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}\n`);
+
+  const rows: { source: string; images: number; dtype: string; file: string; size: number; write: number; r: ReadResult }[] = [];
+  try {
+    for (const dtype of ["float16", "float32"] as FeatureDtype[]) {
+      for (const n of [1000, images]) {
+        const file = path.join(dir, `regions-${n}-${dtype}.vlp.regions`);
+        process.stderr.write(`writing ${path.basename(file)} ... `);
+        const write = await writeStore(file, n, dtype);
+        const size = fs.statSync(file).size;
+        process.stderr.write(`${MB(size).toFixed(0)} MB in ${write.toFixed(1)} s; reading ... `);
+        const r = runChild("store", file, reads);
+        process.stderr.write("done\n");
+        rows.push({ source: "vlp.regions", images: n, dtype, file, size, write, r });
+      }
+    }
+    const tsv = path.join(dir, "obj36-1000.tsv");
+    process.stderr.write("writing obj36-1000.tsv + index ... ");
+    const write = await writeTsv(tsv, 1000);
+    const size = fs.statSync(tsv).size;
+    process.stderr.write(`${MB(size).toFixed(0)} MB in ${write.toFixed(1)} s; reading ... `);
+    const r = runChild("tsv", tsv, Math.min(reads, 2000));
+    process.stderr.write("done\n\n");
+    rows.push({ source: "obj36 TSV + offset index", images: 1000, dtype: "float32 (base64)", file: tsv, size, write, r });
+  } finally {
+    if (!keep) fs.rmSync(dir, { recursive: true, force: true });
+  }
+
+  console.log("| source | images | features | file MB | write s | reads | samples/s | feature MB/s | RSS after open MB | peak RSS while reading MB | growth MB |");
+  console.log("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+  for (const { source, images: n, dtype, size, write, r } of rows) {
+    const sps = r.reads / r.seconds;
+    const featMBs = (sps * BOXES * DIM * 4) / 2 ** 20;
+    console.log(`| ${source} | ${n} | ${dtype} | ${MB(size).toFixed(0)} | ${write.toFixed(1)} | ${r.reads} | ${sps.toFixed(0)} | ${featMBs.toFixed(0)} | ${r.rssOpenMB.toFixed(0)} | ${r.rssPeakMB.toFixed(0)} | ${(r.rssPeakMB - r.rssOpenMB).toFixed(0)} |`);
+  }
+  for (const dtype of ["float16", "float32"]) {
+    const [small, large] = rows.filter((x) => x.source === "vlp.regions" && x.dtype === dtype);
+    console.log(`\n${dtype}: store ${(large.size / small.size).toFixed(1)}x larger ` +
+      `(${MB(small.size).toFixed(0)} → ${MB(large.size).toFixed(0)} MB), peak RSS ${small.r.rssPeakMB.toFixed(0)} → ${large.r.rssPeakMB.toFixed(0)} MB ` +
+      `(${(large.r.rssPeakMB / small.r.rssPeakMB).toFixed(2)}x)`);
+  }
+  console.log(`\nload average at end: ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
+  console.log("Files were just written (page cache not controlled); peak RSS sampled every 64 reads in a fresh child process per source.");
+}
+
+if (process.argv[2] === "--child") {
+  await childRead(process.argv[3], process.argv[4], Number(process.argv[5]));
+} else {
+  await main();
+}

@@ -1,0 +1,82 @@
+/**
+ * A minimal progress bar for stderr: count/total, rate, ETA. On a TTY it redraws at most
+ * every 100 ms; otherwise it stays quiet until `finish()`, which prints one final line.
+ */
+
+export interface ProgressOptions {
+  label?: string;
+  /** Defaults to process.stderr. */
+  stream?: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  /** Minimum milliseconds between redraws (default 100). */
+  interval?: number;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return "--:--";
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const mmss = `${String(m).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+  return h > 0 ? `${h}:${mmss}` : mmss;
+}
+
+export class ProgressBar {
+  private count = 0;
+  private lastDraw = -Infinity;
+  private readonly start: number;
+  private readonly stream: NonNullable<ProgressOptions["stream"]>;
+  private readonly now: () => number;
+  private readonly interval: number;
+  private readonly label: string;
+  private finished = false;
+  /** Extra text shown after the rate (e.g. the current loss). */
+  status = "";
+
+  constructor(readonly total: number, opts: ProgressOptions = {}) {
+    this.stream = opts.stream ?? process.stderr;
+    this.now = opts.now ?? (() => performance.now());
+    this.interval = opts.interval ?? 100;
+    this.label = opts.label ?? "";
+    this.start = this.now();
+  }
+
+  get done(): number {
+    return this.count;
+  }
+
+  tick(n = 1): void {
+    this.update(this.count + n);
+  }
+
+  update(count: number): void {
+    this.count = count;
+    if (!this.stream.isTTY) return;
+    const t = this.now();
+    if (t - this.lastDraw < this.interval && count < this.total) return;
+    this.lastDraw = t;
+    this.stream.write(`\r${this.line(t)}\x1b[K`);
+  }
+
+  /** Print the final line (and a newline). Idempotent. */
+  finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    const text = this.line(this.now());
+    this.stream.write(this.stream.isTTY ? `\r${text}\x1b[K\n` : `${text}\n`);
+  }
+
+  /** The text of the bar at time t (ms). */
+  line(t: number): string {
+    const elapsed = Math.max(1e-9, (t - this.start) / 1000);
+    const rate = this.count / elapsed;
+    const frac = this.total > 0 ? Math.min(1, this.count / this.total) : 1;
+    const width = 24;
+    const filled = Math.round(frac * width);
+    const bar = "#".repeat(filled) + "-".repeat(width - filled);
+    const eta = this.count >= this.total ? `elapsed ${formatDuration(elapsed)}` : `eta ${formatDuration((this.total - this.count) / rate)}`;
+    const head = this.label ? `${this.label} ` : "";
+    return `${head}[${bar}] ${this.count}/${this.total} ${(frac * 100).toFixed(0)}% ${rate.toFixed(1)}/s ${eta}${this.status ? ` ${this.status}` : ""}`;
+  }
+}
