@@ -1,9 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { tensor, zeros, ones, randn, Generator, tidy, F, arange, full } from "../src/engine/index.ts";
-import { maskTokens, maskRegions, shuffleTriplets, IGNORE } from "../src/objectives/masking.ts";
+import { maskTokens, maskRegions, shuffleTriplets, topicLabels, IGNORE } from "../src/objectives/masking.ts";
 import { computeMlm, computeItc, computeItm, sampleHardNegatives, computeObjectPrediction, computeIfrs, computeTopic, computeQa, computeMim } from "../src/objectives/losses.ts";
-import { Rng, sampleMismatched, sampleHardImages, topicLabels, sampleAnswer } from "../src/objectives/sampling.ts";
+import { Rng, sampleMismatched, sampleHardImages, sampleAnswer } from "../src/objectives/sampling.ts";
 
 const close = (a: number, b: number, tol = 1e-5) => assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${a} != ${b}`);
 

@@ -3,6 +3,7 @@
 namespace vlp {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new AddonData());
   TensorWrap::Init(env, exports);
   GeneratorWrap::Init(env, exports);
   initTensor(env, exports);

@@ -9,11 +9,9 @@
 
 namespace vlp {
 
-Napi::FunctionReference GeneratorWrap::ctor;
-
 Napi::Object GeneratorWrap::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function f = DefineClass(env, "NativeGenerator", {});
-  ctor = Napi::Persistent(f);
+  addonData(env).generatorCtor = Napi::Persistent(f);
   exports.Set("NativeGenerator", f);
   return exports;
 }
@@ -25,7 +23,7 @@ GeneratorWrap::GeneratorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
 }
 
 static at::Generator generatorArg(const Napi::Value& v) {
-  if (v.IsObject() && v.As<Napi::Object>().InstanceOf(GeneratorWrap::ctor.Value())) {
+  if (v.IsObject() && v.As<Napi::Object>().InstanceOf(addonData(v.Env()).generatorCtor.Value())) {
     return GeneratorWrap::Unwrap(v.As<Napi::Object>())->gen;
   }
   return at::detail::getDefaultCPUGenerator();

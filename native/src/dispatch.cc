@@ -9,7 +9,7 @@ namespace vlp {
 using c10::IValue;
 using c10::TypeKind;
 
-static std::vector<c10::OperatorHandle> g_ops;
+static thread_local std::vector<c10::OperatorHandle> g_ops;  // handles are per JS thread, like the TS cache
 
 static int64_t toInt(const Napi::Value& v, const std::string& where) {
   if (v.IsNumber()) return v.As<Napi::Number>().Int64Value();
@@ -113,7 +113,7 @@ static IValue toIValue(const Napi::Value& v, const c10::TypePtr& type, const c10
     case TypeKind::DeviceObjType:
       return IValue(c10::Device(v.ToString().Utf8Value()));
     case TypeKind::GeneratorType: {
-      if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(GeneratorWrap::ctor.Value())) {
+      if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addonData(env).generatorCtor.Value())) {
         throw Napi::TypeError::New(env, where + ": expected a Generator");
       }
       return IValue(GeneratorWrap::Unwrap(v.As<Napi::Object>())->gen);

@@ -1,19 +1,19 @@
 // Tensor handles and the copies between JS buffers and tensors.
 #include "vlp.h"
+#include <atomic>
 #include <cstring>
 
 namespace vlp {
 
-Napi::FunctionReference TensorWrap::ctor;
-static at::Tensor g_pending;     // handed from wrapTensor() to the constructor (single JS thread)
-static int64_t g_live = 0;
+static thread_local at::Tensor g_pending;  // handed from wrapTensor() to the constructor (one per JS thread)
+static std::atomic<int64_t> g_live{0};
 
 Napi::Object TensorWrap::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function f = DefineClass(env, "NativeTensor", {
     InstanceMethod("dispose", &TensorWrap::Dispose),
     InstanceAccessor("disposed", &TensorWrap::IsDisposed, nullptr),
   });
-  ctor = Napi::Persistent(f);
+  addonData(env).tensorCtor = Napi::Persistent(f);
   exports.Set("NativeTensor", f);
   return exports;
 }
@@ -52,11 +52,11 @@ int64_t liveTensorCount() { return g_live; }
 Napi::Value wrapTensor(Napi::Env env, at::Tensor t) {
   if (!t.defined()) return env.Null();
   g_pending = std::move(t);
-  return TensorWrap::ctor.New({});
+  return addonData(env).tensorCtor.New({});
 }
 
 at::Tensor& unwrapTensor(const Napi::Value& v, const char* what) {
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(TensorWrap::ctor.Value())) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addonData(v.Env()).tensorCtor.Value())) {
     throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected a tensor");
   }
   TensorWrap* w = TensorWrap::Unwrap(v.As<Napi::Object>());

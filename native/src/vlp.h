@@ -11,9 +11,16 @@
 namespace vlp {
 
 // A JS-owned handle to an at::Tensor. dispose() frees it at once; the GC finalizer is a backstop.
+// Per-environment data: the addon can be loaded by the main thread and by worker threads at once,
+// each with its own constructors.
+struct AddonData {
+  Napi::FunctionReference tensorCtor;
+  Napi::FunctionReference generatorCtor;
+};
+inline AddonData& addonData(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+
 class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
  public:
-  static Napi::FunctionReference ctor;
   static Napi::Object Init(Napi::Env env, Napi::Object exports);
   explicit TensorWrap(const Napi::CallbackInfo& info);
   ~TensorWrap() override;
@@ -28,7 +35,6 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
 
 class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
  public:
-  static Napi::FunctionReference ctor;
   static Napi::Object Init(Napi::Env env, Napi::Object exports);
   explicit GeneratorWrap(const Napi::CallbackInfo& info);
   at::Generator gen;

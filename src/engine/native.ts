@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import { availableParallelism } from "node:os";
+import { isMainThread } from "node:worker_threads";
 
 export interface NativeTensor {
   dispose(): void;
@@ -56,7 +57,7 @@ function load(): Addon {
   const addon = createRequire(import.meta.url)(addonPath) as Addon;
   // libtorch starts with 1 thread on some machines; default to the cores we have.
   const threads = Number(process.env.VLP_NUM_THREADS ?? 0) || Math.max(1, availableParallelism());
-  addon.setNumThreads(threads);
+  if (isMainThread) addon.setNumThreads(threads); // the thread pool is process-wide: only the main thread sets it
   return addon;
 }
 

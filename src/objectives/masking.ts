@@ -1,6 +1,6 @@
 // Batch preparation shared by the objectives: masked tokens (MLM), masked regions (MRFR/MOC),
 // all drawn from a seeded libtorch Generator so runs are reproducible and resumable.
-import { Tensor, Generator, rand, randint, where, zerosLike, arange, bernoulli, full, tensor } from "../engine/index.ts";
+import { Tensor, Generator, rand, randint, where, zerosLike, arange, bernoulli, full, tensor, zeros } from "../engine/index.ts";
 
 /** Label value for positions that carry no target (LXMERT's convention). */
 export const IGNORE = -1;
@@ -96,4 +96,18 @@ export function shuffleTriplets(b: number, n: number, o: { prob?: number; offset
     index: tensor(index, { dtype: "int64", shape: [b, n] }),
     shuffled: tensor(shuffled, { dtype: "bool", shape: [b, n] }),
   };
+}
+
+/**
+ * MSP's topic labels: the multi-hot over the vocabulary of the token ids present both in the text and
+ * in the detected object labels (topic = W ∩ L). Special tokens are never topics.
+ */
+export function topicLabels(textIds: number[][], labelIds: number[][], vocabSize: number, special: Set<number>): Tensor {
+  const b = textIds.length;
+  const data = new Float32Array(b * vocabSize);
+  for (let i = 0; i < b; i++) {
+    const labels = new Set(labelIds[i]);
+    for (const id of textIds[i]) if (!special.has(id) && labels.has(id)) data[i * vocabSize + id] = 1;
+  }
+  return b === 0 ? zeros([0, vocabSize]) : tensor(data, { shape: [b, vocabSize] });
 }

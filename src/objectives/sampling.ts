@@ -1,6 +1,5 @@
-// Example construction on the data side: mismatched pairs for ITM, MSP's hard samples (ITM_HS),
-// MSP's topic labels (TITP/TITS), and soft-label answer sampling for pre-training QA.
-import { Tensor, tensor, zeros } from "../engine/index.ts";
+// Example construction on the data side: mismatched pairs for ITM, MSP's hard samples (ITM_HS) and
+// soft-label answer sampling for pre-training QA. Plain TypeScript (no engine): it runs in loader workers.
 
 /** A small seeded PRNG for data-side decisions (mulberry32); its state is one integer, saved on checkpoints. */
 export class Rng {
@@ -53,20 +52,6 @@ export function sampleHardImages(imgIds: string[], pool: (imgId: string) => stri
     }
   }
   return { imgIds: out, matched };
-}
-
-/**
- * MSP's topic labels: the multi-hot over the vocabulary of the token ids present both in the text and
- * in the detected object labels (topic = W ∩ L). Special tokens are never topics.
- */
-export function topicLabels(textIds: number[][], labelIds: number[][], vocabSize: number, special: Set<number>): Tensor {
-  const b = textIds.length;
-  const data = new Float32Array(b * vocabSize);
-  for (let i = 0; i < b; i++) {
-    const labels = new Set(labelIds[i]);
-    for (const id of textIds[i]) if (!special.has(id) && labels.has(id)) data[i * vocabSize + id] = 1;
-  }
-  return b === 0 ? zeros([0, vocabSize]) : tensor(data, { shape: [b, vocabSize] });
 }
 
 /** LXMERT's pre-training QA target: one answer drawn with probability proportional to its soft score (-1 if none). */
