@@ -9,6 +9,7 @@ commands:
   demo                       train a tiny 2-layer transformer on a toy task (engine check)
   data synth                 write a synthetic scene world in the real dataset formats
       --images N --seed S --out DIR [--size PX] [--feat-dim D] [--boxes K]
+  pretrain --recipe FILE     pre-train with a recipe (recipes/*.json) [--set k=v] [--out DIR] [--resume DIR]
   info                       libtorch build, threads, BLAS speed
 
 run \`vlp <command> --help\` for a command's options.`;
@@ -17,6 +18,7 @@ type Command = (argv: string[]) => Promise<void>;
 
 const commands: Record<string, Command> = {
   demo: async (argv) => (await import("./demo.ts")).main(argv),
+  pretrain: async (argv) => (await import("./pretrain.ts")).main(argv),
   info: async () => {
     const { buildInfo, getNumThreads } = await import("../engine/index.ts");
     const b = buildInfo();

@@ -1,0 +1,136 @@
+// The region-text batch builder of pre-training (SemVLP and MSP/LXMERT-S): text tokenised to ids,
+// detected regions read by positioned reads, ITM negatives (random or from a hard-negative pool),
+// a QA target and MSP's topic labels. It runs in the loader's worker threads; every random choice
+// comes from a PRNG seeded by (seed, step), so a batch is the same wherever and whenever it is built.
+import { readFileSync } from "node:fs";
+import type { BatchBuilder, HostBatch } from "../data/loader.ts";
+import { TsvRegionReader, RegionStore, type RegionSource, type RegionFeatures } from "../data/regionstore.ts";
+import { readHardNegatives } from "../data/formats/hardneg.ts";
+import { BertTokenizer } from "../text/tokenizer.ts";
+import { Rng, sampleAnswer } from "../objectives/sampling.ts";
+import { readPretrainExamples, type PretrainExample } from "./examples.ts";
+
+export interface RegionTextArgs {
+  examples: { path: string; sources?: string[]; granularity?: string }[];
+  /** obj36 TSV (indexed on first use) or a `.regions` store. */
+  regions: string;
+  maxTextLen: number;
+  maxBoxes: number;
+  seed: number;
+  /** ITM: the share of mismatched pairs and, for MSP's ITM_HS, a hard-negative pool file. */
+  itm?: { prob: number; hardPool?: string };
+  /** ans2label JSON: sample one answer per question for the pre-training QA loss. */
+  answers?: string;
+  /** objects_vocab.txt: detected label id -> word, for MSP's topic labels. */
+  objectVocab?: string;
+}
+
+export async function openRegions(path: string): Promise<RegionSource> {
+  return path.endsWith(".tsv") ? TsvRegionReader.open(path) : RegionStore.open(path);
+}
+
+export const stepRng = (seed: number, step: number, salt = 0): Rng => new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ salt) | 0);
+
+export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
+  const examples: PretrainExample[] = a.examples.flatMap((e) => readPretrainExamples(e.path, e));
+  const regions = await openRegions(a.regions);
+  const known = new Set(regions.ids());
+  const missing = examples.find((e) => !known.has(e.imgId));
+  if (missing) throw new Error(`${a.regions}: no regions for img_id ${missing.imgId} (used by ${a.examples.map((e) => e.path).join(", ")})`);
+  const tok = BertTokenizer.load();
+  const imgIds = [...new Set(examples.map((e) => e.imgId))];
+  const ans2label: Map<string, number> | undefined = a.answers ? new Map(Object.entries(JSON.parse(readFileSync(a.answers, "utf8")) as Record<string, number>)) : undefined;
+  let hardPool: Map<string, string[]> | undefined;
+  if (a.itm?.hardPool) {
+    const hn = readHardNegatives(a.itm.hardPool);
+    hardPool = new Map(hn.train_image_list.map((id, i) => [String(id), hn.train_hard_pool[i].map((j) => String(hn.train_image_list[j])).filter((h) => known.has(h))]));
+  }
+  const labelWordIds: number[][] | undefined = a.objectVocab
+    ? readFileSync(a.objectVocab, "utf8").split("\n").filter((l) => l.trim()).map((w) => tok.convertTokensToIds(tok.tokenize(w.split(",")[0])))
+    : undefined;
+
+  return {
+    length: examples.length,
+    build(indices: number[], step: number): HostBatch {
+      const rng = stepRng(a.seed, step);
+      const b = indices.length;
+      const L = a.maxTextLen;
+      const N = a.maxBoxes;
+      const exs = indices.map((i) => examples[i]);
+      // ITM: which image each text is paired with
+      const useImg: string[] = [];
+      const matched = new Uint8Array(b);
+      exs.forEach((e, k) => {
+        let img = e.imgId;
+        if (a.itm && rng.next() < a.itm.prob) {
+          const pool = hardPool?.get(e.imgId) ?? [];
+          if (hardPool && pool.length > 0) img = pool[rng.int(pool.length)];
+          else if (!hardPool && imgIds.length > 1) {
+            do img = imgIds[rng.int(imgIds.length)];
+            while (img === e.imgId);
+          }
+        }
+        useImg.push(img);
+        matched[k] = img === e.imgId ? 1 : 0;
+      });
+      const regs: RegionFeatures[] = useImg.map((id) => regions.get(id));
+      const D = regs[0].dim;
+      const ids = new BigInt64Array(b * L), mask = new BigInt64Array(b * L), wordPos = new BigInt64Array(b * L), wordIds = new BigInt64Array(b * L);
+      const feats = new Float32Array(b * N * D), boxes = new Float32Array(b * N * 4);
+      const objL = new BigInt64Array(b * N).fill(-1n), attrL = new BigInt64Array(b * N).fill(-1n);
+      const objC = new Float32Array(b * N), attrC = new Float32Array(b * N), valid = new Uint8Array(b * N);
+      const qa = new BigInt64Array(b).fill(-1n);
+      const topicRows: number[][] = [];
+      exs.forEach((e, k) => {
+        const enc = tok.encode(e.text, undefined, { maxLength: L, padding: true });
+        for (let j = 0; j < L; j++) {
+          ids[k * L + j] = BigInt(enc.inputIds[j]);
+          mask[k * L + j] = BigInt(enc.attentionMask[j]);
+          wordPos[k * L + j] = BigInt(enc.wordPositionIds[j]);
+          wordIds[k * L + j] = BigInt(enc.wordIds[j]);
+        }
+        const r = regs[k];
+        if (r.dim !== D) throw new Error(`${a.regions}: img_id ${r.imgId} has ${r.dim}-d features, the batch has ${D}-d`);
+        const n = Math.min(r.numBoxes, N);
+        feats.set(r.features.subarray(0, n * D), k * N * D);
+        boxes.set(r.normBoxes.subarray(0, n * 4), k * N * 4);
+        for (let j = 0; j < n; j++) {
+          valid[k * N + j] = 1;
+          objL[k * N + j] = BigInt(r.objectsId[j]);
+          objC[k * N + j] = r.objectsConf[j];
+          attrL[k * N + j] = BigInt(r.attrsId[j]);
+          attrC[k * N + j] = r.attrsConf[j];
+        }
+        if (ans2label && matched[k]) qa[k] = BigInt(sampleAnswer(e.label, ans2label, rng));
+        if (labelWordIds) {
+          const labelIds = new Set<number>();
+          for (let j = 0; j < n; j++) for (const t of labelWordIds[r.objectsId[j]] ?? []) labelIds.add(t);
+          topicRows.push([...new Set(enc.inputIds.filter((t) => t > tok.maskId && labelIds.has(t)))]);
+        }
+      });
+      const arrays: HostBatch["arrays"] = {
+        input_ids: { data: ids, shape: [b, L], dtype: "int64" },
+        attention_mask: { data: mask, shape: [b, L], dtype: "int64" },
+        word_position_ids: { data: wordPos, shape: [b, L], dtype: "int64" },
+        word_ids: { data: wordIds, shape: [b, L], dtype: "int64" },
+        feats: { data: feats, shape: [b, N, D], dtype: "float32" },
+        boxes: { data: boxes, shape: [b, N, 4], dtype: "float32" },
+        obj_labels: { data: objL, shape: [b, N], dtype: "int64" },
+        obj_conf: { data: objC, shape: [b, N], dtype: "float32" },
+        attr_labels: { data: attrL, shape: [b, N], dtype: "int64" },
+        attr_conf: { data: attrC, shape: [b, N], dtype: "float32" },
+        region_valid: { data: valid, shape: [b, N], dtype: "bool" },
+        matched: { data: matched, shape: [b], dtype: "bool" },
+        qa_target: { data: qa, shape: [b], dtype: "int64" },
+      };
+      if (labelWordIds) {
+        // sparse topic ids, padded with -1 (the multi-hot over 30,522 words is built on the trainer's side)
+        const K = Math.max(1, ...topicRows.map((r) => r.length));
+        const t = new BigInt64Array(b * K).fill(-1n);
+        topicRows.forEach((row, k) => row.forEach((id, j) => (t[k * K + j] = BigInt(id))));
+        arrays.topic_ids = { data: t, shape: [b, K], dtype: "int64" };
+      }
+      return { arrays, meta: { imgIds: useImg, sources: exs.map((e) => e.source) } };
+    },
+  };
+}

@@ -1,0 +1,67 @@
+// Pieces the region-text strategies share: where the world's files are, the builder spec, MLM and
+// region masking of a batch, and weighted sums of losses.
+import { join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { Tensor, tensor, zeros, type Generator } from "../engine/index.ts";
+import { maskTokens, maskRegions, IGNORE } from "../objectives/masking.ts";
+import { where } from "../engine/index.ts";
+import type { BuilderSpec } from "../data/loader.ts";
+import type { RegionTextArgs } from "./builder.ts";
+import type { LossOut } from "../objectives/losses.ts";
+
+export const BUILDER_MODULE = new URL("./builder.ts", import.meta.url).href;
+
+export function worldFile(world: string, rel: string): string {
+  const p = join(world, rel);
+  if (!existsSync(p)) throw new Error(`${p}: not found (is ${world} a world written by \`vlp data synth\`?)`);
+  return p;
+}
+
+export function regionTextSpec(args: RegionTextArgs): BuilderSpec {
+  return { module: BUILDER_MODULE, args };
+}
+
+export function answerCount(path: string): number {
+  return Object.keys(JSON.parse(readFileSync(path, "utf8"))).length;
+}
+
+const SPECIAL = [0, 101, 102];
+
+/** MLM inputs of a batch: [MASK]/random/kept per BERT; no targets on mismatched pairs when `matched` is given. */
+export function maskText(batch: Record<string, Tensor>, g: Generator, o: { wholeWord?: boolean; matched?: Tensor } = {}): { inputIds: Tensor; labels: Tensor } {
+  const ids = batch.input_ids;
+  let special = ids.eq(SPECIAL[0]);
+  for (const s of SPECIAL.slice(1)) special = special.logicalOr(ids.eq(s));
+  const m = maskTokens(ids, { vocabSize: 30522, maskId: 103, special, wordIds: o.wholeWord ? batch.word_ids : undefined, generator: g });
+  const labels = o.matched ? where(o.matched.unsqueeze(1), m.labels, IGNORE) : m.labels;
+  return { inputIds: m.inputIds, labels };
+}
+
+export function maskVisual(batch: Record<string, Tensor>, g: Generator): { feats: Tensor; mask: Tensor } {
+  return maskRegions(batch.feats, { valid: batch.region_valid, generator: g });
+}
+
+/** The multi-hot topic targets [B, V] from the builder's padded topic ids. */
+export function topicTargets(topicIds: Tensor, vocab = 30522): Tensor {
+  const b = topicIds.size(0);
+  const valid = topicIds.ge(0);
+  const out = zeros([b, vocab + 1]);
+  // padding (-1) scatters into an extra column that is dropped
+  const idx = where(valid, topicIds, vocab);
+  return out.scatter(1, idx, 1).slice(1, 0, vocab);
+}
+
+/** Σ w_k · loss_k over the losses present; metrics merged. */
+export function weighted(parts: Record<string, LossOut | undefined>, weights: Record<string, number>): { loss: Tensor; metrics: Record<string, number> } {
+  let total: Tensor | null = null;
+  const metrics: Record<string, number> = {};
+  for (const [k, part] of Object.entries(parts)) {
+    if (!part) continue;
+    const w = weights[k] ?? 1;
+    Object.assign(metrics, part.metrics);
+    if (w === 0) continue;
+    const l = part.loss.mul(w);
+    total = total ? total.add(l) : l;
+  }
+  return { loss: total ?? tensor([0]), metrics };
+}

@@ -1,0 +1,58 @@
+// Pre-training examples (image id + text + optional QA label) read from the datasets' own files:
+// LXMERT's pre-training JSON ({img_id, sentf: {source: [sents]}, labelf: {source: [{ans: score}]}})
+// and the MSP per-granularity lists ({img_id, sents: [...]}) written by the synthetic world.
+import { readFileSync, existsSync } from "node:fs";
+
+export interface PretrainExample {
+  imgId: string;
+  text: string;
+  /** Source of the sentence ("mscoco", "vqa", "token", "phrase", ...). */
+  source: string;
+  /** Soft answer scores when the sentence is a question with a label. */
+  label?: Record<string, number>;
+}
+
+function readJson(path: string): unknown {
+  if (!existsSync(path)) throw new Error(`${path}: file not found`);
+  try {
+    return JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new Error(`${path}: invalid JSON (${(e as Error).message})`);
+  }
+}
+
+/**
+ * Examples of one file. `sources` keeps only those sentence sources (e.g. ["mscoco"] for captions
+ * only, or ["mscoco", "vqa", "gqa"] for LXMERT's captions + QA); MSP lists are sourced by `granularity`.
+ */
+export function readPretrainExamples(path: string, o: { sources?: string[]; granularity?: string } = {}): PretrainExample[] {
+  const data = readJson(path);
+  if (!Array.isArray(data)) throw new Error(`${path}: expected a JSON list of records`);
+  const out: PretrainExample[] = [];
+  data.forEach((rec: any, i: number) => {
+    const where = `${path}: record ${i}${rec?.img_id ? ` (img_id ${rec.img_id})` : ""}`;
+    if (typeof rec?.img_id !== "string") throw new Error(`${where}: missing string field "img_id"`);
+    if (Array.isArray(rec.sents)) {
+      for (const s of rec.sents) {
+        if (typeof s !== "string") throw new Error(`${where}: "sents" must hold strings`);
+        out.push({ imgId: rec.img_id, text: s, source: o.granularity ?? "text" });
+      }
+      return;
+    }
+    if (typeof rec.sentf !== "object" || rec.sentf === null) throw new Error(`${where}: missing "sentf" (or "sents")`);
+    for (const [source, sents] of Object.entries(rec.sentf as Record<string, unknown>)) {
+      if (o.sources && !o.sources.includes(source)) continue;
+      if (!Array.isArray(sents)) throw new Error(`${where}: sentf.${source} must be a list`);
+      const labels = rec.labelf?.[source] as unknown[] | undefined;
+      if (labels !== undefined && (!Array.isArray(labels) || labels.length !== sents.length)) {
+        throw new Error(`${where}: labelf.${source} must be a list as long as sentf.${source}`);
+      }
+      sents.forEach((s, k) => {
+        if (typeof s !== "string") throw new Error(`${where}: sentf.${source}[${k}] is not a string`);
+        out.push({ imgId: rec.img_id, text: s, source, label: labels ? (labels[k] as Record<string, number>) : undefined });
+      });
+    }
+  });
+  if (out.length === 0) throw new Error(`${path}: no examples${o.sources ? ` for sources ${o.sources.join(", ")}` : ""}`);
+  return out;
+}

@@ -1,0 +1,123 @@
+// MSP pre-training of LXMERT-S (paper section 3): stages token -> phrase -> sentence, each a
+// pre-training run of its own (data, epochs, batch size) starting from the previous one.
+//   token:    text = the detected labels in order; IFRS + MLM + MRFR + MOC
+//   phrase:   text = region phrases joined by commas; TITP + MLM + MRFR + MOC
+//   sentence: text = captions; TITS + ITM with hard samples (ITM_HS) + MLM + MRFR + MOC
+// Any order is allowed ("S", "T->S", "S->P->T", ...), and `joint` trains one stage that samples a
+// granularity per batch (T+P+S of the paper's Table 4).
+import { LxmertForPreTraining, lxmertConfig, type LxmertPreset, type LxmertConfig, type LxmertInputs } from "../models/lxmert.ts";
+import { IFRSHead } from "../models/heads.ts";
+import { initBertWeights } from "../models/bert.ts";
+import { computeMlm, computeObjectPrediction, computeItm, computeIfrs, computeTopic } from "../objectives/losses.ts";
+import { shuffleTriplets } from "../objectives/masking.ts";
+import type { Recipe } from "./recipe.ts";
+import type { Source, Stage, StepContext } from "./trainer.ts";
+import type { Tensor } from "../engine/index.ts";
+import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets } from "./common.ts";
+
+/**
+ * LXMERT-S with its pre-training heads plus the IFRS feature-reconstruction head (`ifrs_head`, which
+ * the official fine-tuning code never had); every other name is the official one (`bert.*`, `cls.*`).
+ */
+export class LxmertSForMSP extends LxmertForPreTraining {
+  readonly ifrs_head: IFRSHead;
+  constructor(config: LxmertConfig) {
+    super(config);
+    this.ifrs_head = this.module("ifrs_head", new IFRSHead(config));
+    initBertWeights(this.ifrs_head, config.initializerRange);
+  }
+}
+
+export type Granularity = "token" | "phrase" | "sentence";
+const GRANULARITIES: Granularity[] = ["token", "phrase", "sentence"];
+const ALIASES: Record<string, Granularity> = { t: "token", p: "phrase", s: "sentence", token: "token", phrase: "phrase", sentence: "sentence" };
+
+/** The paper's section 4.4: token 10 epochs at batch 64, phrase and sentence 20 epochs at batch 128. */
+export const MSP_PAPER_STAGES: Record<Granularity, { epochs: number; batchSize: number }> = {
+  token: { epochs: 10, batchSize: 64 },
+  phrase: { epochs: 20, batchSize: 128 },
+  sentence: { epochs: 20, batchSize: 128 },
+};
+
+export const MSP_LOSSES: Record<Granularity, Record<string, number>> = {
+  token: { ifrs: 1, mlm: 1, obj: 1 },
+  phrase: { titp: 1, mlm: 1, obj: 1 },
+  sentence: { tits: 1, itm: 1, mlm: 1, obj: 1 },
+};
+
+export function parseOrder(order: string[]): Granularity[] {
+  return order.map((o) => {
+    const g = ALIASES[o.toLowerCase()];
+    if (!g) throw new Error(`recipe.msp.order: unknown stage "${o}" (expected token, phrase or sentence)`);
+    return g;
+  });
+}
+
+export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
+  const m = { order: ["token", "phrase", "sentence"], joint: false, stages: {}, visualWeighting: "mask" as const, ...(r.msp ?? {}) };
+  const order = parseOrder(m.order);
+  const w = r.data.world;
+  const config = lxmertConfig(r.model.preset as LxmertPreset, { taskQa: false, topicHead: true, ...(r.model.overrides ?? {}) } as Partial<LxmertConfig>);
+  const model = new LxmertSForMSP(config);
+  const regions = r.data.regions ?? worldFile(w, "features/obj36.tsv");
+  const objectVocab = worldFile(w, "vocab/objects_vocab.txt");
+
+  const source = (g: Granularity): Source => {
+    const st = (m.stages as Record<string, { batchSize?: number; losses?: Record<string, number> }>)[g] ?? {};
+    const losses = { ...MSP_LOSSES[g], ...(st.losses ?? {}) };
+    return {
+      name: g,
+      batchSize: st.batchSize ?? r.train.batchSize,
+      data: regionTextSpec({
+        examples: [{ path: worldFile(w, `msp/${g}_train.json`), granularity: g }],
+        regions,
+        maxTextLen: g === "token" ? 40 : 20,
+        maxBoxes: 36,
+        seed: r.train.seed,
+        itm: g === "sentence" ? { prob: 0.5, hardPool: worldFile(w, "hardneg/hard_negative.json") } : undefined,
+        objectVocab: g === "token" ? undefined : objectVocab,
+      }),
+      step: (batch, _meta, ctx) => mspStep(model, g, losses, m.visualWeighting, batch, ctx),
+    };
+  };
+
+  const stageOf = (g: Granularity): Stage => {
+    const st = (m.stages as Record<string, { epochs?: number; steps?: number; lr?: number }>)[g] ?? {};
+    return { name: g, sources: [source(g)], lr: st.lr ?? r.train.lr, warmup: r.train.warmup, epochs: st.epochs ?? r.train.epochs, steps: st.steps ?? r.train.steps, weightDecay: r.train.weightDecay };
+  };
+  if (m.joint) {
+    const srcs = order.map(source);
+    return { model, stages: [{ name: "joint", sources: srcs, lr: r.train.lr, warmup: r.train.warmup, epochs: r.train.epochs, steps: r.train.steps, weightDecay: r.train.weightDecay }] };
+  }
+  return { model, stages: order.map(stageOf) };
+}
+
+function mspStep(model: LxmertSForMSP, g: Granularity, losses: Record<string, number>, weighting: "mask" | "confidence" | "mask*confidence", batch: Record<string, Tensor>, ctx: StepContext) {
+  const [b, n] = batch.feats.shape;
+  // IFRS (token stage): shuffle feature triplets (boxes stay); shuffled regions are not also masked
+  let feats = batch.feats;
+  let shuffled: Tensor | null = null;
+  if (g === "token") {
+    const sh = shuffleTriplets(b, n, { prob: 0.05, generator: ctx.generator });
+    feats = feats.gather(1, sh.index.unsqueeze(2).expand(b, n, feats.size(2)));
+    shuffled = sh.shuffled;
+  }
+  const vis = maskVisual({ ...batch, feats, region_valid: shuffled ? batch.region_valid.logicalAnd(shuffled.logicalNot()) : batch.region_valid }, ctx.generator);
+  const text = maskText(batch, ctx.generator, { wholeWord: false });
+  const inputs: LxmertInputs = { inputIds: text.inputIds, attentionMask: batch.attention_mask, positionIds: batch.word_position_ids, visualFeats: vis.feats, visualPos: batch.boxes, visualAttentionMask: batch.region_valid };
+  const out = model.forward(inputs);
+  const matched = g === "sentence" ? batch.matched : undefined;
+  const parts = {
+    mlm: computeMlm(out.lmLogits, text.labels),
+    obj: out.visualLogits
+      ? computeObjectPrediction(out.visualLogits, { feats: batch.feats, objLabels: batch.obj_labels, objConf: batch.obj_conf, attrLabels: batch.attr_labels, attrConf: batch.attr_conf, mask: vis.mask }, { weighting })
+      : undefined,
+    ifrs: shuffled ? computeIfrs(model.ifrs_head.forward(out.regionOutput), batch.feats, shuffled) : undefined,
+    titp: g === "phrase" && out.topicLogits ? computeTopic(out.topicLogits, topicTargets(batch.topic_ids), "titp") : undefined,
+    tits: g === "sentence" && out.topicLogits ? computeTopic(out.topicLogits, topicTargets(batch.topic_ids), "tits") : undefined,
+    itm: matched ? computeItm(out.matchLogits, matched.long()) : undefined,
+  };
+  return { ...weighted(parts, losses), tag: g };
+}
+
+export { GRANULARITIES };

@@ -1,0 +1,113 @@
+// Recipes: JSON files that describe a pre-training run (method, model preset, data, schedule,
+// strategy settings). Unknown keys and wrong types are rejected naming the offending key.
+import { readFileSync, existsSync } from "node:fs";
+import { resolve } from "node:path";
+
+export interface TrainSection {
+  seed: number;
+  batchSize: number;
+  lr: number;
+  /** Warmup as a fraction of each stage's steps. */
+  warmup: number;
+  epochs?: number;
+  steps?: number;
+  clip: number;
+  accumulate: number;
+  checkpointEvery: number;
+  workers: number;
+  weightDecay: number;
+}
+
+export interface Recipe {
+  method: "semvlp" | "msp" | "vlmo";
+  description?: string;
+  model: { preset: string; overrides?: Record<string, unknown> };
+  /** The synthetic world (or a folder laid out like it) that holds the data files. */
+  data: { world: string; regions?: string };
+  train: TrainSection;
+  semvlp?: { singleRatio: number; losses: Record<string, number>; visualWeighting: "mask" | "confidence" | "mask*confidence"; qa: boolean };
+  msp?: { order: string[]; joint: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number; losses?: Record<string, number> }>; visualWeighting: "mask" | "confidence" | "mask*confidence" };
+  vlmo?: Record<string, unknown>;
+}
+
+const TRAIN_DEFAULTS: TrainSection = { seed: 0, batchSize: 32, lr: 1e-4, warmup: 0.05, clip: 1, accumulate: 1, checkpointEvery: 0, workers: 1, weightDecay: 0.01 };
+
+type Shape = "number" | "string" | "boolean" | "object" | "string[]" | "any";
+const SCHEMA: Record<string, Record<string, Shape>> = {
+  "": { method: "string", description: "string", model: "object", data: "object", train: "object", semvlp: "object", msp: "object", vlmo: "object", $schema: "string" },
+  model: { preset: "string", overrides: "object" },
+  data: { world: "string", regions: "string" },
+  train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", workers: "number", weightDecay: "number" },
+  semvlp: { singleRatio: "number", losses: "object", visualWeighting: "string", qa: "boolean" },
+  msp: { order: "string[]", joint: "boolean", stages: "object", visualWeighting: "string" },
+  vlmo: { stages: "object", itmHardNegatives: "boolean", mlmWeight: "number", standard: "boolean", order: "string[]" },
+};
+
+function typeOk(v: unknown, s: Shape): boolean {
+  if (s === "any") return true;
+  if (s === "string[]") return Array.isArray(v) && v.every((x) => typeof x === "string");
+  if (s === "object") return typeof v === "object" && v !== null && !Array.isArray(v);
+  return typeof v === s;
+}
+
+/** Check a recipe object; throws naming the first offending key (e.g. `recipe.train.lr: expected a number`). */
+export function validateRecipe(r: unknown, where = "recipe"): Recipe {
+  if (typeof r !== "object" || r === null) throw new Error(`${where}: expected a JSON object`);
+  for (const [section, fields] of Object.entries(SCHEMA)) {
+    const obj = section === "" ? r : (r as Record<string, unknown>)[section];
+    if (obj === undefined) continue;
+    for (const [k, v] of Object.entries(obj as Record<string, unknown>)) {
+      const key = section ? `${where}.${section}.${k}` : `${where}.${k}`;
+      if (!(k in fields)) throw new Error(`${key}: unknown key (allowed: ${Object.keys(fields).join(", ")})`);
+      if (!typeOk(v, fields[k])) throw new Error(`${key}: expected ${fields[k] === "string[]" ? "a list of strings" : `a ${fields[k]}`}, got ${JSON.stringify(v)}`);
+    }
+  }
+  const rec = r as Recipe;
+  if (!["semvlp", "msp", "vlmo"].includes(rec.method)) throw new Error(`${where}.method: expected "semvlp", "msp" or "vlmo", got ${JSON.stringify(rec.method)}`);
+  if (!rec.model?.preset) throw new Error(`${where}.model.preset: required`);
+  if (!rec.data?.world) throw new Error(`${where}.data.world: required`);
+  rec.train = { ...TRAIN_DEFAULTS, ...(rec.train ?? {}) };
+  const t = rec.train;
+  for (const k of ["batchSize", "accumulate"] as const) if (!Number.isInteger(t[k]) || t[k] < 1) throw new Error(`${where}.train.${k}: expected a positive integer, got ${t[k]}`);
+  if (!(t.lr > 0)) throw new Error(`${where}.train.lr: expected a positive number, got ${t.lr}`);
+  if (t.warmup < 0 || t.warmup > 1) throw new Error(`${where}.train.warmup: a fraction in [0, 1], got ${t.warmup}`);
+  return rec;
+}
+
+/** Apply `--set a.b.c=value` overrides (value parsed as JSON when it parses, else a string). */
+export function applySets(r: Record<string, unknown>, sets: string[]): void {
+  for (const s of sets) {
+    const eq = s.indexOf("=");
+    if (eq <= 0) throw new Error(`--set ${s}: expected key=value`);
+    const path = s.slice(0, eq).split(".");
+    const raw = s.slice(eq + 1);
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      value = raw;
+    }
+    let o = r;
+    for (const p of path.slice(0, -1)) {
+      if (o[p] === undefined) o[p] = {};
+      if (typeof o[p] !== "object" || o[p] === null) throw new Error(`--set ${s}: ${p} is not an object`);
+      o = o[p] as Record<string, unknown>;
+    }
+    o[path[path.length - 1]] = value;
+  }
+}
+
+/** Read a recipe file; relative data paths are resolved against the current directory. */
+export function loadRecipe(path: string, sets: string[] = []): Recipe {
+  if (!existsSync(path)) throw new Error(`${path}: recipe not found`);
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new Error(`${path}: invalid JSON (${(e as Error).message})`);
+  }
+  applySets(raw, sets);
+  const r = validateRecipe(raw, path);
+  r.data.world = resolve(r.data.world);
+  return r;
+}

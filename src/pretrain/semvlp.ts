@@ -1,0 +1,62 @@
+// SemVLP pre-training (paper section 3): one shared transformer, each mini-batch trained in
+// single-stream mode (regions + words concatenated; low-level alignment) or two-stream mode
+// (separate encoding, text->image cross-attention above L_s; high-level alignment), 50/50 by
+// default. Tasks: MLM, masked object prediction (feature regression + label classification),
+// ITM (50% random negatives) and image QA; MLM, object and QA losses only on matched pairs.
+import { SemVLPForPreTraining, semvlpConfig, type SemVLPMode, type SemVLPPreset } from "../models/semvlp.ts";
+import { computeMlm, computeObjectPrediction, computeItm, computeQa } from "../objectives/losses.ts";
+import type { Recipe } from "./recipe.ts";
+import type { Stage } from "./trainer.ts";
+import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted } from "./common.ts";
+
+export const SEMVLP_LOSSES = { mlm: 1, obj: 1, attr: 1, feat: 1, itm: 1, qa: 1 };
+
+export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: Stage[] } {
+  const s = { singleRatio: 0.5, losses: SEMVLP_LOSSES, visualWeighting: "mask" as const, qa: true, ...(r.semvlp ?? {}) };
+  if (s.singleRatio < 0 || s.singleRatio > 1) throw new Error(`recipe.semvlp.singleRatio: a fraction in [0, 1], got ${s.singleRatio}`);
+  const w = r.data.world;
+  const answers = worldFile(w, "vqa/trainval_ans2label.json");
+  const config = semvlpConfig(r.model.preset as SemVLPPreset, { ...(r.model.overrides ?? {}), numQaLabels: answerCount(answers), taskQa: s.qa });
+  const model = new SemVLPForPreTraining(config);
+  const losses = { ...SEMVLP_LOSSES, ...s.losses };
+  const stage: Stage = {
+    name: "semvlp",
+    lr: r.train.lr,
+    warmup: r.train.warmup,
+    epochs: r.train.epochs,
+    steps: r.train.steps,
+    weightDecay: r.train.weightDecay,
+    sources: [{
+      name: "image-text",
+      batchSize: r.train.batchSize,
+      data: regionTextSpec({
+        examples: [{ path: worldFile(w, "lxmert/mscoco_train.json"), sources: ["mscoco", "vqa", "gqa"] }],
+        regions: r.data.regions ?? worldFile(w, "features/obj36.tsv"),
+        maxTextLen: 20,
+        maxBoxes: 36,
+        seed: r.train.seed,
+        itm: { prob: 0.5 },
+        answers: s.qa ? answers : undefined,
+      }),
+      step(batch, _meta, ctx) {
+        const mode: SemVLPMode = ctx.rng.next() < s.singleRatio ? "single" : "two";
+        const matched = batch.matched;
+        const text = maskText(batch, ctx.generator, { matched });
+        const vis = maskVisual(batch, ctx.generator);
+        const out = model.forward({ inputIds: text.inputIds, attentionMask: batch.attention_mask, visualFeats: vis.feats, visualPos: batch.boxes, visualAttentionMask: batch.region_valid }, mode);
+        const res = weighted({
+          mlm: computeMlm(out.lmLogits, text.labels),
+          obj: out.visualLogits ? computeObjectPrediction(
+            out.visualLogits,
+            { feats: batch.feats, objLabels: batch.obj_labels, objConf: batch.obj_conf, attrLabels: batch.attr_labels, attrConf: batch.attr_conf, mask: vis.mask, matched },
+            { weighting: s.visualWeighting, weights: { obj: losses.obj, attr: losses.attr, feat: losses.feat } },
+          ) : undefined,
+          itm: computeItm(out.matchLogits, matched.long()),
+          qa: out.answerLogits ? computeQa(out.answerLogits, batch.qa_target, matched) : undefined,
+        }, { mlm: losses.mlm, obj: 1, itm: losses.itm, qa: losses.qa });
+        return { loss: res.loss, metrics: res.metrics, tag: mode };
+      },
+    }],
+  };
+  return { model, stages: [stage] };
+}

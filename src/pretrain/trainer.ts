@@ -1,0 +1,196 @@
+// One readable training loop for every strategy: stages run in order, each with its own data,
+// objectives, frozen parameters, optimizer and schedule; checkpoints are atomic and a killed run
+// resumes bit-identically (model, optimizer, RNG states and loader positions are all saved).
+import { appendFileSync, mkdirSync, writeFileSync, existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { tidy, noGrad, Generator, type Tensor, type Module } from "../engine/index.ts";
+import { AdamW, paramGroupsNoDecay } from "../engine/optim.ts";
+import { makeSchedule, type ScheduleConfig } from "../engine/schedule.ts";
+import { clipGradNorm, hasNonFinite } from "../engine/grad.ts";
+import { saveCheckpoint, loadCheckpoint, latestCheckpoint, checkpointDir, saveStateDict } from "../engine/checkpoint.ts";
+import { Loader, toTensors, type BuilderSpec, type HostBatch, type LoaderPosition } from "../data/loader.ts";
+import { ProgressBar } from "../cli/progress.ts";
+import { Rng } from "../objectives/sampling.ts";
+import { renderRunPlot } from "./plot.ts";
+
+export interface StepContext {
+  /** PRNG for this step's choices (mode, source), seeded by (seed, global step). */
+  rng: Rng;
+  /** libtorch generator for masking and negatives; its state is checkpointed. */
+  generator: Generator;
+  step: number;
+}
+
+export interface StepResult {
+  loss: Tensor;
+  metrics: Record<string, number>;
+  /** What this step trained, when a source has several kinds of step (SemVLP's "single"/"two" mode). */
+  tag?: string;
+}
+
+/** A data source of a stage: a batch builder and the step function that turns its batches into losses. */
+export interface Source {
+  name: string;
+  data: BuilderSpec;
+  batchSize: number;
+  /** Relative sampling weight when a stage has several sources (MSP's joint T+P+S). */
+  weight?: number;
+  step(batch: Record<string, Tensor>, meta: HostBatch["meta"], ctx: StepContext): StepResult;
+}
+
+export interface Stage {
+  name: string;
+  sources: Source[];
+  /** Optimizer steps, or epochs over the first source (converted with its loader's length). */
+  steps?: number;
+  epochs?: number;
+  lr: number;
+  warmup: number; // fraction of the stage's steps
+  schedule?: "linear" | "cosine" | "constant";
+  weightDecay?: number;
+  betas?: [number, number];
+  /** Names of parameters kept frozen during this stage (e.g. VLMo stage 2: attention and V-FFN). */
+  frozen?: (name: string) => boolean;
+}
+
+export interface TrainOptions {
+  runDir: string;
+  seed: number;
+  clip?: number;
+  accumulate?: number;
+  checkpointEvery?: number;
+  logEvery?: number;
+  workers?: number;
+  resume?: boolean;
+  /** Stop after this many optimizer steps in total (for tests: simulate a kill). */
+  stopAfter?: number;
+  quiet?: boolean;
+}
+
+interface RunState {
+  stage: number;
+  stageStep: number;
+  globalStep: number;
+  positions: Record<string, LoaderPosition>;
+}
+
+const log = (o: TrainOptions, s: string) => {
+  if (!o.quiet) console.log(s);
+};
+
+/** Trains `model` through `stages`; returns the final metrics of each stage (averaged over its last steps). */
+export async function train(model: Module, stages: Stage[], o: TrainOptions): Promise<Record<string, Record<string, number>>> {
+  mkdirSync(o.runDir, { recursive: true });
+  const metricsFile = join(o.runDir, "metrics.jsonl");
+  const generator = new Generator(o.seed);
+  let state: RunState = { stage: 0, stageStep: 0, globalStep: 0, positions: {} };
+  const resumeFrom = o.resume ? latestCheckpoint(o.runDir) : null;
+  if (o.resume && resumeFrom) {
+    const { readTrainerState } = await import("../engine/checkpoint.ts");
+    state = readTrainerState(resumeFrom).run as RunState;
+    log(o, `resuming from ${resumeFrom} (stage ${stages[state.stage]?.name ?? "done"}, step ${state.stageStep})`);
+    // steps logged after the checkpoint will be trained again: drop their lines
+    if (existsSync(metricsFile)) {
+      const stepOf = (l: string) => {
+        try {
+          return (JSON.parse(l) as { step: number }).step;
+        } catch {
+          return Infinity; // a line cut by the kill
+        }
+      };
+      const kept = readFileSync(metricsFile, "utf8").split("\n").filter((l) => l.trim() && stepOf(l) <= state.globalStep);
+      writeFileSync(metricsFile, kept.map((l) => l + "\n").join(""));
+    }
+  } else if (existsSync(metricsFile)) {
+    writeFileSync(metricsFile, "");
+  }
+  const summary: Record<string, Record<string, number>> = {};
+  for (let si = state.stage; si < stages.length; si++) {
+    const stage = stages[si];
+    // freezing: the stage's frozen parameters get no gradient and stay out of the optimizer
+    for (const [name, p] of model.namedParameters()) p.requiresGrad_(!(stage.frozen?.(name) ?? false));
+    const loaders = await Promise.all(
+      stage.sources.map((s, k) => Loader.create(s.data, { batchSize: s.batchSize, seed: o.seed * 31 + si * 7 + k, workers: o.workers ?? 0 })),
+    );
+    const steps = stage.steps ?? Math.max(1, Math.round((stage.epochs ?? 1) * loaders[0].batchesPerEpoch()));
+    const opt = new AdamW(paramGroupsNoDecay(model, stage.weightDecay ?? 0.01, { trainableOnly: true }), { lr: stage.lr, betas: stage.betas ?? [0.9, 0.999], eps: 1e-6 });
+    const schedule: ScheduleConfig = { kind: stage.schedule ?? "linear", warmup: stage.warmup, total: steps } as ScheduleConfig;
+    const sched = makeSchedule(schedule);
+    const resuming = si === state.stage && state.stageStep > 0 && resumeFrom;
+    if (resuming) {
+      loadCheckpoint(resumeFrom!, { model, optimizer: opt, generators: { trainer: generator } });
+      stage.sources.forEach((s, k) => loaders[k].seek(state.positions[s.name] ?? { epoch: 0, batch: 0 }));
+    }
+    const first = resuming ? state.stageStep + 1 : 1;
+    const bar = o.quiet ? null : new ProgressBar(steps, { label: `${stage.name}` });
+    bar?.update(first - 1);
+    const recent: Record<string, number[]> = {};
+    const weights = stage.sources.map((s) => s.weight ?? 1);
+    const wsum = weights.reduce((a, b) => a + b, 0);
+    try {
+      for (let step = first; step <= steps; step++) {
+        const global = state.globalStep + 1;
+        const rng = new Rng((Math.imul(o.seed + 1, 0x9e3779b1) ^ Math.imul(global, 0x85ebca6b)) | 0);
+        const lrFactor = sched(step);
+        opt.setLrFactor(lrFactor);
+        const accumulate = o.accumulate ?? 1;
+        const metrics: Record<string, number> = {};
+        let lossSum = 0;
+        let source = stage.sources[0];
+        let tag = "";
+        for (let micro = 0; micro < accumulate; micro++) {
+          let r = rng.next() * wsum;
+          let k = 0;
+          while (k < weights.length - 1 && (r -= weights[k]) > 0) k++;
+          source = stage.sources[k];
+          const host = await loaders[k].next();
+          const res = tidy(() => {
+            const batch = toTensors(host);
+            const out = source.step(batch, host.meta, { rng, generator, step: global });
+            const l = out.loss.item();
+            if (!Number.isFinite(l)) return { l, metrics: out.metrics, tag: out.tag };
+            out.loss.div(accumulate).backward();
+            return { l, metrics: out.metrics, tag: out.tag };
+          });
+          if (!Number.isFinite(res.l)) {
+            const last = latestCheckpoint(o.runDir);
+            throw new Error(`non-finite loss (${res.l}) at stage ${stage.name}, step ${step} (source ${source.name}); the last good checkpoint is ${last ?? "none (no checkpoint written yet)"}`);
+          }
+          tag = res.tag ?? source.name;
+          lossSum += res.l / accumulate;
+          for (const [m, v] of Object.entries(res.metrics)) metrics[m] = (metrics[m] ?? 0) + v / accumulate;
+        }
+        const params = model.parameters().filter((p) => p.requiresGrad);
+        const gradNorm = o.clip ? clipGradNorm(params, o.clip) : NaN;
+        if (o.clip && !Number.isFinite(gradNorm)) {
+          throw new Error(`non-finite gradient norm at stage ${stage.name}, step ${step}; the last good checkpoint is ${latestCheckpoint(o.runDir) ?? "none"}`);
+        }
+        noGrad(() => opt.step());
+        opt.zeroGrad();
+        state = { ...state, stage: si, stageStep: step, globalStep: global, positions: { ...state.positions, ...Object.fromEntries(stage.sources.map((s, k) => [s.name, loaders[k].position])) } };
+        const line = { step: global, stage: stage.name, stage_step: step, source: tag, lr: stage.lr * lrFactor, loss: lossSum, grad_norm: gradNorm, time: Date.now(), ...metrics };
+        appendFileSync(metricsFile, JSON.stringify(line) + "\n");
+        for (const [m, v] of Object.entries({ loss: lossSum, ...metrics })) (recent[m] ??= []).push(v), recent[m].length > 20 && recent[m].shift();
+        if (bar) {
+          bar.status = `loss ${lossSum.toFixed(3)}`;
+          bar.update(step);
+        }
+        const last = step === steps;
+        if ((o.checkpointEvery && global % o.checkpointEvery === 0) || last) {
+          saveCheckpoint(checkpointDir(o.runDir, global), { step: global, run: state }, { model, optimizer: opt, generators: { trainer: generator } });
+        }
+        if (o.stopAfter && global >= o.stopAfter) return summary;
+      }
+    } finally {
+      bar?.finish();
+      await Promise.all(loaders.map((l) => l.close()));
+      opt.dispose();
+    }
+    summary[stage.name] = Object.fromEntries(Object.entries(recent).map(([m, v]) => [m, v.reduce((a, b) => a + b, 0) / v.length]));
+    state = { ...state, stage: si + 1, stageStep: 0 };
+  }
+  for (const p of model.parameters()) p.requiresGrad_(true);
+  saveStateDict(join(o.runDir, "model.safetensors"), model);
+  if (existsSync(metricsFile)) writeFileSync(join(o.runDir, "metrics.html"), renderRunPlot(readFileSync(metricsFile, "utf8"), o.runDir));
+  return summary;
+}
