@@ -6,7 +6,8 @@ const HELP = `vlp — vision-language pre-training on libtorch
 usage: vlp <command> [options]
 
 commands:
-  demo                       train a tiny 2-layer transformer on a toy task (engine check)
+  demo                       the main job: a synthetic world, then tiny SemVLP, MSP and VLMo pre-training
+  engine-demo                a 2-layer transformer learns to sort digits (engine check)
   data synth                 write a synthetic scene world in the real dataset formats
       --images N --seed S --out DIR [--size PX] [--feat-dim D] [--boxes K]
   pretrain --recipe FILE     pre-train with a recipe (recipes/*.json) [--set k=v] [--out DIR] [--resume DIR]
@@ -18,6 +19,7 @@ type Command = (argv: string[]) => Promise<void>;
 
 const commands: Record<string, Command> = {
   demo: async (argv) => (await import("./demo.ts")).main(argv),
+  "engine-demo": async (argv) => (await import("./engine-demo.ts")).main(argv),
   pretrain: async (argv) => (await import("./pretrain.ts")).main(argv),
   info: async () => {
     const { buildInfo, getNumThreads } = await import("../engine/index.ts");
