@@ -8,12 +8,12 @@
 import { LxmertForPreTraining, lxmertConfig, type LxmertPreset, type LxmertConfig, type LxmertInputs } from "../models/lxmert.ts";
 import { IFRSHead } from "../models/heads.ts";
 import { initBertWeights } from "../models/bert.ts";
-import { computeMlm, computeObjectPrediction, computeItm, computeIfrs, computeTopic } from "../objectives/losses.ts";
+import { computeObjectPrediction, computeItm, computeIfrs, computeTopic } from "../objectives/losses.ts";
 import { shuffleTriplets } from "../objectives/masking.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Source, Stage, StepContext } from "./trainer.ts";
 import type { Tensor } from "../engine/index.ts";
-import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets } from "./common.ts";
+import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets, maskedLm } from "./common.ts";
 
 /**
  * LXMERT-S with its pre-training heads plus the IFRS feature-reconstruction head (`ifrs_head`, which
@@ -105,17 +105,19 @@ function mspStep(model: LxmertSForMSP, g: Granularity, losses: Record<string, nu
   const vis = maskVisual({ ...batch, feats, region_valid: shuffled ? batch.region_valid.logicalAnd(shuffled.logicalNot()) : batch.region_valid }, ctx.generator);
   const text = maskText(batch, ctx.generator, { wholeWord: false });
   const inputs: LxmertInputs = { inputIds: text.inputIds, attentionMask: batch.attention_mask, positionIds: batch.word_position_ids, visualFeats: vis.feats, visualPos: batch.boxes, visualAttentionMask: batch.region_valid };
-  const out = model.forward(inputs);
+  const out = model.bert.forward(inputs);
   const matched = g === "sentence" ? batch.matched : undefined;
+  const visual = model.obj_predict_head?.forward(out.regionOutput, out.pooledOutput);
+  const topic = g !== "token" ? model.cls.topic(out.pooledOutput) : undefined;
   const parts = {
-    mlm: computeMlm(out.lmLogits, text.labels),
-    obj: out.visualLogits
-      ? computeObjectPrediction(out.visualLogits, { feats: batch.feats, objLabels: batch.obj_labels, objConf: batch.obj_conf, attrLabels: batch.attr_labels, attrConf: batch.attr_conf, mask: vis.mask }, { weighting })
+    mlm: maskedLm(out.languageOutput, text.labels, (x) => model.cls.predictions.forward(x)),
+    obj: visual
+      ? computeObjectPrediction(visual, { feats: batch.feats, objLabels: batch.obj_labels, objConf: batch.obj_conf, attrLabels: batch.attr_labels, attrConf: batch.attr_conf, mask: vis.mask }, { weighting })
       : undefined,
     ifrs: shuffled ? computeIfrs(model.ifrs_head.forward(out.regionOutput), batch.feats, shuffled) : undefined,
-    titp: g === "phrase" && out.topicLogits ? computeTopic(out.topicLogits, topicTargets(batch.topic_ids), "titp") : undefined,
-    tits: g === "sentence" && out.topicLogits ? computeTopic(out.topicLogits, topicTargets(batch.topic_ids), "tits") : undefined,
-    itm: matched ? computeItm(out.matchLogits, matched.long()) : undefined,
+    titp: g === "phrase" && topic ? computeTopic(topic, topicTargets(batch.topic_ids), "titp") : undefined,
+    tits: g === "sentence" && topic ? computeTopic(topic, topicTargets(batch.topic_ids), "tits") : undefined,
+    itm: matched ? computeItm(model.cls.seq_relationship.forward(out.pooledOutput), matched.long()) : undefined,
   };
   return { ...weighted(parts, losses), tag: g };
 }

@@ -4,10 +4,10 @@
 // default. Tasks: MLM, masked object prediction (feature regression + label classification),
 // ITM (50% random negatives) and image QA; MLM, object and QA losses only on matched pairs.
 import { SemVLPForPreTraining, semvlpConfig, type SemVLPMode, type SemVLPPreset } from "../models/semvlp.ts";
-import { computeMlm, computeObjectPrediction, computeItm, computeQa } from "../objectives/losses.ts";
+import { computeObjectPrediction, computeItm, computeQa } from "../objectives/losses.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Stage } from "./trainer.ts";
-import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted } from "./common.ts";
+import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted, maskedLm } from "./common.ts";
 
 export const SEMVLP_LOSSES = { mlm: 1, obj: 1, attr: 1, feat: 1, itm: 1, qa: 1 };
 
@@ -43,16 +43,19 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
         const matched = batch.matched;
         const text = maskText(batch, ctx.generator, { matched });
         const vis = maskVisual(batch, ctx.generator);
-        const out = model.forward({ inputIds: text.inputIds, attentionMask: batch.attention_mask, visualFeats: vis.feats, visualPos: batch.boxes, visualAttentionMask: batch.region_valid }, mode);
+        // the backbone, then each head on what it needs (MLM only at masked positions)
+        const out = model.bert.forward({ inputIds: text.inputIds, attentionMask: batch.attention_mask, visualFeats: vis.feats, visualPos: batch.boxes, visualAttentionMask: batch.region_valid }, mode);
+        const visual = model.obj_predict_head?.forward(out.regionOutput);
+        const answer = model.answer_head?.forward(out.pooledOutput);
         const res = weighted({
-          mlm: computeMlm(out.lmLogits, text.labels),
-          obj: out.visualLogits ? computeObjectPrediction(
-            out.visualLogits,
+          mlm: maskedLm(out.textOutput, text.labels, (x) => model.cls.predictions.forward(x)),
+          obj: visual ? computeObjectPrediction(
+            visual,
             { feats: batch.feats, objLabels: batch.obj_labels, objConf: batch.obj_conf, attrLabels: batch.attr_labels, attrConf: batch.attr_conf, mask: vis.mask, matched },
             { weighting: s.visualWeighting, weights: { obj: losses.obj, attr: losses.attr, feat: losses.feat } },
           ) : undefined,
-          itm: computeItm(out.matchLogits, matched.long()),
-          qa: out.answerLogits ? computeQa(out.answerLogits, batch.qa_target, matched) : undefined,
+          itm: computeItm(model.cls.seq_relationship.forward(out.pooledOutput), matched.long()),
+          qa: answer ? computeQa(answer, batch.qa_target, matched) : undefined,
         }, { mlm: losses.mlm, obj: 1, itm: losses.itm, qa: losses.qa });
         return { loss: res.loss, metrics: res.metrics, tag: mode };
       },

@@ -10,12 +10,12 @@
 import { Tensor, cat, zeros, tensor, where, F } from "../engine/index.ts";
 import { VLMoModel, vlmoConfig, type VLMoPreset, type VLMoConfig } from "../models/vlmo.ts";
 import { Linear } from "../engine/nn.ts";
-import { computeItc, computeItm, computeMlm, computeMim, sampleHardNegatives } from "../objectives/losses.ts";
+import { computeItc, computeItm, computeMim, sampleHardNegatives } from "../objectives/losses.ts";
 import { maskTokens } from "../objectives/masking.ts";
 import type { Rng } from "../objectives/sampling.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Stage, StepContext } from "./trainer.ts";
-import { worldFile, weighted } from "./common.ts";
+import { worldFile, weighted, maskedLm } from "./common.ts";
 import type { ImageTextArgs } from "./imagetext.ts";
 
 const IMAGETEXT_MODULE = new URL("./imagetext.ts", import.meta.url).href;
@@ -97,7 +97,7 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
   const stepText = (batch: Record<string, Tensor>, _m: unknown, ctx: StepContext) => {
     const { inputIds, labels } = mlmInputs(batch, ctx, true);
     const out = model.inferText(inputIds, batch.attention_mask, { vlBranch: false });
-    return { ...weighted({ textmlm: renameMetrics(computeMlm(model.mlmLogits(out.hidden), labels), "text_") }, {}), tag: "text" };
+    return { ...weighted({ textmlm: renameMetrics(maskedLm(out.hidden, labels, (x) => model.mlmLogits(x)), "text_") }, {}), tag: "text" };
   };
 
   const stepPair = (batch: Record<string, Tensor>, _m: unknown, ctx: StepContext) => {
@@ -122,7 +122,7 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     // MLM on the fusion encoder: masked text with its image
     const m = mlmInputs(batch, ctx, true);
     const mlmOut = model.inferFusion(m.inputIds, mask, batch.pixels);
-    const mlm = computeMlm(model.mlmLogits(mlmOut.textFeats), m.labels);
+    const mlm = maskedLm(mlmOut.textFeats, m.labels, (x) => model.mlmLogits(x));
     return { ...weighted({ itc, itm, mlm }, { mlm: v.mlmWeight }), tag: "image-text" };
   };
 
