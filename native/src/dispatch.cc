@@ -11,21 +11,35 @@ using c10::TypeKind;
 
 static thread_local std::vector<c10::OperatorHandle> g_ops;  // handles are per JS thread, like the TS cache
 
-static int64_t toInt(const Napi::Value& v, const std::string& where) {
+// Names an argument in error messages; the string is only built when an error is thrown (building
+// it eagerly for every argument of every call was a measurable part of the per-op overhead).
+struct Where {
+  const c10::FunctionSchema& schema;
+  const c10::Argument& arg;
+  std::string str() const { return schema.name() + " argument '" + arg.name() + "'"; }
+};
+static std::string operator+(const Where& w, const char* rest) { return w.str() + rest; }
+
+static at::Tensor& tensorArg(const Napi::Value& v, const Where& w) {
+  if (at::Tensor* t = findTensor(v.Env(), v)) return *t;
+  return unwrapTensor(v, w.str().c_str());  // throws the precise error
+}
+
+static int64_t toInt(const Napi::Value& v, const Where& where) {
   if (v.IsNumber()) return v.As<Napi::Number>().Int64Value();
   if (v.IsBigInt()) { bool lossless; return v.As<Napi::BigInt>().Int64Value(&lossless); }
   if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? 1 : 0;
   throw Napi::TypeError::New(v.Env(), where + ": expected an integer");
 }
 
-static double toDouble(const Napi::Value& v, const std::string& where) {
+static double toDouble(const Napi::Value& v, const Where& where) {
   if (v.IsNumber()) return v.As<Napi::Number>().DoubleValue();
   throw Napi::TypeError::New(v.Env(), where + ": expected a number");
 }
 
 // A JS number becomes an integral Scalar when it is an integer, a floating one otherwise;
 // {float: x} forces a floating Scalar (e.g. to promote an integer tensor).
-static IValue toScalar(const Napi::Value& v, const std::string& where) {
+static IValue toScalar(const Napi::Value& v, const Where& where) {
   if (v.IsBoolean()) return IValue(v.As<Napi::Boolean>().Value());
   if (v.IsNumber()) {
     double d = v.As<Napi::Number>().DoubleValue();
@@ -36,9 +50,9 @@ static IValue toScalar(const Napi::Value& v, const std::string& where) {
   throw Napi::TypeError::New(v.Env(), where + ": expected a number");
 }
 
-static IValue toIValue(const Napi::Value& v, const c10::TypePtr& type, const c10::Argument& arg, const std::string& where);
+static IValue toIValue(const Napi::Value& v, const c10::TypePtr& type, const c10::Argument& arg, const Where& where);
 
-static IValue toList(const Napi::Value& v, const c10::TypePtr& elem, const c10::Argument& arg, const std::string& where) {
+static IValue toList(const Napi::Value& v, const c10::TypePtr& elem, const c10::Argument& arg, const Where& where) {
   Napi::Env env = v.Env();
   TypeKind k = elem->kind();
   if (!v.IsArray()) {
@@ -70,7 +84,7 @@ static IValue toList(const Napi::Value& v, const c10::TypePtr& elem, const c10::
     case TypeKind::TensorType: {
       c10::List<at::Tensor> out;
       out.reserve(n);
-      for (uint32_t i = 0; i < n; i++) out.push_back(unwrapTensor(a.Get(i), where.c_str()));
+      for (uint32_t i = 0; i < n; i++) out.push_back(tensorArg(a.Get(i), where));
       return IValue(out);
     }
     case TypeKind::OptionalType: {
@@ -79,7 +93,7 @@ static IValue toList(const Napi::Value& v, const c10::TypePtr& elem, const c10::
         for (uint32_t i = 0; i < n; i++) {
           Napi::Value e = a.Get(i);
           if (e.IsNull() || e.IsUndefined()) out.push_back(c10::nullopt);
-          else out.push_back(unwrapTensor(e, where.c_str()));
+          else out.push_back(tensorArg(e, where));
         }
         return IValue(out);
       }
@@ -88,17 +102,17 @@ static IValue toList(const Napi::Value& v, const c10::TypePtr& elem, const c10::
     default:
       break;
   }
-  throw Napi::TypeError::New(env, where + ": unsupported list type " + elem->str());
+  throw Napi::TypeError::New(env, where.str() + ": unsupported list type " + elem->str());
 }
 
-static IValue toIValue(const Napi::Value& v, const c10::TypePtr& type, const c10::Argument& arg, const std::string& where) {
+static IValue toIValue(const Napi::Value& v, const c10::TypePtr& type, const c10::Argument& arg, const Where& where) {
   Napi::Env env = v.Env();
   switch (type->kind()) {
     case TypeKind::OptionalType:
       if (v.IsUndefined() || v.IsNull()) return IValue();
       return toIValue(v, type->expectRef<c10::OptionalType>().getElementType(), arg, where);
     case TypeKind::TensorType:
-      return IValue(unwrapTensor(v, where.c_str()));
+      return IValue(tensorArg(v, where));
     case TypeKind::IntType:
     case TypeKind::SymIntType:
       return IValue(toInt(v, where));
@@ -121,7 +135,7 @@ static IValue toIValue(const Napi::Value& v, const c10::TypePtr& type, const c10
     case TypeKind::ListType:
       return toList(v, type->expectRef<c10::ListType>().getElementType(), arg, where);
     default:
-      throw Napi::TypeError::New(env, where + ": unsupported argument type " + type->str());
+      throw Napi::TypeError::New(env, where.str() + ": unsupported argument type " + type->str());
   }
 }
 
@@ -176,6 +190,9 @@ static Napi::Value OpSchema(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, s.str());
 }
 
+// call(handle, argsArray) / callVoid(handle, argsArray), and the faster spread forms
+// invoke(handle, ...args) / invokeVoid(handle, ...args) (no array to read element by element).
+template <bool Spread>
 static Napi::Value invoke(const Napi::CallbackInfo& info, bool wantResult) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -184,22 +201,24 @@ static Napi::Value invoke(const Napi::CallbackInfo& info, bool wantResult) {
     const c10::OperatorHandle& op = g_ops[h];
     const c10::FunctionSchema& schema = op.schema();
     const auto& args = schema.arguments();
-    Napi::Array given = info[1].As<Napi::Array>();
-    if (given.Length() > args.size()) {
-      throw Napi::TypeError::New(env, schema.name() + ": " + std::to_string(given.Length()) + " arguments given, schema takes " +
+    Napi::Array array;
+    if (!Spread) array = info[1].As<Napi::Array>();
+    size_t given = Spread ? info.Length() - 1 : array.Length();
+    if (given > args.size()) {
+      throw Napi::TypeError::New(env, schema.name() + ": " + std::to_string(given) + " arguments given, schema takes " +
                                           std::to_string(args.size()));
     }
     torch::jit::Stack stack;
     stack.reserve(args.size());
     for (size_t i = 0; i < args.size(); i++) {
       const c10::Argument& arg = args[i];
-      Napi::Value v = i < given.Length() ? given.Get(static_cast<uint32_t>(i)) : env.Undefined();
+      Napi::Value v = i >= given ? env.Undefined() : Spread ? info[i + 1] : array.Get(static_cast<uint32_t>(i));
       if (v.IsUndefined()) {
         if (arg.default_value()) { stack.push_back(*arg.default_value()); continue; }
         if (arg.type()->kind() == TypeKind::OptionalType) { stack.emplace_back(); continue; }
         throw Napi::TypeError::New(env, schema.name() + ": missing argument '" + arg.name() + "'");
       }
-      stack.push_back(toIValue(v, arg.type(), arg, schema.name() + " argument '" + arg.name() + "'"));
+      stack.push_back(toIValue(v, arg.type(), arg, Where{schema, arg}));
     }
     op.callBoxed(&stack);
     if (!wantResult) return env.Undefined();
@@ -210,14 +229,18 @@ static Napi::Value invoke(const Napi::CallbackInfo& info, bool wantResult) {
   });
 }
 
-static Napi::Value Call(const Napi::CallbackInfo& info) { return invoke(info, true); }
-static Napi::Value CallVoid(const Napi::CallbackInfo& info) { return invoke(info, false); }
+static Napi::Value Call(const Napi::CallbackInfo& info) { return invoke<false>(info, true); }
+static Napi::Value CallVoid(const Napi::CallbackInfo& info) { return invoke<false>(info, false); }
+static Napi::Value Invoke(const Napi::CallbackInfo& info) { return invoke<true>(info, true); }
+static Napi::Value InvokeVoid(const Napi::CallbackInfo& info) { return invoke<true>(info, false); }
 
 void initDispatch(Napi::Env env, Napi::Object exports) {
   exports.Set("opHandle", Napi::Function::New(env, OpHandle));
   exports.Set("opSchema", Napi::Function::New(env, OpSchema));
   exports.Set("call", Napi::Function::New(env, Call));
   exports.Set("callVoid", Napi::Function::New(env, CallVoid));
+  exports.Set("invoke", Napi::Function::New(env, Invoke));
+  exports.Set("invokeVoid", Napi::Function::New(env, InvokeVoid));
 }
 
 }  // namespace vlp

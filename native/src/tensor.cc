@@ -5,65 +5,134 @@
 
 namespace vlp {
 
-static thread_local at::Tensor g_pending;  // handed from wrapTensor() to the constructor (one per JS thread)
-static std::atomic<int64_t> g_live{0};
+// A tensor handle is a JS object of class NativeTensor wrapping a heap TensorBox through raw
+// Node-API. dispose() frees the at::Tensor AND removes the wrap, deleting the box and Node's wrap
+// reference at once. (With a finalizer-only design, as node-addon-api's ObjectWrap, the small native
+// objects of disposed handles lived until Node-API's deferred finalizers ran, which never happens
+// inside a synchronous loop: they accumulated and pinned glibc's freed tensor blocks, so RSS grew by
+// every tensor ever allocated.) GC finalization remains the backstop for handles never disposed.
+namespace {
 
-Napi::Object TensorWrap::Init(Napi::Env env, Napi::Object exports) {
-  Napi::Function f = DefineClass(env, "NativeTensor", {
-    InstanceMethod("dispose", &TensorWrap::Dispose),
-    InstanceAccessor("disposed", &TensorWrap::IsDisposed, nullptr),
-  });
+// The first field tells a TensorBox from another object wrapped in this context (a NativeGenerator
+// is a node-addon-api ObjectWrap): cheaper than a Node-API type tag on every handle.
+constexpr uint64_t kTensorMagic = 0x766c706b69742d74ULL;  // "vlpkit-t"
+
+struct TensorBox {
+  uint64_t magic = kTensorMagic;
+  at::Tensor tensor;
+  int64_t external = 0;
+};
+
+thread_local at::Tensor g_pending;  // handed from wrapTensor() to the constructor (one per JS thread)
+std::atomic<int64_t> g_live{0};
+
+bool isBox(const void* data) {
+  uint64_t magic = 0;
+  if (data != nullptr) std::memcpy(&magic, data, sizeof magic);
+  return magic == kTensorMagic;
+}
+
+void freeBox(napi_env env, TensorBox* box) {
+  if (box->tensor.defined()) {
+    box->tensor.reset();
+    g_live--;
+  }
+  if (box->external > 0) {
+    int64_t ignored;
+    napi_adjust_external_memory(env, -box->external, &ignored);
+  }
+  box->magic = 0;
+  delete box;
+}
+
+void finalizeBox(napi_env env, void* data, void* /*hint*/) { freeBox(env, static_cast<TensorBox*>(data)); }
+
+napi_value thisOf(napi_env env, napi_callback_info info) {
+  napi_value self = nullptr;
+  napi_get_cb_info(env, info, nullptr, nullptr, &self, nullptr);
+  return self;
+}
+
+TensorBox* boxOf(napi_env env, napi_value v) {
+  void* data = nullptr;
+  if (napi_unwrap(env, v, &data) != napi_ok || !isBox(data)) return nullptr;
+  auto* box = static_cast<TensorBox*>(data);
+  return box->tensor.defined() ? box : nullptr;
+}
+
+napi_value Construct(napi_env env, napi_callback_info info) {
+  napi_value self = thisOf(env, info);
+  auto* box = new TensorBox();
+  box->tensor = std::move(g_pending);
+  g_pending.reset();
+  if (box->tensor.defined()) {
+    g_live++;
+    box->external = static_cast<int64_t>(box->tensor.numel() * box->tensor.element_size());
+    int64_t ignored;
+    if (box->external > 0) napi_adjust_external_memory(env, box->external, &ignored);
+  }
+  if (napi_wrap(env, self, box, finalizeBox, nullptr, nullptr) != napi_ok) {
+    freeBox(env, box);
+    napi_throw_error(env, nullptr, "NativeTensor: napi_wrap failed");
+  }
+  return self;
+}
+
+napi_value Dispose(napi_env env, napi_callback_info info) {
+  napi_value self = thisOf(env, info);
+  void* data = nullptr;
+  if (napi_unwrap(env, self, &data) == napi_ok && isBox(data) && napi_remove_wrap(env, self, &data) == napi_ok) {
+    freeBox(env, static_cast<TensorBox*>(data));
+  }
+  napi_value undef;
+  napi_get_undefined(env, &undef);
+  return undef;
+}
+
+napi_value IsDisposed(napi_env env, napi_callback_info info) {
+  napi_value out;
+  napi_get_boolean(env, boxOf(env, thisOf(env, info)) == nullptr, &out);
+  return out;
+}
+
+}  // namespace
+
+void initTensorClass(Napi::Env env, Napi::Object exports) {
+  napi_property_descriptor props[] = {
+    {"dispose", nullptr, Dispose, nullptr, nullptr, nullptr, napi_default, nullptr},
+    {"disposed", nullptr, nullptr, IsDisposed, nullptr, nullptr, napi_default, nullptr},
+  };
+  napi_value cls;
+  NAPI_THROW_IF_FAILED_VOID(env, napi_define_class(env, "NativeTensor", NAPI_AUTO_LENGTH, Construct, nullptr, 2, props, &cls));
+  Napi::Function f(env, cls);
   addonData(env).tensorCtor = Napi::Persistent(f);
   exports.Set("NativeTensor", f);
-  return exports;
-}
-
-TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {
-  tensor = std::move(g_pending);
-  g_pending.reset();
-  if (tensor.defined()) {
-    g_live++;
-    external_ = static_cast<int64_t>(tensor.numel() * tensor.element_size());
-    if (external_ > 0) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), external_);
-  }
-}
-
-void TensorWrap::release(Napi::Env env) {
-  if (!tensor.defined()) return;
-  tensor.reset();
-  g_live--;
-  if (external_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -external_);
-  external_ = 0;
-}
-
-TensorWrap::~TensorWrap() { release(Env()); }
-
-Napi::Value TensorWrap::Dispose(const Napi::CallbackInfo& info) {
-  release(info.Env());
-  return info.Env().Undefined();
-}
-
-Napi::Value TensorWrap::IsDisposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), !tensor.defined());
 }
 
 int64_t liveTensorCount() { return g_live; }
 
 Napi::Value wrapTensor(Napi::Env env, at::Tensor t) {
   if (!t.defined()) return env.Null();
+  napi_value obj;
   g_pending = std::move(t);
-  return addonData(env).tensorCtor.New({});
+  napi_status st = napi_new_instance(env, addonData(env).tensorCtor.Value(), 0, nullptr, &obj);
+  g_pending.reset();
+  if (st != napi_ok) throw Napi::Error::New(env, "could not create a tensor handle");
+  return Napi::Value(env, obj);
+}
+
+at::Tensor* findTensor(napi_env env, napi_value v) {
+  TensorBox* box = boxOf(env, v);
+  return box == nullptr ? nullptr : &box->tensor;
 }
 
 at::Tensor& unwrapTensor(const Napi::Value& v, const char* what) {
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addonData(v.Env()).tensorCtor.Value())) {
-    throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected a tensor");
-  }
-  TensorWrap* w = TensorWrap::Unwrap(v.As<Napi::Object>());
-  if (!w->tensor.defined()) {
-    throw Napi::Error::New(v.Env(), std::string(what) + ": tensor was already disposed");
-  }
-  return w->tensor;
+  Napi::Env env = v.Env();
+  if (at::Tensor* t = findTensor(env, v)) return *t;
+  // the slow path only decides which error to throw
+  bool isHandle = v.IsObject() && v.As<Napi::Object>().InstanceOf(addonData(env).tensorCtor.Value());
+  if (!isHandle) throw Napi::TypeError::New(env, std::string(what) + ": expected a tensor");
+  throw Napi::Error::New(env, std::string(what) + ": tensor was already disposed");
 }
 
 c10::ScalarType toScalarType(const Napi::Value& v) {

@@ -10,7 +10,6 @@
 
 namespace vlp {
 
-// A JS-owned handle to an at::Tensor. dispose() frees it at once; the GC finalizer is a backstop.
 // Per-environment data: the addon can be loaded by the main thread and by worker threads at once,
 // each with its own constructors.
 struct AddonData {
@@ -19,19 +18,8 @@ struct AddonData {
 };
 inline AddonData& addonData(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 
-class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
- public:
-  static Napi::Object Init(Napi::Env env, Napi::Object exports);
-  explicit TensorWrap(const Napi::CallbackInfo& info);
-  ~TensorWrap() override;
-  at::Tensor tensor;
-  void release(Napi::Env env);
-
- private:
-  int64_t external_ = 0;
-  Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value IsDisposed(const Napi::CallbackInfo& info);
-};
+// Tensor handles (class NativeTensor, see tensor.cc): dispose() frees at once; GC is a backstop.
+void initTensorClass(Napi::Env env, Napi::Object exports);
 
 class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
  public:
@@ -42,6 +30,7 @@ class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
 
 Napi::Value wrapTensor(Napi::Env env, at::Tensor t);   // undefined tensor -> null
 at::Tensor& unwrapTensor(const Napi::Value& v, const char* what);
+at::Tensor* findTensor(napi_env env, napi_value v);  // nullptr if v is not a live tensor handle
 int64_t liveTensorCount();
 c10::ScalarType toScalarType(const Napi::Value& v);
 

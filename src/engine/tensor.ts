@@ -36,14 +36,18 @@ function fromNative(v: unknown): unknown {
   return v;
 }
 
+// The spread forms of the boxed call (arguments after the handle) when the addon has them.
+const invoke: (handle: number, ...args: unknown[]) => unknown = native.invoke ?? ((h, ...a) => native.call(h, a));
+const invokeVoid: (handle: number, ...args: unknown[]) => void = native.invokeVoid ?? ((h, ...a) => native.callVoid(h, a));
+
 /** Call an ATen operator by qualified name with positional arguments (undefined = schema default). */
 export function call<T = Tensor>(qualified: string, ...args: unknown[]): T {
-  return fromNative(native.call(opHandle(qualified), args.map(toNativeArg))) as T;
+  return fromNative(invoke(opHandle(qualified), ...args.map(toNativeArg))) as T;
 }
 
 /** Call an in-place ATen operator for its side effect only. */
 export function callVoid(qualified: string, ...args: unknown[]): void {
-  native.callVoid(opHandle(qualified), args.map(toNativeArg));
+  invokeVoid(opHandle(qualified), ...args.map(toNativeArg));
 }
 
 /** A seeded random stream (a libtorch CPU generator). */
@@ -88,7 +92,8 @@ export class Tensor implements Trackable {
   }
 
   get native(): NativeTensor {
-    if (this._native === null || this._native.disposed) throw new Error("tensor was already disposed");
+    // (the addon checks that the handle is live when it is used; asking it here too cost a native call per argument)
+    if (this._native === null) throw new Error("tensor was already disposed");
     return this._native;
   }
 
@@ -179,6 +184,10 @@ export class Tensor implements Trackable {
     return native.meta(this.native)[3];
   }
   requiresGrad_(on = true): this {
+    // as in PyTorch (libtorch's C++ setter silently ignores this case)
+    if (!on && !native.isLeaf(this.native)) {
+      throw new Error("requiresGrad_(false): you can only change requires_grad flags of leaf variables; use detach() for a non-leaf");
+    }
     native.setRequiresGrad(this.native, on);
     return this;
   }
@@ -187,6 +196,12 @@ export class Tensor implements Trackable {
     return g === null ? null : new Tensor(g);
   }
   set grad(g: Tensor | null) {
+    if (g !== null) {
+      // like PyTorch's .grad setter: a gradient must match the tensor (libtorch's C++ setter does not check)
+      const [gs, s] = [g.shape, this.shape];
+      if (gs.length !== s.length || gs.some((d, i) => d !== s[i])) throw new Error(`assigned grad has shape [${gs}], the tensor has [${s}]`);
+      if (g.dtype !== this.dtype || g.device !== this.device) throw new Error(`assigned grad is ${g.dtype} on ${g.device}, the tensor is ${this.dtype} on ${this.device}`);
+    }
     native.setGrad(this.native, g === null ? null : g.native);
   }
   get isLeaf(): boolean {
@@ -401,7 +416,7 @@ export class Tensor implements Trackable {
   }
   mul_(o: Tensor | number): this {
     if (o instanceof Tensor) callVoid("aten::mul_.Tensor", this, o);
-    else callVoid("aten::mul_.Scalar", this, { float: o });
+    else callVoid("aten::mul_.Scalar", this, o);
     return this;
   }
   div_(o: Tensor | number): this {
