@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { tidy, noGrad, Generator, type Tensor, type Module } from "../engine/index.ts";
 import { AdamW, paramGroupsNoDecay } from "../engine/optim.ts";
 import { makeSchedule, type ScheduleConfig } from "../engine/schedule.ts";
-import { clipGradNorm, hasNonFinite } from "../engine/grad.ts";
+import { clipGradNorm } from "../engine/grad.ts";
 import { saveCheckpoint, loadCheckpoint, latestCheckpoint, checkpointDir, saveStateDict } from "../engine/checkpoint.ts";
 import { Loader, toTensors, type BuilderSpec, type HostBatch, type LoaderPosition } from "../data/loader.ts";
 import { ProgressBar } from "../cli/progress.ts";
@@ -170,7 +170,11 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
         state = { ...state, stage: si, stageStep: step, globalStep: global, positions: { ...state.positions, ...Object.fromEntries(stage.sources.map((s, k) => [s.name, loaders[k].position])) } };
         const line = { step: global, stage: stage.name, stage_step: step, source: tag, lr: stage.lr * lrFactor, loss: lossSum, grad_norm: gradNorm, time: Date.now(), ...metrics };
         appendFileSync(metricsFile, JSON.stringify(line) + "\n");
-        for (const [m, v] of Object.entries({ loss: lossSum, ...metrics })) (recent[m] ??= []).push(v), recent[m].length > 20 && recent[m].shift();
+        for (const [m, v] of Object.entries({ loss: lossSum, ...metrics })) {
+          const r = (recent[m] ??= []);
+          r.push(v);
+          if (r.length > 20) r.shift();
+        }
         if (bar) {
           bar.status = `loss ${lossSum.toFixed(3)}`;
           bar.update(step);

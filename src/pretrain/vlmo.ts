@@ -50,7 +50,14 @@ export function blockMask(g: number, ratio: number, rng: Rng): boolean[] {
     const w = Math.max(1, Math.min(g, Math.round(Math.sqrt(area / aspect))));
     const top = rng.int(g - h + 1);
     const left = rng.int(g - w + 1);
-    for (let i = top; i < top + h; i++) for (let j = left; j < left + w; j++) if (!m[i * g + j] && count < target) (m[i * g + j] = true), count++;
+    for (let i = top; i < top + h; i++) {
+      for (let j = left; j < left + w; j++) {
+        if (!m[i * g + j] && count < target) {
+          m[i * g + j] = true;
+          count++;
+        }
+      }
+    }
   }
   return m;
 }
