@@ -21,8 +21,8 @@ import { PY_MODELS, PY_INPUT_ARGS, putAll, putWeights, pyJson } from "./models-r
 // Same libtorch kernels on both sides and the same op sequence: outputs agree to ~1e-7 relative.
 // Gradients pass through softmax/LayerNorm backward sums whose reduction order can differ with
 // thread count, so each tensor gets atol = 1e-5 * max|expected| on top of rtol 1e-5.
-// Tiny models are dominated by per-op overhead, and on these 2-vCPU machines libgomp's default
-// spin-waiting makes every small parallel op (LayerNorm, GELU) cost milliseconds with 2 threads.
+// Tiny models are dominated by per-op overhead: one thread avoids OpenMP wake-ups for tiny ops
+// (milliseconds each on these 2-vCPU machines when libgomp spin-waits).
 setNumThreads(1);
 
 const FWD: Tol = { rtol: 1e-5, atol: 1e-6, scale: 1e-5 };

@@ -40,8 +40,9 @@ async function run(r: Recipe, dir: string, extra: Partial<Parameters<typeof trai
   manualSeed(r.train.seed);
   const { model, stages } = await buildStrategy(r);
   const summary = await train(model, stages, { runDir: dir, seed: r.train.seed, clip: r.train.clip, quiet: true, workers: r.train.workers, ...extra });
-  const rows = readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
-  return { model, stages, summary, rows };
+  const all = readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  // training steps; the held-out evaluation at the end of each stage is logged with source "val"
+  return { model, stages, summary, rows: all.filter((x) => x.source !== "val"), valRows: all.filter((x) => x.source === "val") };
 }
 
 test("recipes: unknown keys and wrong types are rejected naming the key; --set overrides", () => {
@@ -72,8 +73,9 @@ test("SemVLP: each step trains one mode; the single/two ratio follows the recipe
 test("MSP: stages run in the recipe's order, each on its own data with its own objectives", async () => {
   assert.deepEqual(parseOrder(["S", "p", "token"]), ["sentence", "phrase", "token"]);
   const r = recipe("msp", { msp: { order: ["sentence", "phrase", "token"], stages: { sentence: { steps: 2 }, phrase: { steps: 2 }, token: { steps: 2 } } } });
-  const { stages, rows } = await run(r, join(root, "msp"));
+  const { stages, rows, valRows } = await run(r, join(root, "msp"));
   assert.deepEqual(stages.map((s) => s.name), ["sentence", "phrase", "token"]);
+  assert.deepEqual(valRows.map((x) => x.stage), ["sentence", "phrase", "token"], "one held-out evaluation per stage");
   for (const s of stages) assert.match(JSON.stringify(s.sources[0].data.args), new RegExp(`msp/${s.name}_train.json`));
   assert.deepEqual(rows.map((x) => x.stage), ["sentence", "sentence", "phrase", "phrase", "token", "token"]);
   const keys = (st: string) => new Set(rows.filter((x) => x.stage === st).flatMap((x) => Object.keys(x)));
@@ -142,4 +144,24 @@ test("a run killed with SIGKILL and resumed reaches bit-identical weights", asyn
   const wa = readFileSync(join(root, "run-a", "model.safetensors"));
   const wb = readFileSync(join(root, "run-b", "model.safetensors"));
   assert.ok(wa.equals(wb), "resumed weights differ from the uninterrupted run");
+});
+
+test("periodic evaluation logs held-out metrics; a non-finite loss stops the run naming the last good checkpoint", async () => {
+  const r = recipe("semvlp", {}, ["train.steps=4"]);
+  manualSeed(r.train.seed);
+  const { model, stages } = await buildStrategy(r);
+  const dir = join(root, "nan");
+  const src = stages[0].sources[0];
+  const step = src.step;
+  src.step = (b, m, ctx) => {
+    const out = step(b, m, ctx);
+    return ctx.step >= 3 ? { ...out, loss: out.loss.mul(Number.NaN) } : out;
+  };
+  await assert.rejects(
+    train(model, stages, { runDir: dir, seed: 3, quiet: true, workers: 0, checkpointEvery: 2, evalEvery: 2 }),
+    /non-finite loss \(NaN\) at stage semvlp, step 3.*last good checkpoint is .*ckpt-2/,
+  );
+  const rows = readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const val = rows.find((x) => x.source === "val");
+  assert.ok(val && Number.isFinite(val.val_mlm_loss) && Number.isFinite(val.val_itm_acc), "a validation row at step 2");
 });

@@ -14,8 +14,8 @@ import { TorchRef, assertClose, type Tol, type RefTensor } from "./torchref.ts";
 import { PY_MODELS, PY_INPUT_ARGS, putAll, putWeights, pyJson } from "./models-ref.ts";
 
 // Same kernels, same op order: see test/lxmert.test.ts for the reasoning behind the tolerances.
-// Tiny models are dominated by per-op overhead, and on these 2-vCPU machines libgomp's default
-// spin-waiting makes every small parallel op (LayerNorm, GELU) cost milliseconds with 2 threads.
+// Tiny models are dominated by per-op overhead: one thread avoids OpenMP wake-ups for tiny ops
+// (milliseconds each on these 2-vCPU machines when libgomp spin-waits).
 setNumThreads(1);
 
 const FWD: Tol = { rtol: 1e-5, atol: 1e-6, scale: 1e-5 };

@@ -57,6 +57,7 @@ export async function main(argv: string[]): Promise<void> {
     clip: recipe.train.clip,
     accumulate: recipe.train.accumulate,
     checkpointEvery: recipe.train.checkpointEvery,
+    evalEvery: recipe.train.evalEvery,
     workers: recipe.train.workers,
     resume: !!values.resume,
     quiet: values.quiet,

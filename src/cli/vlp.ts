@@ -9,7 +9,8 @@ commands:
   demo                       the main job: a synthetic world, then tiny SemVLP, MSP and VLMo pre-training
   engine-demo                a 2-layer transformer learns to sort digits (engine check)
   data synth                 write a synthetic scene world in the real dataset formats
-      --images N --seed S --out DIR [--size PX] [--feat-dim D] [--boxes K]
+      --images N --seed S --out DIR [--size PX] [--feat-dim D] [--boxes K] [--arrow] [--workers N]
+      (--arrow also writes the ViLT/VLMo Arrow tables, a second copy of every image)
   pretrain --recipe FILE     pre-train with a recipe (recipes/*.json) [--set k=v] [--out DIR] [--resume DIR]
   info                       libtorch build, threads, BLAS speed
 
@@ -38,6 +39,8 @@ const commands: Record<string, Command> = {
         size: { type: "string" },
         "feat-dim": { type: "string" },
         boxes: { type: "string" },
+        arrow: { type: "boolean", default: false },
+        workers: { type: "string" },
       },
       strict: true,
     });
@@ -50,6 +53,8 @@ const commands: Record<string, Command> = {
       size: values.size ? int(values.size, "--size") : undefined,
       featDim: values["feat-dim"] ? int(values["feat-dim"], "--feat-dim") : undefined,
       boxes: values.boxes ? int(values.boxes, "--boxes") : undefined,
+      arrow: values.arrow,
+      workers: values.workers ? int(values.workers, "--workers") : undefined,
     });
   },
 };

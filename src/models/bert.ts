@@ -5,6 +5,7 @@
 import { Module, Linear, LayerNorm, Embedding, Dropout } from "../engine/nn.ts";
 import { Tensor, arange, zeros, zerosLike, type Generator } from "../engine/tensor.ts";
 import * as F from "../engine/functional.ts";
+import { tidy } from "../engine/scope.ts";
 
 /** The transformer hyper-parameters every BERT-style model here shares (JSON-serialisable). */
 export interface BertLikeConfig {
@@ -297,11 +298,15 @@ export class BertLayer extends Module {
    * runs when a context is passed; asking for it on a block without one is an error.
    */
   forward(x: Tensor, mask: Tensor | null, context?: { states: Tensor; mask: Tensor | null }): BertLayerOutput {
-    const [att, selfProbs] = this.attention.forward(x, mask);
-    if (!context) return { output: this.ffn(att), selfProbs };
-    if (!this._cross) throw new Error("BertLayer: a context was given but this block has no cross-attention");
-    const [crossed, crossProbs] = this._cross.forward(att, context.states, context.mask);
-    return { output: this.ffn(crossed), selfProbs, crossProbs };
+    if (context && !this._cross) throw new Error("BertLayer: a context was given but this block has no cross-attention");
+    // The block's temporaries are freed when it returns (autograd keeps what backward needs), like
+    // Python's reference counting: a lower peak of live native memory.
+    return tidy(() => {
+      const [att, selfProbs] = this.attention.forward(x, mask);
+      if (!context) return { output: this.ffn(att), selfProbs };
+      const [crossed, crossProbs] = this._cross!.forward(att, context.states, context.mask);
+      return { output: this.ffn(crossed), selfProbs, crossProbs };
+    });
   }
 }
 

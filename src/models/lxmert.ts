@@ -12,6 +12,7 @@
 // then per-stream self-attention and FFN.
 import { Module, ModuleList, Embedding } from "../engine/nn.ts";
 import { cat, ones, tensor, type Tensor } from "../engine/tensor.ts";
+import { tidy } from "../engine/scope.ts";
 import { BertAttention, BertCrossAttention, BertEmbeddings, BertIntermediate, BertLayer, BertOutput, BertPooler, VisualFeatEncoder, extendedAttentionMask, initBertWeights, type BertLikeConfig } from "./bert.ts";
 import { BertPreTrainingHeads, BertVisualAnswerHead, BertVisualObjHead, VISUAL_LOSSES, type VisualLoss } from "./heads.ts";
 
@@ -141,18 +142,21 @@ export class LxmertXLayer extends Module {
   }
 
   forward(lang: Tensor, langMask: Tensor | null, visn: Tensor, visnMask: Tensor | null): XLayerOutput {
-    const [langX, langToVisn] = this.visual_attention.forward(lang, visn, visnMask);
-    const [visnX, visnToLang] = this.visual_attention.forward(visn, lang, langMask);
-    const [langS, langSelf] = this.lang_self_att.forward(langX, langMask);
-    const [visnS, visnSelf] = this.visn_self_att.forward(visnX, visnMask);
-    return {
-      lang: this.lang_output.forward(this.lang_inter.forward(langS), langS),
-      visn: this.visn_output.forward(this.visn_inter.forward(visnS), visnS),
-      langToVisn,
-      visnToLang,
-      langSelf,
-      visnSelf,
-    };
+    // temporaries are freed on return (autograd keeps what backward needs)
+    return tidy(() => {
+      const [langX, langToVisn] = this.visual_attention.forward(lang, visn, visnMask);
+      const [visnX, visnToLang] = this.visual_attention.forward(visn, lang, langMask);
+      const [langS, langSelf] = this.lang_self_att.forward(langX, langMask);
+      const [visnS, visnSelf] = this.visn_self_att.forward(visnX, visnMask);
+      return {
+        lang: this.lang_output.forward(this.lang_inter.forward(langS), langS),
+        visn: this.visn_output.forward(this.visn_inter.forward(visnS), visnS),
+        langToVisn,
+        visnToLang,
+        langSelf,
+        visnSelf,
+      };
+    });
   }
 }
 

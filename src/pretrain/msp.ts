@@ -77,6 +77,15 @@ export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
         itm: g === "sentence" ? { prob: 0.5, hardPool: worldFile(w, "hardneg/hard_negative.json") } : undefined,
         objectVocab: g === "token" ? undefined : objectVocab,
       }),
+      evalData: regionTextSpec({
+        examples: [{ path: worldFile(w, `msp/${g}_val.json`), granularity: g }],
+        regions,
+        maxTextLen: g === "token" ? 40 : 20,
+        maxBoxes: 36,
+        seed: r.train.seed,
+        itm: g === "sentence" ? { prob: 0.5, hardPool: worldFile(w, "hardneg/hard_negative.json") } : undefined,
+        objectVocab: g === "token" ? undefined : objectVocab,
+      }),
       step: (batch, _meta, ctx) => mspStep(model, g, losses, m.visualWeighting, batch, ctx),
     };
   };

@@ -14,6 +14,8 @@ export interface TrainSection {
   clip: number;
   accumulate: number;
   checkpointEvery: number;
+  /** Evaluate on the held-out split every N steps (0: only at the end of each stage). */
+  evalEvery: number;
   workers: number;
   weightDecay: number;
 }
@@ -30,14 +32,14 @@ export interface Recipe {
   vlmo?: Record<string, unknown>;
 }
 
-const TRAIN_DEFAULTS: TrainSection = { seed: 0, batchSize: 32, lr: 1e-4, warmup: 0.05, clip: 1, accumulate: 1, checkpointEvery: 0, workers: 1, weightDecay: 0.01 };
+const TRAIN_DEFAULTS: TrainSection = { seed: 0, batchSize: 32, lr: 1e-4, warmup: 0.05, clip: 1, accumulate: 1, checkpointEvery: 0, evalEvery: 0, workers: 1, weightDecay: 0.01 };
 
 type Shape = "number" | "string" | "boolean" | "object" | "string[]" | "any";
 const SCHEMA: Record<string, Record<string, Shape>> = {
   "": { method: "string", description: "string", model: "object", data: "object", train: "object", semvlp: "object", msp: "object", vlmo: "object", $schema: "string" },
   model: { preset: "string", overrides: "object" },
   data: { world: "string", regions: "string" },
-  train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", workers: "number", weightDecay: "number" },
+  train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", evalEvery: "number", workers: "number", weightDecay: "number" },
   semvlp: { singleRatio: "number", losses: "object", visualWeighting: "string", qa: "boolean" },
   msp: { order: "string[]", joint: "boolean", stages: "object", visualWeighting: "string" },
   vlmo: { stages: "object", itmHardNegatives: "boolean", mlmWeight: "number", standard: "boolean", order: "string[]" },

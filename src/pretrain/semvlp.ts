@@ -38,6 +38,15 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
         itm: { prob: 0.5 },
         answers: s.qa ? answers : undefined,
       }),
+      evalData: regionTextSpec({
+        examples: [{ path: worldFile(w, "lxmert/mscoco_val.json"), sources: ["mscoco", "vqa", "gqa"] }],
+        regions: r.data.regions ?? worldFile(w, "features/obj36.tsv"),
+        maxTextLen: 20,
+        maxBoxes: 36,
+        seed: r.train.seed,
+        itm: { prob: 0.5 },
+        answers: s.qa ? answers : undefined,
+      }),
       step(batch, _meta, ctx) {
         const mode: SemVLPMode = ctx.rng.next() < s.singleRatio ? "single" : "two";
         const matched = batch.matched;

@@ -35,6 +35,8 @@ export interface Source {
   batchSize: number;
   /** Relative sampling weight when a stage has several sources (MSP's joint T+P+S). */
   weight?: number;
+  /** Held-out data for the periodic evaluation (the same objectives, without gradients). */
+  evalData?: BuilderSpec;
   step(batch: Record<string, Tensor>, meta: HostBatch["meta"], ctx: StepContext): StepResult;
 }
 
@@ -59,6 +61,10 @@ export interface TrainOptions {
   clip?: number;
   accumulate?: number;
   checkpointEvery?: number;
+  /** Evaluate on each source's evalData every N optimizer steps (and at the end of each stage). */
+  evalEvery?: number;
+  /** Batches per evaluation (default 10). */
+  evalBatches?: number;
   logEvery?: number;
   workers?: number;
   resume?: boolean;
@@ -77,6 +83,37 @@ interface RunState {
 const log = (o: TrainOptions, s: string) => {
   if (!o.quiet) console.log(s);
 };
+
+/** The sources' objectives on held-out batches, without gradients and with dropout off; metrics averaged. */
+async function evaluate(model: Module, stage: Stage, o: TrainOptions, step: number): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    for (const src of stage.sources) {
+      if (!src.evalData) continue;
+      const loader = await Loader.create(src.evalData, { batchSize: src.batchSize, seed: 0, shuffle: false, dropLast: false, workers: 0 });
+      const n = Math.min(o.evalBatches ?? 10, loader.batchesPerEpoch());
+      const sums: Record<string, number> = {};
+      // a fixed generator state, so every evaluation masks the same tokens and regions
+      const g = new Generator(1234);
+      for (let i = 0; i < n; i++) {
+        const host = await loader.next();
+        const m = tidy(() => noGrad(() => {
+          const r = src.step(toTensors(host), host.meta, { rng: new Rng(1000 + i), generator: g, step });
+          return { loss: r.loss.item(), ...r.metrics };
+        }));
+        for (const [k, v] of Object.entries(m)) sums[k] = (sums[k] ?? 0) + v / n;
+      }
+      await loader.close();
+      const prefix = stage.sources.length > 1 ? `val_${src.name}_` : "val_";
+      for (const [k, v] of Object.entries(sums)) out[prefix + k] = v;
+    }
+  } finally {
+    model.train(wasTraining);
+  }
+  return out;
+}
 
 /** Trains `model` through `stages`; returns the final metrics of each stage (averaged over its last steps). */
 export async function train(model: Module, stages: Stage[], o: TrainOptions): Promise<Record<string, Record<string, number>>> {
@@ -125,6 +162,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
     const bar = o.quiet ? null : new ProgressBar(steps, { label: `${stage.name}` });
     bar?.update(first - 1);
     const recent: Record<string, number[]> = {};
+    const evalSummary: Record<string, number> = {};
     const weights = stage.sources.map((s) => s.weight ?? 1);
     const wsum = weights.reduce((a, b) => a + b, 0);
     try {
@@ -180,6 +218,11 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
           bar.update(step);
         }
         const last = step === steps;
+        if (stage.sources.some((x) => x.evalData) && ((o.evalEvery && global % o.evalEvery === 0) || last)) {
+          const val = await evaluate(model, stage, o, global);
+          appendFileSync(metricsFile, JSON.stringify({ step: global, stage: stage.name, stage_step: step, source: "val", time: Date.now(), ...val }) + "\n");
+          Object.assign(evalSummary, val);
+        }
         if ((o.checkpointEvery && global % o.checkpointEvery === 0) || last) {
           saveCheckpoint(checkpointDir(o.runDir, global), { step: global, run: state }, { model, optimizer: opt, generators: { trainer: generator } });
         }
@@ -190,7 +233,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
       await Promise.all(loaders.map((l) => l.close()));
       opt.dispose();
     }
-    summary[stage.name] = Object.fromEntries(Object.entries(recent).map(([m, v]) => [m, v.reduce((a, b) => a + b, 0) / v.length]));
+    summary[stage.name] = { ...Object.fromEntries(Object.entries(recent).map(([m, v]) => [m, v.reduce((a, b) => a + b, 0) / v.length])), ...evalSummary };
     state = { ...state, stage: si + 1, stageStep: 0 };
   }
   for (const p of model.parameters()) p.requiresGrad_(true);

@@ -82,9 +82,9 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
   const config = vlmoConfig(r.model.preset as VLMoPreset, { standard: v.standard, ...(r.model.overrides ?? {}) } as Partial<VLMoConfig>);
   const model = new VLMoForPretraining(config);
   const w = r.data.world;
-  const spec = (mode: ImageTextArgs["mode"]) => ({
+  const spec = (mode: ImageTextArgs["mode"], split: ImageTextArgs["split"] = "train") => ({
     module: IMAGETEXT_MODULE,
-    args: { karpathy: worldFile(w, "karpathy/dataset_synth.json"), images: worldFile(w, "images"), split: "train", mode, imageSize: config.imageSize, maxTextLen: config.maxTextLen } satisfies ImageTextArgs,
+    args: { karpathy: worldFile(w, "karpathy/dataset_synth.json"), images: worldFile(w, "images"), split, mode, imageSize: config.imageSize, maxTextLen: config.maxTextLen } satisfies ImageTextArgs,
   });
   const p = config.patchSize;
   const g = config.imageSize / p;
@@ -138,9 +138,9 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const common = { lr: st.lr ?? r.train.lr, warmup: r.train.warmup, epochs: st.epochs ?? r.train.epochs, steps: st.steps ?? r.train.steps, weightDecay: r.train.weightDecay, betas: [0.9, 0.98] as [number, number] };
     const batchSize = st.batchSize ?? r.train.batchSize;
     switch (name) {
-      case "image": return { ...common, name, sources: [{ name, batchSize, data: spec("image"), step: stepImage }] };
-      case "text": return { ...common, name, frozen: (n: string) => STAGE2_FROZEN.test(n), sources: [{ name, batchSize, data: spec("text"), step: stepText }] };
-      case "image-text": return { ...common, name, sources: [{ name, batchSize, data: spec("pair"), step: stepPair }] };
+      case "image": return { ...common, name, sources: [{ name, batchSize, data: spec("image"), evalData: spec("image", "val"), step: stepImage }] };
+      case "text": return { ...common, name, frozen: (n: string) => STAGE2_FROZEN.test(n), sources: [{ name, batchSize, data: spec("text"), evalData: spec("text", "val"), step: stepText }] };
+      case "image-text": return { ...common, name, sources: [{ name, batchSize, data: spec("pair"), evalData: spec("pair", "val"), step: stepPair }] };
       default: throw new Error(`recipe.vlmo.order: unknown stage "${name}" (expected image, text or image-text)`);
     }
   });
