@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { Generator, fromBytes, randn, randint, rand, tensor, type Tensor } from "../src/engine/tensor.ts";
 import { tidy } from "../src/engine/scope.ts";
-import { setNumThreads } from "../src/engine/tensor.ts";
+import { setNumThreads, liveTensors } from "../src/engine/tensor.ts";
 import * as F from "../src/engine/functional.ts";
 import { loadPthStateDict } from "../src/engine/serialize/pth.ts";
 import { LxmertForPreTraining, lxmertConfig, transformerParameterCount, LXMERT_PRESETS, type LxmertConfig, type LxmertInputs, type LxmertPreTrainingOutput } from "../src/models/lxmert.ts";
@@ -341,6 +341,25 @@ describe("LXMERT configuration, inputs and inspection", () => {
     const m = new LxmertForPreTraining(c);
     const x = makeInputs(c, new Generator(9));
     assert.throws(() => tidy(() => m.forward(x)), /positionIds/);
+    m.dispose();
+  });
+
+  test("a training step inside tidy() leaves no native tensors behind", () => {
+    const c = lxmertConfig("lxmertSTiny", tinyOverrides({ xLayers: 2 }));
+    const m = new LxmertForPreTraining(c);
+    const x = makeInputs(c, new Generator(12), { wordPositions: true });
+    const step = () => {
+      tidy(() => {
+        const o = m.forward(x, { outputAttentions: true, outputHiddenStates: true });
+        o.lmLogits.mean().add(o.topicLogits!.mean()).add(o.visualLogits!.feat!.mean()).backward();
+      });
+      m.zeroGrad();
+    };
+    step();
+    const before = liveTensors();
+    step();
+    step();
+    assert.equal(liveTensors(), before);
     m.dispose();
   });
 
