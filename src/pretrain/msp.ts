@@ -62,30 +62,23 @@ export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
   const regions = r.data.regions ?? worldFile(w, "features/obj36.tsv");
   const objectVocab = worldFile(w, "vocab/objects_vocab.txt");
 
+  const spec = (g: Granularity, split: string) => regionTextSpec({
+    examples: [{ path: worldFile(w, `msp/${g}_${split}.json`), granularity: g }],
+    regions,
+    maxTextLen: g === "token" ? 40 : 20,
+    maxBoxes: 36,
+    seed: r.train.seed,
+    itm: g === "sentence" ? { prob: 0.5, hardPool: worldFile(w, "hardneg/hard_negative.json") } : undefined,
+    objectVocab: g === "token" ? undefined : objectVocab,
+  });
   const source = (g: Granularity): Source => {
     const st = (m.stages as Record<string, { batchSize?: number; losses?: Record<string, number> }>)[g] ?? {};
     const losses = { ...MSP_LOSSES[g], ...(st.losses ?? {}) };
     return {
       name: g,
       batchSize: st.batchSize ?? r.train.batchSize,
-      data: regionTextSpec({
-        examples: [{ path: worldFile(w, `msp/${g}_train.json`), granularity: g }],
-        regions,
-        maxTextLen: g === "token" ? 40 : 20,
-        maxBoxes: 36,
-        seed: r.train.seed,
-        itm: g === "sentence" ? { prob: 0.5, hardPool: worldFile(w, "hardneg/hard_negative.json") } : undefined,
-        objectVocab: g === "token" ? undefined : objectVocab,
-      }),
-      evalData: regionTextSpec({
-        examples: [{ path: worldFile(w, `msp/${g}_val.json`), granularity: g }],
-        regions,
-        maxTextLen: g === "token" ? 40 : 20,
-        maxBoxes: 36,
-        seed: r.train.seed,
-        itm: g === "sentence" ? { prob: 0.5, hardPool: worldFile(w, "hardneg/hard_negative.json") } : undefined,
-        objectVocab: g === "token" ? undefined : objectVocab,
-      }),
+      data: spec(g, "train"),
+      evalData: spec(g, "val"),
       step: (batch, _meta, ctx) => mspStep(model, g, losses, m.visualWeighting, batch, ctx),
     };
   };

@@ -19,6 +19,16 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
   const config = semvlpConfig(r.model.preset as SemVLPPreset, { ...(r.model.overrides ?? {}), numQaLabels: answerCount(answers), taskQa: s.qa });
   const model = new SemVLPForPreTraining(config);
   const losses = { ...SEMVLP_LOSSES, ...s.losses };
+  // LXMERT's pre-training data: captions plus VQA/GQA questions, with 50% random ITM negatives
+  const spec = (split: string) => regionTextSpec({
+    examples: [{ path: worldFile(w, `lxmert/mscoco_${split}.json`), sources: ["mscoco", "vqa", "gqa"] }],
+    regions: r.data.regions ?? worldFile(w, "features/obj36.tsv"),
+    maxTextLen: 20,
+    maxBoxes: 36,
+    seed: r.train.seed,
+    itm: { prob: 0.5 },
+    answers: s.qa ? answers : undefined,
+  });
   const stage: Stage = {
     name: "semvlp",
     lr: r.train.lr,
@@ -29,24 +39,8 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
     sources: [{
       name: "image-text",
       batchSize: r.train.batchSize,
-      data: regionTextSpec({
-        examples: [{ path: worldFile(w, "lxmert/mscoco_train.json"), sources: ["mscoco", "vqa", "gqa"] }],
-        regions: r.data.regions ?? worldFile(w, "features/obj36.tsv"),
-        maxTextLen: 20,
-        maxBoxes: 36,
-        seed: r.train.seed,
-        itm: { prob: 0.5 },
-        answers: s.qa ? answers : undefined,
-      }),
-      evalData: regionTextSpec({
-        examples: [{ path: worldFile(w, "lxmert/mscoco_val.json"), sources: ["mscoco", "vqa", "gqa"] }],
-        regions: r.data.regions ?? worldFile(w, "features/obj36.tsv"),
-        maxTextLen: 20,
-        maxBoxes: 36,
-        seed: r.train.seed,
-        itm: { prob: 0.5 },
-        answers: s.qa ? answers : undefined,
-      }),
+      data: spec("train"),
+      evalData: spec("val"),
       step(batch, _meta, ctx) {
         const mode: SemVLPMode = ctx.rng.next() < s.singleRatio ? "single" : "two";
         const matched = batch.matched;
