@@ -41,7 +41,7 @@ export async function main(argv: string[]): Promise<void> {
     const t0 = performance.now();
     const summary = await train(model, stages, { runDir, seed: r.train.seed, clip: r.train.clip, accumulate: r.train.accumulate, checkpointEvery: r.train.checkpointEvery, evalEvery: r.train.evalEvery, workers: r.train.workers });
     const sec = (performance.now() - t0) / 1000;
-    const steps = readFileSync(join(runDir, "metrics.jsonl"), "utf8").trim().split("\n").length;
+    const steps = readFileSync(join(runDir, "metrics.jsonl"), "utf8").trim().split("\n").filter((l) => !l.includes('"source":"val"')).length;
     for (const [stage, m] of Object.entries(summary)) {
       const f = (k: string) => (m[k] === undefined ? "" : m[k].toFixed(3));
       rows.push([name, stage, f("loss"), f("mlm_acc") || f("text_mlm_acc"), f("itm_acc"), f("itc_i2t_acc"), f("obj_acc"), f("qa_acc")]);
