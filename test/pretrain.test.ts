@@ -64,6 +64,10 @@ test("SemVLP: each step trains one mode; the single/two ratio follows the recipe
   assert.equal(modes.filter((m) => m !== "single" && m !== "two").length, 0);
   assert.ok(single >= 5 && single <= 19, `single-stream steps ${single}/24`);
   for (const k of ["mlm_loss", "mrfr_loss", "moc_obj_loss", "itm_loss", "qa_loss"]) assert.ok(Number.isFinite(half.rows.at(-1)[k]), k);
+  // linear warmup over 10% of the 24 updates (2.4), then linear decay to 0
+  const lr = half.rows.map((r) => r.lr / 1e-3);
+  assert.equal(lr[0], 0);
+  assert.ok(Math.abs(lr[1] - 1 / 2.4) < 1e-9 && Math.abs(lr[3] - 21 / 21.6) < 1e-9 && Math.abs(lr[23] - 1 / 21.6) < 1e-9, `lr factors ${lr.slice(0, 4)}`);
   const onlyTwo = await run(recipe("semvlp", { semvlp: { singleRatio: 0 } }, ["train.steps=4"]), join(root, "semvlp-two"));
   assert.deepEqual(onlyTwo.rows.map((r) => r.source), ["two", "two", "two", "two"]);
   assert.ok(existsSync(join(root, "semvlp-two", "model.safetensors")));

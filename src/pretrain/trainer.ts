@@ -7,7 +7,7 @@ import { tidy, noGrad, Generator, type Tensor, type Module } from "../engine/ind
 import { AdamW, paramGroupsNoDecay } from "../engine/optim.ts";
 import { makeSchedule, type ScheduleConfig } from "../engine/schedule.ts";
 import { clipGradNorm } from "../engine/grad.ts";
-import { saveCheckpoint, loadCheckpoint, latestCheckpoint, checkpointDir, saveStateDict } from "../engine/checkpoint.ts";
+import { saveCheckpoint, loadCheckpoint, latestCheckpoint, checkpointDir, saveStateDict, readTrainerState } from "../engine/checkpoint.ts";
 import { Loader, toTensors, type BuilderSpec, type HostBatch, type LoaderPosition } from "../data/loader.ts";
 import { ProgressBar } from "../cli/progress.ts";
 import { Rng } from "../objectives/sampling.ts";
@@ -123,7 +123,6 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
   let state: RunState = { stage: 0, stageStep: 0, globalStep: 0, positions: {} };
   const resumeFrom = o.resume ? latestCheckpoint(o.runDir) : null;
   if (o.resume && resumeFrom) {
-    const { readTrainerState } = await import("../engine/checkpoint.ts");
     state = readTrainerState(resumeFrom).run as RunState;
     log(o, `resuming from ${resumeFrom} (stage ${stages[state.stage]?.name ?? "done"}, step ${state.stageStep})`);
     // steps logged after the checkpoint will be trained again: drop their lines
@@ -151,7 +150,8 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
     );
     const steps = stage.steps ?? Math.max(1, Math.round((stage.epochs ?? 1) * loaders[0].batchesPerEpoch()));
     const opt = new AdamW(paramGroupsNoDecay(model, stage.weightDecay ?? 0.01, { trainableOnly: true }), { lr: stage.lr, betas: stage.betas ?? [0.9, 0.999], eps: 1e-6 });
-    const schedule: ScheduleConfig = { kind: stage.schedule ?? "linear", warmup: stage.warmup, total: steps } as ScheduleConfig;
+    // warmup is a fraction of the stage's updates; schedules take the number of updates done so far
+    const schedule: ScheduleConfig = { kind: stage.schedule ?? "linear", warmupRatio: stage.warmup, total: steps } as ScheduleConfig;
     const sched = makeSchedule(schedule);
     const resuming = si === state.stage && state.stageStep > 0 && resumeFrom;
     if (resuming) {
@@ -169,7 +169,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
       for (let step = first; step <= steps; step++) {
         const global = state.globalStep + 1;
         const rng = new Rng((Math.imul(o.seed + 1, 0x9e3779b1) ^ Math.imul(global, 0x85ebca6b)) | 0);
-        const lrFactor = sched(step);
+        const lrFactor = sched(step - 1);
         opt.setLrFactor(lrFactor);
         const accumulate = o.accumulate ?? 1;
         const metrics: Record<string, number> = {};
