@@ -2,6 +2,7 @@
 // torch.save'd state dicts loaded into vlpkit modules, bit-identical resume, and crash safety
 // (child processes that SIGKILL themselves at every stage of saveCheckpoint).
 import { test } from "node:test";
+import { PY_LOAD_SAFETENSORS } from "./torchref.ts";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSync } from "node:fs";
@@ -29,22 +30,7 @@ const PY_READER = `
 import json, struct, sys, torch
 import torch.nn.functional as F
 torch.set_num_threads(1)
-DT = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16,
-      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
-def load_st(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    header = json.loads(b[8:8 + n])
-    out = {}
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        s, e = v["data_offsets"]
-        dt = DT[v["dtype"]]
-        t = torch.frombuffer(bytearray(b[8 + n + s:8 + n + e]), dtype=dt) if e > s else torch.empty(0, dtype=dt)
-        out[k] = t.reshape(v["shape"])
-    return out, header.get("__metadata__", {})
-`;
+${PY_LOAD_SAFETENSORS}`;
 
 /** Weight tying as in BERT's MLM head: the decoder's weight is the embedding matrix. */
 class Decoder extends Module {
@@ -93,8 +79,8 @@ test("a safetensors file written by saveStateDict loads in PyTorch with identica
   saveStateDict(lmPath, lm);
 
   const out = JSON.parse(python(`${PY_READER}
-t, meta = load_st(sys.argv[1])
-lm, _ = load_st(sys.argv[2])
+t, meta = load_st_meta(sys.argv[1])
+lm = load_st(sys.argv[2])
 json.dump({"meta": meta, "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape), "values": v.double().flatten().tolist()} for k, v in t.items()},
            "lm_keys": sorted(lm.keys()), "tied": bool(torch.equal(lm["emb.weight"], lm["dec.weight"])),
            "emb": lm["emb.weight"].flatten().tolist()}, sys.stdout)

@@ -5,6 +5,7 @@
 // bit; the asserted bound is 1e-6 relative, the only scalar-level difference being V8's Math.pow
 // vs glibc's pow in the bias corrections (1 ulp in double, then rounded to float32 by the kernels).
 import { test } from "node:test";
+import { PY_LOAD_SAFETENSORS } from "./torchref.ts";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -50,21 +51,7 @@ const PY_PRELUDE = `
 import json, struct, sys, math, torch
 import torch.nn.functional as F
 torch.set_num_threads(1)
-DT = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16,
-      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
-def load_st(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    header = json.loads(b[8:8 + n])
-    out = {}
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        s, e = v["data_offsets"]
-        dt = DT[v["dtype"]]
-        t = torch.frombuffer(bytearray(b[8 + n + s:8 + n + e]), dtype=dt) if e > s else torch.empty(0, dtype=dt)
-        out[k] = t.reshape(v["shape"])
-    return out
+${PY_LOAD_SAFETENSORS}
 class MLP(torch.nn.Module):
     def __init__(self):
         super().__init__()

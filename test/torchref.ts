@@ -21,6 +21,31 @@ import type { DType } from "../src/engine/dtype.ts";
 
 export const PYTHON = process.env.VLP_TORCH_PYTHON ?? "/usr/bin/python3";
 
+/**
+ * Python source of a safetensors reader written from the spec (json + struct + torch.frombuffer),
+ * independent of vlpkit's writer: `load_st_meta(path)` -> (tensors, metadata), `load_st(path)` -> tensors.
+ */
+export const PY_LOAD_SAFETENSORS = `
+import json, struct, torch
+DT = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16,
+      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+def load_st_meta(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    header = json.loads(b[8:8 + n])
+    out = {}
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        s, e = v["data_offsets"]
+        dt = DT[v["dtype"]]
+        t = torch.frombuffer(bytearray(b[8 + n + s:8 + n + e]), dtype=dt) if e > s else torch.empty(0, dtype=dt)
+        out[k] = t.reshape(v["shape"])
+    return out, header.get("__metadata__", {})
+def load_st(path):
+    return load_st_meta(path)[0]
+`;
+
 export interface RefTensor {
   dtype: DType;
   shape: number[];
