@@ -12,6 +12,8 @@ commands:
       --images N --seed S --out DIR [--size PX] [--feat-dim D] [--boxes K] [--arrow] [--workers N]
       (--arrow also writes the ViLT/VLMo Arrow tables, a second copy of every image)
   pretrain --recipe FILE     pre-train with a recipe (recipes/*.json) [--set k=v] [--out DIR] [--resume DIR]
+  finetune <task>            fine-tune on vqa, gqa, nlvr2 or retrieval --recipe FILE (--from RUN | --scratch)
+  eval <task>                evaluate a fine-tuned (or, for retrieval, pre-trained) run --checkpoint DIR
   info                       libtorch build, threads, BLAS speed
 
 run \`vlp <command> --help\` for a command's options.`;
@@ -22,6 +24,8 @@ const commands: Record<string, Command> = {
   demo: async (argv) => (await import("./demo.ts")).main(argv),
   "engine-demo": async (argv) => (await import("./engine-demo.ts")).main(argv),
   pretrain: async (argv) => (await import("./pretrain.ts")).main(argv),
+  finetune: async (argv) => (await import("./finetune.ts")).finetuneMain(argv),
+  eval: async (argv) => (await import("./finetune.ts")).evalMain(argv),
   info: async () => {
     const { buildInfo, getNumThreads } = await import("../engine/index.ts");
     const b = buildInfo();

@@ -1,0 +1,100 @@
+// `vlp finetune <task> --from <pretrain run> --recipe <file>` and `vlp eval <task> --checkpoint <run>`.
+import { parseArgs } from "node:util";
+import { basename, join } from "node:path";
+import { writeFileSync } from "node:fs";
+import { loadFinetuneRecipe, loadTask } from "../tasks/task.ts";
+
+const FT_HELP = `vlp finetune <vqa|gqa|nlvr2|retrieval> --recipe FILE [--from PRETRAIN_RUN | --scratch] [--out DIR] [--set k=v ...] [--resume] [--quiet]
+  --from DIR    a pre-training run (recipe.json + model.safetensors); its method and model are used
+  --scratch     train the recipe's method/model from random initialisation (the "no pre-training" baseline)
+  --resume      continue the run in --out from its last checkpoint`;
+
+const EVAL_HELP = `vlp eval <vqa|gqa|nlvr2|retrieval> --checkpoint DIR [--split val|test|test_comp] [--dump FILE] [--world DIR] [--rerank K] [--limit N] [--batch-size N]
+  --checkpoint  a fine-tuning run; for retrieval also a pre-training run (zero-shot)
+  --dump        write the official results file (VQA/GQA [{question_id, answer}], NLVR2 CSV, retrieval rankings)`;
+
+export async function finetuneMain(argv: string[]): Promise<void> {
+  const [task, ...rest] = argv;
+  if (!task || task === "--help" || task === "-h") {
+    console.log(FT_HELP);
+    return;
+  }
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      recipe: { type: "string" },
+      from: { type: "string" },
+      scratch: { type: "boolean", default: false },
+      out: { type: "string" },
+      set: { type: "string", multiple: true, default: [] },
+      resume: { type: "boolean", default: false },
+      quiet: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(FT_HELP);
+    return;
+  }
+  if (!values.recipe) throw new Error(`--recipe <file> is required\n${FT_HELP}`);
+  if (!values.from && !values.scratch) throw new Error("give --from <pre-training run> or --scratch");
+  if (values.from && values.scratch) throw new Error("--from and --scratch exclude each other");
+  const recipe = loadFinetuneRecipe(values.recipe, values.set!);
+  if (recipe.task !== task) throw new Error(`${values.recipe}: a ${recipe.task} recipe, not a ${task} one`);
+  const mod = await loadTask(task);
+  const out = values.out ?? join("runs", `${task}-${basename(values.recipe).replace(/\.json$/, "")}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
+  const t0 = performance.now();
+  const metrics = await mod.finetune({ recipe, from: values.from ?? null, out, resume: values.resume, quiet: values.quiet });
+  writeFileSync(join(out, "eval.json"), JSON.stringify({ seconds: (performance.now() - t0) / 1000, ...metrics }, null, 2));
+  if (!values.quiet) {
+    console.log(`vlp finetune ${task}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${out}`);
+    console.log(`  ${Object.entries(metrics).map(([k, v]) => `${k} ${typeof v === "number" ? v.toFixed(4) : v}`).join(", ")}`);
+  }
+}
+
+export async function evalMain(argv: string[]): Promise<void> {
+  const [task, ...rest] = argv;
+  if (!task || task === "--help" || task === "-h") {
+    console.log(EVAL_HELP);
+    return;
+  }
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      checkpoint: { type: "string" },
+      split: { type: "string", default: "val" },
+      dump: { type: "string" },
+      world: { type: "string" },
+      rerank: { type: "string" },
+      limit: { type: "string" },
+      "batch-size": { type: "string" },
+      quiet: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(EVAL_HELP);
+    return;
+  }
+  if (!values.checkpoint) throw new Error(`--checkpoint <dir> is required\n${EVAL_HELP}`);
+  const num = (v: string | undefined, flag: string) => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`${flag}: expected a non-negative integer, got "${v}"`);
+    return n;
+  };
+  const mod = await loadTask(task);
+  const metrics = await mod.evaluate({
+    checkpoint: values.checkpoint,
+    split: values.split!,
+    dump: values.dump,
+    world: values.world,
+    rerank: num(values.rerank, "--rerank"),
+    limit: num(values.limit, "--limit"),
+    batchSize: num(values["batch-size"], "--batch-size"),
+    quiet: values.quiet,
+  });
+  console.log(JSON.stringify(metrics, null, 2));
+}

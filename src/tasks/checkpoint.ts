@@ -1,0 +1,108 @@
+// What a run directory holds and how downstream code finds its model.
+//
+// A pre-training run (`vlp pretrain`) writes `recipe.json` and `model.safetensors` (the
+// pre-training model's names: `bert.*` + heads for SemVLP/LXMERT-S, VLMo's official names + `mim_*`).
+// A fine-tuning run (`vlp finetune <task>`) writes `finetune.json` (below) and `model.safetensors`
+// with the task model's names. Both may also hold `ckpt-<step>/` training checkpoints.
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { latestCheckpoint, loadStateDictFile } from "../engine/checkpoint.ts";
+import type { VLMoModel, VLMoHeadsConfig, VLMoPreset } from "../models/vlmo.ts";
+import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
+
+export type Method = "semvlp" | "msp" | "vlmo";
+export type TaskName = "vqa" | "gqa" | "nlvr2" | "retrieval";
+
+export interface RunInfo {
+  kind: "pretrain" | "finetune";
+  /** The downstream task (fine-tuning runs only). */
+  task?: TaskName;
+  method: Method;
+  /** Model preset and overrides, as in a recipe's `model` section (the task's heads are added by the task). */
+  model: { preset: string; overrides?: Record<string, unknown> };
+  /** The synthetic world (or dataset folder) the run read. */
+  world: string;
+  /** Answer labels by class index (VQA, GQA). */
+  labels?: string[];
+  /** The pre-trained run a fine-tuning run started from (null: from scratch). */
+  from?: string | null;
+  /** The fine-tuning recipe, as run. */
+  recipe?: unknown;
+}
+
+/** Read what a run directory holds: `finetune.json` (fine-tuning) or `recipe.json` (pre-training). */
+export function readRunInfo(dir: string): RunInfo {
+  if (!existsSync(dir)) throw new Error(`${dir}: checkpoint directory not found`);
+  const ft = join(dir, "finetune.json");
+  const pre = join(dir, "recipe.json");
+  const read = (p: string) => {
+    try {
+      return JSON.parse(readFileSync(p, "utf8"));
+    } catch (e) {
+      throw new Error(`${p}: invalid JSON (${(e as Error).message})`);
+    }
+  };
+  if (existsSync(ft)) {
+    const info = read(ft) as RunInfo;
+    if (info.kind !== "finetune" || !info.task || !info.method) throw new Error(`${ft}: expected {kind: "finetune", task, method, model, world}`);
+    return info;
+  }
+  if (existsSync(pre)) {
+    const r = read(pre) as { method: Method; model: RunInfo["model"]; data: { world: string } };
+    if (!r.method || !r.model || !r.data?.world) throw new Error(`${pre}: not a vlp recipe (method, model, data.world)`);
+    return { kind: "pretrain", method: r.method, model: r.model, world: r.data.world };
+  }
+  throw new Error(`${dir}: neither finetune.json nor recipe.json there (not a vlp run directory)`);
+}
+
+export function writeRunInfo(dir: string, info: RunInfo): void {
+  writeJsonAtomic(join(dir, "finetune.json"), info);
+}
+
+/** The weights of a run: its final `model.safetensors`, else the newest complete checkpoint's. */
+export function modelFile(dir: string): string {
+  const final = join(dir, "model.safetensors");
+  if (existsSync(final)) return resolve(final);
+  const ck = latestCheckpoint(dir);
+  if (ck) return resolve(join(ck, "model.safetensors"));
+  throw new Error(`${dir}: no model.safetensors and no checkpoint (has the run finished a step?)`);
+}
+
+/**
+ * A VLMo model for a run directory, with the heads its weights hold (vqa_classifier, nlvr2_classifier,
+ * itm_score, itc_*, mlm_score are read off the tensor names; `heads` adds or removes some). Pre-training
+ * extras (`mim_*`) are skipped; every tensor of the model must be present unless `allowMissing` says so
+ * (a new task head on a pre-trained backbone).
+ */
+export async function loadVLMoRun(dir: string, o: { heads?: Partial<VLMoHeadsConfig>; allowMissing?: (name: string) => boolean } = {}): Promise<{ model: VLMoModel; info: RunInfo; missing: string[] }> {
+  const info = readRunInfo(dir);
+  if (info.method !== "vlmo") throw new Error(`${dir}: a ${info.method} run, not a VLMo one`);
+  const file = modelFile(dir);
+  const sd = loadStateDictFile(file);
+  try {
+    const has = (p: string) => [...sd.keys()].some((k) => k.startsWith(p));
+    const vqa = [...sd.keys()].filter((k) => /^vqa_classifier\.\d+\.weight$/.test(k)).sort().pop();
+    const found: VLMoHeadsConfig = {
+      mlm: has("mlm_score."),
+      itm: has("itm_score."),
+      itc: has("itc_text_proj."),
+      itcVl: has("itc_vl_text_proj."),
+      vqaLabels: vqa ? sd.get(vqa)!.size(0) : 0,
+      nlvr2: has("nlvr2_classifier."),
+    };
+    const { vlmoConfig } = await import("../models/vlmo.ts");
+    const overrides = (info.model.overrides ?? {}) as Parameters<typeof vlmoConfig>[1];
+    const config = vlmoConfig(info.model.preset as VLMoPreset, { ...overrides, heads: { ...found, ...(o.heads ?? {}) } });
+    const { VLMoModel } = await import("../models/vlmo.ts");
+    const model = new VLMoModel(config);
+    const own = model.stateDict();
+    const kept = new Map([...sd].filter(([k]) => own.has(k)));
+    const missing = [...own.keys()].filter((k) => !kept.has(k));
+    const bad = missing.filter((k) => !(o.allowMissing?.(k) ?? false));
+    if (bad.length) throw new Error(`${file}: missing ${bad.length} tensors of the model, e.g. ${bad.slice(0, 5).join(", ")}`);
+    model.loadStateDict(kept, { strict: false, where: file });
+    return { model, info, missing };
+  } finally {
+    for (const t of sd.values()) t.dispose();
+  }
+}

@@ -1,0 +1,106 @@
+// The contract between `vlp finetune` / `vlp eval` and the downstream tasks: each task module
+// (src/tasks/<task>.ts) exports `finetune(args)` and `evaluate(args)`, and reads a fine-tuning recipe.
+import { existsSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { applySets } from "../pretrain/recipe.ts";
+import type { Method, TaskName } from "./checkpoint.ts";
+
+export interface FinetuneRecipe {
+  task: TaskName;
+  description?: string;
+  /** For runs from scratch (no --from): the method and model; with --from they come from the pre-trained run. */
+  method?: Method;
+  model?: { preset: string; overrides?: Record<string, unknown> };
+  data: { world: string; regions?: string };
+  train: {
+    seed: number;
+    batchSize: number;
+    lr: number;
+    /** Warmup as a fraction of the steps. */
+    warmup: number;
+    epochs?: number;
+    steps?: number;
+    clip: number;
+    weightDecay: number;
+    workers: number;
+    /** Evaluate (task metric on the val split) every N steps; 0 = at the end only. */
+    evalEvery: number;
+    checkpointEvery: number;
+  };
+  /** Task-specific settings (answer sets, two-stage GQA, negatives, image size...), validated by the task. */
+  options?: Record<string, unknown>;
+}
+
+const TRAIN_DEFAULTS: FinetuneRecipe["train"] = { seed: 0, batchSize: 32, lr: 5e-5, warmup: 0.1, clip: 1, weightDecay: 0.01, workers: 1, evalEvery: 0, checkpointEvery: 0 };
+const TRAIN_KEYS = new Set([...Object.keys(TRAIN_DEFAULTS), "epochs", "steps"]);
+const TOP_KEYS = new Set(["task", "description", "method", "model", "data", "train", "options", "$schema"]);
+const TASKS: TaskName[] = ["vqa", "gqa", "nlvr2", "retrieval"];
+
+/** Read and check a fine-tuning recipe (`--set k=v` overrides applied first); errors name the key. */
+export function loadFinetuneRecipe(path: string, sets: string[] = []): FinetuneRecipe {
+  if (!existsSync(path)) throw new Error(`${path}: recipe not found`);
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new Error(`${path}: invalid JSON (${(e as Error).message})`);
+  }
+  applySets(raw, sets);
+  return validateFinetuneRecipe(raw, path);
+}
+
+export function validateFinetuneRecipe(raw: Record<string, unknown>, where = "recipe"): FinetuneRecipe {
+  for (const k of Object.keys(raw)) if (!TOP_KEYS.has(k)) throw new Error(`${where}.${k}: unknown key (allowed: ${[...TOP_KEYS].join(", ")})`);
+  const r = raw as unknown as FinetuneRecipe;
+  if (!TASKS.includes(r.task)) throw new Error(`${where}.task: expected one of ${TASKS.join(", ")}, got ${JSON.stringify(r.task)}`);
+  if (r.method !== undefined && !["semvlp", "msp", "vlmo"].includes(r.method)) throw new Error(`${where}.method: expected "semvlp", "msp" or "vlmo", got ${JSON.stringify(r.method)}`);
+  if (typeof r.data?.world !== "string") throw new Error(`${where}.data.world: required (a world written by \`vlp data synth\`)`);
+  for (const [k, v] of Object.entries(r.train ?? {})) {
+    if (!TRAIN_KEYS.has(k)) throw new Error(`${where}.train.${k}: unknown key (allowed: ${[...TRAIN_KEYS].join(", ")})`);
+    if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`${where}.train.${k}: expected a number, got ${JSON.stringify(v)}`);
+  }
+  r.train = { ...TRAIN_DEFAULTS, ...(r.train ?? {}) };
+  if (!Number.isInteger(r.train.batchSize) || r.train.batchSize < 1) throw new Error(`${where}.train.batchSize: expected a positive integer, got ${r.train.batchSize}`);
+  if (!(r.train.lr > 0)) throw new Error(`${where}.train.lr: expected a positive number, got ${r.train.lr}`);
+  if (r.train.warmup < 0 || r.train.warmup > 1) throw new Error(`${where}.train.warmup: a fraction in [0, 1], got ${r.train.warmup}`);
+  if (r.options !== undefined && (typeof r.options !== "object" || r.options === null || Array.isArray(r.options))) throw new Error(`${where}.options: expected an object`);
+  r.data.world = resolve(r.data.world);
+  return r;
+}
+
+export interface FinetuneArgs {
+  recipe: FinetuneRecipe;
+  /** A pre-training run directory (recipe.json + model.safetensors), or null to train from scratch. */
+  from: string | null;
+  /** The fine-tuning run directory (finetune.json, model.safetensors, metrics.jsonl, ckpt-*). */
+  out: string;
+  resume?: boolean;
+  quiet?: boolean;
+}
+
+export interface EvalArgs {
+  /** A fine-tuning run directory, or (retrieval zero-shot) a pre-training run directory. */
+  checkpoint: string;
+  /** Which split of the world to evaluate (val, test, test_comp). */
+  split: string;
+  /** Where to write the official results dump (VQA/GQA JSON, NLVR2 CSV, retrieval rankings). */
+  dump?: string;
+  /** World override (default: the one the run was trained on). */
+  world?: string;
+  batchSize?: number;
+  /** Retrieval: re-rank the top k of the dual encoder with the ITM head (0 = off). */
+  rerank?: number;
+  /** Cap on evaluated examples (quick looks). */
+  limit?: number;
+  quiet?: boolean;
+}
+
+export interface TaskModule {
+  finetune(a: FinetuneArgs): Promise<Record<string, number>>;
+  evaluate(a: EvalArgs): Promise<Record<string, number>>;
+}
+
+export async function loadTask(task: string): Promise<TaskModule> {
+  if (!TASKS.includes(task as TaskName)) throw new Error(`unknown task "${task}" (expected: ${TASKS.join(", ")})`);
+  return (await import(`./${task}.ts`)) as TaskModule;
+}
