@@ -43,7 +43,9 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
   let hardPool: Map<string, string[]> | undefined;
   if (a.itm?.hardPool) {
     const hn = readHardNegatives(a.itm.hardPool);
-    hardPool = new Map(hn.train_image_list.map((id, i) => [String(id), hn.train_hard_pool[i].map((j) => String(hn.train_image_list[j])).filter((h) => known.has(h))]));
+    // ViLBERT-style pools list the image itself (the synthetic world's row i starts with i): it is
+    // dropped, so a pair drawn as a negative (prob p) is always mismatched and the negative share is p
+    hardPool = new Map(hn.train_image_list.map((id, i) => [String(id), hn.train_hard_pool[i].map((j) => String(hn.train_image_list[j])).filter((h) => known.has(h) && h !== String(id))]));
   }
   const labelWordIds: number[][] | undefined = a.objectVocab
     ? readFileSync(a.objectVocab, "utf8").split("\n").filter((l) => l.trim()).map((w) => tok.convertTokensToIds(tok.tokenize(w.split(",")[0])))
