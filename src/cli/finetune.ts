@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { basename, join } from "node:path";
 import { writeFileSync } from "node:fs";
+import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 import { loadFinetuneRecipe, loadTask } from "../tasks/task.ts";
 
 const FT_HELP = `vlp finetune <vqa|gqa|nlvr2|retrieval> --recipe FILE [--from PRETRAIN_RUN | --scratch] [--out DIR] [--set k=v ...] [--resume] [--quiet]
@@ -9,9 +10,10 @@ const FT_HELP = `vlp finetune <vqa|gqa|nlvr2|retrieval> --recipe FILE [--from PR
   --scratch     train the recipe's method/model from random initialisation (the "no pre-training" baseline)
   --resume      continue the run in --out from its last checkpoint`;
 
-const EVAL_HELP = `vlp eval <vqa|gqa|nlvr2|retrieval> --checkpoint DIR [--split val|test|test_comp] [--dump FILE] [--world DIR] [--rerank K] [--limit N] [--batch-size N]
+const EVAL_HELP = `vlp eval <vqa|gqa|nlvr2|retrieval> --checkpoint DIR [--split val|test|test_comp] [--dump FILE] [--world DIR] [--rerank K] [--limit N] [--batch-size N] [--metrics FILE]
   --checkpoint  a fine-tuning run; for retrieval also a pre-training run (zero-shot)
-  --dump        write the official results file (VQA/GQA [{question_id, answer}], NLVR2 CSV, retrieval rankings)`;
+  --metrics     also write the metrics as JSON to FILE
+  --dump        write the official results file (VQA [{question_id, answer}], GQA [{questionId, prediction}], NLVR2 CSV, retrieval rankings)`;
 
 export async function finetuneMain(argv: string[]): Promise<void> {
   const [task, ...rest] = argv;
@@ -69,6 +71,7 @@ export async function evalMain(argv: string[]): Promise<void> {
       rerank: { type: "string" },
       limit: { type: "string" },
       "batch-size": { type: "string" },
+      metrics: { type: "string" },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
@@ -96,5 +99,6 @@ export async function evalMain(argv: string[]): Promise<void> {
     batchSize: num(values["batch-size"], "--batch-size"),
     quiet: values.quiet,
   });
+  if (values.metrics) writeJsonAtomic(values.metrics, metrics);
   console.log(JSON.stringify(metrics, null, 2));
 }

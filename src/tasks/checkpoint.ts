@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { latestCheckpoint, loadStateDictFile } from "../engine/checkpoint.ts";
 import type { VLMoModel, VLMoHeadsConfig, VLMoPreset } from "../models/vlmo.ts";
+import type { Tensor } from "../engine/index.ts";
 import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 
 export type Method = "semvlp" | "msp" | "vlmo";
@@ -79,6 +80,7 @@ export async function loadVLMoRun(dir: string, o: { heads?: Partial<VLMoHeadsCon
   if (info.method !== "vlmo") throw new Error(`${dir}: a ${info.method} run, not a VLMo one`);
   const file = modelFile(dir);
   const sd = loadStateDictFile(file);
+  const made: Tensor[] = [];
   try {
     const has = (p: string) => [...sd.keys()].some((k) => k.startsWith(p));
     const vqa = [...sd.keys()].filter((k) => /^vqa_classifier\.\d+\.weight$/.test(k)).sort().pop();
@@ -93,16 +95,19 @@ export async function loadVLMoRun(dir: string, o: { heads?: Partial<VLMoHeadsCon
     const { vlmoConfig } = await import("../models/vlmo.ts");
     const overrides = (info.model.overrides ?? {}) as Parameters<typeof vlmoConfig>[1];
     const config = vlmoConfig(info.model.preset as VLMoPreset, { ...overrides, heads: { ...found, ...(o.heads ?? {}) } });
-    const { VLMoModel } = await import("../models/vlmo.ts");
+    const { VLMoModel, convertOfficialStateDict } = await import("../models/vlmo.ts");
     const model = new VLMoModel(config);
     const own = model.stateDict();
-    const kept = new Map([...sd].filter(([k]) => own.has(k)));
+    // official conversions; with a new NLVR2 head, the third modality type starts as a copy of type 1 (image)
+    const converted = convertOfficialStateDict(sd, model);
+    for (const [k, t] of converted) if (sd.get(k) !== t) made.push(t);
+    const kept = new Map([...converted].filter(([k]) => own.has(k)));
     const missing = [...own.keys()].filter((k) => !kept.has(k));
     const bad = missing.filter((k) => !(o.allowMissing?.(k) ?? false));
     if (bad.length) throw new Error(`${file}: missing ${bad.length} tensors of the model, e.g. ${bad.slice(0, 5).join(", ")}`);
     model.loadStateDict(kept, { strict: false, where: file });
     return { model, info, missing };
   } finally {
-    for (const t of sd.values()) t.dispose();
+    for (const t of [...sd.values(), ...made]) t.dispose();
   }
 }

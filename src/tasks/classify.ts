@@ -1,0 +1,246 @@
+// Fine-tuning and evaluation shared by the classification tasks (VQA, GQA, NLVR2). A task module
+// describes its data, stages and metrics (ClassifyTask); this file builds the task model (from a
+// pre-trained run or from scratch), trains it with the pre-training trainer, evaluates the full val
+// split with the task's metric, and writes the run directory:
+//   finetune.json (method, model, world, answer labels, the recipe as run), model.safetensors,
+//   metrics.jsonl / metrics.html (trainer), ckpt-<step>/; SemVLP "best": mode-single/, mode-two/.
+import { copyFileSync, existsSync, mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { F, manualSeed, noGrad, tidy, type Tensor } from "../engine/index.ts";
+import { Loader, toTensors, type BuilderSpec } from "../data/loader.ts";
+import { readAnswerVocab } from "../data/formats/vqa.ts";
+import { computeQa } from "../objectives/losses.ts";
+import { train, type Stage, type Source } from "../pretrain/trainer.ts";
+import { ProgressBar } from "../cli/progress.ts";
+import type { SemVLPMode } from "../models/semvlp.ts";
+import type { VLMoModel } from "../models/vlmo.ts";
+import { readRunInfo, writeRunInfo, type RunInfo } from "./checkpoint.ts";
+import { pretrainedTaskNet, scratchTaskNet, loadTaskRun, type TaskHead, type TaskNet } from "./models.ts";
+import { readAnswers, readTaskExamples, type TaskDataArgs, type TaskExample, type TaskFormat } from "./data.ts";
+import type { EvalArgs, FinetuneArgs, FinetuneRecipe } from "./task.ts";
+
+const DATA_MODULE = new URL("./data.ts", import.meta.url).href;
+
+/** Options every classification task reads from `recipe.options`. */
+export interface ClassifyOptions {
+  /** SemVLP: the mode the task reads (h_CLS of single-stream, o_IMG of two-stream), or "best" = both, keep the better on val. */
+  mode: SemVLPMode | "best";
+  /** Text length (default: 20 for region models as LXMERT, the model's maxTextLen for VLMo). */
+  maxTextLen?: number;
+  maxBoxes: number;
+  /** QA on SemVLP: start the answer head from the pre-trained QA head (answers matched by string) or random. */
+  answerHead: "random" | "pretrained";
+  [k: string]: unknown;
+}
+const COMMON_DEFAULTS: ClassifyOptions = { mode: "single", maxBoxes: 36, answerHead: "random" };
+
+export interface Prediction {
+  id: number | string;
+  /** Class index (answer label, or NLVR2 0/1). */
+  index: number;
+  example: TaskExample;
+}
+
+export interface ClassifyTask {
+  name: "vqa" | "gqa" | "nlvr2";
+  format: TaskFormat;
+  /** The folder of the answer vocabulary (trainval_ans2label.json / trainval_label2ans.json) in a world; none for NLVR2. */
+  answersDir?: string;
+  /** The metric that picks SemVLP's mode. */
+  main: string;
+  /** Task-specific option defaults (their keys are the allowed ones besides the common ones). */
+  defaults?: Record<string, unknown>;
+  /** The training stages (default: one stage on the train split). */
+  stages?(c: StageContext): Stage[];
+  score(preds: Prediction[], c: { world: string; split: string; labels?: string[] }): Record<string, number>;
+  dump(path: string, preds: Prediction[], labels?: string[]): void;
+}
+
+export interface StageContext {
+  recipe: FinetuneRecipe;
+  options: ClassifyOptions;
+  /** The builder spec of a split (with extra builder arguments, e.g. GQA's balancing). */
+  spec(split: string, extra?: Partial<TaskDataArgs>): BuilderSpec;
+  /** The source of a split, trained with the task's loss. */
+  source(name: string, data: BuilderSpec): Source;
+  log(s: string): void;
+}
+
+const log = (quiet: boolean | undefined, s: string) => {
+  if (!quiet) console.log(s);
+};
+
+export function taskFile(world: string, rel: string): string {
+  const p = join(world, rel);
+  if (!existsSync(p)) throw new Error(`${p}: not found (is ${world} a world written by \`vlp data synth\`? splits: train, val, test, test_comp)`);
+  return p;
+}
+
+/** recipe.options with defaults; unknown keys and bad values are rejected naming the key. */
+export function classifyOptions(task: ClassifyTask, raw: Record<string, unknown> | undefined): ClassifyOptions {
+  const defaults = { ...COMMON_DEFAULTS, ...(task.defaults ?? {}) };
+  for (const k of Object.keys(raw ?? {})) {
+    if (!(k in defaults) && k !== "maxTextLen") throw new Error(`recipe.options.${k}: unknown key for ${task.name} (allowed: ${[...Object.keys(defaults), "maxTextLen"].join(", ")})`);
+  }
+  const o = { ...defaults, ...(raw ?? {}) } as ClassifyOptions;
+  if (!["single", "two", "best"].includes(o.mode)) throw new Error(`recipe.options.mode: expected "single", "two" or "best", got ${JSON.stringify(o.mode)}`);
+  if (!["random", "pretrained"].includes(o.answerHead)) throw new Error(`recipe.options.answerHead: expected "random" or "pretrained", got ${JSON.stringify(o.answerHead)}`);
+  for (const k of ["maxTextLen", "maxBoxes"] as const) {
+    if (o[k] !== undefined && !(Number.isInteger(o[k]) && (o[k] as number) > 2)) throw new Error(`recipe.options.${k}: expected an integer > 2, got ${JSON.stringify(o[k])}`);
+  }
+  return o;
+}
+
+/** Argmax predictions of a model on a builder's examples, in order (no shuffle, last batch kept). */
+export async function predict(net: TaskNet, spec: BuilderSpec, o: { batchSize: number; quiet?: boolean; label?: string }): Promise<{ ids: (number | string)[]; index: number[] }> {
+  const loader = await Loader.create(spec, { batchSize: o.batchSize, seed: 0, shuffle: false, dropLast: false, workers: 1 });
+  const n = loader.batchesPerEpoch();
+  const bar = o.quiet ? null : new ProgressBar(n, { label: o.label ?? "eval" });
+  const ids: (number | string)[] = [];
+  const index: number[] = [];
+  const wasTraining = net.model.training;
+  net.model.eval();
+  try {
+    for (let i = 0; i < n; i++) {
+      const host = await loader.next();
+      index.push(...tidy(() => noGrad(() => net.logits(toTensors(host)).argmax(-1).toArray())));
+      ids.push(...(host.meta.ids as (number | string)[]));
+      bar?.update(i + 1);
+    }
+  } finally {
+    bar?.finish();
+    net.model.train(wasTraining);
+    await loader.close();
+  }
+  return { ids, index };
+}
+
+interface Setup {
+  world: string;
+  regions: string;
+  labels?: string[];
+  answersFile?: string;
+  options: ClassifyOptions;
+}
+
+function dataSpec(task: ClassifyTask, net: TaskNet, s: Setup, split: string, extra: Partial<TaskDataArgs> = {}): BuilderSpec {
+  const args: TaskDataArgs = {
+    format: task.format,
+    examples: taskFile(s.world, `lxmert/${task.name}_${split}.json`),
+    answers: s.answersFile,
+    maxTextLen: s.options.maxTextLen!,
+    regions: net.input.kind === "regions" ? { path: s.regions, maxBoxes: s.options.maxBoxes, featDim: net.input.featDim } : undefined,
+    images: net.input.kind === "pixels" ? { dir: taskFile(s.world, "images"), size: net.input.size } : undefined,
+    ...extra,
+  };
+  return { module: DATA_MODULE, args };
+}
+
+function taskStep(net: TaskNet, head: TaskHead): Source["step"] {
+  return (batch: Record<string, Tensor>) => {
+    const logits = net.logits(batch);
+    // VQA / GQA: BCE-with-logits (mean) x number of answers against the soft scores (LXMERT, VLMo)
+    if (head.kind === "qa") return computeQa(logits, batch.target, undefined, "soft");
+    const loss = F.crossEntropy(logits, batch.label);
+    const acc = noGrad(() => logits.argmax(-1).eq(batch.label).float().mean().item());
+    return { loss, metrics: { nlvr2_loss: loss.item(), nlvr2_acc: acc } };
+  };
+}
+
+async function evaluateSplit(task: ClassifyTask, net: TaskNet, s: Setup, split: string, o: { batchSize: number; quiet?: boolean; limit?: number; dump?: string }): Promise<Record<string, number>> {
+  const spec = dataSpec(task, net, s, split, { limit: o.limit });
+  const { ids, index } = await predict(net, spec, { batchSize: o.batchSize, quiet: o.quiet, label: `${task.name} ${split}` });
+  const args = spec.args as TaskDataArgs;
+  let examples = readTaskExamples(task.format, args.examples);
+  if (o.limit) examples = examples.slice(0, o.limit);
+  const preds: Prediction[] = ids.map((id, i) => {
+    if (examples[i]?.id !== id) throw new Error(`${args.examples}: prediction ${i} is for ${id}, the file's example ${i} is ${examples[i]?.id}`);
+    return { id, index: index[i], example: examples[i] };
+  });
+  if (o.dump) task.dump(o.dump, preds, s.labels);
+  return task.score(preds, { world: s.world, split, labels: s.labels });
+}
+
+/** `vlp finetune <task>`: train, then evaluate the full val split; returns its metrics. */
+export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<Record<string, number>> {
+  const r = a.recipe;
+  if (r.task !== task.name) throw new Error(`a ${r.task} recipe given to the ${task.name} task`);
+  const options = classifyOptions(task, r.options);
+  const pre = a.from ? readRunInfo(a.from) : null;
+  if (!pre && (!r.method || !r.model)) throw new Error("recipe.method and recipe.model are required with --scratch (there is no pre-trained run to take them from)");
+  const method = pre ? pre.method : r.method!;
+  const spec = pre ? pre.model : r.model!;
+  const world = r.data.world;
+  const vocab = task.answersDir ? readAnswerVocab(taskFile(world, task.answersDir)) : null;
+  const head: TaskHead = vocab ? { kind: "qa", answers: vocab.label2ans.length } : { kind: "nlvr2" };
+  const modes: (SemVLPMode | undefined)[] = method !== "semvlp" ? [undefined] : options.mode === "best" ? ["single", "two"] : [options.mode as SemVLPMode];
+  const results: { mode?: SemVLPMode; dir: string; metrics: Record<string, number>; info: RunInfo }[] = [];
+
+  for (const mode of modes) {
+    const dir = modes.length > 1 ? join(a.out, `mode-${mode}`) : a.out;
+    mkdirSync(dir, { recursive: true });
+    manualSeed(r.train.seed);
+    let net: TaskNet;
+    if (pre) {
+      const answerHeadFrom = options.answerHead === "pretrained" && vocab && method === "semvlp"
+        ? { pretrained: readAnswers(taskFile(pre.world, "vqa/trainval_ans2label.json")), task: vocab.label2ans } : undefined;
+      const loaded = await pretrainedTaskNet(a.from!, head, { mode, answerHeadFrom });
+      net = loaded.net;
+      for (const line of loaded.report) log(a.quiet, `  ${line}`);
+    } else {
+      net = scratchTaskNet(method, spec, head, mode);
+      log(a.quiet, `  ${method} from scratch (random initialisation)`);
+    }
+    try {
+      const opts: ClassifyOptions = { ...options, mode: mode ?? options.mode, maxTextLen: options.maxTextLen ?? (net.method === "vlmo" ? (net.model as VLMoModel).config.maxTextLen : 20) };
+      const setup: Setup = { world, regions: r.data.regions ? resolve(r.data.regions) : join(world, "features/obj36.tsv"), labels: vocab?.label2ans, answersFile: vocab ? join(world, task.answersDir!, "trainval_ans2label.json") : undefined, options: opts };
+      const info: RunInfo = { kind: "finetune", task: task.name, method, model: spec, world, labels: vocab?.label2ans, from: a.from ? resolve(a.from) : null, recipe: { ...r, data: { ...r.data, regions: setup.regions }, options: opts } };
+      writeRunInfo(dir, info);
+      const ctx: StageContext = {
+        recipe: r,
+        options: opts,
+        spec: (split, extra) => dataSpec(task, net, setup, split, extra),
+        source: (name, data) => ({ name, data, batchSize: r.train.batchSize, evalData: dataSpec(task, net, setup, "val"), step: taskStep(net, head) }),
+        log: (s) => log(a.quiet, s),
+      };
+      const betas: [number, number] | undefined = method === "vlmo" ? [0.9, 0.98] : undefined;
+      const stages = task.stages?.(ctx) ?? [{ name: task.name, sources: [ctx.source(task.name, ctx.spec("train"))], lr: r.train.lr, warmup: r.train.warmup, epochs: r.train.epochs, steps: r.train.steps, weightDecay: r.train.weightDecay }];
+      for (const st of stages) st.betas ??= betas;
+      log(a.quiet, `vlp finetune ${task.name}: ${method}${mode ? ` (${mode}-stream)` : ""}, ${net.model.numParameters().toLocaleString()} parameters, stages ${stages.map((s) => s.name).join(" -> ")}, run ${dir}`);
+      await train(net.model, stages, { runDir: dir, seed: r.train.seed, clip: r.train.clip, checkpointEvery: r.train.checkpointEvery, evalEvery: r.train.evalEvery, workers: r.train.workers, resume: a.resume, quiet: a.quiet });
+      const metrics = await evaluateSplit(task, net, setup, "val", { batchSize: Math.max(r.train.batchSize, 64), quiet: a.quiet });
+      log(a.quiet, `  val: ${Object.entries(metrics).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`).join(", ")}`);
+      results.push({ mode, dir, metrics, info });
+    } finally {
+      net.model.dispose();
+    }
+  }
+  if (results.length === 1) return results[0].metrics;
+  // SemVLP "best": the paper keeps the mode that does better on the dev set
+  const best = results.reduce((x, y) => ((y.metrics[task.main] ?? 0) > (x.metrics[task.main] ?? 0) ? y : x));
+  copyFileSync(join(best.dir, "model.safetensors"), join(a.out, "model.safetensors"));
+  const scores = Object.fromEntries(results.map((x) => [x.mode!, x.metrics[task.main]]));
+  writeRunInfo(a.out, { ...best.info, recipe: { ...(best.info.recipe as object), modeSelection: { metric: task.main, ...scores, chosen: best.mode } } });
+  log(a.quiet, `  SemVLP mode on val ${task.main}: ${results.map((x) => `${x.mode} ${x.metrics[task.main]?.toFixed(4)}`).join(", ")} -> ${best.mode}`);
+  return { ...best.metrics, ...Object.fromEntries(results.map((x) => [`${task.main}_${x.mode}`, x.metrics[task.main]])), two_stream: best.mode === "two" ? 1 : 0 };
+}
+
+/** `vlp eval <task>`: a fine-tuning run on a split of its world (or another); writes the official dump. */
+export async function runEvaluate(task: ClassifyTask, a: EvalArgs): Promise<Record<string, number>> {
+  const { net, info } = await loadTaskRun(a.checkpoint);
+  try {
+    if (info.task !== task.name) throw new Error(`${a.checkpoint}: a ${info.task} run, not a ${task.name} one`);
+    const recipe = info.recipe as FinetuneRecipe;
+    const world = a.world ? resolve(a.world) : info.world;
+    const options = classifyOptions(task, recipe.options);
+    const regions = !a.world && recipe.data.regions ? recipe.data.regions : join(world, "features/obj36.tsv");
+    // predictions are scored by answer string: the world's own answer set is not needed
+    const setup: Setup = { world, regions, labels: info.labels, options };
+    const t0 = performance.now();
+    const metrics = await evaluateSplit(task, net, setup, a.split, { batchSize: a.batchSize || 64, quiet: a.quiet, limit: a.limit, dump: a.dump });
+    log(a.quiet, `vlp eval ${task.name}: ${metrics.n} examples of ${a.split} in ${((performance.now() - t0) / 1000).toFixed(1)} s${a.dump ? `; results written to ${a.dump}` : ""}`);
+    return metrics;
+  } finally {
+    net.model.dispose();
+  }
+}

@@ -1,0 +1,235 @@
+// Examples and batch builders of the classification tasks (VQA, GQA, NLVR2). The builder runs in the
+// loader's worker threads like the pre-training ones and makes, from the LXMERT task json:
+//   regions (SemVLP, LXMERT-S): input_ids, attention_mask, word_position_ids [R, L]; feats [R, N, D],
+//     boxes [R, N, 4], region_valid [R, N]; NLVR2 has R = 2B rows, each statement with img0 then img1;
+//   pixels (VLMo): input_ids, attention_mask [B, L]; pixels [B, 3, S, S] (QA) or pixels0 / pixels1 (NLVR2);
+// and the targets: `target` [B, answers] soft scores (QA), `label` [B] int64 (NLVR2). Unlabelled
+// splits get zeros. `meta.ids` holds the question ids / identifiers in batch order.
+import { join } from "node:path";
+import { readFileSync } from "node:fs";
+import type { BatchBuilder, HostBatch } from "../data/loader.ts";
+import { openRegions } from "../pretrain/builder.ts";
+import type { RegionFeatures } from "../data/regionstore.ts";
+import { readLxmertVqa } from "../data/formats/vqa.ts";
+import { readLxmertGqa } from "../data/formats/gqa.ts";
+import { readLxmertNlvr2 } from "../data/formats/nlvr2.ts";
+import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
+import { BertTokenizer } from "../text/tokenizer.ts";
+import { Rng } from "../objectives/sampling.ts";
+
+export type TaskFormat = "vqa" | "gqa" | "nlvr2";
+
+export interface TaskExample {
+  id: number | string;
+  /** One image (VQA, GQA) or two (NLVR2: img0, img1). */
+  imgIds: string[];
+  text: string;
+  /** QA: {answer: soft score}. */
+  scores?: Record<string, number>;
+  /** NLVR2: 1 = True. */
+  label?: 0 | 1;
+}
+
+/** Examples of an LXMERT task json, validated by the format readers (errors name file and record). */
+export function readTaskExamples(format: TaskFormat, path: string): TaskExample[] {
+  switch (format) {
+    case "vqa": return readLxmertVqa(path).records.map((r) => ({ id: r.question_id, imgIds: [r.img_id], text: r.sent, scores: r.label }));
+    case "gqa": return readLxmertGqa(path).records.map((r) => ({ id: r.question_id, imgIds: [r.img_id], text: r.sent, scores: r.label }));
+    case "nlvr2": return readLxmertNlvr2(path).records.map((r) => ({ id: r.identifier, imgIds: [r.img0, r.img1], text: r.sent, label: r.label }));
+  }
+}
+
+export function readAnswers(path: string): Map<string, number> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new Error(`${path}: cannot read the answer set (${(e as Error).message})`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error(`${path}: expected {answer: label index}`);
+  return new Map(Object.entries(raw as Record<string, number>));
+}
+
+export interface BalanceOptions {
+  /** Within a question type, an answer keeps at most `ratio` times the examples of the next rarer answer. */
+  ratio: number;
+  /** Answers with fewer examples than this are kept whole and do not bound the others. */
+  minTail: number;
+  seed: number;
+}
+
+/** The question type used for balancing: the question's first two words ("how many", "is the", ...). */
+export const questionType = (text: string): string => text.toLowerCase().replace(/[^a-z0-9 ]/g, " ").trim().split(/\s+/).slice(0, 2).join(" ");
+
+/**
+ * GQA-style balancing of a question set (our "balanced split"; GQA smooths the answer distribution of
+ * each question group so that no answer dominates): per question type, answers sorted from rare to
+ * frequent; each answer is capped at `ratio` x the (capped) count of the next rarer one, and capped
+ * answers are subsampled (seeded). Returns the kept example indices in their original order.
+ */
+export function balancedSubset(examples: TaskExample[], o: BalanceOptions): number[] {
+  const groups = new Map<string, Map<string, number[]>>();
+  examples.forEach((e, i) => {
+    const ans = Object.entries(e.scores ?? {}).sort((a, b) => b[1] - a[1])[0]?.[0] ?? "";
+    const t = questionType(e.text);
+    if (!groups.has(t)) groups.set(t, new Map());
+    const g = groups.get(t)!;
+    if (!g.has(ans)) g.set(ans, []);
+    g.get(ans)!.push(i);
+  });
+  const rng = new Rng(o.seed * 7919 + 13);
+  const keep: number[] = [];
+  for (const g of groups.values()) {
+    const answers = [...g.entries()].sort((a, b) => a[1].length - b[1].length || (a[0] < b[0] ? -1 : 1));
+    let prev = 0;
+    for (const [, idx] of answers) {
+      if (idx.length < o.minTail) {
+        keep.push(...idx);
+        continue;
+      }
+      const cap = prev === 0 ? idx.length : Math.min(idx.length, Math.ceil(o.ratio * prev));
+      // seeded partial Fisher-Yates: the first `cap` of a shuffled copy
+      const pool = [...idx];
+      for (let i = 0; i < cap; i++) {
+        const j = i + rng.int(pool.length - i);
+        [pool[i], pool[j]] = [pool[j], pool[i]];
+      }
+      keep.push(...pool.slice(0, cap));
+      prev = cap;
+    }
+  }
+  return keep.sort((a, b) => a - b);
+}
+
+export interface TaskDataArgs {
+  format: TaskFormat;
+  /** The LXMERT task json of the split. */
+  examples: string;
+  /** ans2label JSON (VQA, GQA). */
+  answers?: string;
+  /** Keep only a balanced subset (GQA's balanced split). */
+  balance?: BalanceOptions;
+  /** Keep only the first n examples (quick evaluations). */
+  limit?: number;
+  maxTextLen: number;
+  /** Region-feature models: obj36 TSV or `.regions` store, boxes per image, the model's feature size. */
+  regions?: { path: string; maxBoxes: number; featDim: number };
+  /** Pixel models: the image folder (`<img_id>.png`) and the model's input size. */
+  images?: { dir: string; size: number };
+}
+
+const IMAGE_CACHE_BYTES = 256 * 2 ** 20;
+
+export async function createBuilder(a: TaskDataArgs): Promise<BatchBuilder> {
+  let examples = readTaskExamples(a.format, a.examples);
+  if (a.balance) examples = balancedSubset(examples, a.balance).map((i) => examples[i]);
+  if (a.limit) examples = examples.slice(0, a.limit);
+  if (examples.length === 0) throw new Error(`${a.examples}: no examples`);
+  const ans2label = a.answers ? readAnswers(a.answers) : null;
+  const nAns = ans2label ? ans2label.size : 0;
+  const nlvr2 = a.format === "nlvr2";
+  const tok = BertTokenizer.load();
+  const L = a.maxTextLen;
+  const regions = a.regions ? await openRegions(a.regions.path) : null;
+  if (regions && a.regions) {
+    const known = new Set(regions.ids());
+    const missing = examples.flatMap((e) => e.imgIds).find((id) => !known.has(id));
+    if (missing) throw new Error(`${a.regions.path}: no regions for img_id ${missing} (used by ${a.examples})`);
+    const dim = regions.get(examples[0].imgIds[0]).dim;
+    if (dim !== a.regions.featDim) throw new Error(`${a.regions.path}: ${dim}-d region features, but the model takes ${a.regions.featDim}-d (visualFeatDim)`);
+  }
+  if (!regions && !a.images) throw new Error("task data: give regions or images");
+
+  const text = (rows: string[]) => {
+    const r = rows.length;
+    const ids = new BigInt64Array(r * L), mask = new BigInt64Array(r * L), pos = new BigInt64Array(r * L);
+    rows.forEach((s, k) => {
+      const enc = tok.encode(s, undefined, { maxLength: L, padding: true });
+      for (let j = 0; j < L; j++) {
+        ids[k * L + j] = BigInt(enc.inputIds[j]);
+        mask[k * L + j] = BigInt(enc.attentionMask[j]);
+        pos[k * L + j] = BigInt(enc.wordPositionIds[j]);
+      }
+    });
+    return {
+      input_ids: { data: ids, shape: [r, L], dtype: "int64" as const },
+      attention_mask: { data: mask, shape: [r, L], dtype: "int64" as const },
+      word_position_ids: { data: pos, shape: [r, L], dtype: "int64" as const },
+    };
+  };
+
+  const regionArrays = (imgIds: string[]) => {
+    const N = a.regions!.maxBoxes;
+    const D = a.regions!.featDim;
+    const r = imgIds.length;
+    const feats = new Float32Array(r * N * D), boxes = new Float32Array(r * N * 4), valid = new Uint8Array(r * N);
+    imgIds.forEach((id, k) => {
+      const f: RegionFeatures = regions!.get(id);
+      const n = Math.min(f.numBoxes, N);
+      feats.set(f.features.subarray(0, n * D), k * N * D);
+      boxes.set(f.normBoxes.subarray(0, n * 4), k * N * 4);
+      valid.fill(1, k * N, k * N + n);
+    });
+    return {
+      feats: { data: feats, shape: [r, N, D], dtype: "float32" as const },
+      boxes: { data: boxes, shape: [r, N, 4], dtype: "float32" as const },
+      region_valid: { data: valid, shape: [r, N], dtype: "bool" as const },
+    };
+  };
+
+  // decoded images are kept (up to IMAGE_CACHE_BYTES): decoding is most of a batch's cost
+  const cache = new Map<string, Float32Array>();
+  let cached = 0;
+  const image = async (id: string): Promise<Float32Array> => {
+    const hit = cache.get(id);
+    if (hit) return hit;
+    const S = a.images!.size;
+    const data = (await loadImageTensor(join(a.images!.dir, `${id}.png`), { mode: "square", size: S }, VLMO_NORM)).data;
+    if (cached + data.byteLength <= IMAGE_CACHE_BYTES) {
+      cache.set(id, data);
+      cached += data.byteLength;
+    }
+    return data;
+  };
+  const pixelArray = async (imgIds: string[]) => {
+    const S = a.images!.size;
+    const px = new Float32Array(imgIds.length * 3 * S * S);
+    (await Promise.all(imgIds.map(image))).forEach((d, k) => px.set(d, k * 3 * S * S));
+    return { data: px, shape: [imgIds.length, 3, S, S], dtype: "float32" as const };
+  };
+
+  return {
+    length: examples.length,
+    async build(indices: number[]): Promise<HostBatch> {
+      const exs = indices.map((i) => examples[i]);
+      const b = exs.length;
+      const arrays: HostBatch["arrays"] = {};
+      if (regions) {
+        // NLVR2: the statement twice, with img0 then img1 (adjacent rows)
+        const rows = nlvr2 ? exs.flatMap((e) => [e, e]) : exs;
+        Object.assign(arrays, text(rows.map((e) => e.text)), regionArrays(nlvr2 ? exs.flatMap((e) => e.imgIds) : exs.map((e) => e.imgIds[0])));
+      } else {
+        Object.assign(arrays, text(exs.map((e) => e.text)));
+        if (nlvr2) {
+          arrays.pixels0 = await pixelArray(exs.map((e) => e.imgIds[0]));
+          arrays.pixels1 = await pixelArray(exs.map((e) => e.imgIds[1]));
+        } else {
+          arrays.pixels = await pixelArray(exs.map((e) => e.imgIds[0]));
+        }
+      }
+      if (nlvr2) {
+        arrays.label = { data: BigInt64Array.from(exs, (e) => BigInt(e.label ?? 0)), shape: [b], dtype: "int64" };
+      } else if (ans2label) {
+        const t = new Float32Array(b * nAns);
+        exs.forEach((e, k) => {
+          for (const [ans, s] of Object.entries(e.scores ?? {})) {
+            const j = ans2label.get(ans);
+            if (j !== undefined) t[k * nAns + j] = s;
+          }
+        });
+        arrays.target = { data: t, shape: [b, nAns], dtype: "float32" };
+      }
+      return { arrays, meta: { ids: exs.map((e) => e.id) } };
+    },
+  };
+}

@@ -1,0 +1,65 @@
+// GQA (issue 6.2): the VQA head and loss over GQA's answer set, accuracy, `--dump` writes GQA's
+// official predictions file [{questionId, prediction}]. Two-stage fine-tuning as SemVLP follows
+// (OSCAR's): stage "all" on the whole ("all-split") train set, then stage "balanced" at a lower lr.
+//
+// The synthetic world has one GQA train set, so the balanced split is defined here (balancedSubset
+// in data.ts), in the spirit of GQA's balancing: per question type (its first two words), answers
+// are taken from rare to frequent and each is capped at `ratio` (1.5) x the next rarer answer's
+// (capped) count, the capped ones subsampled with the recipe's seed; answers with fewer than
+// `minTail` (10) examples are kept whole. On data/world-tiny it keeps 2,825 of the 3,440 questions
+// ("do the ...": no 471 -> 83, yes 55; "are there ...": yes 734 -> 552, no 368; "how many": 0 207 -> 194).
+import { softScore, writeGqaResults } from "./metrics.ts";
+import { balancedSubset, readTaskExamples, type BalanceOptions, type TaskDataArgs } from "./data.ts";
+import { runEvaluate, runFinetune, type ClassifyTask, type StageContext } from "./classify.ts";
+import type { Stage } from "../pretrain/trainer.ts";
+import type { EvalArgs, FinetuneArgs } from "./task.ts";
+
+interface GqaOptions {
+  stages: ("all" | "balanced")[];
+  balanced: { epochs?: number; steps?: number; lr?: number; ratio?: number; minTail?: number };
+}
+
+const answersOf = (preds: Parameters<ClassifyTask["dump"]>[1], labels?: string[]) => preds.map((p) => ({ question_id: p.id, answer: labels![p.index] }));
+
+function gqaStages(c: StageContext): Stage[] {
+  const o = c.options as unknown as GqaOptions;
+  const t = c.recipe.train;
+  if (!Array.isArray(o.stages) || o.stages.length === 0 || o.stages.some((s) => s !== "all" && s !== "balanced")) {
+    throw new Error(`recipe.options.stages: a list of "all" and "balanced", got ${JSON.stringify(o.stages)}`);
+  }
+  const b = o.balanced ?? {};
+  for (const k of Object.keys(b)) if (!["epochs", "steps", "lr", "ratio", "minTail"].includes(k)) throw new Error(`recipe.options.balanced.${k}: unknown key (allowed: epochs, steps, lr, ratio, minTail)`);
+  const balance: BalanceOptions = { ratio: b.ratio ?? 1.5, minTail: b.minTail ?? 10, seed: t.seed };
+  if (!(balance.ratio >= 1)) throw new Error(`recipe.options.balanced.ratio: expected a number >= 1, got ${balance.ratio}`);
+  return o.stages.map((name): Stage => {
+    const common = { name, lr: t.lr, warmup: t.warmup, weightDecay: t.weightDecay, epochs: t.epochs, steps: t.steps };
+    if (name === "all") return { ...common, sources: [c.source("gqa-all", c.spec("train"))] };
+    const spec = c.spec("train", { balance });
+    const args = spec.args as TaskDataArgs;
+    const all = readTaskExamples("gqa", args.examples);
+    c.log(`  GQA balanced split: ${balancedSubset(all, balance).length} of ${all.length} train questions (ratio ${balance.ratio}, minTail ${balance.minTail})`);
+    return { ...common, lr: b.lr ?? t.lr, epochs: b.epochs ?? t.epochs, steps: b.steps ?? (b.epochs !== undefined ? undefined : t.steps), sources: [c.source("gqa-balanced", spec)] };
+  });
+}
+
+export const GQA: ClassifyTask = {
+  name: "gqa",
+  format: "gqa",
+  answersDir: "gqa",
+  main: "acc",
+  defaults: { stages: ["all", "balanced"], balanced: {} },
+  stages: gqaStages,
+  score(preds, { labels }) {
+    const labelled = preds.filter((p) => p.example.scores);
+    const out: Record<string, number> = { n: preds.length };
+    if (labelled.length) {
+      // GQA has one exact answer per question ({answer: 1}): the score of the prediction is its accuracy
+      out.acc = labelled.reduce((s, p) => s + softScore(labels![p.index], p.example.scores), 0) / labelled.length;
+    }
+    return out;
+  },
+  dump: (path, preds, labels) => writeGqaResults(path, answersOf(preds, labels)),
+};
+
+export const finetune = (a: FinetuneArgs) => runFinetune(GQA, a);
+export const evaluate = (a: EvalArgs) => runEvaluate(GQA, a);
