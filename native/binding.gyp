@@ -6,7 +6,13 @@
   "variables": {
     "libtorch%": "<!(node -p \"process.env.LIBTORCH || ''\")",
     "has_cuda%": "<!(node -p \"const p=process.env.LIBTORCH; p && require('fs').existsSync(p + '/lib/libtorch_cuda.so') ? 1 : 0\")",
-    "has_gloo%": "<!(node -p \"const p=process.env.LIBTORCH; require('fs').existsSync((p ? p + '/include' : '/usr/include') + '/gloo') ? 1 : 0\")"
+    "has_gloo%": "<!(node -p \"const p=process.env.LIBTORCH; require('fs').existsSync((p ? p + '/include' : '/usr/include') + '/gloo') ? 1 : 0\")",
+    # ProcessGroupNCCL needs a CUDA libtorch and nccl.h (libtorch zips link NCCL statically but may not ship the header:
+    # set NCCL_INCLUDE_DIR, or install libnccl-dev / the CUDA toolkit's NCCL).
+    "has_nccl%": "<!(node -p \"const fs=require('fs'), p=process.env.LIBTORCH; p && fs.existsSync(p + '/lib/libtorch_cuda.so') && [process.env.NCCL_INCLUDE_DIR, p + '/include', '/usr/include', '/usr/local/cuda/include'].some((d) => d && fs.existsSync(d + '/nccl.h')) ? 1 : 0\")",
+    # c10d/reducer.hpp includes the distributed-autograd context header, which Debian's libtorch-dev lacks (see src/shim/).
+    "has_dist_autograd%": "<!(node -p \"const p=process.env.LIBTORCH; require('fs').existsSync((p ? p + '/include' : '/usr/include') + '/torch/csrc/distributed/autograd/context/context.h') ? 1 : 0\")",
+    "nccl_include%": "<!(node -p \"process.env.NCCL_INCLUDE_DIR || '/usr/local/cuda/include'\")"
   },
   "targets": [
     {
@@ -26,10 +32,12 @@
           "libraries": ["-L<(libtorch)/lib", "-Wl,-rpath,<(libtorch)/lib", "-ltorch", "-ltorch_cpu", "-lc10"]
         }],
         ["has_cuda==1", {
-          "defines": ["VLP_WITH_CUDA", "USE_C10D_NCCL"],
+          "defines": ["VLP_WITH_CUDA"],
           "libraries": ["-Wl,--no-as-needed", "-ltorch_cuda", "-lc10_cuda", "-Wl,--as-needed"]
         }],
-        ["has_gloo==1", { "defines": ["USE_C10D_GLOO"] }]
+        ["has_gloo==1", { "defines": ["USE_C10D_GLOO"] }],
+        ["has_dist_autograd==0", { "include_dirs": ["src/shim"] }],
+        ["has_nccl==1", { "defines": ["USE_C10D_NCCL"], "include_dirs": ["<(nccl_include)"] }]
       ]
     }
   ]

@@ -1,10 +1,17 @@
 // `vlp pretrain --recipe <file> [--set key=value ...] [--out <run dir>] [--resume <run dir>]`
+// Data parallel: `--nproc N` starts N workers here (src/cli/launch.ts); `--nnodes/--node-rank/
+// --master-addr/--master-port` join machines; a worker started with torchrun's environment
+// (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) joins its group directly.
 import { parseArgs } from "node:util";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { loadRecipe, validateRecipe, applySets, type Recipe } from "../pretrain/recipe.ts";
-import { train, type Stage } from "../pretrain/trainer.ts";
-import { manualSeed, type Module } from "../engine/index.ts";
+import type { Stage } from "../pretrain/trainer.ts";
+import type { Module } from "../engine/index.ts";
+import type { Dist } from "../engine/dist.ts";
+import { launch, exitWithLauncher } from "./launch.ts";
+// The engine (libtorch) is imported where it is used: the launcher of `--nproc N` never loads it.
 
 export async function buildStrategy(r: Recipe): Promise<{ model: Module; stages: Stage[] }> {
   switch (r.method) {
@@ -14,61 +21,157 @@ export async function buildStrategy(r: Recipe): Promise<{ model: Module; stages:
   }
 }
 
+const OPTIONS = {
+  recipe: { type: "string" as const },
+  set: { type: "string" as const, multiple: true as const, default: [] as string[] },
+  out: { type: "string" as const },
+  resume: { type: "string" as const },
+  quiet: { type: "boolean" as const, default: false },
+  help: { type: "boolean" as const, default: false },
+  // data parallel
+  nproc: { type: "string" as const },
+  nnodes: { type: "string" as const },
+  "node-rank": { type: "string" as const },
+  "master-addr": { type: "string" as const },
+  "master-port": { type: "string" as const },
+  "dist-timeout": { type: "string" as const },
+  "grad-sync": { type: "string" as const },
+  "max-restarts": { type: "string" as const },
+};
+
+const HELP = `vlp pretrain --recipe <file> [--set key=value ...] [--out <run dir>] [--resume <run dir>] [--quiet]
+data parallel (the recipe's batch size is the global batch, split over the processes):
+  --nproc N                  start N worker processes on this machine
+  --nnodes M --node-rank K   M machines, this one is K (run the same command on each)
+  --master-addr A --master-port P   where node 0's rank 0 hosts the rendezvous (one machine: 127.0.0.1, a free port)
+  --dist-timeout S           seconds before a hung peer fails a collective (default 300; env VLP_DIST_TIMEOUT)
+  --grad-sync overlap|after  average gradients during backward (c10d Reducer, default) or after it
+  --max-restarts R           after a worker fails, restart all workers from the last checkpoint up to R times
+  Workers started by torchrun or a scheduler (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set) join directly.`;
+
+type Values = ReturnType<typeof parse>["values"];
+const parse = (argv: string[]) => parseArgs({ args: argv, options: OPTIONS, strict: true });
+
+function int(v: string | undefined, flag: string, min = 0): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${flag}: expected an integer >= ${min}, got "${v}"`);
+  return n;
+}
+
+const defaultRunDir = (recipePath: string) => join("runs", `${basename(recipePath).replace(/\.json$/, "")}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
+
+/** The parent of `--nproc N`: fixes the run directory, starts the workers, restarts them from the last checkpoint if asked. */
+async function runLauncher(v: Values): Promise<void> {
+  const nproc = int(v.nproc, "--nproc", 1)!;
+  const maxRestarts = int(v["max-restarts"], "--max-restarts") ?? 0;
+  const timeout = v["dist-timeout"];
+  if (timeout !== undefined && !(Number(timeout) > 0)) throw new Error(`--dist-timeout: expected seconds > 0, got "${timeout}"`);
+  if (!v.resume && !v.recipe) throw new Error("--recipe <file> is required (or --resume <run dir>)");
+  const runDir = v.resume ?? v.out ?? defaultRunDir(v.recipe!);
+  const pass = (resume: boolean) => [
+    ...(resume ? ["--resume", runDir] : ["--recipe", v.recipe!, "--out", runDir]),
+    ...v.set!.flatMap((s) => ["--set", s]),
+    ...(v.quiet ? ["--quiet"] : []),
+    ...(v["grad-sync"] ? ["--grad-sync", v["grad-sync"]] : []),
+  ];
+  const nnodes = int(v.nnodes, "--nnodes", 1) ?? 1;
+  const again = `vlp pretrain --nproc ${nproc}${nnodes > 1 ? " --nnodes ..." : ""} --resume ${runDir}`;
+  let resume = !!v.resume;
+  for (let attempt = 0; ; attempt++) {
+    const r = await launch({
+      nproc,
+      nnodes,
+      nodeRank: int(v["node-rank"], "--node-rank"),
+      masterAddr: v["master-addr"],
+      masterPort: int(v["master-port"], "--master-port", 1),
+      script: fileURLToPath(new URL("./vlp.ts", import.meta.url)),
+      args: ["pretrain", ...pass(resume)],
+      env: timeout ? { VLP_DIST_TIMEOUT: timeout } : {},
+    });
+    if (r.code === 0) return;
+    // a node other than 0 cannot see the checkpoints; it restarts and rank 0 decides
+    const ckpt = nnodes > 1 && (int(v["node-rank"], "--node-rank") ?? 0) > 0 ? "(on node 0)" : (await import("../engine/checkpoint.ts")).latestCheckpoint(runDir);
+    if (attempt < maxRestarts && ckpt) {
+      process.stderr.write(`vlp pretrain: ${r.failure}; restarting all workers from ${ckpt} (restart ${attempt + 1} of ${maxRestarts})\n`);
+      resume = true;
+      continue;
+    }
+    throw new Error(`${r.failure}; the workers were stopped. ${ckpt ? `Resume from the last checkpoint (${ckpt}) with: ${again}` : "No checkpoint was written yet."}`);
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      recipe: { type: "string" },
-      set: { type: "string", multiple: true, default: [] },
-      out: { type: "string" },
-      resume: { type: "string" },
-      quiet: { type: "boolean", default: false },
-      help: { type: "boolean", default: false },
-    },
-    strict: true,
-  });
+  const { values } = parse(argv);
   if (values.help) {
-    console.log("vlp pretrain --recipe <file> [--set key=value ...] [--out <run dir>] [--resume <run dir>] [--quiet]");
+    console.log(HELP);
     return;
   }
-  let recipe: Recipe;
-  let runDir: string;
-  if (values.resume) {
-    runDir = values.resume;
-    const saved = join(runDir, "recipe.json");
-    if (!existsSync(saved)) throw new Error(`--resume ${runDir}: no recipe.json there (not a vlp run directory)`);
-    const raw = JSON.parse(readFileSync(saved, "utf8"));
-    applySets(raw, values.set!);
-    recipe = validateRecipe(raw, saved);
-  } else {
-    if (!values.recipe) throw new Error("--recipe <file> is required (or --resume <run dir>)");
-    recipe = loadRecipe(values.recipe, values.set!);
-    runDir = values.out ?? join("runs", `${basename(values.recipe).replace(/\.json$/, "")}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
-    mkdirSync(runDir, { recursive: true });
-    writeFileSync(join(runDir, "recipe.json"), JSON.stringify(recipe, null, 2));
-  }
-  manualSeed(recipe.train.seed);
-  const { model, stages } = await buildStrategy(recipe);
-  if (!values.quiet) console.log(`vlp pretrain: ${recipe.method} (${model.numParameters().toLocaleString()} parameters), stages ${stages.map((s) => s.name).join(" -> ")}, run ${runDir}`);
-  const t0 = performance.now();
-  const summary = await train(model, stages, {
-    runDir,
-    seed: recipe.train.seed,
-    clip: recipe.train.clip,
-    accumulate: recipe.train.accumulate,
-    checkpointEvery: recipe.train.checkpointEvery,
-    evalEvery: recipe.train.evalEvery,
-    workers: recipe.train.workers,
-    resume: !!values.resume,
-    quiet: values.quiet,
-  });
-  const sec = (performance.now() - t0) / 1000;
-  writeFileSync(join(runDir, "summary.json"), JSON.stringify({ seconds: sec, stages: summary }, null, 2));
-  if (!values.quiet) {
-    console.log(`done in ${sec.toFixed(1)} s; final metrics (mean of the last 20 steps per stage):`);
-    for (const [stage, m] of Object.entries(summary)) {
-      console.log(`  ${stage}: ${Object.entries(m).filter(([k]) => /loss$|acc|precision|recall/.test(k)).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")}`);
+  if (values.nproc !== undefined && process.env.VLP_LAUNCHED !== "1") return runLauncher(values);
+  if (values.nnodes !== undefined || values["node-rank"] !== undefined) throw new Error("--nnodes/--node-rank need --nproc (workers per machine)");
+  const gradSync = values["grad-sync"];
+  if (gradSync !== undefined && gradSync !== "overlap" && gradSync !== "after") throw new Error(`--grad-sync: expected overlap or after, got "${gradSync}"`);
+
+  // a worker of a data-parallel run: join the group first (rank 0 reads the recipe for everyone)
+  exitWithLauncher();
+  const { distConfigFromEnv, initDistributed } = await import("../engine/dist.ts");
+  const { manualSeed } = await import("../engine/index.ts");
+  const { train } = await import("../pretrain/trainer.ts");
+  const cfg = distConfigFromEnv();
+  if (cfg && values["dist-timeout"]) cfg.timeoutMs = Math.round(Number(values["dist-timeout"]) * 1000);
+  const dist: Dist | undefined = cfg ? await initDistributed(cfg) : undefined;
+  const main = !dist || dist.isMain;
+  const quiet = values.quiet || !main;
+  try {
+    let recipe: Recipe | undefined;
+    let runDir: string | undefined;
+    if (main) {
+      if (values.resume) {
+        runDir = values.resume;
+        const saved = join(runDir, "recipe.json");
+        if (!existsSync(saved)) throw new Error(`--resume ${runDir}: no recipe.json there (not a vlp run directory)`);
+        const raw = JSON.parse(readFileSync(saved, "utf8"));
+        applySets(raw, values.set!);
+        recipe = validateRecipe(raw, saved);
+      } else {
+        if (!values.recipe) throw new Error("--recipe <file> is required (or --resume <run dir>)");
+        recipe = loadRecipe(values.recipe, values.set!);
+        runDir = values.out ?? defaultRunDir(values.recipe);
+        mkdirSync(runDir, { recursive: true });
+        writeFileSync(join(runDir, "recipe.json"), JSON.stringify(recipe, null, 2));
+      }
     }
-    console.log(`model: ${join(runDir, "model.safetensors")}; curves: ${join(runDir, "metrics.html")}`);
+    if (dist) [recipe, runDir] = dist.broadcastObject([recipe, runDir]);
+    manualSeed(recipe!.train.seed);
+    const { model, stages } = await buildStrategy(recipe!);
+    if (!quiet) console.log(`vlp pretrain: ${recipe!.method} (${model.numParameters().toLocaleString()} parameters), stages ${stages.map((s) => s.name).join(" -> ")}, run ${runDir}${dist ? `, ${dist.world} processes (${dist.backend})` : ""}`);
+    const t0 = performance.now();
+    const summary = await train(model, stages, {
+      runDir: runDir!,
+      seed: recipe!.train.seed,
+      clip: recipe!.train.clip,
+      accumulate: recipe!.train.accumulate,
+      checkpointEvery: recipe!.train.checkpointEvery,
+      evalEvery: recipe!.train.evalEvery,
+      workers: recipe!.train.workers,
+      resume: !!values.resume,
+      quiet,
+      dist,
+      ddp: gradSync ? { gradSync } : undefined,
+    });
+    const sec = (performance.now() - t0) / 1000;
+    if (main) writeFileSync(join(runDir!, "summary.json"), JSON.stringify({ seconds: sec, ...(dist ? { processes: dist.world } : {}), stages: summary }, null, 2));
+    if (!quiet) {
+      console.log(`done in ${sec.toFixed(1)} s; final metrics (mean of the last 20 steps per stage):`);
+      for (const [stage, m] of Object.entries(summary)) {
+        console.log(`  ${stage}: ${Object.entries(m).filter(([k]) => /loss$|acc|precision|recall/.test(k)).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")}`);
+      }
+      console.log(`model: ${join(runDir!, "model.safetensors")}; curves: ${join(runDir!, "metrics.html")}`);
+    }
+    dist?.dispose({ sync: true });
+  } catch (e) {
+    // a failed group is left as it is: tearing it down could wait on a dead peer until the timeout
+    if (dist && !(e as Error).message.includes(`rank ${dist.rank}`)) (e as Error).message = `rank ${dist.rank}: ${(e as Error).message}`;
+    throw e;
   }
 }

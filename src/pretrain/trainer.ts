@@ -3,7 +3,7 @@
 // resumes bit-identically (model, optimizer, RNG states and loader positions are all saved).
 import { appendFileSync, mkdirSync, writeFileSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { tidy, noGrad, Generator, type Tensor, type Module } from "../engine/index.ts";
+import { tidy, noGrad, Generator, manualSeed, type Tensor, type Module } from "../engine/index.ts";
 import { AdamW, paramGroupsNoDecay } from "../engine/optim.ts";
 import { makeSchedule, type ScheduleConfig } from "../engine/schedule.ts";
 import { clipGradNorm } from "../engine/grad.ts";
@@ -12,6 +12,8 @@ import { Loader, toTensors, type BuilderSpec, type HostBatch, type LoaderPositio
 import { ProgressBar } from "../cli/progress.ts";
 import { Rng } from "../objectives/sampling.ts";
 import { renderRunPlot } from "./plot.ts";
+import type { Dist } from "../engine/dist.ts";
+import { DataParallel, broadcastModule, broadcastOptimizer, reduceMetrics, type DDPOptions } from "../engine/ddp.ts";
 
 export interface StepContext {
   /** PRNG for this step's choices (mode, source), seeded by (seed, global step). */
@@ -19,6 +21,8 @@ export interface StepContext {
   /** libtorch generator for masking and negatives; its state is checkpointed. */
   generator: Generator;
   step: number;
+  /** The process group when training data-parallel on more than one process (VLMo gathers ITC features from every rank). */
+  dist?: Dist;
 }
 
 export interface StepResult {
@@ -71,7 +75,35 @@ export interface TrainOptions {
   /** Stop after this many optimizer steps in total (for tests: simulate a kill). */
   stopAfter?: number;
   quiet?: boolean;
+  /**
+   * Data-parallel training over this group (world > 1): each source's batchSize is the global batch,
+   * split evenly over the ranks; gradients and metrics are averaged over them; rank 0 alone reads
+   * and writes the run directory (checkpoints, metrics, model) and the others get its state.
+   */
+  dist?: Dist;
+  /** How gradients are averaged with `dist` (src/engine/ddp.ts). */
+  ddp?: DDPOptions;
 }
+
+// ---- data-parallel hooks (o.dist) ------------------------------------------------------------
+const distOf = (o: TrainOptions): Dist | undefined => (o.dist && o.dist.world > 1 ? o.dist : undefined);
+/** A source's per-rank batch: the recipe's batch size is the global batch. */
+function localBatch(src: Source, d: Dist | undefined): number {
+  if (!d) return src.batchSize;
+  if (src.batchSize % d.world !== 0) throw new Error(`source ${src.name}: batch size ${src.batchSize} does not split evenly over ${d.world} processes`);
+  return src.batchSize / d.world;
+}
+/**
+ * With several ranks the masking generator and libtorch's default generator (dropout) are reseeded
+ * every step from (seed, step, rank): ranks draw different masks, and a resumed run draws what an
+ * uninterrupted one would without saving every rank's generator states.
+ */
+function reseedRank(generator: Generator, seed: number, step: number, rank: number): void {
+  const h = (salt: number) => (Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step, 0x85ebca6b) ^ Math.imul(rank + 1, 0xc2b2ae35) ^ salt) >>> 0;
+  generator.manualSeed(h(0));
+  manualSeed(h(0x27d4eb2f));
+}
+// -------------------------------------------------------------------------------------------------
 
 interface RunState {
   stage: number;
@@ -87,12 +119,13 @@ const log = (o: TrainOptions, s: string) => {
 /** The sources' objectives on held-out batches, without gradients and with dropout off; metrics averaged. */
 async function evaluate(model: Module, stage: Stage, o: TrainOptions, step: number): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
+  const dist = distOf(o);
   const wasTraining = model.training;
   model.eval();
   try {
     for (const src of stage.sources) {
       if (!src.evalData) continue;
-      const loader = await Loader.create(src.evalData, { batchSize: src.batchSize, seed: 0, shuffle: false, dropLast: false, workers: 0 });
+      const loader = await Loader.create(src.evalData, { batchSize: localBatch(src, dist), seed: 0, shuffle: false, dropLast: false, workers: 0, rank: dist?.rank, world: dist?.world });
       const n = Math.min(o.evalBatches ?? 10, loader.batchesPerEpoch());
       const sums: Record<string, number> = {};
       // a fixed generator state, so every evaluation masks the same tokens and regions
@@ -100,14 +133,14 @@ async function evaluate(model: Module, stage: Stage, o: TrainOptions, step: numb
       for (let i = 0; i < n; i++) {
         const host = await loader.next();
         const m = tidy(() => noGrad(() => {
-          const r = src.step(toTensors(host), host.meta, { rng: new Rng(1000 + i), generator: g, step });
+          const r = src.step(toTensors(host), host.meta, { rng: new Rng(1000 + i), generator: g, step, dist });
           return { loss: r.loss.item(), ...r.metrics };
         }));
         for (const [k, v] of Object.entries(m)) sums[k] = (sums[k] ?? 0) + v / n;
       }
       await loader.close();
       const prefix = stage.sources.length > 1 ? `val_${src.name}_` : "val_";
-      for (const [k, v] of Object.entries(sums)) out[prefix + k] = v;
+      for (const [k, v] of Object.entries(dist ? reduceMetrics(dist, sums) : sums)) out[prefix + k] = v;
     }
   } finally {
     model.train(wasTraining);
@@ -117,12 +150,19 @@ async function evaluate(model: Module, stage: Stage, o: TrainOptions, step: numb
 
 /** Trains `model` through `stages`; returns the final metrics of each stage (averaged over its last steps). */
 export async function train(model: Module, stages: Stage[], o: TrainOptions): Promise<Record<string, Record<string, number>>> {
-  mkdirSync(o.runDir, { recursive: true });
+  const dist = distOf(o);
+  const main = !dist || dist.isMain; // the rank that owns the run directory
+  if (!main) o = { ...o, quiet: true };
+  if (dist) {
+    dist.checkSame("the model (parameter names and shapes)", model.namedParameters().map(([n, p]) => [n, p.shape]));
+    dist.checkSame("the stages", stages.map((st) => [st.name, st.steps, st.epochs, st.sources.map((x) => [x.name, x.batchSize])]));
+  }
+  if (main) mkdirSync(o.runDir, { recursive: true });
   const metricsFile = join(o.runDir, "metrics.jsonl");
   const generator = new Generator(o.seed);
   let state: RunState = { stage: 0, stageStep: 0, globalStep: 0, positions: {} };
-  const resumeFrom = o.resume ? latestCheckpoint(o.runDir) : null;
-  if (o.resume && resumeFrom) {
+  let resumeFrom = o.resume && main ? latestCheckpoint(o.runDir) : null;
+  if (main && o.resume && resumeFrom) {
     state = readTrainerState(resumeFrom).run as RunState;
     log(o, `resuming from ${resumeFrom} (stage ${stages[state.stage]?.name ?? "done"}, step ${state.stageStep})`);
     // steps logged after the checkpoint will be trained again: drop their lines
@@ -137,16 +177,18 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
       const kept = readFileSync(metricsFile, "utf8").split("\n").filter((l) => l.trim() && stepOf(l) <= state.globalStep);
       writeFileSync(metricsFile, kept.map((l) => l + "\n").join(""));
     }
-  } else if (existsSync(metricsFile)) {
+  } else if (main && existsSync(metricsFile)) {
     writeFileSync(metricsFile, "");
   }
+  // the other ranks take rank 0's checkpoint choice and run state
+  if (dist) [resumeFrom, state] = dist.broadcastObject<[string | null, RunState]>([resumeFrom, state]);
   const summary: Record<string, Record<string, number>> = {};
   for (let si = state.stage; si < stages.length; si++) {
     const stage = stages[si];
     // freezing: the stage's frozen parameters get no gradient and stay out of the optimizer
     for (const [name, p] of model.namedParameters()) p.requiresGrad_(!(stage.frozen?.(name) ?? false));
     const loaders = await Promise.all(
-      stage.sources.map((s, k) => Loader.create(s.data, { batchSize: s.batchSize, seed: o.seed * 31 + si * 7 + k, workers: o.workers ?? 0 })),
+      stage.sources.map((s, k) => Loader.create(s.data, { batchSize: localBatch(s, dist), seed: o.seed * 31 + si * 7 + k, workers: o.workers ?? 0, rank: dist?.rank, world: dist?.world })),
     );
     const steps = stage.steps ?? Math.max(1, Math.round((stage.epochs ?? 1) * loaders[0].batchesPerEpoch()));
     const opt = new AdamW(paramGroupsNoDecay(model, stage.weightDecay ?? 0.01, { trainableOnly: true }), { lr: stage.lr, betas: stage.betas ?? [0.9, 0.999], eps: 1e-6 });
@@ -155,8 +197,15 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
     const sched = makeSchedule(schedule);
     const resuming = si === state.stage && state.stageStep > 0 && resumeFrom;
     if (resuming) {
-      loadCheckpoint(resumeFrom!, { model, optimizer: opt, generators: { trainer: generator } });
+      if (main) loadCheckpoint(resumeFrom!, { model, optimizer: opt, generators: { trainer: generator } });
       stage.sources.forEach((s, k) => loaders[k].seek(state.positions[s.name] ?? { epoch: 0, batch: 0 }));
+    }
+    // data parallel: every replica starts from rank 0's weights (and optimizer state after a resume)
+    let ddp: DataParallel | null = null;
+    if (dist) {
+      broadcastModule(dist, model);
+      if (resuming) broadcastOptimizer(dist, opt);
+      ddp = new DataParallel(dist, model.namedParameters().filter(([, p]) => p.requiresGrad), o.ddp);
     }
     const first = resuming ? state.stageStep + 1 : 1;
     const bar = o.quiet ? null : new ProgressBar(steps, { label: `${stage.name}` });
@@ -169,6 +218,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
       for (let step = first; step <= steps; step++) {
         const global = state.globalStep + 1;
         const rng = new Rng((Math.imul(o.seed + 1, 0x9e3779b1) ^ Math.imul(global, 0x85ebca6b)) | 0);
+        if (dist) reseedRank(generator, o.seed, global, dist.rank);
         const lrFactor = sched(step - 1);
         opt.setLrFactor(lrFactor);
         const accumulate = o.accumulate ?? 1;
@@ -184,10 +234,11 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
           const host = await loaders[k].next();
           const res = tidy(() => {
             const batch = toTensors(host);
-            const out = source.step(batch, host.meta, { rng, generator, step: global });
+            const out = source.step(batch, host.meta, { rng, generator, step: global, dist });
             const l = out.loss.item();
             if (!Number.isFinite(l)) return { l, metrics: out.metrics, tag: out.tag };
-            out.loss.div(accumulate).backward();
+            if (ddp) ddp.backward(out.loss.div(accumulate));
+            else out.loss.div(accumulate).backward();
             return { l, metrics: out.metrics, tag: out.tag };
           });
           if (!Number.isFinite(res.l)) {
@@ -198,6 +249,12 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
           lossSum += res.l / accumulate;
           for (const [m, v] of Object.entries(res.metrics)) metrics[m] = (metrics[m] ?? 0) + v / accumulate;
         }
+        if (ddp) {
+          ddp.finish();
+          const { loss: meanLoss, ...meanMetrics } = reduceMetrics(dist!, { loss: lossSum, ...metrics });
+          lossSum = meanLoss;
+          Object.assign(metrics, meanMetrics);
+        }
         const params = model.parameters().filter((p) => p.requiresGrad);
         const gradNorm = o.clip ? clipGradNorm(params, o.clip) : NaN;
         if (o.clip && !Number.isFinite(gradNorm)) {
@@ -207,7 +264,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
         opt.zeroGrad();
         state = { ...state, stage: si, stageStep: step, globalStep: global, positions: { ...state.positions, ...Object.fromEntries(stage.sources.map((s, k) => [s.name, loaders[k].position])) } };
         const line = { step: global, stage: stage.name, stage_step: step, source: tag, lr: stage.lr * lrFactor, loss: lossSum, grad_norm: gradNorm, time: Date.now(), ...metrics };
-        appendFileSync(metricsFile, JSON.stringify(line) + "\n");
+        if (main) appendFileSync(metricsFile, JSON.stringify(line) + "\n");
         for (const [m, v] of Object.entries({ loss: lossSum, ...metrics })) {
           const r = (recent[m] ??= []);
           r.push(v);
@@ -220,10 +277,10 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
         const last = step === steps;
         if (stage.sources.some((x) => x.evalData) && ((o.evalEvery && global % o.evalEvery === 0) || last)) {
           const val = await evaluate(model, stage, o, global);
-          appendFileSync(metricsFile, JSON.stringify({ step: global, stage: stage.name, stage_step: step, source: "val", time: Date.now(), ...val }) + "\n");
+          if (main) appendFileSync(metricsFile, JSON.stringify({ step: global, stage: stage.name, stage_step: step, source: "val", time: Date.now(), ...val }) + "\n");
           Object.assign(evalSummary, val);
         }
-        if ((o.checkpointEvery && global % o.checkpointEvery === 0) || last) {
+        if (main && ((o.checkpointEvery && global % o.checkpointEvery === 0) || last)) {
           saveCheckpoint(checkpointDir(o.runDir, global), { step: global, run: state }, { model, optimizer: opt, generators: { trainer: generator } });
         }
         if (o.stopAfter && global >= o.stopAfter) return summary;
@@ -231,12 +288,14 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
     } finally {
       bar?.finish();
       await Promise.all(loaders.map((l) => l.close()));
+      ddp?.dispose();
       opt.dispose();
     }
     summary[stage.name] = { ...Object.fromEntries(Object.entries(recent).map(([m, v]) => [m, v.reduce((a, b) => a + b, 0) / v.length])), ...evalSummary };
     state = { ...state, stage: si + 1, stageStep: 0 };
   }
   for (const p of model.parameters()) p.requiresGrad_(true);
+  if (!main) return summary;
   saveStateDict(join(o.runDir, "model.safetensors"), model);
   if (existsSync(metricsFile)) writeFileSync(join(o.runDir, "metrics.html"), renderRunPlot(readFileSync(metricsFile, "utf8"), o.runDir));
   return summary;

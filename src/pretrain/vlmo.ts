@@ -15,6 +15,8 @@ import { maskTokens } from "../objectives/masking.ts";
 import type { Rng } from "../objectives/sampling.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Stage, StepContext } from "./trainer.ts";
+import type { Dist } from "../engine/dist.ts";
+import type { LossOut } from "../objectives/losses.ts";
 import { worldFile, weighted, maskedLm } from "./common.ts";
 import type { ImageTextArgs } from "./imagetext.ts";
 
@@ -75,6 +77,18 @@ function mlmInputs(batch: Record<string, Tensor>, ctx: StepContext, wholeWord: b
   return maskTokens(ids, { vocabSize: 30522, maskId: 103, special, wordIds: wholeWord ? batch.word_ids : undefined, generator: ctx.generator });
 }
 
+/**
+ * ITC over the global batch (VLMo's and CLIP's data-parallel contrastive loss): every rank's image
+ * and text features are gathered, this rank's first, so local pair i is row i / column i; the
+ * gathered features carry gradients back to the rank that computed them. With the ranks' gradients
+ * averaged (DDP) this equals one process computing ITC over the whole batch. No `dist` (or one
+ * process): the local batch alone.
+ */
+export function globalItc(img: Tensor, txt: Tensor, logitScale: Tensor, dist?: Dist): LossOut & { i2t: Tensor; t2i: Tensor } {
+  if (!dist || dist.world === 1) return computeItc(img, txt, logitScale);
+  return computeItc(img, txt, logitScale, { allImg: dist.gatherLocalFirst(img, { grad: true }), allTxt: dist.gatherLocalFirst(txt, { grad: true }), offset: 0 });
+}
+
 export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage[] } {
   const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: 1, stages: {}, ...(r.vlmo ?? {}) } as {
     order: string[]; standard: boolean; itmHardNegatives: boolean; mlmWeight: number; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number }>;
@@ -113,17 +127,28 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const b = ids.size(0);
     const txt = model.inferText(ids, mask, { vlBranch: false });
     const img = model.inferImage(batch.pixels, { vlBranch: false });
-    const itc = computeItc(img.itc!, txt.itc!, model.logit_scale!);
+    // data parallel: ITC and the hard negatives use the global batch (every rank's, this rank's first)
+    const dist = ctx.dist && ctx.dist.world > 1 ? ctx.dist : undefined;
+    const itc = globalItc(img.itc!, txt.itc!, model.logit_scale!, dist);
     // ITM: one hard negative text per image and one hard negative image per text, sampled from the ITC similarities
     const negText = v.itmHardNegatives ? sampleHardNegatives(itc.i2t.detach(), 0, ctx.generator) : tensor(Array.from({ length: b }, (_, i) => (i + 1 + ctx.rng.int(b - 1)) % b), { dtype: "int64" });
     const negImage = v.itmHardNegatives ? sampleHardNegatives(itc.t2i.detach(), 0, ctx.generator) : tensor(Array.from({ length: b }, (_, i) => (i + 1 + ctx.rng.int(b - 1)) % b), { dtype: "int64" });
     const tEmb = model.embedText(ids);
     const iEmb = model.embedImage(batch.pixels);
-    const fused = model.inferFusionFromEmbeddings(
-      cat([tEmb, tEmb, tEmb.indexSelect(0, negText)], 0),
-      cat([mask, mask, mask.indexSelect(0, negText)], 0),
-      cat([iEmb, iEmb.indexSelect(0, negImage), iEmb], 0),
-    );
+    let negTextEmb: Tensor, negMask: Tensor, negImageEmb: Tensor;
+    if (dist && v.itmHardNegatives) {
+      // global hard negatives (the paper's "global hard negative mining"): the negatives' raw inputs
+      // come from any rank and are embedded here, so their gradients stay on this rank
+      const allIds = dist.gatherLocalFirst(ids);
+      negTextEmb = model.embedText(allIds.indexSelect(0, negText));
+      negMask = dist.gatherLocalFirst(mask).indexSelect(0, negText);
+      negImageEmb = model.embedImage(dist.gatherLocalFirst(batch.pixels).indexSelect(0, negImage));
+    } else {
+      negTextEmb = tEmb.indexSelect(0, negText);
+      negMask = mask.indexSelect(0, negText);
+      negImageEmb = iEmb.indexSelect(0, negImage);
+    }
+    const fused = model.inferFusionFromEmbeddings(cat([tEmb, tEmb, negTextEmb], 0), cat([mask, mask, negMask], 0), cat([iEmb, negImageEmb, iEmb], 0));
     const itmLabels = cat([tensor(new Array(b).fill(1), { dtype: "int64" }), zeros([2 * b], { dtype: "int64" })]);
     const itm = computeItm(model.itmLogits(fused), itmLabels);
     // MLM on the fusion encoder: masked text with its image
