@@ -149,7 +149,8 @@ export class Loader {
     let p = { ...this.position };
     for (let k = 0; k <= ahead; k++) {
       const kk = key(p);
-      if (!this.pending.has(kk)) this.pending.set(kk, this.request(this.indicesAt(p, this.sampler.order(p.epoch)), kk));
+      // the builder's step seeds its random choices: distinct per rank (and unchanged with one process)
+      if (!this.pending.has(kk)) this.pending.set(kk, this.request(this.indicesAt(p, this.sampler.order(p.epoch)), kk * (this.o.world ?? 1) + (this.o.rank ?? 0)));
       p = p.batch + 1 >= perEpoch ? { epoch: p.epoch + 1, batch: 0 } : { epoch: p.epoch, batch: p.batch + 1 };
     }
     const k0 = key(this.position);
