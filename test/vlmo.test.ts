@@ -462,3 +462,19 @@ test("a forward + backward inside tidy leaves no tensors behind", () => {
     m.dispose();
   }
 });
+
+test("eval() turns off every dropout and stochastic depth (the presets train with 0.1 of each)", () => {
+  tidy(() => noGrad(() => {
+    manualSeed(3);
+    const m = new VLMoModel(vlmoConfig("tiny"));
+    assert.ok(m.config.dropPathRate > 0 && m.config.textDropout > 0, "the tiny preset has dropout to turn off");
+    const ids = randint(1000, 2000, [2, 8]);
+    const pixels = randn([2, 3, 32, 32]);
+    const run = () => m.inferFusion(ids, null, pixels).pooled;
+    m.train();
+    assert.ok(run().sub(run()).abs().max().item() > 1e-4, "in training mode two passes differ");
+    m.eval();
+    assert.equal(run().sub(run()).abs().max().item(), 0, "in eval mode two passes are identical");
+    m.dispose();
+  }));
+});

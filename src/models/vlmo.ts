@@ -164,7 +164,7 @@ export class Mlp extends Module {
     super();
     this.fc1 = this.module("fc1", initLinear(new Linear(dim, hidden)));
     this.fc2 = this.module("fc2", initLinear(new Linear(hidden, dim)));
-    this.drop = new Dropout(drop);
+    this.drop = this.module("drop", new Dropout(drop));
   }
   forward(x: Tensor): Tensor {
     return this.drop.forward(this.fc2.forward(this.drop.forward(this.fc1.forward(x).gelu())));
@@ -192,8 +192,8 @@ export class Attention extends Module {
     this.q_bias = this.param("q_bias", qkvBias ? zeros([dim]) : null);
     this.v_bias = this.param("v_bias", qkvBias ? zeros([dim]) : null);
     this.proj = this.module("proj", initLinear(new Linear(dim, dim)));
-    this.attnDrop = new Dropout(attnDrop);
-    this.projDrop = new Dropout(projDrop);
+    this.attnDrop = this.module("attn_drop", new Dropout(attnDrop));
+    this.projDrop = this.module("proj_drop", new Dropout(projDrop));
   }
 
   /**
@@ -246,7 +246,7 @@ export class MoMEBlock extends Module {
     const hidden = Math.floor(h * cfg.mlpRatio);
     this.norm1 = this.module("norm1", new LayerNorm(h, cfg.lnEps));
     this.attn = this.module("attn", new Attention(h, cfg.numHeads, cfg.qkvBias, cfg.attnDropRate, cfg.dropRate));
-    this.dropPath = new DropPath(dropPath);
+    this.dropPath = this.module("drop_path", new DropPath(dropPath));
     if (cfg.standard) {
       this.norm2 = this.module("norm2", new LayerNorm(h, cfg.lnEps));
       this.mlp = this.module("mlp", new Mlp(h, hidden, cfg.dropRate));
@@ -336,7 +336,7 @@ export class MultiWayTransformer extends Module {
     this.patch_embed = this.module("patch_embed", new PatchEmbed(cfg.imageSize, cfg.patchSize, cfg.inChans, h));
     this.cls_token = this.param("cls_token", F.truncNormal_(zeros([1, 1, h]), 0, 0.02, -2, 2));
     this.pos_embed = this.param("pos_embed", cfg.useAbsPosEmb ? F.truncNormal_(zeros([1, this.patch_embed.numPatches + 1, h]), 0, 0.02, -2, 2) : null);
-    this.posDrop = new Dropout(cfg.dropRate);
+    this.posDrop = this.module("pos_drop", new Dropout(cfg.dropRate));
     const rates = linspace(0, cfg.dropPathRate, cfg.numLayers).toArray();
     this.blocks = this.module("blocks", new ModuleList(rates.map((r, i) => new MoMEBlock(cfg, !cfg.standard && i >= cfg.vlffnStartLayer, r))));
     this.norm = this.module("norm", new LayerNorm(h, cfg.lnEps));
@@ -367,7 +367,7 @@ export class TextEmbeddings extends Module {
     this.position_embeddings = this.module("position_embeddings", initEmbedding(new Embedding(cfg.maxTextLen, h)));
     this.token_type_embeddings = this.module("token_type_embeddings", initEmbedding(new Embedding(2, h)));
     this.LayerNorm = this.module("LayerNorm", new LayerNorm(h, cfg.textLnEps));
-    this.dropout = new Dropout(cfg.textDropout);
+    this.dropout = this.module("dropout", new Dropout(cfg.textDropout));
   }
   /** ids [B, T] int64 -> LN(word + type 0), then dropout. */
   forward(ids: Tensor): Tensor {
