@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libtorch-dev libopenblas0-openmp python3-torch libgloo-dev)
+APT_PACKAGES=(libtorch-dev libopenblas0-openmp python3-torch libgloo-dev chromium fonts-liberation)
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 

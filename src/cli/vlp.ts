@@ -12,8 +12,12 @@ commands:
       --images N --seed S --out DIR [--size PX] [--feat-dim D] [--boxes K] [--arrow] [--workers N]
       (--arrow also writes the ViLT/VLMo Arrow tables, a second copy of every image)
   pretrain --recipe FILE     pre-train with a recipe (recipes/*.json) [--set k=v] [--out DIR] [--resume DIR]
+      [--nproc N] [--nnodes N --node-rank R --master-addr HOST --master-port P]  (data-parallel on c10d)
   finetune <task>            fine-tune on vqa, gqa, nlvr2 or retrieval --recipe FILE (--from RUN | --scratch)
   eval <task>                evaluate a fine-tuned (or, for retrieval, pre-trained) run --checkpoint DIR
+  index build                embed images (and a dataset's captions) into a search index
+      --checkpoint RUN --images FOLDER|DATASET --out DIR [--dtype float32|float16]
+  serve --checkpoint RUN     HTTP API + web app [--vqa RUN] [--index DIR] [--runs DIR] [--port N]
   info                       libtorch build, threads, BLAS speed
 
 run \`vlp <command> --help\` for a command's options.`;
@@ -26,6 +30,8 @@ const commands: Record<string, Command> = {
   pretrain: async (argv) => (await import("./pretrain.ts")).main(argv),
   finetune: async (argv) => (await import("./finetune.ts")).finetuneMain(argv),
   eval: async (argv) => (await import("./finetune.ts")).evalMain(argv),
+  index: async (argv) => (await import("./index-build.ts")).main(argv),
+  serve: async (argv) => (await import("./serve.ts")).main(argv),
   info: async () => {
     const { buildInfo, getNumThreads } = await import("../engine/index.ts");
     const b = buildInfo();

@@ -1,0 +1,78 @@
+// `vlp serve --checkpoint <run dir> [--vqa <finetune dir>] [--index <dir>] [--runs <dir>] [--port N]`:
+// the JSON API and the web app over a VLMo checkpoint (src/serve/server.ts).
+import { parseArgs } from "node:util";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { loadServedModel, type ServedModel } from "../serve/model.ts";
+import { VectorIndex } from "../serve/vindex.ts";
+import { buildServer, DEFAULT_BODY_LIMIT } from "../serve/server.ts";
+
+const USAGE = `vlp serve --checkpoint <run dir> [--vqa <finetune dir>] [--index <dir>] [--runs <dir>] [--host H] [--port N] [--body-limit MB]
+
+  --checkpoint  a VLMo run directory (pre-training or fine-tuning): /embed, /search, /itm, /attention
+  --vqa         a VQA fine-tuned VLMo run (vlp finetune vqa) for /vqa, when --checkpoint has no VQA head
+  --index       an index folder built by \`vlp index build\` with the same checkpoint (for /search)
+  --runs        folder of training runs for the dashboard (default: runs, when it exists)
+  --host        address to listen on (default 127.0.0.1); --port (default 8080; 0 = any free port)`;
+
+export async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      checkpoint: { type: "string" },
+      vqa: { type: "string" },
+      index: { type: "string" },
+      runs: { type: "string" },
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: "8080" },
+      "body-limit": { type: "string" },
+      log: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  if (!values.checkpoint) throw new Error(`--checkpoint <run dir> is required\n${USAGE}`);
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: expected 0-65535, got "${values.port}"`);
+  const limitMb = values["body-limit"] === undefined ? DEFAULT_BODY_LIMIT / 1048576 : Number(values["body-limit"]);
+  if (!(limitMb > 0 && limitMb <= 1024)) throw new Error(`--body-limit: expected megabytes in (0, 1024], got "${values["body-limit"]}"`);
+
+  const models: ServedModel[] = [await loadServedModel(values.checkpoint)];
+  if (values.vqa) {
+    const v = await loadServedModel(values.vqa);
+    if (!v.labels) throw new Error(`--vqa ${values.vqa}: this checkpoint has no VQA head (expected a \`vlp finetune vqa\` run)`);
+    if (v.name === models[0].name) v.name = `${v.name}-vqa`;
+    models.push(v);
+  }
+  let index: VectorIndex | null = null;
+  let indexModel: string | undefined;
+  if (values.index) {
+    index = VectorIndex.open(values.index);
+    const want = resolve(index.manifest.checkpoint);
+    const same = models.find((m) => m.dir === want);
+    if (same) indexModel = same.name;
+    else if (index.dim === models[0].model.config.hiddenSize) {
+      console.error(`vlp serve: warning: index ${values.index} was built with ${index.manifest.checkpoint}, not ${models[0].dir}; its vectors only match this checkpoint's queries if the encoders are the same`);
+    } else {
+      throw new Error(`--index ${values.index}: built with ${index.manifest.checkpoint} (${index.dim}-d vectors); serve it with --checkpoint ${index.manifest.checkpoint}`);
+    }
+  }
+  const runsRoot = values.runs ?? (existsSync("runs") ? "runs" : null);
+  if (values.runs && !existsSync(values.runs)) throw new Error(`--runs ${values.runs}: folder not found`);
+  const app = await buildServer({ models, index, indexModel, runsRoot, bodyLimit: limitMb * 1048576, logger: values.log });
+  const address = await app.listen({ host: values.host, port });
+  const vqa = models.find((m) => m.labels);
+  console.log(`vlp serve: ${models.map((m) => m.name).join(", ")} on ${address} (web app ${address}/, API docs ${address}/docs.html)`);
+  console.log(`  index: ${index ? `${index.part("image")?.count ?? 0} images, ${index.part("text")?.count ?? 0} captions (${index.dtype})` : "none (/search answers 409; build one with vlp index build)"}; ` +
+    `VQA: ${vqa ? vqa.name : "none (/vqa answers 409; pass --vqa <vlp finetune vqa run>)"}; runs: ${runsRoot ?? "none"}`);
+  const stop = async () => {
+    await app.close();
+    process.exit(0);
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+}
