@@ -49,9 +49,11 @@ export function readRunInfo(dir: string): RunInfo {
     return info;
   }
   if (existsSync(pre)) {
-    const r = read(pre) as { method: Method; model: RunInfo["model"]; data: { world: string } };
+    const r = read(pre) as { method: Method; model: RunInfo["model"]; data: { world: string }; vlmo?: { standard?: boolean } };
     if (!r.method || !r.model || !r.data?.world) throw new Error(`${pre}: not a vlp recipe (method, model, data.world)`);
-    return { kind: "pretrain", method: r.method, model: r.model, world: r.data.world };
+    // VLMo's Table 5 ablation is set outside `model` (recipe.vlmo.standard) but changes the network
+    const model = r.method === "vlmo" && r.vlmo?.standard !== undefined ? { ...r.model, overrides: { standard: r.vlmo.standard, ...(r.model.overrides ?? {}) } } : r.model;
+    return { kind: "pretrain", method: r.method, model, world: r.data.world };
   }
   throw new Error(`${dir}: neither finetune.json nor recipe.json there (not a vlp run directory)`);
 }

@@ -1,0 +1,221 @@
+// Retrieval data: the Karpathy split of a world (images, 5 captions each), the fine-tuning batch
+// builder (a loader module: `createBuilder`) and host-side helpers for evaluation (captions
+// tokenised once, region features or pixels of a block of images).
+//
+// Training examples are one per caption (image, caption) of the split. What a batch holds:
+//   kind "regions" (SemVLP, LXMERT-S): the caption's tokens and its image's detected regions;
+//   kind "pixels"  (VLMo): the caption's tokens and its image's pixels (square resize, mean = std = 0.5);
+//   fourWay (LXMERT-S, ViLBERT-style): per example also a random other image (`neg_*` regions), a
+//     caption of a hard-negative image from the hard-negative pool file (`hard_*` tokens) and a
+//     caption of a random other image (`rand_*` tokens); the step pairs them into
+//     (caption, image) (caption, random image) (hard caption, image) (random caption, image).
+// Every random choice comes from a PRNG seeded by (seed, step), so a batch is the same wherever
+// (main thread or loader worker) and whenever (resume) it is built.
+import { join } from "node:path";
+import { existsSync } from "node:fs";
+import type { BatchBuilder, HostArray, HostBatch } from "../data/loader.ts";
+import { readKarpathy, karpathySubset } from "../data/formats/karpathy.ts";
+import { readHardNegatives } from "../data/formats/hardneg.ts";
+import type { RegionSource } from "../data/regionstore.ts";
+import { openRegions } from "../pretrain/builder.ts";
+import { BertTokenizer } from "../text/tokenizer.ts";
+import { Rng } from "../objectives/sampling.ts";
+import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
+
+export const RETRIEVAL_DATA_MODULE = new URL("./retrieval_data.ts", import.meta.url).href;
+
+export interface RetrievalCaption {
+  /** Karpathy `sentid`. */
+  id: number;
+  text: string;
+}
+export interface RetrievalImage {
+  /** The img_id of the region store (file stem, e.g. synth_00000012). */
+  id: string;
+  file: string;
+  captions: RetrievalCaption[];
+}
+
+export const RETRIEVAL_SPLITS = ["train", "val", "test", "test_comp"] as const;
+export type RetrievalSplit = (typeof RETRIEVAL_SPLITS)[number];
+
+/** The images (with their captions) of a split of a world; `test_comp` reads karpathy/dataset_synth_comp.json. */
+export function readRetrievalSplit(world: string, split: string): RetrievalImage[] {
+  if (!(RETRIEVAL_SPLITS as readonly string[]).includes(split)) throw new Error(`retrieval split "${split}": expected one of ${RETRIEVAL_SPLITS.join(", ")}`);
+  const file = join(world, "karpathy", split === "test_comp" ? "dataset_synth_comp.json" : "dataset_synth.json");
+  if (!existsSync(file)) throw new Error(`${file}: not found (is ${world} a world written by \`vlp data synth\`?)`);
+  const subset = split === "test_comp" ? "test" : (split as "train" | "val" | "test");
+  const images = karpathySubset(readKarpathy(file).images, subset).filter((im) => im.sentences.length > 0);
+  if (images.length === 0) throw new Error(`${file}: no ${split} images with captions`);
+  return images.map((im) => ({
+    id: im.filename.replace(/\.[^.]+$/, ""),
+    file: im.filepath ? join(im.filepath, im.filename) : im.filename,
+    captions: im.sentences.map((s) => ({ id: s.sentid, text: s.raw })),
+  }));
+}
+
+/** Captions flattened in image order, with the caption -> image index map the metrics need. */
+export interface EvalSet {
+  images: RetrievalImage[];
+  captions: (RetrievalCaption & { image: number })[];
+  captionImage: Int32Array;
+}
+
+/** The evaluation set of a split; `limit` keeps the first N images (and all their captions). */
+export function evalSet(images: RetrievalImage[], limit?: number): EvalSet {
+  const kept = limit ? images.slice(0, limit) : images;
+  const captions = kept.flatMap((im, i) => im.captions.map((c) => ({ ...c, image: i })));
+  return { images: kept, captions, captionImage: Int32Array.from(captions, (c) => c.image) };
+}
+
+// ---- host arrays ---------------------------------------------------------------------------------
+
+export interface TextArrays {
+  input_ids: HostArray;
+  attention_mask: HostArray;
+  word_position_ids: HostArray;
+}
+
+/** Token ids, mask and LXMERT-S word positions [n, L] of texts, padded/truncated to L. */
+export function encodeTexts(tok: BertTokenizer, texts: string[], L: number): TextArrays {
+  const n = texts.length;
+  const ids = new BigInt64Array(n * L), mask = new BigInt64Array(n * L), wpos = new BigInt64Array(n * L);
+  texts.forEach((t, k) => {
+    const enc = tok.encode(t, undefined, { maxLength: L, padding: true });
+    for (let j = 0; j < L; j++) {
+      ids[k * L + j] = BigInt(enc.inputIds[j]);
+      mask[k * L + j] = BigInt(enc.attentionMask[j]);
+      wpos[k * L + j] = BigInt(enc.wordPositionIds[j]);
+    }
+  });
+  return {
+    input_ids: { data: ids, shape: [n, L], dtype: "int64" },
+    attention_mask: { data: mask, shape: [n, L], dtype: "int64" },
+    word_position_ids: { data: wpos, shape: [n, L], dtype: "int64" },
+  };
+}
+
+export interface RegionArrays {
+  feats: HostArray;
+  boxes: HostArray;
+  region_valid: HostArray;
+}
+
+/** Region features [n, N, D], normalised boxes [n, N, 4] and the valid-box mask [n, N] of images. */
+export function regionArrays(src: RegionSource, ids: string[], maxBoxes: number): RegionArrays {
+  const n = ids.length;
+  const N = maxBoxes;
+  const regs = ids.map((id) => src.get(id));
+  const D = regs[0]?.dim ?? 0;
+  const feats = new Float32Array(n * N * D), boxes = new Float32Array(n * N * 4), valid = new Uint8Array(n * N);
+  regs.forEach((r, k) => {
+    if (r.dim !== D) throw new Error(`img_id ${r.imgId} has ${r.dim}-d features, ${ids[0]} has ${D}-d`);
+    const m = Math.min(r.numBoxes, N);
+    feats.set(r.features.subarray(0, m * D), k * N * D);
+    boxes.set(r.normBoxes.subarray(0, m * 4), k * N * 4);
+    valid.fill(1, k * N, k * N + m);
+  });
+  return {
+    feats: { data: feats, shape: [n, N, D], dtype: "float32" },
+    boxes: { data: boxes, shape: [n, N, 4], dtype: "float32" },
+    region_valid: { data: valid, shape: [n, N], dtype: "bool" },
+  };
+}
+
+/** Pixels [n, 3, S, S] of image files (square resize, VLMo's normalisation). */
+export async function pixelArray(imagesDir: string, files: string[], size: number): Promise<HostArray> {
+  const data = new Float32Array(files.length * 3 * size * size);
+  const loaded = await Promise.all(files.map((f) => loadImageTensor(join(imagesDir, f), { mode: "square", size }, VLMO_NORM)));
+  loaded.forEach((img, k) => data.set(img.data, k * 3 * size * size));
+  return { data, shape: [files.length, 3, size, size], dtype: "float32" };
+}
+
+function prefixed<T extends object>(prefix: string, arrays: T): Record<string, HostArray> {
+  return Object.fromEntries(Object.entries(arrays).map(([k, v]) => [`${prefix}${k}`, v as HostArray]));
+}
+
+// ---- the fine-tuning batch builder -----------------------------------------------------------------
+
+export interface RetrievalDataArgs {
+  world: string;
+  split: RetrievalSplit;
+  kind: "regions" | "pixels";
+  maxTextLen: number;
+  seed: number;
+  /** regions: obj36 TSV or `.regions` store (default <world>/features/obj36.tsv). */
+  regions?: string;
+  maxBoxes?: number;
+  /** pixels: side of the square input. */
+  imageSize?: number;
+  /** LXMERT-S four pairs per example; `hardPool` is the hard-negative file (default <world>/hardneg/hard_negative.json). */
+  fourWay?: { hardPool?: string };
+}
+
+const rngFor = (seed: number, step: number) => new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ 0x5bd1e995) | 0);
+
+/** Another index in [0, n) than `not` (n >= 2). */
+function other(rng: Rng, n: number, not: number): number {
+  return (not + 1 + rng.int(n - 1)) % n;
+}
+
+export async function createBuilder(a: RetrievalDataArgs): Promise<BatchBuilder> {
+  const images = readRetrievalSplit(a.world, a.split);
+  // caption-major order (every image's first caption, then every image's second, ...): consecutive
+  // examples show different images, so in-order (evaluation) batches have no repeated image
+  const examples: { image: number; text: string }[] = [];
+  const most = Math.max(...images.map((im) => im.captions.length));
+  for (let c = 0; c < most; c++) images.forEach((im, i) => c < im.captions.length && examples.push({ image: i, text: im.captions[c].text }));
+  const tok = BertTokenizer.load();
+  const L = a.maxTextLen;
+  let regions: RegionSource | null = null;
+  if (a.kind === "regions") {
+    regions = await openRegions(a.regions ?? join(a.world, "features", "obj36.tsv"));
+    const known = new Set(regions.ids());
+    const missing = images.find((im) => !known.has(im.id));
+    if (missing) throw new Error(`${a.regions ?? "features/obj36.tsv"}: no regions for img_id ${missing.id}`);
+  }
+  if (a.fourWay && images.length < 2) throw new Error(`retrieval ${a.split}: the four-pair construction needs at least 2 images`);
+  // hard-negative pool: image index -> indices of its hard negatives within this split (itself excluded)
+  let hard: number[][] | null = null;
+  if (a.fourWay) {
+    const file = a.fourWay.hardPool ?? join(a.world, "hardneg", "hard_negative.json");
+    const hn = readHardNegatives(file);
+    const byId = new Map(images.map((im, i) => [im.id, i]));
+    const rows = new Map(hn.train_image_list.map((id, r) => [String(id), hn.train_hard_pool[r]]));
+    hard = images.map((im, i) => (rows.get(im.id) ?? [])
+      .map((j) => byId.get(String(hn.train_image_list[j])))
+      .filter((j): j is number => j !== undefined && j !== i));
+  }
+  const maxBoxes = a.maxBoxes ?? 36;
+  return {
+    length: examples.length,
+    async build(indices: number[], step: number): Promise<HostBatch> {
+      const rng = rngFor(a.seed, step);
+      const exs = indices.map((i) => examples[i]);
+      const imgIdx = exs.map((e) => e.image);
+      const arrays: Record<string, HostArray> = {
+        ...encodeTexts(tok, exs.map((e) => e.text), L),
+        img_index: { data: BigInt64Array.from(imgIdx, BigInt), shape: [exs.length], dtype: "int64" },
+      };
+      const meta: Record<string, unknown> = { imgIds: imgIdx.map((i) => images[i].id) };
+      if (a.kind === "regions") Object.assign(arrays, regionArrays(regions!, imgIdx.map((i) => images[i].id), maxBoxes));
+      else arrays.pixels = await pixelArray(join(a.world, "images"), imgIdx.map((i) => images[i].file), a.imageSize ?? 224);
+      if (hard) {
+        const pick = (i: number) => images[i].captions[rng.int(images[i].captions.length)].text;
+        const negImg = imgIdx.map((i) => other(rng, images.length, i));
+        const hardImg = imgIdx.map((i) => (hard![i].length ? hard![i][rng.int(hard![i].length)] : other(rng, images.length, i)));
+        const randCapImg = imgIdx.map((i) => other(rng, images.length, i));
+        Object.assign(arrays, prefixed("neg_", regionArrays(regions!, negImg.map((i) => images[i].id), maxBoxes)));
+        Object.assign(arrays, prefixed("hard_", encodeTexts(tok, hardImg.map(pick), L)));
+        Object.assign(arrays, prefixed("rand_", encodeTexts(tok, randCapImg.map(pick), L)));
+        Object.assign(meta, {
+          negImgIds: negImg.map((i) => images[i].id),
+          hardImgIds: hardImg.map((i) => images[i].id),
+          hardFromPool: imgIdx.map((i) => hard![i].length > 0),
+          randCapImgIds: randCapImg.map((i) => images[i].id),
+        });
+      }
+      return { arrays, meta };
+    },
+  };
+}
