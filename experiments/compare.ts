@@ -1,0 +1,258 @@
+// The papers' comparisons at small scale, measured on the synthetic world:
+//   A. each method pre-trained vs the same model fine-tuned from scratch (VQA, GQA, NLVR2, retrieval),
+//      with zero-shot retrieval and the held-out compositional split next to the in-distribution one;
+//   B. SemVLP: single-stream only vs two-stream only vs both (paper Table 4) and an L_s sweep (Figure 3);
+//   C. MSP: S, T->S, P->S, T->P->S, T+P+S, S->P->T (MSP Table 4);
+//   D. VLMo: MoME vs a standard Transformer, with and without the image-only and text-only stages
+//      (VLMo Tables 4 and 5).
+// Every run is a `vlp` child process (1 libtorch thread each, --jobs of them at once); a finished run
+// is skipped when the script is started again, so an interrupted comparison resumes where it stopped.
+//
+//   node --import tsx experiments/compare.ts [--world data/world-tiny] [--out experiments/runs]
+//        [--jobs 2] [--seeds 0,1] [--groups A,B,C,D] [--pretrain-scale 1] [--table experiments/RESULTS.md]
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const VLP = join(ROOT, "src/cli/vlp.ts");
+
+const { values: opt } = parseArgs({
+  options: {
+    world: { type: "string", default: "data/world-tiny" },
+    out: { type: "string", default: "experiments/runs" },
+    jobs: { type: "string", default: "2" },
+    seeds: { type: "string", default: "0,1" },
+    groups: { type: "string", default: "A,B,C,D" },
+    "pretrain-scale": { type: "string", default: "1" },
+    table: { type: "string", default: "experiments/RESULTS.md" },
+    "pretrain-only": { type: "boolean", default: false },
+  },
+});
+const world = resolve(opt.world!);
+const out = resolve(opt.out!);
+const seeds = opt.seeds!.split(",").map(Number);
+const groups = new Set(opt.groups!.split(","));
+const scale = Number(opt["pretrain-scale"]);
+
+// ---- the runs -----------------------------------------------------------------------------------
+
+interface Pretrain { id: string; recipe: string; sets: string[] }
+type Task = "vqa" | "gqa" | "nlvr2" | "retrieval";
+
+const steps = (n: number) => Math.max(1, Math.round(n * scale));
+const semvlp = (id: string, sets: string[]): Pretrain => ({ id, recipe: "recipes/semvlp-tiny.json", sets: [`train.steps=${steps(300)}`, ...sets] });
+const mspStages = [`msp.stages={"token":{"steps":${steps(80)}},"phrase":{"steps":${steps(80)}},"sentence":{"steps":${steps(160)}}}`];
+const msp = (id: string, sets: string[]): Pretrain => ({ id, recipe: "recipes/msp-tiny.json", sets: [...mspStages, ...sets] });
+const vlmoStages = [`vlmo.stages={"image":{"steps":${steps(60)}},"text":{"steps":${steps(60)}},"image-text":{"steps":${steps(200)}}}`];
+const vlmo = (id: string, sets: string[]): Pretrain => ({ id, recipe: "recipes/vlmo-tiny.json", sets: [...vlmoStages, ...sets] });
+
+const PRETRAIN: Pretrain[] = [
+  semvlp("semvlp-both", ["semvlp.singleRatio=0.5"]),
+  semvlp("semvlp-single", ["semvlp.singleRatio=1"]),
+  semvlp("semvlp-two", ["semvlp.singleRatio=0"]),
+  ...[0, 3].map((ls) => semvlp(`semvlp-two-ls${ls}`, ["semvlp.singleRatio=0", `model.overrides={"crossLayerStart":${ls}}`])),
+  msp("msp-TPS", ['msp.order=["token","phrase","sentence"]']),
+  msp("msp-S", ['msp.order=["sentence"]']),
+  msp("msp-TS", ['msp.order=["token","sentence"]']),
+  msp("msp-PS", ['msp.order=["phrase","sentence"]']),
+  msp("msp-joint", ['msp.order=["token","phrase","sentence"]', "msp.joint=true"]),
+  msp("msp-SPT", ['msp.order=["sentence","phrase","token"]']),
+  vlmo("vlmo-mome-stagewise", []),
+  vlmo("vlmo-mome-pairs", ['vlmo.order=["image-text"]']),
+  vlmo("vlmo-standard-stagewise", ["vlmo.standard=true"]),
+  vlmo("vlmo-standard-pairs", ['vlmo.order=["image-text"]', "vlmo.standard=true"]),
+];
+const METHOD_OF: Record<string, { method: string; preset: string }> = {
+  semvlp: { method: "semvlp", preset: "tiny" },
+  msp: { method: "msp", preset: "lxmertSTiny" },
+  vlmo: { method: "vlmo", preset: "tiny" },
+};
+
+interface Finetune { pre: string | null; method: string; task: Task; seed: number }
+const finetunes: Finetune[] = [];
+const add = (pre: string | null, method: string, tasks: Task[], s: number[]) => {
+  for (const task of tasks) for (const seed of s) finetunes.push({ pre, method, task, seed });
+};
+const MAIN: Task[] = ["vqa", "nlvr2", "retrieval"];
+if (groups.has("A")) {
+  // every seed for VQA, NLVR2 and retrieval; GQA (two-stage) with the first seed only, for time
+  for (const [pre, m] of [["semvlp-both", "semvlp"], ["msp-TPS", "msp"], ["vlmo-mome-stagewise", "vlmo"], [null, "semvlp"], [null, "msp"], [null, "vlmo"]] as const) {
+    add(pre, m, MAIN, seeds);
+    add(pre, m, ["gqa"], seeds.slice(0, 1));
+  }
+}
+if (groups.has("B")) for (const id of ["semvlp-both", "semvlp-single", "semvlp-two", "semvlp-two-ls0", "semvlp-two-ls3"]) add(id, "semvlp", ["vqa", "nlvr2"], seeds.slice(0, 1));
+if (groups.has("C")) for (const id of ["msp-S", "msp-TS", "msp-PS", "msp-TPS", "msp-joint", "msp-SPT"]) add(id, "msp", ["vqa", "nlvr2"], seeds.slice(0, 1));
+if (groups.has("D")) for (const id of ["vlmo-mome-stagewise", "vlmo-mome-pairs", "vlmo-standard-stagewise", "vlmo-standard-pairs"]) add(id, "vlmo", ["nlvr2", "retrieval"], seeds.slice(0, 1));
+// one job per distinct (pre, task, seed)
+const ftKey = (f: Finetune) => `${f.task}-${f.pre ?? `scratch-${f.method}`}-s${f.seed}`;
+const uniqueFt = [...new Map(finetunes.map((f) => [ftKey(f), f])).values()];
+const neededPre = PRETRAIN.filter((p) => uniqueFt.some((f) => f.pre === p.id));
+
+// ---- running ------------------------------------------------------------------------------------
+
+function vlp(args: string[], log: string): Promise<void> {
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, ["--import", "tsx", VLP, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, VLP_NUM_THREADS: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const chunks: Buffer[] = [];
+    child.stdout.on("data", (d) => chunks.push(d));
+    child.stderr.on("data", (d) => chunks.push(d));
+    child.on("exit", (code) => {
+      writeFileSync(log, Buffer.concat(chunks));
+      if (code === 0) res();
+      else rej(new Error(`vlp ${args.slice(0, 2).join(" ")} failed (exit ${code}); log: ${log}`));
+    });
+  });
+}
+
+async function pool<T>(items: T[], jobs: number, fn: (x: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const x = items[next++];
+      try {
+        await fn(x);
+      } catch (e) {
+        failed++;
+        console.error(`  FAILED: ${(e as Error).message}`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: jobs }, worker));
+  if (failed) console.error(`${failed} job(s) failed; their cells are empty`);
+}
+
+const t0 = performance.now();
+const stamp = () => `[${((performance.now() - t0) / 60000).toFixed(1)} min]`;
+const jobs = Number(opt.jobs);
+mkdirSync(out, { recursive: true });
+
+const preDir = (id: string) => join(out, "pretrain", id);
+await pool(neededPre, jobs, async (p) => {
+  const dir = preDir(p.id);
+  if (existsSync(join(dir, "model.safetensors"))) return;
+  console.log(`${stamp()} pretrain ${p.id}`);
+  const resume = existsSync(join(dir, "recipe.json"));
+  const args = resume ? ["pretrain", "--resume", dir, "--quiet"] : ["pretrain", "--recipe", p.recipe, "--out", dir, "--quiet", "--set", `data.world=${world}`, ...p.sets.flatMap((s) => ["--set", s])];
+  mkdirSync(dir, { recursive: true });
+  await vlp(args, join(out, "pretrain", `${p.id}.log`));
+});
+
+if (opt["pretrain-only"]) process.exit(0);
+
+// zero-shot retrieval straight from every pre-trained run
+const zsFile = (id: string) => join(out, "zeroshot", `${id}.json`);
+mkdirSync(join(out, "zeroshot"), { recursive: true });
+await pool(neededPre, jobs, async (p) => {
+  if (existsSync(zsFile(p.id)) || !existsSync(join(preDir(p.id), "model.safetensors"))) return;
+  console.log(`${stamp()} zero-shot retrieval ${p.id}`);
+  await vlp(["eval", "retrieval", "--checkpoint", preDir(p.id), "--split", "test", "--metrics", zsFile(p.id), "--quiet"], zsFile(p.id).replace(/json$/, "log"));
+});
+
+const ftDir = (f: Finetune) => join(out, "finetune", ftKey(f));
+const evalFile = (f: Finetune, split: string) => join(ftDir(f), `test-${split}.json`);
+const COMP: Partial<Record<Task, boolean>> = { vqa: true, gqa: true, nlvr2: true, retrieval: true };
+await pool(uniqueFt, jobs, async (f) => {
+  const dir = ftDir(f);
+  if (f.pre && !existsSync(join(preDir(f.pre), "model.safetensors"))) throw new Error(`${ftKey(f)}: pre-training ${f.pre} did not finish`);
+  if (!existsSync(join(dir, "eval.json"))) {
+    console.log(`${stamp()} finetune ${ftKey(f)}`);
+    const m = METHOD_OF[f.method];
+    const from = f.pre ? ["--from", preDir(f.pre)] : ["--scratch", "--set", `method=${m.method}`, "--set", `model.preset=${m.preset}`];
+    const resume = existsSync(join(dir, "finetune.json")) ? ["--resume"] : [];
+    await vlp(["finetune", f.task, "--recipe", `recipes/finetune/${f.task}-tiny.json`, ...from, "--out", dir, "--quiet", "--set", `data.world=${world}`, "--set", `train.seed=${f.seed}`, ...resume], `${dir}.log`);
+  }
+  for (const split of COMP[f.task] ? ["test", "test_comp"] : ["test"]) {
+    if (existsSync(evalFile(f, split))) continue;
+    await vlp(["eval", f.task, "--checkpoint", dir, "--split", split, "--metrics", evalFile(f, split), "--quiet"], `${dir}-${split}.log`);
+  }
+});
+console.log(`${stamp()} all runs done`);
+
+// ---- the tables -----------------------------------------------------------------------------------
+
+const readJson = (p: string): Record<string, number> | null => (existsSync(p) ? JSON.parse(readFileSync(p, "utf8")) : null);
+
+/** The headline number of a task's metrics: VQA accuracy, accuracy, or retrieval's mean of R@1/5/10 (IR and TR). */
+function headline(task: Task, m: Record<string, number> | null): number | null {
+  if (!m) return null;
+  if (task === "retrieval") {
+    if (typeof m.r_mean === "number") return m.r_mean;
+    const ks = ["ir_r1", "ir_r5", "ir_r10", "tr_r1", "tr_r5", "tr_r10"].map((k) => m[k]);
+    return ks.every((v) => typeof v === "number") ? ks.reduce((a, b) => a + b, 0) / ks.length : null;
+  }
+  const v = m.vqa_acc ?? m.acc ?? m.accuracy;
+  return typeof v === "number" ? v : null;
+}
+
+function cell(pre: string | null, method: string, task: Task, split: string, s: number[]): string {
+  const vals = s.map((seed) => headline(task, readJson(evalFile({ pre, method, task, seed }, split)))).filter((v): v is number => v !== null);
+  if (vals.length === 0) return "–";
+  const mean = vals.reduce((a, b) => a + b, 0) / vals.length;
+  const pct = (v: number) => (100 * v).toFixed(1);
+  if (vals.length === 1) return pct(mean);
+  const half = (Math.max(...vals) - Math.min(...vals)) / 2;
+  return `${pct(mean)} ± ${pct(half)}`;
+}
+
+const zs = (id: string) => {
+  const v = headline("retrieval", readJson(zsFile(id)));
+  return v === null ? "–" : (100 * v).toFixed(1);
+};
+
+const lines: string[] = [];
+const row = (xs: string[]) => lines.push(`| ${xs.join(" | ")} |`);
+const head = (xs: string[]) => {
+  row(xs);
+  row(xs.map(() => "---"));
+};
+lines.push(`Measured by \`node --import tsx experiments/compare.ts\` on ${world.replace(ROOT + "/", "")} (seeds ${seeds.join(",")}; pre-training scale ×${scale}); ${new Date().toISOString().slice(0, 10)}.`);
+lines.push("All numbers are percentages on the world's test split (comp = the held-out compositional split, `test_comp`). VQA: official VQA accuracy; GQA, NLVR2: accuracy; retrieval: mean of IR and TR R@1/5/10; ZS: zero-shot retrieval from the pre-trained checkpoint. `a ± b`: mean over fine-tuning seeds ± half the range.");
+lines.push("");
+if (groups.has("A")) {
+  lines.push("**A. Pre-trained vs from scratch**", "");
+  head(["method", "init", "VQA", "VQA comp", "GQA", "GQA comp", "NLVR2", "NLVR2 comp", "retrieval", "retrieval comp", "retrieval ZS"]);
+  for (const [method, pre] of [["semvlp", "semvlp-both"], ["msp", "msp-TPS"], ["vlmo", "vlmo-mome-stagewise"]] as const) {
+    for (const p of [pre, null]) {
+      const c = (t: Task, split: string) => cell(p, method, t, split, seeds);
+      row([method, p ? `pre-trained (${p})` : "scratch", c("vqa", "test"), c("vqa", "test_comp"), c("gqa", "test"), c("gqa", "test_comp"), c("nlvr2", "test"), c("nlvr2", "test_comp"), c("retrieval", "test"), c("retrieval", "test_comp"), p ? zs(p) : "–"]);
+    }
+  }
+  lines.push("");
+}
+if (groups.has("B")) {
+  lines.push("**B. SemVLP: pre-training modes (paper Table 4) and L_s (Figure 3; two-stream only, 4 layers)**", "");
+  head(["pre-training", "L_s", "VQA", "VQA comp", "NLVR2", "ZS retrieval"]);
+  const s0 = seeds.slice(0, 1);
+  for (const [id, what, ls] of [["semvlp-single", "single-stream only", "2"], ["semvlp-two", "two-stream only", "2"], ["semvlp-both", "both (50/50)", "2"], ["semvlp-two-ls0", "two-stream only", "0"], ["semvlp-two-ls3", "two-stream only", "3"]]) {
+    row([what, ls, cell(id, "semvlp", "vqa", "test", s0), cell(id, "semvlp", "vqa", "test_comp", s0), cell(id, "semvlp", "nlvr2", "test", s0), zs(id)]);
+  }
+  lines.push("");
+}
+if (groups.has("C")) {
+  lines.push("**C. MSP stage orders on LXMERT-S (MSP Table 4)**", "");
+  head(["stages", "VQA", "NLVR2", "ZS retrieval"]);
+  const s0 = seeds.slice(0, 1);
+  for (const [id, what] of [["msp-S", "S"], ["msp-TS", "T→S"], ["msp-PS", "P→S"], ["msp-TPS", "T→P→S"], ["msp-joint", "T+P+S (joint)"], ["msp-SPT", "S→P→T"]]) {
+    row([what, cell(id, "msp", "vqa", "test", s0), cell(id, "msp", "nlvr2", "test", s0), zs(id)]);
+  }
+  lines.push("");
+}
+if (groups.has("D")) {
+  lines.push("**D. VLMo: MoME vs standard Transformer, with and without the image-only and text-only stages (VLMo Tables 4, 5)**", "");
+  head(["Transformer", "pre-training", "NLVR2", "retrieval", "ZS retrieval"]);
+  const s0 = seeds.slice(0, 1);
+  for (const [id, tf, what] of [["vlmo-mome-stagewise", "MoME", "image → text → image-text"], ["vlmo-mome-pairs", "MoME", "image-text only"], ["vlmo-standard-stagewise", "standard", "image → text → image-text"], ["vlmo-standard-pairs", "standard", "image-text only"]]) {
+    row([tf, what, cell(id, "vlmo", "nlvr2", "test", s0), cell(id, "vlmo", "retrieval", "test", s0), zs(id)]);
+  }
+  lines.push("");
+}
+writeFileSync(resolve(opt.table!), lines.join("\n") + "\n");
+console.log(lines.join("\n"));
