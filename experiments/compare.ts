@@ -28,6 +28,8 @@ const { values: opt } = parseArgs({
     "pretrain-scale": { type: "string", default: "1" },
     table: { type: "string", default: "experiments/RESULTS.md" },
     "pretrain-only": { type: "boolean", default: false },
+    /** Only write the table from the runs already done (cells of runs not done stay "–"). */
+    "table-only": { type: "boolean", default: false },
   },
 });
 const world = resolve(opt.world!);
@@ -131,7 +133,7 @@ async function pool<T>(items: T[], jobs: number, fn: (x: T) => Promise<void>): P
 
 const t0 = performance.now();
 const stamp = () => `[${((performance.now() - t0) / 60000).toFixed(1)} min]`;
-const jobs = Number(opt.jobs);
+const jobs = opt["table-only"] ? 0 : Number(opt.jobs);
 mkdirSync(out, { recursive: true });
 
 const preDir = (id: string) => join(out, "pretrain", id);
@@ -174,7 +176,7 @@ await pool(uniqueFt, jobs, async (f) => {
     await vlp(["eval", f.task, "--checkpoint", dir, "--split", split, "--metrics", evalFile(f, split), "--quiet"], `${dir}-${split}.log`);
   }
 });
-console.log(`${stamp()} all runs done`);
+if (jobs > 0) console.log(`${stamp()} all runs done`);
 
 // ---- the tables -----------------------------------------------------------------------------------
 
