@@ -21,8 +21,9 @@ import { train } from "../src/pretrain/trainer.ts";
 import { loadFinetuneRecipe, validateFinetuneRecipe } from "../src/tasks/task.ts";
 import { Rng } from "../src/objectives/sampling.ts";
 import {
-  createBuilder, encodeTexts, evalSet, pixelArray, readRetrievalSplit, regionArrays, type RetrievalDataArgs,
+  createBuilder, evalSet, pixelArray, readRetrievalSplit, type RetrievalDataArgs,
 } from "../src/tasks/retrieval_data.ts";
+import { encodeTexts, regionArrays } from "../src/tasks/data.ts";
 import {
   buildRetrievalModel, evaluate, finetune, hardestOf, mspFourWayStep, negativePools, retrievalOptions, scoreAllPairs, scoreDual,
   semvlpRankStep, vlmoItcStep, RETRIEVAL_DEFAULTS, type RegionMatcher,

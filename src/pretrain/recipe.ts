@@ -99,8 +99,8 @@ export function applySets(r: Record<string, unknown>, sets: string[]): void {
   }
 }
 
-/** Read a recipe file; relative data paths are resolved against the current directory. */
-export function loadRecipe(path: string, sets: string[] = []): Recipe {
+/** A recipe file's JSON with `--set` overrides applied, before any validation (pre-training and fine-tuning recipes). */
+export function readRecipeJson(path: string, sets: string[] = []): Record<string, unknown> {
   if (!existsSync(path)) throw new Error(`${path}: recipe not found`);
   let raw: Record<string, unknown>;
   try {
@@ -109,7 +109,12 @@ export function loadRecipe(path: string, sets: string[] = []): Recipe {
     throw new Error(`${path}: invalid JSON (${(e as Error).message})`);
   }
   applySets(raw, sets);
-  const r = validateRecipe(raw, path);
+  return raw;
+}
+
+/** Read a recipe file; relative data paths are resolved against the current directory. */
+export function loadRecipe(path: string, sets: string[] = []): Recipe {
+  const r = validateRecipe(readRecipeJson(path, sets), path);
   r.data.world = resolve(r.data.world);
   return r;
 }

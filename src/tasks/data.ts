@@ -7,15 +7,69 @@
 // splits get zeros. `meta.ids` holds the question ids / identifiers in batch order.
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
-import type { BatchBuilder, HostBatch } from "../data/loader.ts";
+import type { BatchBuilder, HostArray, HostBatch } from "../data/loader.ts";
 import { openRegions } from "../pretrain/builder.ts";
-import type { RegionFeatures } from "../data/regionstore.ts";
+import type { RegionSource } from "../data/regionstore.ts";
 import { readLxmertVqa } from "../data/formats/vqa.ts";
 import { readLxmertGqa } from "../data/formats/gqa.ts";
 import { readLxmertNlvr2 } from "../data/formats/nlvr2.ts";
 import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { Rng } from "../objectives/sampling.ts";
+
+// ---- host arrays shared by the task builders (classification and retrieval) ----------------------
+
+export interface TextArrays {
+  input_ids: HostArray;
+  attention_mask: HostArray;
+  word_position_ids: HostArray;
+}
+
+/** Token ids, mask and LXMERT-S word positions [n, L] of texts, padded/truncated to L. */
+export function encodeTexts(tok: BertTokenizer, texts: string[], L: number): TextArrays {
+  const n = texts.length;
+  const ids = new BigInt64Array(n * L), mask = new BigInt64Array(n * L), wpos = new BigInt64Array(n * L);
+  texts.forEach((t, k) => {
+    const enc = tok.encode(t, undefined, { maxLength: L, padding: true });
+    for (let j = 0; j < L; j++) {
+      ids[k * L + j] = BigInt(enc.inputIds[j]);
+      mask[k * L + j] = BigInt(enc.attentionMask[j]);
+      wpos[k * L + j] = BigInt(enc.wordPositionIds[j]);
+    }
+  });
+  return {
+    input_ids: { data: ids, shape: [n, L], dtype: "int64" },
+    attention_mask: { data: mask, shape: [n, L], dtype: "int64" },
+    word_position_ids: { data: wpos, shape: [n, L], dtype: "int64" },
+  };
+}
+
+export interface RegionArrays {
+  feats: HostArray;
+  boxes: HostArray;
+  region_valid: HostArray;
+}
+
+/** Region features [n, N, D], normalised boxes [n, N, 4] and the valid-box mask [n, N] of images. */
+export function regionArrays(src: RegionSource, ids: string[], maxBoxes: number): RegionArrays {
+  const n = ids.length;
+  const N = maxBoxes;
+  const regs = ids.map((id) => src.get(id));
+  const D = regs[0]?.dim ?? 0;
+  const feats = new Float32Array(n * N * D), boxes = new Float32Array(n * N * 4), valid = new Uint8Array(n * N);
+  regs.forEach((r, k) => {
+    if (r.dim !== D) throw new Error(`img_id ${r.imgId} has ${r.dim}-d features, ${ids[0]} has ${D}-d`);
+    const m = Math.min(r.numBoxes, N);
+    feats.set(r.features.subarray(0, m * D), k * N * D);
+    boxes.set(r.normBoxes.subarray(0, m * 4), k * N * 4);
+    valid.fill(1, k * N, k * N + m);
+  });
+  return {
+    feats: { data: feats, shape: [n, N, D], dtype: "float32" },
+    boxes: { data: boxes, shape: [n, N, 4], dtype: "float32" },
+    region_valid: { data: valid, shape: [n, N], dtype: "bool" },
+  };
+}
 
 export type TaskFormat = "vqa" | "gqa" | "nlvr2";
 
@@ -140,43 +194,6 @@ export async function createBuilder(a: TaskDataArgs): Promise<BatchBuilder> {
   }
   if (!regions && !a.images) throw new Error("task data: give regions or images");
 
-  const text = (rows: string[]) => {
-    const r = rows.length;
-    const ids = new BigInt64Array(r * L), mask = new BigInt64Array(r * L), pos = new BigInt64Array(r * L);
-    rows.forEach((s, k) => {
-      const enc = tok.encode(s, undefined, { maxLength: L, padding: true });
-      for (let j = 0; j < L; j++) {
-        ids[k * L + j] = BigInt(enc.inputIds[j]);
-        mask[k * L + j] = BigInt(enc.attentionMask[j]);
-        pos[k * L + j] = BigInt(enc.wordPositionIds[j]);
-      }
-    });
-    return {
-      input_ids: { data: ids, shape: [r, L], dtype: "int64" as const },
-      attention_mask: { data: mask, shape: [r, L], dtype: "int64" as const },
-      word_position_ids: { data: pos, shape: [r, L], dtype: "int64" as const },
-    };
-  };
-
-  const regionArrays = (imgIds: string[]) => {
-    const N = a.regions!.maxBoxes;
-    const D = a.regions!.featDim;
-    const r = imgIds.length;
-    const feats = new Float32Array(r * N * D), boxes = new Float32Array(r * N * 4), valid = new Uint8Array(r * N);
-    imgIds.forEach((id, k) => {
-      const f: RegionFeatures = regions!.get(id);
-      const n = Math.min(f.numBoxes, N);
-      feats.set(f.features.subarray(0, n * D), k * N * D);
-      boxes.set(f.normBoxes.subarray(0, n * 4), k * N * 4);
-      valid.fill(1, k * N, k * N + n);
-    });
-    return {
-      feats: { data: feats, shape: [r, N, D], dtype: "float32" as const },
-      boxes: { data: boxes, shape: [r, N, 4], dtype: "float32" as const },
-      region_valid: { data: valid, shape: [r, N], dtype: "bool" as const },
-    };
-  };
-
   // decoded images are kept (up to IMAGE_CACHE_BYTES): decoding is most of a batch's cost
   const cache = new Map<string, Float32Array>();
   let cached = 0;
@@ -207,9 +224,9 @@ export async function createBuilder(a: TaskDataArgs): Promise<BatchBuilder> {
       if (regions) {
         // NLVR2: the statement twice, with img0 then img1 (adjacent rows)
         const rows = nlvr2 ? exs.flatMap((e) => [e, e]) : exs;
-        Object.assign(arrays, text(rows.map((e) => e.text)), regionArrays(nlvr2 ? exs.flatMap((e) => e.imgIds) : exs.map((e) => e.imgIds[0])));
+        Object.assign(arrays, encodeTexts(tok, rows.map((e) => e.text), L), regionArrays(regions!, nlvr2 ? exs.flatMap((e) => e.imgIds) : exs.map((e) => e.imgIds[0]), a.regions!.maxBoxes));
       } else {
-        Object.assign(arrays, text(exs.map((e) => e.text)));
+        Object.assign(arrays, encodeTexts(tok, exs.map((e) => e.text), L));
         if (nlvr2) {
           arrays.pixels0 = await pixelArray(exs.map((e) => e.imgIds[0]));
           arrays.pixels1 = await pixelArray(exs.map((e) => e.imgIds[1]));

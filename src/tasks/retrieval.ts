@@ -44,7 +44,8 @@ import { ProgressBar } from "../cli/progress.ts";
 import type { EvalArgs, FinetuneArgs, FinetuneRecipe } from "./task.ts";
 import { readRunInfo, writeRunInfo, modelFile, loadVLMoRun, type Method, type RunInfo } from "./checkpoint.ts";
 import { retrievalMetrics, topK, type RetrievalMetrics } from "./ranking.ts";
-import { RETRIEVAL_DATA_MODULE, encodeTexts, evalSet, pixelArray, readRetrievalSplit, regionArrays, type EvalSet, type RetrievalDataArgs, type RetrievalSplit } from "./retrieval_data.ts";
+import { encodeTexts, regionArrays } from "./data.ts";
+import { RETRIEVAL_DATA_MODULE, evalSet, pixelArray, readRetrievalSplit, type EvalSet, type RetrievalDataArgs, type RetrievalSplit } from "./retrieval_data.ts";
 
 // ---- options -------------------------------------------------------------------------------------
 

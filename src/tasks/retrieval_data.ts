@@ -19,6 +19,7 @@ import { readHardNegatives } from "../data/formats/hardneg.ts";
 import type { RegionSource } from "../data/regionstore.ts";
 import { openRegions } from "../pretrain/builder.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
+import { encodeTexts, regionArrays } from "./data.ts";
 import { Rng } from "../objectives/sampling.ts";
 import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
 
@@ -69,58 +70,6 @@ export function evalSet(images: RetrievalImage[], limit?: number): EvalSet {
 }
 
 // ---- host arrays ---------------------------------------------------------------------------------
-
-export interface TextArrays {
-  input_ids: HostArray;
-  attention_mask: HostArray;
-  word_position_ids: HostArray;
-}
-
-/** Token ids, mask and LXMERT-S word positions [n, L] of texts, padded/truncated to L. */
-export function encodeTexts(tok: BertTokenizer, texts: string[], L: number): TextArrays {
-  const n = texts.length;
-  const ids = new BigInt64Array(n * L), mask = new BigInt64Array(n * L), wpos = new BigInt64Array(n * L);
-  texts.forEach((t, k) => {
-    const enc = tok.encode(t, undefined, { maxLength: L, padding: true });
-    for (let j = 0; j < L; j++) {
-      ids[k * L + j] = BigInt(enc.inputIds[j]);
-      mask[k * L + j] = BigInt(enc.attentionMask[j]);
-      wpos[k * L + j] = BigInt(enc.wordPositionIds[j]);
-    }
-  });
-  return {
-    input_ids: { data: ids, shape: [n, L], dtype: "int64" },
-    attention_mask: { data: mask, shape: [n, L], dtype: "int64" },
-    word_position_ids: { data: wpos, shape: [n, L], dtype: "int64" },
-  };
-}
-
-export interface RegionArrays {
-  feats: HostArray;
-  boxes: HostArray;
-  region_valid: HostArray;
-}
-
-/** Region features [n, N, D], normalised boxes [n, N, 4] and the valid-box mask [n, N] of images. */
-export function regionArrays(src: RegionSource, ids: string[], maxBoxes: number): RegionArrays {
-  const n = ids.length;
-  const N = maxBoxes;
-  const regs = ids.map((id) => src.get(id));
-  const D = regs[0]?.dim ?? 0;
-  const feats = new Float32Array(n * N * D), boxes = new Float32Array(n * N * 4), valid = new Uint8Array(n * N);
-  regs.forEach((r, k) => {
-    if (r.dim !== D) throw new Error(`img_id ${r.imgId} has ${r.dim}-d features, ${ids[0]} has ${D}-d`);
-    const m = Math.min(r.numBoxes, N);
-    feats.set(r.features.subarray(0, m * D), k * N * D);
-    boxes.set(r.normBoxes.subarray(0, m * 4), k * N * 4);
-    valid.fill(1, k * N, k * N + m);
-  });
-  return {
-    feats: { data: feats, shape: [n, N, D], dtype: "float32" },
-    boxes: { data: boxes, shape: [n, N, 4], dtype: "float32" },
-    region_valid: { data: valid, shape: [n, N], dtype: "bool" },
-  };
-}
 
 /** Pixels [n, 3, S, S] of image files (square resize, VLMo's normalisation). */
 export async function pixelArray(imagesDir: string, files: string[], size: number): Promise<HostArray> {

@@ -1,8 +1,7 @@
 // The contract between `vlp finetune` / `vlp eval` and the downstream tasks: each task module
 // (src/tasks/<task>.ts) exports `finetune(args)` and `evaluate(args)`, and reads a fine-tuning recipe.
-import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { applySets } from "../pretrain/recipe.ts";
+import { readRecipeJson } from "../pretrain/recipe.ts";
 import type { Method, TaskName } from "./checkpoint.ts";
 
 export interface FinetuneRecipe {
@@ -38,15 +37,7 @@ const TASKS: TaskName[] = ["vqa", "gqa", "nlvr2", "retrieval"];
 
 /** Read and check a fine-tuning recipe (`--set k=v` overrides applied first); errors name the key. */
 export function loadFinetuneRecipe(path: string, sets: string[] = []): FinetuneRecipe {
-  if (!existsSync(path)) throw new Error(`${path}: recipe not found`);
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(readFileSync(path, "utf8"));
-  } catch (e) {
-    throw new Error(`${path}: invalid JSON (${(e as Error).message})`);
-  }
-  applySets(raw, sets);
-  return validateFinetuneRecipe(raw, path);
+  return validateFinetuneRecipe(readRecipeJson(path, sets), path);
 }
 
 export function validateFinetuneRecipe(raw: Record<string, unknown>, where = "recipe"): FinetuneRecipe {
