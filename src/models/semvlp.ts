@@ -28,8 +28,9 @@
 // cls.seq_relationship; new: bert.encoder.visn_fc.*, bert.encoder.img_embedding.weight,
 // bert.encoder.layer.N.crossattention.{self,output}.* (N >= L_s), obj_predict_head.*, answer_head.*.
 // The pooler (`bert.pooler`) is shared: it pools h_CLS in single mode and o_IMG in two mode.
-import { Module, ModuleList, Embedding, Dropout } from "../engine/nn.ts";
-import { cat, ones, type Tensor } from "../engine/tensor.ts";
+import { Module, ModuleList, Embedding, Dropout, Linear } from "../engine/nn.ts";
+import { cat, ones, full, type Tensor } from "../engine/tensor.ts";
+import * as F from "../engine/functional.ts";
 import { BertCrossAttention, BertEmbeddings, BertLayer, BertPooler, VisualFeatEncoder, extendedAttentionMask, initBertWeights, type BertLikeConfig, type CrossModalAttention } from "./bert.ts";
 import { BertPreTrainingHeads, BertVisualAnswerHead, BertVisualObjHead, VISUAL_LOSSES, type VisualLoss } from "./heads.ts";
 import type { InspectOptions } from "./lxmert.ts";
@@ -48,6 +49,12 @@ export interface SemVLPConfig extends BertLikeConfig {
   tieWordEmbeddings: boolean;
   taskObjPredict: boolean;
   taskQa: boolean;
+  /**
+   * vlpkit's align-before-fuse term (not in the SemVLP paper; ALBEF/VLMo style): when > 0, ITC
+   * projections `itc_text_proj` / `itc_image_proj` of this size and a learnable `logit_scale` on the
+   * unimodal h_CLS and o_IMG. 0 (default, the paper): none.
+   */
+  itcDim?: number;
 }
 
 const SEMVLP_BASE: SemVLPConfig = {
@@ -74,6 +81,7 @@ const SEMVLP_BASE: SemVLPConfig = {
   tieWordEmbeddings: true,
   taskObjPredict: true,
   taskQa: true,
+  itcDim: 0,
 };
 
 export const SEMVLP_PRESETS = {
@@ -229,6 +237,25 @@ export class SemVLPModel extends Module {
     return out;
   }
 
+  /**
+   * The unimodal passes of the shared blocks (no phi_C): the text alone (exactly two-stream mode's
+   * text stream, H^L [B, L, h]) and the image alone ([IMG] + regions through every block with
+   * self-attention only, [B, 1+N, h]). vlpkit's align-before-fuse ITC reads h_CLS and o_IMG of these.
+   */
+  encodeText(x: Pick<SemVLPInputs, "inputIds" | "tokenTypeIds" | "attentionMask" | "positionIds">): Tensor {
+    let h = this.embeddings.forward(x.inputIds, { tokenTypeIds: x.tokenTypeIds, positionIds: x.positionIds });
+    const ext = extendedAttentionMask(x.attentionMask, h.dtype as "float32");
+    for (const l of this.encoder.layer) h = l.forward(h, ext).output;
+    return h;
+  }
+
+  encodeImage(x: Pick<SemVLPInputs, "visualFeats" | "visualPos" | "visualAttentionMask">): Tensor {
+    let v = this.encoder.imageEmbeddings(x.visualFeats, x.visualPos);
+    const ext = extendedAttentionMask(this.imageMask(x as SemVLPInputs), v.dtype as "float32");
+    for (const l of this.encoder.layer) v = l.forward(v, ext).output;
+    return v;
+  }
+
   private two(x: SemVLPInputs, o: InspectOptions): SemVLPOutput {
     const { text, image } = this.embed(x);
     const dtype = text.dtype as "float32";
@@ -288,6 +315,9 @@ export class SemVLPForPreTraining extends Module {
   readonly cls: BertPreTrainingHeads;
   readonly obj_predict_head: BertVisualObjHead | null = null;
   readonly answer_head: BertVisualAnswerHead | null = null;
+  readonly itc_text_proj: Linear | null = null;
+  readonly itc_image_proj: Linear | null = null;
+  readonly logit_scale: Tensor | null = null;
 
   constructor(readonly config: SemVLPConfig, opts: { init?: boolean; crossAttention?: CrossAttentionFactory } = {}) {
     super();
@@ -296,7 +326,20 @@ export class SemVLPForPreTraining extends Module {
     this.cls = this.module("cls", new BertPreTrainingHeads(c, c.tieWordEmbeddings ? this.bert.embeddings.word_embeddings.weight : null));
     if (c.taskObjPredict) this.obj_predict_head = this.module("obj_predict_head", new BertVisualObjHead(c));
     if (c.taskQa) this.answer_head = this.module("answer_head", new BertVisualAnswerHead(c.hiddenSize, c.numQaLabels, c.layerNormEps));
+    if (c.itcDim) {
+      this.itc_text_proj = this.module("itc_text_proj", new Linear(c.hiddenSize, c.itcDim));
+      this.itc_image_proj = this.module("itc_image_proj", new Linear(c.hiddenSize, c.itcDim));
+      this.logit_scale = this.param("logit_scale", full([], Math.log(1 / 0.07)));
+    }
     if (opts.init ?? true) initBertWeights(this, c.initializerRange);
+  }
+
+  /** Unit-norm ITC embeddings of the unimodal h_CLS (text) and o_IMG (image); needs `itcDim`. */
+  itcFeatures(x: SemVLPInputs): { text: Tensor; image: Tensor } {
+    if (!this.itc_text_proj || !this.itc_image_proj) throw new Error("SemVLP: itcFeatures needs config.itcDim > 0");
+    const t = this.bert.encodeText(x).select(1, 0);
+    const v = this.bert.encodeImage(x).select(1, 0);
+    return { text: F.normalize(this.itc_text_proj.forward(t), 2, -1), image: F.normalize(this.itc_image_proj.forward(v), 2, -1) };
   }
 
   forward(x: SemVLPInputs, mode: SemVLPMode, o: InspectOptions = {}): SemVLPPreTrainingOutput {

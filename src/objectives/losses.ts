@@ -83,10 +83,13 @@ export function computeObjectPrediction(
   return { loss: total, metrics };
 }
 
-/** Two-way image-text matching: cross-entropy on [N, 2] logits with labels 1 = matched. */
+/** Two-way image-text matching: cross-entropy on [N, 2] logits with labels 1 = matched (-1: no ITM for that row). */
 export function computeItm(logits: Tensor, labels: Tensor): LossOut {
-  const loss = F.crossEntropy(logits, labels);
-  const acc = noGrad(() => logits.argmax(-1).eq(labels).float().mean().item());
+  const has = labels.ne(IGNORE);
+  const n = has.sum().item();
+  if (n === 0) return { loss: logits.sum().mul(0), metrics: { itm_count: 0 } };
+  const loss = F.crossEntropy(logits, labels, { ignoreIndex: IGNORE });
+  const acc = noGrad(() => logits.argmax(-1).eq(labels).logicalAnd(has).sum().item() / n);
   return { loss, metrics: { itm_loss: loss.item(), itm_acc: acc } };
 }
 
@@ -102,6 +105,24 @@ export function computeItc(img: Tensor, txt: Tensor, logitScale: Tensor, o: { al
   const loss = F.crossEntropy(i2t, labels).add(F.crossEntropy(t2i, labels)).div(2);
   const [accI, accT] = noGrad(() => [i2t.argmax(-1).eq(labels).float().mean().item(), t2i.argmax(-1).eq(labels).float().mean().item()]);
   return { loss, i2t, t2i, metrics: { itc_loss: loss.item(), itc_i2t_acc: accI, itc_t2i_acc: accT, logit_scale: scale.item() } };
+}
+
+/**
+ * ITC when rows may share an image (several captions of one image in a batch): `keys` [B] names each
+ * row's image; a text's positives are every image with its key (soft targets spread evenly), and the
+ * same for images. Rows are the (text, image) pairs of the batch, features unit-norm.
+ */
+export function computeItcKeyed(img: Tensor, txt: Tensor, logitScale: Tensor, keys: Tensor): LossOut {
+  const scale = logitScale.exp();
+  const i2t = img.matmul(txt.T).mul(scale);
+  const same = keys.unsqueeze(1).eq(keys.unsqueeze(0)).float();
+  const target = same.div(same.sum(1, true));
+  const loss = F.logSoftmax(i2t, 1).mul(target).sum(1).mean().add(F.logSoftmax(i2t.T, 1).mul(target).sum(1).mean()).div(-2);
+  const [accI, accT] = noGrad(() => [
+    same.gather(1, i2t.argmax(1).unsqueeze(1)).mean().item(),
+    same.gather(1, i2t.T.argmax(1).unsqueeze(1)).mean().item(),
+  ]);
+  return { loss, metrics: { itc_loss: loss.item(), itc_i2t_acc: accI, itc_t2i_acc: accT, logit_scale: scale.item() } };
 }
 
 /**

@@ -18,7 +18,16 @@ export interface RegionTextArgs {
   maxBoxes: number;
   seed: number;
   /** ITM: the share of mismatched pairs and, for MSP's ITM_HS, a hard-negative pool file. */
-  itm?: { prob: number; hardPool?: string };
+  itm?: {
+    prob: number;
+    hardPool?: string;
+    /**
+     * Only texts of these sources (e.g. ["mscoco"]: captions) take part in ITM: they may be paired
+     * with another image and get an `itm_target` of 1/0; the others (questions, often true of a
+     * random image) stay with their own image and get -1 (no ITM loss). Default: every source.
+     */
+    sources?: string[];
+  };
   /** ans2label JSON: sample one answer per question for the pre-training QA loss. */
   answers?: string;
   /** objects_vocab.txt: detected label id -> word, for MSP's topic labels. */
@@ -62,9 +71,11 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
       // ITM: which image each text is paired with
       const useImg: string[] = [];
       const matched = new Uint8Array(b);
+      const itmTarget = new BigInt64Array(b).fill(-1n);
       exs.forEach((e, k) => {
         let img = e.imgId;
-        if (a.itm && rng.next() < a.itm.prob) {
+        const inItm = a.itm !== undefined && (!a.itm.sources || a.itm.sources.includes(e.source ?? ""));
+        if (a.itm && inItm && rng.next() < a.itm.prob) {
           const pool = hardPool?.get(e.imgId) ?? [];
           if (hardPool && pool.length > 0) img = pool[rng.int(pool.length)];
           else if (!hardPool && imgIds.length > 1) {
@@ -74,7 +85,11 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
         }
         useImg.push(img);
         matched[k] = img === e.imgId ? 1 : 0;
+        if (inItm) itmTarget[k] = BigInt(matched[k]);
       });
+      // the image of each row as a key within the batch (rows that share an image share a key): ITC's positives
+      const keyOf = new Map<string, number>();
+      const imgKey = BigInt64Array.from(useImg, (id) => BigInt(keyOf.get(id) ?? keyOf.set(id, keyOf.size).get(id)!));
       const regs: RegionFeatures[] = useImg.map((id) => regions.get(id));
       const D = regs[0].dim;
       const ids = new BigInt64Array(b * L), mask = new BigInt64Array(b * L), wordPos = new BigInt64Array(b * L), wordIds = new BigInt64Array(b * L);
@@ -123,6 +138,8 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
         attr_conf: { data: attrC, shape: [b, N], dtype: "float32" },
         region_valid: { data: valid, shape: [b, N], dtype: "bool" },
         matched: { data: matched, shape: [b], dtype: "bool" },
+        itm_target: { data: itmTarget, shape: [b], dtype: "int64" },
+        img_key: { data: imgKey, shape: [b], dtype: "int64" },
         qa_target: { data: qa, shape: [b], dtype: "int64" },
       };
       if (labelWordIds) {

@@ -27,7 +27,7 @@ export interface Recipe {
   /** The synthetic world (or a folder laid out like it) that holds the data files. */
   data: { world: string; regions?: string };
   train: TrainSection;
-  semvlp?: { singleRatio: number; losses: Record<string, number>; visualWeighting: "mask" | "confidence" | "mask*confidence"; qa: boolean };
+  semvlp?: { singleRatio: number; losses: Record<string, number>; visualWeighting: "mask" | "confidence" | "mask*confidence"; qa: boolean; itmSources?: string[] };
   msp?: { order: string[]; joint: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number; losses?: Record<string, number> }>; visualWeighting: "mask" | "confidence" | "mask*confidence" };
   vlmo?: Record<string, unknown>;
 }
@@ -40,7 +40,7 @@ const SCHEMA: Record<string, Record<string, Shape>> = {
   model: { preset: "string", overrides: "object" },
   data: { world: "string", regions: "string" },
   train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", evalEvery: "number", workers: "number", weightDecay: "number" },
-  semvlp: { singleRatio: "number", losses: "object", visualWeighting: "string", qa: "boolean" },
+  semvlp: { singleRatio: "number", losses: "object", visualWeighting: "string", qa: "boolean", itmSources: "string[]" },
   msp: { order: "string[]", joint: "boolean", stages: "object", visualWeighting: "string" },
   vlmo: { stages: "object", itmHardNegatives: "boolean", mlmWeight: "number", standard: "boolean", order: "string[]" },
 };

@@ -4,21 +4,25 @@
 // default. Tasks: MLM, masked object prediction (feature regression + label classification),
 // ITM (50% random negatives) and image QA; MLM, object and QA losses only on matched pairs.
 import { SemVLPForPreTraining, semvlpConfig, type SemVLPMode, type SemVLPPreset } from "../models/semvlp.ts";
-import { computeObjectPrediction, computeItm, computeQa } from "../objectives/losses.ts";
+import { computeObjectPrediction, computeItm, computeQa, computeItcKeyed, type LossOut } from "../objectives/losses.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Stage } from "./trainer.ts";
+import type { Tensor } from "../engine/index.ts";
 import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted, maskedLm } from "./common.ts";
 
-export const SEMVLP_LOSSES = { mlm: 1, obj: 1, attr: 1, feat: 1, itm: 1, qa: 1 };
+/** The paper's tasks, weight 1 each; `itc` (vlpkit's align-before-fuse term, not in the paper) is off by default. */
+export const SEMVLP_LOSSES = { mlm: 1, obj: 1, attr: 1, feat: 1, itm: 1, qa: 1, itc: 0 };
 
 export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: Stage[] } {
-  const s = { singleRatio: 0.5, losses: SEMVLP_LOSSES, visualWeighting: "mask" as const, qa: true, ...(r.semvlp ?? {}) };
+  const s = { singleRatio: 0.5, losses: SEMVLP_LOSSES, visualWeighting: "mask" as const, qa: true, itmSources: undefined as string[] | undefined, ...(r.semvlp ?? {}) };
   if (s.singleRatio < 0 || s.singleRatio > 1) throw new Error(`recipe.semvlp.singleRatio: a fraction in [0, 1], got ${s.singleRatio}`);
   const w = r.data.world;
   const answers = worldFile(w, "vqa/trainval_ans2label.json");
-  const config = semvlpConfig(r.model.preset as SemVLPPreset, { ...(r.model.overrides ?? {}), numQaLabels: answerCount(answers), taskQa: s.qa });
-  const model = new SemVLPForPreTraining(config);
   const losses = { ...SEMVLP_LOSSES, ...s.losses };
+  const base = semvlpConfig(r.model.preset as SemVLPPreset, r.model.overrides ?? {});
+  const itcDim = losses.itc > 0 ? (base.itcDim || base.hiddenSize) : base.itcDim;
+  const config = semvlpConfig(r.model.preset as SemVLPPreset, { ...(r.model.overrides ?? {}), numQaLabels: answerCount(answers), taskQa: s.qa, itcDim });
+  const model = new SemVLPForPreTraining(config);
   // LXMERT's pre-training data: captions plus VQA/GQA questions, with 50% random ITM negatives
   const spec = (split: string) => regionTextSpec({
     examples: [{ path: worldFile(w, `lxmert/mscoco_${split}.json`), sources: ["mscoco", "vqa", "gqa"] }],
@@ -26,7 +30,7 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
     maxTextLen: 20,
     maxBoxes: 36,
     seed: r.train.seed,
-    itm: { prob: 0.5 },
+    itm: { prob: 0.5, sources: s.itmSources },
     answers: s.qa ? answers : undefined,
   });
   const stage: Stage = {
@@ -50,16 +54,27 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
         const out = model.bert.forward({ inputIds: text.inputIds, attentionMask: batch.attention_mask, visualFeats: vis.feats, visualPos: batch.boxes, visualAttentionMask: batch.region_valid }, mode);
         const visual = model.obj_predict_head?.forward(out.regionOutput);
         const answer = model.answer_head?.forward(out.pooledOutput);
+        // align before fuse (vlpkit, optional): ITC between the unimodal h_CLS and o_IMG of the pairs that match
+        let itc: LossOut | undefined;
+        if (losses.itc > 0) {
+          const rows = matched.logicalAnd(batch.itm_target.ne(-1)).nonzero().squeeze(1);
+          if (rows.size(0) > 1) {
+            const pick = (t: Tensor) => t.indexSelect(0, rows);
+            const f = model.itcFeatures({ inputIds: pick(batch.input_ids), attentionMask: pick(batch.attention_mask), visualFeats: pick(batch.feats), visualPos: pick(batch.boxes), visualAttentionMask: pick(batch.region_valid) });
+            itc = computeItcKeyed(f.image, f.text, model.logit_scale!, pick(batch.img_key));
+          }
+        }
         const res = weighted({
+          itc,
           mlm: maskedLm(out.textOutput, text.labels, (x) => model.cls.predictions.forward(x)),
           obj: visual ? computeObjectPrediction(
             visual,
             { feats: batch.feats, objLabels: batch.obj_labels, objConf: batch.obj_conf, attrLabels: batch.attr_labels, attrConf: batch.attr_conf, mask: vis.mask, matched },
             { weighting: s.visualWeighting, weights: { obj: losses.obj, attr: losses.attr, feat: losses.feat } },
           ) : undefined,
-          itm: computeItm(model.cls.seq_relationship.forward(out.pooledOutput), matched.long()),
+          itm: computeItm(model.cls.seq_relationship.forward(out.pooledOutput), batch.itm_target),
           qa: answer ? computeQa(answer, batch.qa_target, matched) : undefined,
-        }, { mlm: losses.mlm, obj: 1, itm: losses.itm, qa: losses.qa });
+        }, { mlm: losses.mlm, obj: 1, itm: losses.itm, qa: losses.qa, itc: losses.itc });
         return { loss: res.loss, metrics: res.metrics, tag: mode };
       },
     }],

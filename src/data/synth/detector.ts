@@ -8,7 +8,7 @@ import {
   ATTRIBUTE_VOCAB, BACKGROUND_LABEL, CATEGORY_CONFUSIONS, COLOR_CONFUSIONS, OBJECT_VOCAB,
   nearestColor, type Category, type Color,
 } from "./catalog.ts";
-import { luminance, pixelRect, regionFeatures } from "./features.ts";
+import { detectorCode, luminance, pixelRect, regionFeatures } from "./features.ts";
 import { BG_ID, type Rendered } from "./render.ts";
 import { Rng } from "./rng.ts";
 import type { Scene } from "./scene.ts";
@@ -30,6 +30,13 @@ export interface Detection {
 export interface DetectorOptions {
   boxes: number;
   featDim: number;
+  /**
+   * Extra feature values after the `featDim` pixel features: the detector's code of its class and
+   * attribute predictions (see detectorCode). 0: pixel features only.
+   */
+  codeDim?: number;
+  /** The generator of the code's noise (kept apart so the boxes and labels do not depend on codeDim). */
+  codeRng?: Rng;
   /** Base probability of a wrong category label on a real object. */
   labelNoise?: number;
 }
@@ -155,13 +162,18 @@ export function detect(scene: Scene, r: Rendered, rng: Rng, imgId: string, opts:
     attrs_id: Int32Array.from(dets, (d) => d.attr),
     attrs_conf: Float32Array.from(dets, (d) => d.attrConf),
     boxes: Float32Array.from(dets.flatMap((d) => d.box)),
-    features: new Float32Array(n * opts.featDim),
+    features: new Float32Array(n * (opts.featDim + (opts.codeDim ?? 0))),
   };
+  const dim = opts.featDim + (opts.codeDim ?? 0);
   // Features from the stored (float32) boxes, so that a reader can recompute them exactly.
   const lum = luminance(r.rgb, r.width, r.height);
   for (let i = 0; i < n; i++) {
     const box = record.boxes.subarray(i * 4, i * 4 + 4);
-    regionFeatures(r.rgb, r.width, r.height, box, opts.featDim, record.features, i * opts.featDim, lum);
+    regionFeatures(r.rgb, r.width, r.height, box, opts.featDim, record.features, i * dim, lum);
+    if (opts.codeDim) {
+      const d = dets[i];
+      detectorCode(d.label, d.labelConf, d.attr, d.attrConf, OBJECT_VOCAB.length, ATTRIBUTE_VOCAB.length, opts.codeDim, opts.codeRng ?? rng, record.features, i * dim + opts.featDim);
+    }
   }
   return { record, detections: dets };
 }

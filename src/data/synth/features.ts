@@ -167,3 +167,39 @@ export function regionFeatures(
   }
   return out;
 }
+
+/** Fixed codes of the detector's classes: row k of a Gaussian [rows, dim] / sqrt(dim), world independent. */
+function codeBook(kind: string, rows: number, dim: number): Float32Array {
+  const key = `code:${kind}:${rows}x${dim}`;
+  let m = projections.get(key);
+  if (!m) {
+    const rng = Rng.derive(PROJECTION_SEED, key);
+    m = new Float32Array(rows * dim);
+    const s = 1 / Math.sqrt(dim);
+    for (let i = 0; i < m.length; i++) m[i] = rng.normal() * s;
+    projections.set(key, m);
+  }
+  return m;
+}
+
+/**
+ * The part of a region's features that a trained detector's pooled features carry and pixel
+ * statistics do not: a code of its own (noisy) class and attribute predictions, as the penultimate
+ * layer of Faster R-CNN is trained to be linearly decodable into its 1,600 classes and 400
+ * attributes. code = c_l * E_obj[label] + c_a * E_attr[attr] + noise, where c grows with the
+ * detector's confidence and the noise (std 0.5 / sqrt(dim) per value) stands for everything else a
+ * real feature holds. It encodes the detector's prediction, errors included, never the ground truth.
+ */
+export function detectorCode(
+  label: number, labelConf: number, attr: number, attrConf: number, numLabels: number, numAttrs: number,
+  dim: number, rng: Rng, out: Float32Array, offset: number,
+): void {
+  const eo = codeBook("obj", numLabels, dim);
+  const ea = codeBook("attr", numAttrs, dim);
+  const co = 0.5 + labelConf;
+  const ca = 0.5 + attrConf;
+  const noise = 0.5 / Math.sqrt(dim);
+  for (let j = 0; j < dim; j++) {
+    out[offset + j] = co * eo[label * dim + j] + ca * ea[attr * dim + j] + noise * rng.normal();
+  }
+}

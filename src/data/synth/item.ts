@@ -21,6 +21,7 @@ export interface ItemContext {
   out: string;
   size: number;
   featDim: number;
+  codeDim: number;
   boxes: number;
   heldOut: Combo[];
   splits: Split[];
@@ -59,7 +60,7 @@ export async function makeItem(ctx: ItemContext, i: number): Promise<Item> {
   // Held-out combinations are excluded everywhere except in the compositional split.
   const held = split === "test_comp" ? new Set<string>() : new Set(ctx.heldOut.map(([c, k]) => comboKey(c, k)));
   const { scene, rendered } = makeScene(ctx, i, held);
-  const det = detect(scene, rendered, Rng.derive(ctx.seed, "detector", i), imgId, { boxes: ctx.boxes, featDim: ctx.featDim });
+  const det = detect(scene, rendered, Rng.derive(ctx.seed, "detector", i), imgId, { boxes: ctx.boxes, featDim: ctx.featDim, codeDim: ctx.codeDim, codeRng: Rng.derive(ctx.seed, "detector-code", i) });
   const rng = Rng.derive(ctx.seed, "text", i);
   const phrases = regionPhrases(scene, rendered, rng);
   const entry: ImageEntry = {

@@ -26,8 +26,13 @@ export interface WorldOptions {
   out: string;
   /** Image side in pixels (default 128). */
   size?: number;
-  /** Region feature dimension (default 64). */
+  /** Region feature dimension computed from pixels (default 64). */
   featDim?: number;
+  /**
+   * Values of the detector's class/attribute code appended to each region's features (default 0:
+   * pixel features only; see features.ts detectorCode). The obj36 features are featDim + codeDim wide.
+   */
+  codeDim?: number;
   /** Detector boxes per image (default 36). */
   boxes?: number;
   /** Neighbours per hard-negative pool (default 20). */
@@ -133,6 +138,8 @@ export async function generateWorld(opts: WorldOptions): Promise<WorldSummary> {
   const { images: n, seed, out } = opts;
   const size = opts.size ?? 128;
   const featDim = opts.featDim ?? 64;
+  const codeDim = opts.codeDim ?? 0;
+  if (!Number.isInteger(codeDim) || codeDim < 0) throw new Error(`synth: codeDim must be a non-negative integer, got ${codeDim}`);
   const boxes = opts.boxes ?? 36;
   if (!Number.isInteger(n) || n < 1) throw new Error(`synth: --images must be a positive integer, got ${n}`);
   if (!Number.isInteger(size) || size < 48) throw new Error(`synth: --size must be an integer >= 48, got ${size}`);
@@ -141,7 +148,7 @@ export async function generateWorld(opts: WorldOptions): Promise<WorldSummary> {
   const { heldOut, splits } = planWorld(seed, n, opts.heldOutCombos ?? 6);
   const heldSet = new Set(heldOut.map(([c, k]) => comboKey(c, k)));
   for (const dir of ["images", "features"]) mkdirSync(join(out, dir), { recursive: true });
-  const ctx: ItemContext = { seed, out, size, featDim, boxes, heldOut, splits };
+  const ctx: ItemContext = { seed, out, size, featDim, codeDim, boxes, heldOut, splits };
   const writer = new Obj36Writer(join(out, "features/obj36.tsv"));
   const entries: ImageEntry[] = [];
   const accept = (item: Item): void => {
@@ -188,7 +195,7 @@ export async function generateWorld(opts: WorldOptions): Promise<WorldSummary> {
   };
   const { phases: _timing, ...stable } = summary; // meta.json stays byte-identical across runs
   writeFileSync(join(out, "meta.json"), JSON.stringify({
-    ...stable, seed, size, featDim, boxes, objectVocab: OBJECT_VOCAB,
+    ...stable, seed, size, featDim, codeDim, boxes, objectVocab: OBJECT_VOCAB,
     imageSplits: Object.fromEntries(entries.map((e) => [e.imgId, e.split])),
   }, null, 1));
   return summary;
