@@ -165,6 +165,26 @@ test("fusion pass with ITM, MLM and VQA heads: outputs and gradients match PyTor
   });
 });
 
+test("raw_cls_feats: after the final norm in the fusion pass, before it in the unimodal passes (official infer / infer_text / infer_image)", { skip }, () => {
+  tidy(() => noGrad(() => {
+    const { ids, mask, px } = inputs();
+    const L = cfg.numLayers;
+    // official infer: x = transformer.norm(x); raw_cls_feats = x[:, 0]
+    const fusion = model.inferFusion(ids, mask, px);
+    const e = relErr(fusion.rawCls, io.get("out.fusion.hidden")!.select(1, 0));
+    assert.ok(e <= RTOL, `fusion rawCls vs torch's normed hidden[:, 0]: relative error ${e.toExponential(2)}`);
+    // official infer_text / infer_image: raw_cls_feats = x[:, 0] of the last block, un-normed
+    const text = model.inferText(ids, mask);
+    const image = model.inferImage(px);
+    for (const [pass, o] of [["text", text], ["image", image]] as const) {
+      const ref = io.get(`out.${pass}.state${L - 1}`)!.select(1, 0);
+      const err = relErr(o.rawCls, ref);
+      assert.ok(err <= RTOL, `${pass} rawCls vs torch's last block output [:, 0]: relative error ${err.toExponential(2)}`);
+      assert.ok(relErr(o.rawCls, o.hidden.select(1, 0)) > 1e-3, `${pass} rawCls must not be the normed [CLS]`);
+    }
+  }));
+});
+
 test("NLVR2 (two passes, image types 1 and 2): logits and gradients match PyTorch", { skip }, (t) => {
   tidy(() => {
     const { ids, mask, px, px2 } = inputs();

@@ -444,7 +444,11 @@ export interface InspectOptions {
 export interface VLMoEncoderOutput {
   /** Final hidden states after `transformer.norm` [B, N, h]. */
   hidden: Tensor;
-  /** Position 0 of the last block's output before the final norm (`raw_cls_feats`). */
+  /**
+   * The official `raw_cls_feats`: position 0 of the last block's output BEFORE the final norm in the
+   * text-only and image-only passes (`infer_text` / `infer_image`), AFTER it in the fusion pass
+   * (`infer`, where it equals `hidden[:, 0]`). Heads use `pooled` / `cls` / `itc`, as official.
+   */
   rawCls: Tensor;
   hiddenStates?: Tensor[];
   attentions?: Tensor[];
@@ -670,6 +674,8 @@ export class VLMoModel extends Module {
     const enc = this.encode(cat([textEmbeds, imageEmbeds], 1), "vl", keyMasked, T, o);
     return {
       ...enc,
+      // official `infer`: raw_cls_feats after transformer.norm (the unimodal passes take it before)
+      rawCls: enc.hidden.select(1, 0),
       textFeats: enc.hidden.narrow(1, 0, T),
       imageFeats: enc.hidden.narrow(1, T, I),
       textCls: enc.hidden.select(1, 0),

@@ -34,7 +34,11 @@ export interface ObjectTargets {
   attrLabels: Tensor; // [B, N] int64 (-1 none)
   attrConf: Tensor; //   [B, N]
   mask: Tensor; //       [B, N] bool: masked regions
-  matched?: Tensor; //   [B] bool: SemVLP/LXMERT apply no visual loss on mismatched pairs
+  /**
+   * [B] bool: when given, mismatched pairs get no visual loss. SemVLP's rule (its paper); the official
+   * LXMERT code applies the visual losses to every pair and masks only QA (MSP: lossesOnMismatched).
+   */
+  matched?: Tensor;
 }
 
 /**

@@ -6,6 +6,7 @@ import { Tensor, tensor, zeros, type Generator } from "../engine/index.ts";
 import { maskTokens, maskRegions, IGNORE } from "../objectives/masking.ts";
 import { where } from "../engine/index.ts";
 import type { BuilderSpec } from "../data/loader.ts";
+import { BertTokenizer } from "../text/tokenizer.ts";
 import type { RegionTextArgs } from "./builder.ts";
 import { computeMlm, targetPositions, type LossOut } from "../objectives/losses.ts";
 
@@ -25,14 +26,32 @@ export function answerCount(path: string): number {
   return Object.keys(JSON.parse(readFileSync(path, "utf8"))).length;
 }
 
-const SPECIAL = [0, 101, 102];
+/** What MLM masking needs to know about the vocabulary: its size (the model's) and the tokenizer's special ids. */
+export interface MlmVocab {
+  /** Rows of the model's word embeddings: random replacement tokens are drawn from [0, vocabSize). */
+  vocabSize: number;
+  padId: number;
+  clsId: number;
+  sepId: number;
+  maskId: number;
+}
+
+/**
+ * The MLM vocabulary of a model: `vocabSize` from its config (its text embeddings), the special ids
+ * from the tokenizer the data builders encode with (bert-base-uncased unless another is given).
+ */
+export function mlmVocab(vocabSize: number, tok: Pick<MlmVocab, "padId" | "clsId" | "sepId" | "maskId"> = BertTokenizer.load()): MlmVocab {
+  const v: MlmVocab = { vocabSize, padId: tok.padId, clsId: tok.clsId, sepId: tok.sepId, maskId: tok.maskId };
+  if (!Number.isInteger(vocabSize) || vocabSize < 1) throw new Error(`mlmVocab: vocabSize must be a positive integer, got ${vocabSize}`);
+  if (v.maskId >= vocabSize) throw new Error(`mlmVocab: the tokenizer's [MASK] id ${v.maskId} is outside the model's vocabulary of ${vocabSize}`);
+  return v;
+}
 
 /** MLM inputs of a batch: [MASK]/random/kept per BERT; no targets on mismatched pairs when `matched` is given. */
-export function maskText(batch: Record<string, Tensor>, g: Generator, o: { wholeWord?: boolean; matched?: Tensor } = {}): { inputIds: Tensor; labels: Tensor } {
+export function maskText(batch: Record<string, Tensor>, g: Generator, vocab: MlmVocab, o: { wholeWord?: boolean; matched?: Tensor } = {}): { inputIds: Tensor; labels: Tensor } {
   const ids = batch.input_ids;
-  let special = ids.eq(SPECIAL[0]);
-  for (const s of SPECIAL.slice(1)) special = special.logicalOr(ids.eq(s));
-  const m = maskTokens(ids, { vocabSize: 30522, maskId: 103, special, wordIds: o.wholeWord ? batch.word_ids : undefined, generator: g });
+  const special = ids.eq(vocab.padId).logicalOr(ids.eq(vocab.clsId)).logicalOr(ids.eq(vocab.sepId));
+  const m = maskTokens(ids, { vocabSize: vocab.vocabSize, maskId: vocab.maskId, special, wordIds: o.wholeWord ? batch.word_ids : undefined, generator: g });
   const labels = o.matched ? where(o.matched.unsqueeze(1), m.labels, IGNORE) : m.labels;
   return { inputIds: m.inputIds, labels };
 }
@@ -41,8 +60,8 @@ export function maskVisual(batch: Record<string, Tensor>, g: Generator): { feats
   return maskRegions(batch.feats, { valid: batch.region_valid, generator: g });
 }
 
-/** The multi-hot topic targets [B, V] from the builder's padded topic ids. */
-export function topicTargets(topicIds: Tensor, vocab = 30522): Tensor {
+/** The multi-hot topic targets [B, V] from the builder's padded topic ids; V = the model's vocabulary size. */
+export function topicTargets(topicIds: Tensor, vocab: number): Tensor {
   const b = topicIds.size(0);
   const valid = topicIds.ge(0);
   const out = zeros([b, vocab + 1]);

@@ -8,12 +8,12 @@
 import { LxmertForPreTraining, lxmertConfig, type LxmertPreset, type LxmertConfig, type LxmertInputs } from "../models/lxmert.ts";
 import { IFRSHead } from "../models/heads.ts";
 import { initBertWeights } from "../models/bert.ts";
-import { computeObjectPrediction, computeItm, computeIfrs, computeTopic } from "../objectives/losses.ts";
+import { computeObjectPrediction, computeItm, computeIfrs, computeTopic, type ObjectLossWeighting } from "../objectives/losses.ts";
 import { shuffleTriplets } from "../objectives/masking.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Source, Stage, StepContext } from "./trainer.ts";
-import type { Tensor } from "../engine/index.ts";
-import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets, maskedLm } from "./common.ts";
+import type { Tensor, Generator } from "../engine/index.ts";
+import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets, maskedLm, mlmVocab, type MlmVocab } from "./common.ts";
 
 /**
  * LXMERT-S with its pre-training heads plus the IFRS feature-reconstruction head (`ifrs_head`, which
@@ -45,6 +45,14 @@ export const MSP_LOSSES: Record<Granularity, Record<string, number>> = {
   sentence: { tits: 1, itm: 1, mlm: 1, obj: 1 },
 };
 
+/**
+ * MSP's defaults. `lossesOnMismatched`: MLM and the visual losses (MRFR, MOC) on every pair of the
+ * sentence stage, ITM negatives included, as the official LXMERT pre-training does (it masks only
+ * the QA target of a mismatched pair, and MSP has no QA); false = SemVLP's rule, no MLM/visual
+ * targets on mismatched pairs.
+ */
+export const MSP_DEFAULTS = { lossesOnMismatched: true };
+
 export function parseOrder(order: string[]): Granularity[] {
   return order.map((o) => {
     const g = ALIASES[o.toLowerCase()];
@@ -54,11 +62,12 @@ export function parseOrder(order: string[]): Granularity[] {
 }
 
 export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
-  const m = { order: ["token", "phrase", "sentence"], joint: false, stages: {}, visualWeighting: "mask" as const, ...(r.msp ?? {}) };
+  const m = { order: ["token", "phrase", "sentence"], joint: false, stages: {}, visualWeighting: "mask" as const, ...MSP_DEFAULTS, ...(r.msp ?? {}) };
   const order = parseOrder(m.order);
   const w = r.data.world;
   const config = lxmertConfig(r.model.preset as LxmertPreset, { taskQa: false, topicHead: true, ...(r.model.overrides ?? {}) } as Partial<LxmertConfig>);
   const model = new LxmertSForMSP(config);
+  const vocab = mlmVocab(config.vocabSize);
   const regions = r.data.regions ?? worldFile(w, "features/obj36.tsv");
   const objectVocab = worldFile(w, "vocab/objects_vocab.txt");
 
@@ -79,7 +88,7 @@ export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
       batchSize: st.batchSize ?? r.train.batchSize,
       data: spec(g, "train"),
       evalData: spec(g, "val"),
-      step: (batch, _meta, ctx) => mspStep(model, g, losses, m.visualWeighting, batch, ctx),
+      step: (batch, _meta, ctx) => mspStep(model, g, losses, { weighting: m.visualWeighting, vocab, lossesOnMismatched: m.lossesOnMismatched }, batch, ctx),
     };
   };
 
@@ -94,18 +103,29 @@ export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
   return { model, stages: order.map(stageOf) };
 }
 
-function mspStep(model: LxmertSForMSP, g: Granularity, losses: Record<string, number>, weighting: "mask" | "confidence" | "mask*confidence", batch: Record<string, Tensor>, ctx: StepContext) {
+/**
+ * The masked inputs and targets of an MSP step: IFRS shuffling (token stage), region masking, word
+ * masking, and `matched`, the pairs the MLM/visual losses are restricted to (undefined = every pair:
+ * the official LXMERT rule, MSP's default; with `lossesOnMismatched` false, the matched pairs only).
+ */
+export function mspInputs(g: Granularity, batch: Record<string, Tensor>, generator: Generator, vocab: MlmVocab, lossesOnMismatched = MSP_DEFAULTS.lossesOnMismatched) {
   const [b, n] = batch.feats.shape;
   // IFRS (token stage): shuffle feature triplets (boxes stay); shuffled regions are not also masked
   let feats = batch.feats;
   let shuffled: Tensor | null = null;
   if (g === "token") {
-    const sh = shuffleTriplets(b, n, { prob: 0.05, generator: ctx.generator });
+    const sh = shuffleTriplets(b, n, { prob: 0.05, generator });
     feats = feats.gather(1, sh.index.unsqueeze(2).expand(b, n, feats.size(2)));
     shuffled = sh.shuffled;
   }
-  const vis = maskVisual({ ...batch, feats, region_valid: shuffled ? batch.region_valid.logicalAnd(shuffled.logicalNot()) : batch.region_valid }, ctx.generator);
-  const text = maskText(batch, ctx.generator, { wholeWord: false });
+  const vis = maskVisual({ ...batch, feats, region_valid: shuffled ? batch.region_valid.logicalAnd(shuffled.logicalNot()) : batch.region_valid }, generator);
+  const matched = !lossesOnMismatched && g === "sentence" ? batch.matched : undefined;
+  const text = maskText(batch, generator, vocab, { wholeWord: false, matched });
+  return { vis, text, shuffled, matched };
+}
+
+function mspStep(model: LxmertSForMSP, g: Granularity, losses: Record<string, number>, o: { weighting: ObjectLossWeighting; vocab: MlmVocab; lossesOnMismatched: boolean }, batch: Record<string, Tensor>, ctx: StepContext) {
+  const { vis, text, shuffled, matched: lossPairs } = mspInputs(g, batch, ctx.generator, o.vocab, o.lossesOnMismatched);
   const inputs: LxmertInputs = { inputIds: text.inputIds, attentionMask: batch.attention_mask, positionIds: batch.word_position_ids, visualFeats: vis.feats, visualPos: batch.boxes, visualAttentionMask: batch.region_valid };
   const out = model.bert.forward(inputs);
   const matched = g === "sentence" ? batch.matched : undefined;
@@ -114,11 +134,11 @@ function mspStep(model: LxmertSForMSP, g: Granularity, losses: Record<string, nu
   const parts = {
     mlm: maskedLm(out.languageOutput, text.labels, (x) => model.cls.predictions.forward(x)),
     obj: visual
-      ? computeObjectPrediction(visual, { feats: batch.feats, objLabels: batch.obj_labels, objConf: batch.obj_conf, attrLabels: batch.attr_labels, attrConf: batch.attr_conf, mask: vis.mask }, { weighting })
+      ? computeObjectPrediction(visual, { feats: batch.feats, objLabels: batch.obj_labels, objConf: batch.obj_conf, attrLabels: batch.attr_labels, attrConf: batch.attr_conf, mask: vis.mask, matched: lossPairs }, { weighting: o.weighting })
       : undefined,
     ifrs: shuffled ? computeIfrs(model.ifrs_head.forward(out.regionOutput), batch.feats, shuffled) : undefined,
-    titp: g === "phrase" && topic ? computeTopic(topic, topicTargets(batch.topic_ids), "titp") : undefined,
-    tits: g === "sentence" && topic ? computeTopic(topic, topicTargets(batch.topic_ids), "tits") : undefined,
+    titp: g === "phrase" && topic ? computeTopic(topic, topicTargets(batch.topic_ids, model.config.vocabSize), "titp") : undefined,
+    tits: g === "sentence" && topic ? computeTopic(topic, topicTargets(batch.topic_ids, model.config.vocabSize), "tits") : undefined,
     itm: matched ? computeItm(model.cls.seq_relationship.forward(out.pooledOutput), matched.long()) : undefined,
   };
   return { ...weighted(parts, losses), tag: g };

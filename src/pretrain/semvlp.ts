@@ -6,12 +6,22 @@
 import { SemVLPForPreTraining, semvlpConfig, type SemVLPMode, type SemVLPPreset } from "../models/semvlp.ts";
 import { computeObjectPrediction, computeItm, computeQa, computeItcKeyed, type LossOut } from "../objectives/losses.ts";
 import type { Recipe } from "./recipe.ts";
+import type { Tensor, Generator } from "../engine/index.ts";
 import type { Stage } from "./trainer.ts";
-import type { Tensor } from "../engine/index.ts";
-import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted, maskedLm } from "./common.ts";
+import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted, maskedLm, mlmVocab, type MlmVocab } from "./common.ts";
 
 /** The paper's tasks, weight 1 each; `itc` (vlpkit's align-before-fuse term, not in the paper) is off by default. */
 export const SEMVLP_LOSSES = { mlm: 1, obj: 1, attr: 1, feat: 1, itm: 1, qa: 1, itc: 0 };
+
+/**
+ * The masked inputs of a SemVLP step. SemVLP's rule (paper section 3): no MLM (nor object or QA)
+ * targets on mismatched pairs, so `matched` restricts every loss but ITM (unlike LXMERT, which
+ * masks only QA on them: see MSP's lossesOnMismatched).
+ */
+export function semvlpInputs(batch: Record<string, Tensor>, generator: Generator, vocab: MlmVocab) {
+  const matched = batch.matched;
+  return { text: maskText(batch, generator, vocab, { matched }), vis: maskVisual(batch, generator), matched };
+}
 
 export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: Stage[] } {
   const s = { singleRatio: 0.5, losses: SEMVLP_LOSSES, visualWeighting: "mask" as const, qa: true, itmSources: undefined as string[] | undefined, ...(r.semvlp ?? {}) };
@@ -23,6 +33,7 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
   const itcDim = losses.itc > 0 ? (base.itcDim || base.hiddenSize) : base.itcDim;
   const config = semvlpConfig(r.model.preset as SemVLPPreset, { ...(r.model.overrides ?? {}), numQaLabels: answerCount(answers), taskQa: s.qa, itcDim });
   const model = new SemVLPForPreTraining(config);
+  const vocab = mlmVocab(config.vocabSize);
   // LXMERT's pre-training data: captions plus VQA/GQA questions, with 50% random ITM negatives
   const spec = (split: string) => regionTextSpec({
     examples: [{ path: worldFile(w, `lxmert/mscoco_${split}.json`), sources: ["mscoco", "vqa", "gqa"] }],
@@ -47,9 +58,7 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
       evalData: spec("val"),
       step(batch, _meta, ctx) {
         const mode: SemVLPMode = ctx.rng.next() < s.singleRatio ? "single" : "two";
-        const matched = batch.matched;
-        const text = maskText(batch, ctx.generator, { matched });
-        const vis = maskVisual(batch, ctx.generator);
+        const { text, vis, matched } = semvlpInputs(batch, ctx.generator, vocab);
         // the backbone, then each head on what it needs (MLM only at masked positions)
         const out = model.bert.forward({ inputIds: text.inputIds, attentionMask: batch.attention_mask, visualFeats: vis.feats, visualPos: batch.boxes, visualAttentionMask: batch.region_valid }, mode);
         const visual = model.obj_predict_head?.forward(out.regionOutput);

@@ -4,20 +4,21 @@
 //   2. text-only:   masked language modelling on text, with the self-attention and the vision
 //      expert FROZEN (the paper's rule, which the official code omits: unilm issue #1727);
 //   3. image-text:  ITC + ITM with hard negatives mined from the ITC similarities + MLM on the
-//      fusion encoder, everything trained.
+//      fusion encoder, everything trained. As in the official compute_itc, ITC is the mean of the
+//      [CLS]-projection loss and the VL-FFN branch's loss (see vlmoItc); as in the official
+//      compute_mlm, this stage's MLM loss is weighted 0.25 (`mlmWeight`, VLMO_MLM_WEIGHT).
 // Any stage can be skipped (`order`), e.g. ["image-text"] for the Table 4/5 ablations without the
 // stagewise steps; `standard: true` swaps MoME for a standard Transformer (one shared FFN).
 import { Tensor, cat, zeros, tensor, where, F } from "../engine/index.ts";
-import { VLMoModel, vlmoConfig, type VLMoPreset, type VLMoConfig } from "../models/vlmo.ts";
+import { VLMoModel, vlmoConfig, type VLMoPreset, type VLMoConfig, type VLMoUnimodalOutput } from "../models/vlmo.ts";
 import { Linear } from "../engine/nn.ts";
 import { computeItc, computeItm, computeMim, sampleHardNegatives } from "../objectives/losses.ts";
-import { maskTokens } from "../objectives/masking.ts";
 import type { Rng } from "../objectives/sampling.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Stage, StepContext } from "./trainer.ts";
 import type { Dist } from "../engine/dist.ts";
 import type { LossOut } from "../objectives/losses.ts";
-import { worldFile, weighted, maskedLm } from "./common.ts";
+import { worldFile, weighted, maskedLm, maskText, mlmVocab, type MlmVocab } from "./common.ts";
 import type { ImageTextArgs } from "./imagetext.ts";
 
 const IMAGETEXT_MODULE = new URL("./imagetext.ts", import.meta.url).href;
@@ -71,10 +72,11 @@ export function patchesOf(pixels: Tensor, p: number): Tensor {
   return pixels.reshape(b, c, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(b, g * g, c * p * p);
 }
 
-function mlmInputs(batch: Record<string, Tensor>, ctx: StepContext, wholeWord: boolean) {
-  const ids = batch.input_ids;
-  const special = ids.eq(0).logicalOr(ids.eq(101)).logicalOr(ids.eq(102));
-  return maskTokens(ids, { vocabSize: 30522, maskId: 103, special, wordIds: wholeWord ? batch.word_ids : undefined, generator: ctx.generator });
+/** The official weight of the image-text stage's MLM loss (compute_mlm returns mlm_loss * 0.25; text-only MLM is unweighted). */
+export const VLMO_MLM_WEIGHT = 0.25;
+
+function mlmInputs(batch: Record<string, Tensor>, ctx: StepContext, vocab: MlmVocab, wholeWord: boolean) {
+  return maskText(batch, ctx.generator, vocab, { wholeWord });
 }
 
 /**
@@ -89,12 +91,34 @@ export function globalItc(img: Tensor, txt: Tensor, logitScale: Tensor, dist?: D
   return computeItc(img, txt, logitScale, { allImg: dist.gatherLocalFirst(img, { grad: true }), allTxt: dist.gatherLocalFirst(txt, { grad: true }), offset: 0 });
 }
 
+/**
+ * VLMo's pre-training ITC (official compute_itc): the mean of two contrastive losses, one on the
+ * [CLS] projections of the unimodal passes (`itc_*_proj`, `logit_scale`) and one on the VL branch,
+ * where the top blocks re-run with the VL-FFN from the last V/L-FFN layer's output, then the final
+ * norm and `itc_vl_*_proj` (`logit_vl_scale`). Both use the global batch under `dist`. Metrics: the
+ * main branch's as computeItc names them (i2t/t2i from the [CLS] projections, which also drive the
+ * hard negatives), the VL branch's with the prefix `itc_vl_` (and `logit_vl_scale`); `itc_loss` is
+ * the mean, `itc_cls_loss` the main branch's own. A model without VL-branch heads (the standard
+ * Transformer ablation, or heads.itcVl off) has the main branch only.
+ */
+export function vlmoItc(model: VLMoModel, img: VLMoUnimodalOutput, txt: VLMoUnimodalOutput, dist?: Dist): LossOut & { i2t: Tensor; t2i: Tensor } {
+  if (!img.itc || !txt.itc || !model.logit_scale) throw new Error("vlmoItc: the model has no ITC heads");
+  const main = globalItc(img.itc, txt.itc, model.logit_scale, dist);
+  if (!model.logit_vl_scale) return main;
+  if (!img.itcVl || !txt.itcVl) throw new Error("vlmoItc: the model has VL-branch ITC heads but the passes ran without vlBranch");
+  const vl = globalItc(img.itcVl, txt.itcVl, model.logit_vl_scale, dist);
+  const loss = main.loss.add(vl.loss).mul(0.5);
+  const vlMetrics = Object.fromEntries(Object.entries(vl.metrics).map(([k, x]) => [k === "logit_scale" ? "logit_vl_scale" : k.replace(/^itc_/, "itc_vl_"), x]));
+  return { loss, i2t: main.i2t, t2i: main.t2i, metrics: { ...main.metrics, ...vlMetrics, itc_cls_loss: main.metrics.itc_loss, itc_loss: loss.item() } };
+}
+
 export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage[] } {
-  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: 1, stages: {}, ...(r.vlmo ?? {}) } as {
+  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: VLMO_MLM_WEIGHT, stages: {}, ...(r.vlmo ?? {}) } as {
     order: string[]; standard: boolean; itmHardNegatives: boolean; mlmWeight: number; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number }>;
   };
   const config = vlmoConfig(r.model.preset as VLMoPreset, { standard: v.standard, ...(r.model.overrides ?? {}) } as Partial<VLMoConfig>);
   const model = new VLMoForPretraining(config);
+  const vocab = mlmVocab(config.vocabSize);
   const w = r.data.world;
   const spec = (mode: ImageTextArgs["mode"], split: ImageTextArgs["split"] = "train") => ({
     module: IMAGETEXT_MODULE,
@@ -116,7 +140,7 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
   };
 
   const stepText = (batch: Record<string, Tensor>, _m: unknown, ctx: StepContext) => {
-    const { inputIds, labels } = mlmInputs(batch, ctx, true);
+    const { inputIds, labels } = mlmInputs(batch, ctx, vocab, true);
     const out = model.inferText(inputIds, batch.attention_mask, { vlBranch: false });
     return { ...weighted({ textmlm: renameMetrics(maskedLm(out.hidden, labels, (x) => model.mlmLogits(x)), "text_") }, {}), tag: "text" };
   };
@@ -125,11 +149,13 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const ids = batch.input_ids;
     const mask = batch.attention_mask;
     const b = ids.size(0);
-    const txt = model.inferText(ids, mask, { vlBranch: false });
-    const img = model.inferImage(batch.pixels, { vlBranch: false });
+    // the VL branch of each unimodal pass feeds the second ITC loss (official compute_itc)
+    const vlBranch = model.logit_vl_scale !== null;
+    const txt = model.inferText(ids, mask, { vlBranch });
+    const img = model.inferImage(batch.pixels, { vlBranch });
     // data parallel: ITC and the hard negatives use the global batch (every rank's, this rank's first)
     const dist = ctx.dist && ctx.dist.world > 1 ? ctx.dist : undefined;
-    const itc = globalItc(img.itc!, txt.itc!, model.logit_scale!, dist);
+    const itc = vlmoItc(model, img, txt, dist);
     // ITM: one hard negative text per image and one hard negative image per text, sampled from the ITC similarities
     const negText = v.itmHardNegatives ? sampleHardNegatives(itc.i2t.detach(), 0, ctx.generator) : tensor(Array.from({ length: b }, (_, i) => (i + 1 + ctx.rng.int(b - 1)) % b), { dtype: "int64" });
     const negImage = v.itmHardNegatives ? sampleHardNegatives(itc.t2i.detach(), 0, ctx.generator) : tensor(Array.from({ length: b }, (_, i) => (i + 1 + ctx.rng.int(b - 1)) % b), { dtype: "int64" });
@@ -152,7 +178,7 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const itmLabels = cat([tensor(new Array(b).fill(1), { dtype: "int64" }), zeros([2 * b], { dtype: "int64" })]);
     const itm = computeItm(model.itmLogits(fused), itmLabels);
     // MLM on the fusion encoder: masked text with its image
-    const m = mlmInputs(batch, ctx, true);
+    const m = mlmInputs(batch, ctx, vocab, true);
     const mlmOut = model.inferFusion(m.inputIds, mask, batch.pixels);
     const mlm = maskedLm(mlmOut.textFeats, m.labels, (x) => model.mlmLogits(x));
     return { ...weighted({ itc, itm, mlm }, { mlm: v.mlmWeight }), tag: "image-text" };
