@@ -11,6 +11,9 @@ commands:
   data synth                 write a synthetic scene world in the real dataset formats
       --images N --seed S --out DIR [--size PX] [--feat-dim D] [--boxes K] [--arrow] [--workers N]
       (--arrow also writes the ViLT/VLMo Arrow tables, a second copy of every image)
+  data emoji                 real images: emoji artwork of several styles with their names and keywords, one style held out as test
+      --out DIR [--styles google,twitter,openmoji] [--test-style twitter] [--size 64] [--limit N] [--seed S]
+      [--pkgs DIR]  (the artwork packages are npm-installed there on demand; default ~/.cache/vlpkit/emoji)
   pretrain --recipe FILE     pre-train with a recipe (recipes/*.json) [--set k=v] [--out DIR] [--resume DIR]
       [--nproc N] [--nnodes N --node-rank R --master-addr HOST --master-port P]  (data-parallel on c10d)
   finetune <task>            fine-tune on vqa, gqa, nlvr2 or retrieval --recipe FILE (--from RUN | --scratch)
@@ -39,7 +42,8 @@ const commands: Record<string, Command> = {
   },
   data: async (argv) => {
     const [sub, ...rest] = argv;
-    if (sub !== "synth") throw new UsageError(`unknown data command "${sub ?? ""}" (expected: synth)`);
+    if (sub === "emoji") return emojiCommand(rest);
+    if (sub !== "synth") throw new UsageError(`unknown data command "${sub ?? ""}" (expected: synth, emoji)`);
     const { values } = parseArgs({
       args: rest,
       options: {
@@ -70,6 +74,40 @@ const commands: Record<string, Command> = {
     });
   },
 };
+
+async function emojiCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      out: { type: "string" },
+      styles: { type: "string", default: "google,twitter,openmoji" },
+      "test-style": { type: "string" },
+      size: { type: "string", default: "64" },
+      limit: { type: "string" },
+      seed: { type: "string", default: "0" },
+      pkgs: { type: "string" },
+    },
+    strict: true,
+  });
+  if (!values.out) throw new UsageError("data emoji: --out DIR is required");
+  const { EMOJI_STYLES } = await import("../data/emoji.ts");
+  const styles = values.styles!.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  for (const s of [...styles, ...(values["test-style"] ? [values["test-style"]] : [])]) {
+    if (!(s in EMOJI_STYLES)) throw new UsageError(`data emoji: unknown style "${s}" (known: ${Object.keys(EMOJI_STYLES).join(", ")})`);
+  }
+  if (values["test-style"] && !styles.includes(values["test-style"])) throw new UsageError(`data emoji: --test-style ${values["test-style"]} is not in --styles`);
+  if (styles.length < 2) throw new UsageError("data emoji: --styles needs at least two styles (one is held out as test)");
+  const { runEmoji } = await import("./emoji.ts");
+  await runEmoji({
+    out: values.out,
+    styles,
+    testStyle: values["test-style"],
+    size: int(values.size!, "--size"),
+    limit: values.limit ? int(values.limit, "--limit") : undefined,
+    seed: int(values.seed!, "--seed"),
+    pkgs: values.pkgs,
+  });
+}
 
 export class UsageError extends Error {}
 

@@ -24,8 +24,12 @@ export interface Recipe {
   method: "semvlp" | "msp" | "vlmo";
   description?: string;
   model: { preset: string; overrides?: Record<string, unknown> };
-  /** The synthetic world (or a folder laid out like it) that holds the data files. */
-  data: { world: string; regions?: string };
+  /**
+   * The synthetic world (or a folder laid out like it) that holds the data files. `karpathy`: the
+   * image-text split file VLMo reads, relative to the world (default karpathy/dataset_synth.json;
+   * karpathy/dataset_emoji.json for a folder written by `vlp data emoji`).
+   */
+  data: { world: string; regions?: string; karpathy?: string };
   train: TrainSection;
   semvlp?: { singleRatio: number; losses: Record<string, number>; visualWeighting: "mask" | "confidence" | "mask*confidence"; qa: boolean; itmSources?: string[] };
   msp?: { order: string[]; joint: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number; losses?: Record<string, number> }>; visualWeighting: "mask" | "confidence" | "mask*confidence"; lossesOnMismatched?: boolean };
@@ -38,7 +42,7 @@ type Shape = "number" | "string" | "boolean" | "object" | "string[]" | "any";
 const SCHEMA: Record<string, Record<string, Shape>> = {
   "": { method: "string", description: "string", model: "object", data: "object", train: "object", semvlp: "object", msp: "object", vlmo: "object", $schema: "string" },
   model: { preset: "string", overrides: "object" },
-  data: { world: "string", regions: "string" },
+  data: { world: "string", regions: "string", karpathy: "string" },
   train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", evalEvery: "number", workers: "number", weightDecay: "number" },
   semvlp: { singleRatio: "number", losses: "object", visualWeighting: "string", qa: "boolean", itmSources: "string[]" },
   msp: { order: "string[]", joint: "boolean", stages: "object", visualWeighting: "string", lossesOnMismatched: "boolean" },

@@ -122,7 +122,7 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
   const w = r.data.world;
   const spec = (mode: ImageTextArgs["mode"], split: ImageTextArgs["split"] = "train") => ({
     module: IMAGETEXT_MODULE,
-    args: { karpathy: worldFile(w, "karpathy/dataset_synth.json"), images: worldFile(w, "images"), split, mode, imageSize: config.imageSize, maxTextLen: config.maxTextLen } satisfies ImageTextArgs,
+    args: { karpathy: worldFile(w, r.data.karpathy ?? "karpathy/dataset_synth.json"), images: worldFile(w, "images"), split, mode, imageSize: config.imageSize, maxTextLen: config.maxTextLen } satisfies ImageTextArgs,
   });
   const p = config.patchSize;
   const g = config.imageSize / p;
