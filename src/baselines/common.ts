@@ -94,38 +94,46 @@ export function captionsByImage(set: EvalSet): number[][] {
   return by;
 }
 
-/**
- * Held-out ITM pairs: every caption of the split with its own image or (probability 1/2) a random
- * other image of the split. Seeded independently of the training seed, so every run sees the same pairs.
- */
-export function itmPairs(set: EvalSet, seed = 1234): { image: Int32Array; matched: Uint8Array } {
-  const rng = new Rng(seed);
-  const n = set.images.length;
-  const image = new Int32Array(set.captions.length), matched = new Uint8Array(set.captions.length);
-  set.captions.forEach((c, t) => {
-    if (n > 1 && rng.next() < 0.5) image[t] = (c.image + 1 + rng.int(n - 1)) % n;
-    else {
-      image[t] = c.image;
-      matched[t] = 1;
-    }
-  });
-  return { image, matched };
+/** Held-out ITM pairs: `caption[k]` shown with `image[k]`; `matched[k]` = 1 when that is its own image. */
+export interface ItmPairs {
+  caption: Int32Array;
+  image: Int32Array;
+  matched: Uint8Array;
 }
 
+/**
+ * Held-out ITM pairs: every caption of the split twice, once with its own image and once with a random
+ * other image of the split (balanced: chance is exactly 1/2; two pairs per caption halve the variance
+ * of a 50%-negative draw). Seeded independently of the training seed, so every run sees the same pairs.
+ */
+export function itmPairs(set: EvalSet, seed = 1234): ItmPairs {
+  const rng = new Rng(seed);
+  const n = set.images.length;
+  if (n < 2) throw new Error("ITM pairs need at least 2 images");
+  const nt = set.captions.length;
+  const caption = new Int32Array(2 * nt), image = new Int32Array(2 * nt), matched = new Uint8Array(2 * nt);
+  set.captions.forEach((c, t) => {
+    caption[2 * t] = caption[2 * t + 1] = t;
+    image[2 * t] = c.image;
+    matched[2 * t] = 1;
+    image[2 * t + 1] = (c.image + 1 + rng.int(n - 1)) % n;
+  });
+  return { caption, image, matched };
+}
+
+const pairScore = (i2t: Float32Array, numCaptions: number, p: ItmPairs, k: number) => i2t[p.image[k] * numCaptions + p.caption[k]];
+
 /** ITM accuracy of `score > threshold` on the pairs, from an [images x captions] score matrix. */
-export function itmAccuracy(i2t: Float32Array, numCaptions: number, pairs: { image: Int32Array; matched: Uint8Array }, threshold = 0): number {
+export function itmAccuracy(i2t: Float32Array, numCaptions: number, pairs: ItmPairs, threshold = 0): number {
   let right = 0;
-  for (let t = 0; t < numCaptions; t++) {
-    const yes = i2t[pairs.image[t] * numCaptions + t] > threshold;
-    if (yes === (pairs.matched[t] === 1)) right++;
-  }
-  return right / numCaptions;
+  for (let k = 0; k < pairs.caption.length; k++) if (pairScore(i2t, numCaptions, pairs, k) > threshold === (pairs.matched[k] === 1)) right++;
+  return right / pairs.caption.length;
 }
 
 /** The threshold that maximises ITM accuracy on the pairs (for models whose scores have no calibrated 0). */
-export function bestThreshold(i2t: Float32Array, numCaptions: number, pairs: { image: Int32Array; matched: Uint8Array }): number {
-  const s = Array.from({ length: numCaptions }, (_, t) => ({ x: i2t[pairs.image[t] * numCaptions + t], y: pairs.matched[t] })).sort((a, b) => a.x - b.x);
-  // threshold below element k: the first k say "no", the rest "yes"
+export function bestThreshold(i2t: Float32Array, numCaptions: number, pairs: ItmPairs): number {
+  const s = Array.from(pairs.caption, (_, k) => ({ x: pairScore(i2t, numCaptions, pairs, k), y: pairs.matched[k] })).sort((a, b) => a.x - b.x);
+  // a threshold between s[k] and s[k + 1]: the first k + 1 say "no", the rest "yes"
   let pos = s.reduce((a, e) => a + e.y, 0);
   let neg = 0;
   let best = pos, bestT = s.length ? s[0].x - 1 : 0;
