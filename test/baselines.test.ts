@@ -15,7 +15,7 @@ const world = join(root, "world");
 const worldReady = generateWorld({ images: 300, seed: 11, out: world, size: 64 });
 
 const FRACTIONS = ["itm_acc", "itm_chance", "itm_acc_val", "itm_chance_val"];
-const ZS = ["ir_r1", "ir_r5", "ir_r10", "tr_r1", "tr_r5", "tr_r10", "chance_r1", "chance_r5", "chance_r10", "chance_tr_r1", "chance_tr_r5", "chance_tr_r10"].map((k) => `zs_${k}`);
+const ZS = ["ir_r1", "ir_r5", "ir_r10", "tr_r1", "tr_r5", "tr_r10", "chance_r1", "chance_r5", "chance_r10", "chance_tr_r1", "chance_tr_r5", "chance_tr_r10", "r_mean", "chance_r_mean"].map((k) => `zs_${k}`);
 
 function readMetrics(dir: string): Record<string, number> {
   return JSON.parse(readFileSync(join(dir, "metrics.json"), "utf8"));

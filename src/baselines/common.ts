@@ -158,7 +158,8 @@ export function itmChance(pairs: { matched: Uint8Array }): number {
 /**
  * Zero-shot retrieval metrics (R@1/5/10 of IR and TR, "average" tie rule) of an [images x captions]
  * score matrix, keys prefixed (`zs_ir_r1`, ...), with the chance levels: `<prefix>chance_r{K}` for IR
- * (K / images) and `<prefix>chance_tr_r{K}` for TR (5 captions per image).
+ * (K / images) and `<prefix>chance_tr_r{K}` for TR (5 captions per image); `<prefix>r_mean` is the mean
+ * of the six R@K and `<prefix>chance_r_mean` its chance level.
  */
 export function zeroShotMetrics(prefix: string, i2t: Float32Array, set: EvalSet): Record<string, number> {
   const ni = set.images.length, nt = set.captions.length;
@@ -169,10 +170,15 @@ export function zeroShotMetrics(prefix: string, i2t: Float32Array, set: EvalSet)
     out[`${prefix}ir_r${k}`] = m[`ir_r${k}`];
     out[`${prefix}tr_r${k}`] = m[`tr_r${k}`];
   }
+  let chanceSum = 0;
   for (const k of [1, 5, 10]) {
     out[`${prefix}chance_r${k}`] = chanceRecall(ni, 1, k);
     out[`${prefix}chance_tr_r${k}`] = chanceRecall(nt, Math.round(perImage), k);
+    chanceSum += out[`${prefix}chance_r${k}`] + out[`${prefix}chance_tr_r${k}`];
   }
+  // the mean of the six R@K (experiments/RESULTS.md's "retrieval" columns, there in percent)
+  out[`${prefix}r_mean`] = m.r_mean;
+  out[`${prefix}chance_r_mean`] = chanceSum / 6;
   return out;
 }
 
@@ -204,6 +210,7 @@ export function metricRows(m: Record<string, number>): [string, number, number |
     for (const d of ["ir", "tr"]) {
       for (const k of [1, 5, 10]) rows.push([`${p}${d}_r${k}`, m[`${p}${d}_r${k}`], d === "ir" ? m[`${p}chance_r${k}`] : m[`${p}chance_tr_r${k}`]]);
     }
+    rows.push([`${p}r_mean`, m[`${p}r_mean`], m[`${p}chance_r_mean`]]);
   }
   return rows;
 }
