@@ -20,6 +20,8 @@ commands:
   eval <task>                evaluate a fine-tuned (or, for retrieval, pre-trained) run --checkpoint DIR
   index build                embed images (and a dataset's captions) into a search index
       --checkpoint RUN --images FOLDER|DATASET --out DIR [--dtype float32|float16]
+  baseline <bow|linear>      train and evaluate a simple baseline on a world's train split (writes metrics.json)
+      --world DIR [--steps N] [--seed S] [--out RUN_DIR]
   serve --checkpoint RUN     HTTP API + web app [--vqa RUN] [--index DIR] [--runs DIR] [--port N]
   info                       libtorch build, threads, BLAS speed
 
@@ -33,6 +35,7 @@ const commands: Record<string, Command> = {
   pretrain: async (argv) => (await import("./pretrain.ts")).main(argv),
   finetune: async (argv) => (await import("./finetune.ts")).finetuneMain(argv),
   eval: async (argv) => (await import("./finetune.ts")).evalMain(argv),
+  baseline: async (argv) => (await import("./baseline.ts")).main(argv),
   index: async (argv) => (await import("./index-build.ts")).main(argv),
   serve: async (argv) => (await import("./serve.ts")).main(argv),
   info: async () => {

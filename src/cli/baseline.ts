@@ -1,0 +1,78 @@
+// `vlp baseline <bow|linear> --world DIR [--steps N] [--seed S] [--out RUN_DIR]`: train a simple
+// baseline on a world's train split, evaluate it on held-out captions and write `metrics.json`
+// (see src/baselines/ and README "Baselines").
+import { parseArgs } from "node:util";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const HELP = `usage: vlp baseline <bow|linear> --world DIR [--steps N] [--seed S] [--out RUN_DIR]
+  bow     bag-of-words x mean region feature, bilinear score (ITM BCE + in-batch contrastive)
+  linear  dual encoder: linear patch projection + mean pooling, bag of words; in-batch ITC
+options: [--batch-size B] [--lr LR] [--dim D] [--loss itm|itc|itm+itc (bow)] [--box-hidden H (bow)]
+         [--log-every N] [--quiet]
+writes RUN_DIR/metrics.json (default runs/baseline-<kind>-seed<S>) and prints the metrics with chance levels`;
+
+export async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      world: { type: "string" },
+      steps: { type: "string" },
+      seed: { type: "string", default: "0" },
+      out: { type: "string" },
+      "batch-size": { type: "string" },
+      lr: { type: "string" },
+      dim: { type: "string" },
+      loss: { type: "string" },
+      "box-hidden": { type: "string" },
+      "log-every": { type: "string" },
+      quiet: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(HELP);
+    return;
+  }
+  const kind = positionals[0];
+  if (kind !== "bow" && kind !== "linear") throw new Error(`expected "bow" or "linear", got "${kind ?? ""}"\n${HELP}`);
+  if (positionals.length > 1) throw new Error(`unexpected argument "${positionals[1]}"`);
+  if (!values.world) throw new Error("--world DIR is required");
+  const num = (v: string | undefined, flag: string, integer = true): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) throw new Error(`${flag}: expected a non-negative ${integer ? "integer" : "number"}, got "${v}"`);
+    return n;
+  };
+  const seed = num(values.seed, "--seed")!;
+  const common = {
+    world: values.world,
+    seed,
+    steps: num(values.steps, "--steps"),
+    batchSize: num(values["batch-size"], "--batch-size"),
+    lr: num(values.lr, "--lr", false),
+    dim: num(values.dim, "--dim"),
+    logEvery: num(values["log-every"], "--log-every") ?? (values.quiet ? 0 : 250),
+  };
+  const defined = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+  let run;
+  if (kind === "bow") {
+    const loss = values.loss;
+    if (loss !== undefined && loss !== "itm" && loss !== "itc" && loss !== "itm+itc") throw new Error(`--loss: expected itm, itc or itm+itc, got "${loss}"`);
+    const { runBow } = await import("../baselines/bow.ts");
+    run = await runBow({ ...defined(common), world: values.world, ...defined({ loss, boxHidden: num(values["box-hidden"], "--box-hidden") }) });
+  } else {
+    if (values.loss !== undefined || values["box-hidden"] !== undefined) throw new Error("--loss and --box-hidden are bow options");
+    const { runLinear } = await import("../baselines/linear.ts");
+    run = await runLinear({ ...defined(common), world: values.world });
+  }
+  const out = values.out ?? join("runs", `baseline-${kind}-seed${seed}`);
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, "metrics.json"), JSON.stringify(run.metrics, null, 2) + "\n");
+  const { formatTable, metricRows } = await import("../baselines/common.ts");
+  console.log(run.description);
+  console.log(formatTable(`baseline ${kind} (${run.metrics.steps} steps, ${run.metrics.seconds.toFixed(1)} s)`, metricRows(run.metrics)));
+  console.log(`wrote ${join(out, "metrics.json")}`);
+}
