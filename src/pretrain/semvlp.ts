@@ -24,7 +24,7 @@ export function semvlpInputs(batch: Record<string, Tensor>, generator: Generator
 }
 
 export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: Stage[] } {
-  const s = { singleRatio: 0.5, losses: SEMVLP_LOSSES, visualWeighting: "mask" as const, qa: true, itmSources: undefined as string[] | undefined, ...(r.semvlp ?? {}) };
+  const s = { singleRatio: 0.5, losses: SEMVLP_LOSSES, visualWeighting: "mask" as const, qa: true, itmSources: undefined as string[] | undefined, textSources: ["mscoco", "vqa", "gqa"], ...(r.semvlp ?? {}) };
   if (s.singleRatio < 0 || s.singleRatio > 1) throw new Error(`recipe.semvlp.singleRatio: a fraction in [0, 1], got ${s.singleRatio}`);
   const w = r.data.world;
   const answers = worldFile(w, "vqa/trainval_ans2label.json");
@@ -36,7 +36,7 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
   const vocab = mlmVocab(config.vocabSize);
   // LXMERT's pre-training data: captions plus VQA/GQA questions, with 50% random ITM negatives
   const spec = (split: string) => regionTextSpec({
-    examples: [{ path: worldFile(w, `lxmert/mscoco_${split}.json`), sources: ["mscoco", "vqa", "gqa"] }],
+    examples: [{ path: worldFile(w, `lxmert/mscoco_${split}.json`), sources: s.textSources }],
     regions: r.data.regions ?? worldFile(w, "features/obj36.tsv"),
     maxTextLen: 20,
     maxBoxes: 36,
