@@ -5,7 +5,7 @@
 // Why: OpenBLAS 0.3.21 (Debian 12) picks its kernels from the CPU's family/model. A CPU it does not
 // know (e.g. Intel Xeon family 6 model 207, with AVX-512 and AMX) gets the generic "Prescott"
 // kernels: float32 matmul at ~15 GFLOP/s instead of 115-146 with OPENBLAS_CORETYPE=SkylakeX.
-import { readFileSync, existsSync, mkdirSync, writeFileSync, realpathSync, statSync } from "node:fs";
+import { readFileSync, existsSync, mkdirSync, writeFileSync, renameSync, realpathSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, dirname } from "node:path";
 import { spawnSync } from "node:child_process";
@@ -215,7 +215,9 @@ export function configureBlas(addonPath: string): BlasConfig {
     cache[key] = entry;
     try {
       mkdirSync(dirname(file), { recursive: true });
-      writeFileSync(file, JSON.stringify(cache, null, 1));
+      const tmp = `${file}.${process.pid}`; // atomic: processes starting together (distributed ranks) may write at once
+      writeFileSync(tmp, JSON.stringify(cache, null, 1));
+      renameSync(tmp, file);
     } catch {
       /* read-only home: probe again next time */
     }
