@@ -6,7 +6,12 @@
 //   (b) ms per training step (forward + backward + AdamW) of one BERT-base encoder layer: hidden 768,
 //       12 heads, FFN 3072, post-LN, erf-GELU, dropout 0.1, batch 16, seq 64 (target ratio <= 1.10)
 //
-//   node --import tsx bench/engine.ts [--mm-rounds 40] [--reps 3] [--rounds 10] [--steps 2] [--threads N] [--only matmul|layer]
+//   (c) each in float32 and under bfloat16 autocast (--precision fp32,bf16): vlpkit's autocast() vs
+//       torch.autocast("cpu", dtype=torch.bfloat16), forward + loss under autocast, backward and AdamW
+//       outside; every figure also as a fraction of the CPU's peak (cores x clock x FLOP/cycle from
+//       its flags, src/engine/cpu.ts; bf16 peak: AMX 1024, AVX512-BF16 2x float32 FLOP/cycle)
+//
+//   node --import tsx bench/engine.ts [--mm-rounds 40] [--reps 3] [--rounds 10] [--steps 2] [--threads N] [--only matmul|layer] [--precision fp32,bf16]
 //
 // On a busy machine wall-clock times are noisy: the alternation exposes both engines to the same
 // load, and the CPU time per layer step (all threads, from process.cpuUsage / time.process_time) is
@@ -19,6 +24,9 @@ import path from "node:path";
 import { Tensor, Generator, randn, zeros, noGrad, getNumThreads, setNumThreads, liveTensors, buildInfo, call } from "../src/engine/tensor.ts";
 import { tidy } from "../src/engine/scope.ts";
 import * as F from "../src/engine/functional.ts";
+import { autocast } from "../src/engine/precision.ts";
+import { native, blasConfig } from "../src/engine/native.ts";
+import { cpuInfo, peakGflops } from "../src/engine/cpu.ts";
 import { Module, Linear, LayerNorm, Dropout } from "../src/engine/nn.ts";
 
 const PYTHON = process.env.VLP_TORCH_PYTHON ?? "/usr/bin/python3";
@@ -32,6 +40,7 @@ const MM_ROUNDS = Number(arg("mm-rounds", "40"));
 const REPS = Number(arg("reps", "3"));
 const STEPS = Number(arg("steps", "2"));
 const ONLY = arg("only", "");
+const PRECS = arg("precision", "fp32,bf16").split(",") as ("fp32" | "bf16")[];
 if (arg("threads", "")) setNumThreads(Number(arg("threads", "")));
 const THREADS = getNumThreads();
 
@@ -81,7 +90,8 @@ for line in sys.stdin:
         a, b = st["a"], st["b"]
         ts = []
         for _ in range(c["reps"]):
-            t0 = time.perf_counter(); y = torch.mm(a, b); ts.append(time.perf_counter() - t0); del y
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.get("bf16", False)):
+                t0 = time.perf_counter(); y = torch.mm(a, b); ts.append(time.perf_counter() - t0); del y
         out = {"times": ts}
     elif op == "layer_setup":
         layer = Layer(c["hidden"], c["heads"], c["ffn"], c["dropout"]); layer.train()
@@ -95,8 +105,9 @@ for line in sys.stdin:
         ts, cpu = [], []
         for _ in range(c["steps"]):
             t0 = time.perf_counter(); c0 = time.process_time()
-            y = layer(x, mask)
-            loss = y.pow(2).mean()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.get("bf16", False)):
+                y = layer(x, mask)
+                loss = y.pow(2).mean()
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -211,17 +222,28 @@ function timeIt(fn: () => void): number {
 
 // ---- main -------------------------------------------------------------------------------------------------------
 
+const PEAK = peakGflops(cpuInfo(), THREADS);
+const pct = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(0)}%` : "?");
+/** Throughputs (vlpkit, PyTorch) by "benchmark|precision", for the speed-up table. */
+const speed: Record<string, [number, number]> = {};
+
 async function main(): Promise<void> {
   const info = buildInfo();
   console.log(`# vlpkit engine bench: libtorch ${info.torchVersion}, ${THREADS} thread(s) in both engines, OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? "(default)"} (inherited by PyTorch); medians`);
+  const cpu = cpuInfo();
+  const has = (f: string) => (cpu?.flags.has(f) ? "yes" : "no");
+  console.log(`# CPU: ${cpu?.modelName ?? "?"} (${cpu?.vendor} family ${cpu?.family} model ${cpu?.model}); AVX-512 ${has("avx512f")}, AVX512-BF16 ${has("avx512_bf16")}, AMX-BF16 ${has("amx_bf16")}`);
+  console.log(`# BLAS: OpenBLAS corename ${native.blasCorename?.() ?? "?"}; OPENBLAS_CORETYPE ${process.env.OPENBLAS_CORETYPE ?? "unset"} (${blasConfig.source}; inherited by PyTorch)`);
+  console.log(`# peak (${THREADS} cores x ${PEAK.ghz.toFixed(2)} GHz, ${PEAK.clockSource}): float32 ${PEAK.fp32.toFixed(0)} GFLOP/s, bfloat16 ${PEAK.bf16.toFixed(0)} GFLOP/s`);
   const py = new PyEngine();
   const rows: string[][] = [];
   const gen = new Generator(0);
 
   if (ONLY === "" || ONLY === "matmul") {
     const shapes = (process.env.VLP_BENCH_SHAPES ?? "128x768x768,512x768x3072,2048x768x768").split(",").map((x) => x.split("x").map(Number));
-    for (const [M, K, N] of shapes) {
+    for (const [M, K, N] of shapes) for (const prec of PRECS) {
       const flop = 2 * M * K * N;
+      const bf16 = prec === "bf16";
       const a = tidy(() => randn([M, K], { generator: gen })).keep();
       const b = tidy(() => randn([K, N], { generator: gen })).keep();
       await py.send({ op: "mm_setup", m: M, k: K, n: N });
@@ -230,19 +252,19 @@ async function main(): Promise<void> {
       const runMine = () => {
         for (let r = 0; r < REPS; r++) {
           let y: Tensor | undefined;
-          mine.push(timeIt(() => (y = call<Tensor>("aten::mm", a, b))));
+          mine.push(timeIt(() => (y = bf16 ? autocast("bfloat16", () => call<Tensor>("aten::mm", a, b)) : call<Tensor>("aten::mm", a, b))));
           y!.dispose(); // freed outside the timed region, as Python's `del y`
         }
       };
       runMine(); // warm-up for both
-      await py.send({ op: "mm", reps: REPS });
+      await py.send({ op: "mm", reps: REPS, bf16 });
       mine.length = 0;
       for (let round = 0; round < MM_ROUNDS; round++) {
         if (round % 2 === 0) {
           runMine();
-          theirs.push(...(await py.send({ op: "mm", reps: REPS })).times);
+          theirs.push(...(await py.send({ op: "mm", reps: REPS, bf16 })).times);
         } else {
-          theirs.push(...(await py.send({ op: "mm", reps: REPS })).times);
+          theirs.push(...(await py.send({ op: "mm", reps: REPS, bf16 })).times);
           runMine();
         }
       }
@@ -250,13 +272,16 @@ async function main(): Promise<void> {
       b.dispose();
       const gMine = flop / median(mine) / 1e9;
       const gTheirs = flop / median(theirs) / 1e9;
-      rows.push([`matmul ${M}x${K}x${N}`, `${gMine.toFixed(1)} GFLOP/s`, `${gTheirs.toFixed(1)} GFLOP/s`, (gMine / gTheirs).toFixed(3), ">= 0.95", gMine / gTheirs >= 0.95 ? "yes" : "NO"]);
+      const pk = bf16 ? PEAK.bf16 : PEAK.fp32;
+      speed[`matmul ${M}x${K}x${N}|${prec}`] = [gMine, gTheirs];
+      rows.push([`matmul ${M}x${K}x${N}`, prec, `${gMine.toFixed(1)} GFLOP/s`, `${gTheirs.toFixed(1)} GFLOP/s`, (gMine / gTheirs).toFixed(3), pct(gMine / pk), pct(gTheirs / pk), ">= 0.95", gMine / gTheirs >= 0.95 ? "yes" : "NO"]);
       console.log(`# ${rows[rows.length - 1].join(" | ")}`);
     }
   }
 
   let adamNote = "";
-  if (ONLY === "" || ONLY === "layer") {
+  if (ONLY === "" || ONLY === "layer") for (const prec of PRECS) {
+    const bf16 = prec === "bf16";
     const cfg = { hidden: 768, heads: 12, ffn: 3072, dropout: 0.1, batch: 16, seq: 64 };
     const layer = new Layer(cfg.hidden, cfg.heads, cfg.ffn, cfg.dropout).train();
     const { opt, which } = await makeAdamW(layer.parameters());
@@ -267,8 +292,8 @@ async function main(): Promise<void> {
     let loss = 0;
     const stepMine = () => {
       loss = tidy(() => {
-        const y = layer.forward(x, mask);
-        const l = y.pow(2).mean();
+        // forward + loss under autocast (bf16), backward and the optimizer outside, as with torch.autocast
+        const l = bf16 ? autocast("bfloat16", () => layer.forward(x, mask).pow(2).mean()) : layer.forward(x, mask).pow(2).mean();
         l.backward();
         opt.step();
         opt.zeroGrad();
@@ -288,7 +313,7 @@ async function main(): Promise<void> {
       }
     };
     const runTheirs = async () => {
-      const r = await py.send({ op: "layer", steps: STEPS });
+      const r = await py.send({ op: "layer", steps: STEPS, bf16 });
       theirs.push(...r.times);
       theirsCpu.push(...r.cpu);
     };
@@ -308,10 +333,16 @@ async function main(): Promise<void> {
     if (liveTensors() !== live0) throw new Error(`the training step leaked ${liveTensors() - live0} tensors`);
     const msMine = median(mine) * 1000;
     const msTheirs = median(theirs) * 1000;
-    rows.push([`BERT-base layer train step (fwd+bwd+AdamW), batch ${cfg.batch}x${cfg.seq}`, `${msMine.toFixed(1)} ms`, `${msTheirs.toFixed(1)} ms`, (msMine / msTheirs).toFixed(3), "<= 1.10", msMine / msTheirs <= 1.1 ? "yes" : "NO"]);
+    // FLOP of a step: 3x the forward's matmuls (forward, and backward's two per matmul)
+    const tokens = cfg.batch * cfg.seq;
+    const stepFlop = 3 * (2 * tokens * (4 * cfg.hidden * cfg.hidden + 2 * cfg.hidden * cfg.ffn) + 2 * 2 * cfg.batch * cfg.seq * cfg.seq * cfg.hidden);
+    const pk = bf16 ? PEAK.bf16 : PEAK.fp32;
+    const frac = (ms: number) => pct(stepFlop / (ms / 1000) / 1e9 / pk);
+    speed[`layer|${prec}`] = [1 / msMine, 1 / msTheirs];
+    rows.push([`BERT-base layer train step (fwd+bwd+AdamW), batch ${cfg.batch}x${cfg.seq}`, prec, `${msMine.toFixed(1)} ms`, `${msTheirs.toFixed(1)} ms`, (msMine / msTheirs).toFixed(3), frac(msMine), frac(msTheirs), "<= 1.10", msMine / msTheirs <= 1.1 ? "yes" : "NO"]);
     const cpuMine = median(mineCpu) * 1000;
     const cpuTheirs = median(theirsCpu) * 1000;
-    rows.push([`same, CPU time per step (all threads)`, `${cpuMine.toFixed(1)} ms`, `${cpuTheirs.toFixed(1)} ms`, (cpuMine / cpuTheirs).toFixed(3), "(info)", ""]);
+    rows.push([`same, CPU time per step (all threads)`, prec, `${cpuMine.toFixed(1)} ms`, `${cpuTheirs.toFixed(1)} ms`, (cpuMine / cpuTheirs).toFixed(3), "", "", "(info)", ""]);
     console.log(`# ${rows[rows.length - 2].join(" | ")} (params ${layer.numParameters()} vs ${pyParams}; last loss ${loss.toFixed(4)}; CPU ${cpuMine.toFixed(1)} vs ${cpuTheirs.toFixed(1)} ms)`);
     x.dispose();
     mask.dispose();
@@ -321,9 +352,20 @@ async function main(): Promise<void> {
   await py.close();
 
   console.log("");
-  console.log("| benchmark | vlpkit | PyTorch 1.13 | ratio | target | met |");
-  console.log("| --- | ---: | ---: | ---: | --- | --- |");
+  console.log("| benchmark | precision | vlpkit | PyTorch 1.13 | ratio | vlpkit % of peak | PyTorch % of peak | target | met |");
+  console.log("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |");
   for (const r of rows) console.log(`| ${r.join(" | ")} |`);
+  const ups = Object.keys(speed).filter((k) => k.endsWith("|bf16") && speed[k.replace("|bf16", "|fp32")]);
+  if (ups.length) {
+    console.log("");
+    console.log("| benchmark | vlpkit bf16 over vlpkit fp32 | PyTorch bf16 over PyTorch fp32 | vlpkit bf16 over PyTorch fp32 |");
+    console.log("| --- | ---: | ---: | ---: |");
+    for (const k of ups) {
+      const [mb, tb] = speed[k];
+      const [mf, tf] = speed[k.replace("|bf16", "|fp32")];
+      console.log(`| ${k.replace("|bf16", "")} | ${(mb / mf).toFixed(2)}x | ${(tb / tf).toFixed(2)}x | ${(mb / tf).toFixed(2)}x |`);
+    }
+  }
   console.log("");
   console.log(`threads: ${THREADS} (both engines); matmul: median of ${MM_ROUNDS}x${REPS} timed calls each; layer: median of ${ROUNDS}x${STEPS} steps each; ratio = vlpkit/PyTorch throughput for matmul, time for the layer.`);
   if (adamNote) console.log(`optimizer: vlpkit ${adamNote}; PyTorch torch.optim.AdamW (lr 1e-4, weight decay 0.01).`);

@@ -17,7 +17,7 @@
   "targets": [
     {
       "target_name": "vlpkit",
-      "sources": ["src/addon.cc", "src/tensor.cc", "src/dispatch.cc", "src/autograd.cc", "src/dist.cc"],
+      "sources": ["src/addon.cc", "src/tensor.cc", "src/dispatch.cc", "src/autograd.cc", "src/dist.cc", "src/precision.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_CPP_EXCEPTIONS", "NAPI_VERSION=8"],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],

@@ -34,6 +34,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   initDispatch(env, exports);
   initAutograd(env, exports);
   initDist(env, exports);
+  initPrecision(env, exports);
   return exports;
 }
 

@@ -38,6 +38,7 @@ void initTensor(Napi::Env env, Napi::Object exports);
 void initDispatch(Napi::Env env, Napi::Object exports);
 void initAutograd(Napi::Env env, Napi::Object exports);
 void initDist(Napi::Env env, Napi::Object exports);
+void initPrecision(Napi::Env env, Napi::Object exports);
 
 // Every entry point runs its body through guard(): libtorch errors become JS Errors carrying
 // libtorch's message (an uncaught c10::Error would abort the whole process).

@@ -154,6 +154,7 @@ export async function main(argv: string[]): Promise<void> {
       checkpointEvery: recipe!.train.checkpointEvery,
       evalEvery: recipe!.train.evalEvery,
       workers: recipe!.train.workers,
+      precision: recipe!.train.precision,
       resume: !!values.resume,
       quiet,
       dist,

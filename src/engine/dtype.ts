@@ -46,3 +46,29 @@ export function dtypeOfArray(a: ArrayBufferView): DType {
   if (a instanceof Uint8Array) return "uint8";
   throw new Error(`cannot infer a dtype from ${a.constructor.name}`);
 }
+
+// ---- training precision (src/engine/precision.ts runs it; these are pure, for recipe validation) ----
+/** Training precision: float32 everywhere, or autocast to bfloat16 (CPU, CUDA) / float16 (CUDA only). */
+export type Precision = "fp32" | "bf16" | "fp16";
+export const PRECISIONS: readonly Precision[] = ["fp32", "bf16", "fp16"];
+export type AutocastDType = "bfloat16" | "float16";
+export type AutocastDevice = "cpu" | "cuda";
+export const deviceType = (device: string): AutocastDevice => (device.startsWith("cuda") ? "cuda" : "cpu");
+
+/** The autocast dtype of a precision on a device (null: float32, no autocast); throws for fp16 on the CPU. */
+export function precisionDtype(precision: Precision, device = "cpu"): AutocastDType | null {
+  switch (precision) {
+    case "fp32":
+      return null;
+    case "bf16":
+      return "bfloat16";
+    case "fp16":
+      if (deviceType(device) !== "cuda") {
+        throw new Error(`precision "fp16" needs a CUDA device (float16 autocast is CUDA-only; on ${device} use "bf16")`);
+      }
+      return "float16";
+    default:
+      throw new Error(`unknown precision ${JSON.stringify(precision)} (expected "fp32", "bf16" or "fp16")`);
+  }
+}
+

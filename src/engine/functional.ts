@@ -1,6 +1,7 @@
 // Functional ops and losses (torch.nn.functional), as calls of the ATen operators.
 import { call, Tensor, reductionCode, type Reduction, type Generator } from "./tensor.ts";
 import { noGrad } from "./tensor.ts";
+import { autocastOpen } from "./precision.ts";
 
 export const softmax = (x: Tensor, dim: number): Tensor => x.softmax(dim);
 export const logSoftmax = (x: Tensor, dim: number): Tensor => x.logSoftmax(dim);
@@ -13,7 +14,14 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   return call("aten::linear", x, weight, bias ?? undefined);
 }
 
+/**
+ * Layer normalization. Under autocast a reduced-precision input (e.g. a bfloat16 linear output) is
+ * normalized in float32 and gives float32: PyTorch 1.13's CPU autocast has no rule for layer_norm
+ * and its kernel then fails on a bfloat16 input with float32 weights ("expected scalar type
+ * BFloat16 but found Float"); later PyTorch versions autocast layer_norm to float32.
+ */
 export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+  if (autocastOpen() && weight && x.dtype !== weight.dtype) x = x.to(weight.dtype);
   return call("aten::layer_norm", x, normalizedShape, weight ?? undefined, bias ?? undefined, eps, true);
 }
 

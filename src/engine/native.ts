@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import { availableParallelism } from "node:os";
 import { isMainThread } from "node:worker_threads";
+import { configureBlas, type BlasConfig } from "./cpu.ts";
 
 export interface NativeTensor {
   dispose(): void;
@@ -45,6 +46,14 @@ export interface Addon {
   setRngState(state: NativeTensor, gen?: NativeGenerator): void;
   buildInfo(): { torchVersion: string; cuda: boolean; cudaAvailable: boolean; cudaDeviceCount: number; parallelInfo: string };
   hasGloo: boolean;
+  /** Autocast state of this thread for "cpu" or "cuda": [enabled, dtype code]. */
+  autocastState?: (device: string) => [boolean, number];
+  setAutocast?: (device: string, enabled: boolean, dtype: number) => void;
+  autocastIncrementNesting?: () => number;
+  /** Decrements the nesting level; at 0 the cache of casted weights is cleared. */
+  autocastDecrementNesting?: () => number;
+  /** openblas_get_corename() of the libblas in this process (null: not OpenBLAS). */
+  blasCorename?: () => string | null;
   [key: string]: unknown;
 }
 
@@ -56,6 +65,11 @@ export const addonPath = process.env.VLPKIT_ADDON ?? join(here, "..", "..", "nat
 // 5x slower with 2 spinning threads than with 1. Passive waiting avoids that; it must be set before
 // libgomp is loaded with the addon. An explicit OMP_WAIT_POLICY wins.
 process.env.OMP_WAIT_POLICY ??= "PASSIVE";
+
+// The right BLAS kernels on every CPU: OpenBLAS reads OPENBLAS_CORETYPE once, when libtorch loads
+// it, so the decision (src/engine/cpu.ts) is made here, before the addon is required. Worker threads
+// share the process's already-loaded library.
+export const blasConfig: BlasConfig = isMainThread ? configureBlas(addonPath) : { source: "skipped", note: "worker thread" };
 
 function load(): Addon {
   if (!existsSync(addonPath)) {

@@ -2,6 +2,7 @@
 // strategy settings). Unknown keys and wrong types are rejected naming the offending key.
 import { readFileSync, existsSync } from "node:fs";
 import { resolve } from "node:path";
+import { precisionDtype, PRECISIONS, type Precision } from "../engine/dtype.ts";
 
 export interface TrainSection {
   seed: number;
@@ -18,6 +19,11 @@ export interface TrainSection {
   evalEvery: number;
   workers: number;
   weightDecay: number;
+  /**
+   * "fp32" (default) or "bf16": forward and loss under libtorch's autocast to bfloat16 (weights,
+   * gradients, optimizer state and checkpoints stay float32). "fp16" is CUDA-only.
+   */
+  precision: Precision;
 }
 
 export interface Recipe {
@@ -36,14 +42,14 @@ export interface Recipe {
   vlmo?: Record<string, unknown>;
 }
 
-const TRAIN_DEFAULTS: TrainSection = { seed: 0, batchSize: 32, lr: 1e-4, warmup: 0.05, clip: 1, accumulate: 1, checkpointEvery: 0, evalEvery: 0, workers: 1, weightDecay: 0.01 };
+const TRAIN_DEFAULTS: TrainSection = { seed: 0, batchSize: 32, lr: 1e-4, warmup: 0.05, clip: 1, accumulate: 1, checkpointEvery: 0, evalEvery: 0, workers: 1, weightDecay: 0.01, precision: "fp32" };
 
 type Shape = "number" | "string" | "boolean" | "object" | "string[]" | "any";
 const SCHEMA: Record<string, Record<string, Shape>> = {
   "": { method: "string", description: "string", model: "object", data: "object", train: "object", semvlp: "object", msp: "object", vlmo: "object", $schema: "string" },
   model: { preset: "string", overrides: "object" },
   data: { world: "string", regions: "string", karpathy: "string" },
-  train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", evalEvery: "number", workers: "number", weightDecay: "number" },
+  train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", evalEvery: "number", workers: "number", weightDecay: "number", precision: "string" },
   semvlp: { singleRatio: "number", losses: "object", visualWeighting: "string", qa: "boolean", itmSources: "string[]", textSources: "string[]" },
   msp: { order: "string[]", joint: "boolean", stages: "object", visualWeighting: "string", lossesOnMismatched: "boolean" },
   vlmo: { stages: "object", itmHardNegatives: "boolean", mlmWeight: "number", standard: "boolean", order: "string[]" },
@@ -77,7 +83,18 @@ export function validateRecipe(r: unknown, where = "recipe"): Recipe {
   for (const k of ["batchSize", "accumulate"] as const) if (!Number.isInteger(t[k]) || t[k] < 1) throw new Error(`${where}.train.${k}: expected a positive integer, got ${t[k]}`);
   if (!(t.lr > 0)) throw new Error(`${where}.train.lr: expected a positive number, got ${t.lr}`);
   if (t.warmup < 0 || t.warmup > 1) throw new Error(`${where}.train.warmup: a fraction in [0, 1], got ${t.warmup}`);
+  checkPrecision(t.precision, `${where}.train.precision`);
   return rec;
+}
+
+/** Checks a recipe's train.precision for the device vlpkit trains on (the CPU: fp16 is refused). */
+export function checkPrecision(p: unknown, key: string, device = "cpu"): void {
+  if (!PRECISIONS.includes(p as Precision)) throw new Error(`${key}: expected "fp32", "bf16" or "fp16", got ${JSON.stringify(p)}`);
+  try {
+    precisionDtype(p as Precision, device);
+  } catch (e) {
+    throw new Error(`${key}: ${(e as Error).message}`);
+  }
 }
 
 /** Apply `--set a.b.c=value` overrides (value parsed as JSON when it parses, else a string). */

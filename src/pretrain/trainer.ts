@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { tidy, noGrad, Generator, manualSeed, type Tensor, type Module } from "../engine/index.ts";
 import { AdamW, paramGroupsNoDecay } from "../engine/optim.ts";
 import { makeSchedule, type ScheduleConfig } from "../engine/schedule.ts";
+import { withPrecision, precisionDtype, type Precision } from "../engine/precision.ts";
 import { clipGradNorm } from "../engine/grad.ts";
 import { saveCheckpoint, loadCheckpoint, latestCheckpoint, checkpointDir, saveStateDict, readTrainerState } from "../engine/checkpoint.ts";
 import { Loader, toTensors, type BuilderSpec, type HostBatch, type LoaderPosition } from "../data/loader.ts";
@@ -83,6 +84,12 @@ export interface TrainOptions {
   dist?: Dist;
   /** How gradients are averaged with `dist` (src/engine/ddp.ts). */
   ddp?: DDPOptions;
+  /**
+   * "bf16": each source's step (forward and loss) and the evaluation run under libtorch's autocast
+   * to bfloat16; backward, clipping and the optimizer run outside it, on float32 weights and
+   * gradients. Default "fp32".
+   */
+  precision?: Precision;
 }
 
 // ---- data-parallel hooks (o.dist) ------------------------------------------------------------
@@ -133,7 +140,7 @@ async function evaluate(model: Module, stage: Stage, o: TrainOptions, step: numb
       for (let i = 0; i < n; i++) {
         const host = await loader.next();
         const m = tidy(() => noGrad(() => {
-          const r = src.step(toTensors(host), host.meta, { rng: new Rng(1000 + i), generator: g, step, dist });
+          const r = withPrecision(o.precision, () => src.step(toTensors(host), host.meta, { rng: new Rng(1000 + i), generator: g, step, dist }));
           return { loss: r.loss.item(), ...r.metrics };
         }));
         for (const [k, v] of Object.entries(m)) sums[k] = (sums[k] ?? 0) + v / n;
@@ -151,6 +158,7 @@ async function evaluate(model: Module, stage: Stage, o: TrainOptions, step: numb
 /** Trains `model` through `stages`; returns the final metrics of each stage (averaged over its last steps). */
 export async function train(model: Module, stages: Stage[], o: TrainOptions): Promise<Record<string, Record<string, number>>> {
   const dist = distOf(o);
+  precisionDtype(o.precision ?? "fp32"); // fp16 on the CPU fails here, before any work
   const main = !dist || dist.isMain; // the rank that owns the run directory
   if (!main) o = { ...o, quiet: true };
   if (dist) {
@@ -234,7 +242,8 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
           const host = await loaders[k].next();
           const res = tidy(() => {
             const batch = toTensors(host);
-            const out = source.step(batch, host.meta, { rng, generator, step: global, dist });
+            // forward and loss under autocast (o.precision); backward outside it, as with torch.autocast
+            const out = withPrecision(o.precision, () => source.step(batch, host.meta, { rng, generator, step: global, dist }));
             const l = out.loss.item();
             if (!Number.isFinite(l)) return { l, metrics: out.metrics, tag: out.tag };
             if (ddp) ddp.backward(out.loss.div(accumulate));

@@ -563,6 +563,7 @@ export async function finetune(a: FinetuneArgs): Promise<Record<string, number>>
     checkpointEvery: r.train.checkpointEvery,
     evalEvery: r.train.evalEvery,
     workers: r.train.workers,
+    precision: r.train.precision,
     resume: a.resume,
     quiet: a.quiet,
   });
