@@ -55,6 +55,14 @@ export interface SemVLPConfig extends BertLikeConfig {
    * unimodal h_CLS and o_IMG. 0 (default, the paper): none.
    */
   itcDim?: number;
+  /** What the ITC embeddings read: "cls" (h_CLS / o_IMG) or "mean" (the masked mean of each unimodal sequence). */
+  itcPool?: "cls" | "mean";
+  /**
+   * What the pooler (ITM, QA, fine-tuning heads) reads: "cls" (the paper: h_CLS in single mode, o_IMG
+   * in two mode) or "mean" (vlpkit option: the masked mean of the same sequence, the joint one in
+   * single mode, O^L in two mode).
+   */
+  pool?: "cls" | "mean";
 }
 
 const SEMVLP_BASE: SemVLPConfig = {
@@ -82,6 +90,8 @@ const SEMVLP_BASE: SemVLPConfig = {
   taskObjPredict: true,
   taskQa: true,
   itcDim: 0,
+  itcPool: "cls",
+  pool: "cls",
 };
 
 export const SEMVLP_PRESETS = {
@@ -109,6 +119,13 @@ export type SemVLPMode = "single" | "two";
 /** Builds the cross-modal attention phi_C of block `layerIndex` (0-based, >= L_s). */
 export type CrossAttentionFactory = (c: SemVLPConfig, layerIndex: number) => CrossModalAttention;
 const defaultCross: CrossAttentionFactory = (c) => new BertCrossAttention(c, "self");
+
+/** Mean over the sequence of [B, S, h] where mask [B, S] is 1 (all positions when mask is null). */
+export function maskedMean(h: Tensor, mask: Tensor | null | undefined): Tensor {
+  if (!mask) return h.mean(1);
+  const w = mask.to(h.dtype).unsqueeze(-1);
+  return h.mul(w).sum(1).div(w.sum(1));
+}
 
 /** The shared blocks plus the image embedding. */
 export class SemVLPEncoder extends Module {
@@ -231,7 +248,8 @@ export class SemVLPModel extends Module {
     }
     const imageOutput = s.narrow(1, 0, nImg);
     const textOutput = s.narrow(1, nImg, len);
-    const out: SemVLPOutput = { mode: "single", textOutput, imageOutput, regionOutput: imageOutput.slice(1, 1), pooledOutput: this.pooler.forward(textOutput) };
+    const pooledOutput = this.config.pool === "mean" ? this.pooler.dense.forward(maskedMean(s, mask)).tanh() : this.pooler.forward(textOutput);
+    const out: SemVLPOutput = { mode: "single", textOutput, imageOutput, regionOutput: imageOutput.slice(1, 1), pooledOutput };
     if (o.outputHiddenStates) out.hiddenStates = hs;
     if (o.outputAttentions) out.attentions = at;
     return out;
@@ -284,7 +302,8 @@ export class SemVLPModel extends Module {
       iat.push(r.selfProbs);
       if (r.crossProbs) cat_.push(r.crossProbs);
     });
-    const out: SemVLPOutput = { mode: "two", textOutput: h, imageOutput: v, regionOutput: v.slice(1, 1), pooledOutput: this.pooler.forward(v) };
+    const pooledOutput = this.config.pool === "mean" ? this.pooler.dense.forward(maskedMean(v, this.imageMask(x))).tanh() : this.pooler.forward(v);
+    const out: SemVLPOutput = { mode: "two", textOutput: h, imageOutput: v, regionOutput: v.slice(1, 1), pooledOutput };
     if (o.outputHiddenStates) {
       out.textHiddenStates = ths;
       out.imageHiddenStates = ihs;
@@ -337,8 +356,12 @@ export class SemVLPForPreTraining extends Module {
   /** Unit-norm ITC embeddings of the unimodal h_CLS (text) and o_IMG (image); needs `itcDim`. */
   itcFeatures(x: SemVLPInputs): { text: Tensor; image: Tensor } {
     if (!this.itc_text_proj || !this.itc_image_proj) throw new Error("SemVLP: itcFeatures needs config.itcDim > 0");
-    const t = this.bert.encodeText(x).select(1, 0);
-    const v = this.bert.encodeImage(x).select(1, 0);
+    const ht = this.bert.encodeText(x);
+    const hv = this.bert.encodeImage(x);
+    const mean = maskedMean;
+    const vm = x.visualAttentionMask ? cat([ones([x.visualAttentionMask.size(0), 1], { dtype: x.visualAttentionMask.dtype }), x.visualAttentionMask], 1) : null;
+    const t = this.config.itcPool === "mean" ? mean(ht, x.attentionMask) : ht.select(1, 0);
+    const v = this.config.itcPool === "mean" ? mean(hv, vm) : hv.select(1, 0);
     return { text: F.normalize(this.itc_text_proj.forward(t), 2, -1), image: F.normalize(this.itc_image_proj.forward(v), 2, -1) };
   }
 

@@ -64,6 +64,12 @@ export interface VLMoConfig {
   useAbsPosEmb: boolean;
   /** Relative position bias (official base/large: true). */
   relativePositionBias: boolean;
+  /**
+   * What the ITC projections read: "cls" (the official [CLS] after the final norm) or "mean" (vlpkit,
+   * for models trained from scratch: the masked mean of the sequence, whose [CLS] carries almost
+   * nothing before attention has learned to gather, see README "Pre-training that learns").
+   */
+  itcPool?: "cls" | "mean";
   /** Layer scale init (0.1); null = no gamma_1/gamma_2. */
   layerScaleInit: number | null;
   qkvBias: boolean;
@@ -100,6 +106,7 @@ const BASE: VLMoConfig = {
   standard: false,
   useAbsPosEmb: false,
   relativePositionBias: true,
+  itcPool: "cls",
   layerScaleInit: 0.1,
   qkvBias: true,
   lnEps: 1e-6,
@@ -626,6 +633,14 @@ export class VLMoModel extends Module {
     return o.vlBranch ?? (this.itc_vl_text_proj !== null);
   }
 
+  /** The vector an ITC projection reads: [CLS] (official) or the masked mean of the sequence (config.itcPool). */
+  private itcRead(hidden: Tensor, mask: Tensor | null): Tensor {
+    if (this.config.itcPool !== "mean") return hidden.select(1, 0);
+    if (!mask) return hidden.mean(1);
+    const w = mask.to(hidden.dtype).unsqueeze(-1);
+    return hidden.mul(w).sum(1).div(w.sum(1));
+  }
+
   /** Text-only pass (L-FFN everywhere). ids [B, T] int64, mask [B, T] (1 = token, 0 = padding). */
   inferText(ids: Tensor, mask: Tensor | null, o: UnimodalOptions = {}): VLMoUnimodalOutput {
     const T = ids.size(1);
@@ -633,10 +648,10 @@ export class VLMoModel extends Module {
     const enc = this.encode(this.embedText(ids), "text", this.keyMask(mask), T, { ...o, vlBranch });
     const cls = enc.hidden.select(1, 0);
     const out: VLMoUnimodalOutput = { ...enc, cls };
-    if (this.itc_text_proj) out.itc = l2normalize(this.itc_text_proj.forward(cls));
+    if (this.itc_text_proj) out.itc = l2normalize(this.itc_text_proj.forward(this.itcRead(enc.hidden, mask)));
     if (enc.vlHidden) {
       out.vlCls = enc.vlHidden.select(1, 0);
-      if (this.itc_vl_text_proj) out.itcVl = l2normalize(this.itc_vl_text_proj.forward(out.vlCls));
+      if (this.itc_vl_text_proj) out.itcVl = l2normalize(this.itc_vl_text_proj.forward(this.itcRead(enc.vlHidden, mask)));
     }
     return out;
   }
@@ -647,10 +662,10 @@ export class VLMoModel extends Module {
     const enc = this.encode(this.embedImage(pixels, o.imageTokenType ?? 1), "image", null, 0, { ...o, vlBranch });
     const cls = enc.hidden.select(1, 0);
     const out: VLMoUnimodalOutput = { ...enc, cls };
-    if (this.itc_image_proj) out.itc = l2normalize(this.itc_image_proj.forward(cls));
+    if (this.itc_image_proj) out.itc = l2normalize(this.itc_image_proj.forward(this.itcRead(enc.hidden, null)));
     if (enc.vlHidden) {
       out.vlCls = enc.vlHidden.select(1, 0);
-      if (this.itc_vl_image_proj) out.itcVl = l2normalize(this.itc_vl_image_proj.forward(out.vlCls));
+      if (this.itc_vl_image_proj) out.itcVl = l2normalize(this.itc_vl_image_proj.forward(this.itcRead(enc.vlHidden, null)));
     }
     return out;
   }

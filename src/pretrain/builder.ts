@@ -27,6 +27,12 @@ export interface RegionTextArgs {
      * random image) stay with their own image and get -1 (no ITM loss). Default: every source.
      */
     sources?: string[];
+    /**
+     * Every ITM text twice in the batch, once with its own image and once with a negative (`prob` is
+     * then unused): a text's own contribution to the ITM gradient cancels within its pair, leaving the
+     * image-text interaction (the batch grows by the number of ITM texts).
+     */
+    paired?: boolean;
   };
   /** ans2label JSON: sample one answer per question for the pre-training QA loss. */
   answers?: string;
@@ -64,29 +70,37 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
     length: examples.length,
     build(indices: number[], step: number): HostBatch {
       const rng = stepRng(a.seed, step);
-      const b = indices.length;
       const L = a.maxTextLen;
       const N = a.maxBoxes;
-      const exs = indices.map((i) => examples[i]);
-      // ITM: which image each text is paired with
-      const useImg: string[] = [];
-      const matched = new Uint8Array(b);
-      const itmTarget = new BigInt64Array(b).fill(-1n);
-      exs.forEach((e, k) => {
+      const negativeFor = (e: PretrainExample): string => {
+        const pool = hardPool?.get(e.imgId) ?? [];
         let img = e.imgId;
-        const inItm = a.itm !== undefined && (!a.itm.sources || a.itm.sources.includes(e.source ?? ""));
-        if (a.itm && inItm && rng.next() < a.itm.prob) {
-          const pool = hardPool?.get(e.imgId) ?? [];
-          if (hardPool && pool.length > 0) img = pool[rng.int(pool.length)];
-          else if (!hardPool && imgIds.length > 1) {
-            do img = imgIds[rng.int(imgIds.length)];
-            while (img === e.imgId);
-          }
+        if (hardPool && pool.length > 0) img = pool[rng.int(pool.length)];
+        else if (!hardPool && imgIds.length > 1) {
+          do img = imgIds[rng.int(imgIds.length)];
+          while (img === e.imgId);
         }
-        useImg.push(img);
-        matched[k] = img === e.imgId ? 1 : 0;
-        if (inItm) itmTarget[k] = BigInt(matched[k]);
-      });
+        return img;
+      };
+      // ITM: which image each text is paired with; `paired`: each ITM text twice, with its image and with a negative
+      const rows: { e: PretrainExample; img: string; inItm: boolean }[] = [];
+      const twins: typeof rows = [];
+      for (const i of indices) {
+        const e = examples[i];
+        const inItm = a.itm !== undefined && (!a.itm.sources || a.itm.sources.includes(e.source ?? ""));
+        if (a.itm?.paired && inItm) {
+          rows.push({ e, img: e.imgId, inItm });
+          twins.push({ e, img: negativeFor(e), inItm });
+        } else {
+          rows.push({ e, img: a.itm && inItm && rng.next() < a.itm.prob ? negativeFor(e) : e.imgId, inItm });
+        }
+      }
+      rows.push(...twins);
+      const b = rows.length;
+      const exs = rows.map((r) => r.e);
+      const useImg = rows.map((r) => r.img);
+      const matched = Uint8Array.from(rows, (r) => (r.img === r.e.imgId ? 1 : 0));
+      const itmTarget = BigInt64Array.from(rows, (r, k) => (r.inItm ? BigInt(matched[k]) : -1n));
       // the image of each row as a key within the batch (rows that share an image share a key): ITC's positives
       const keyOf = new Map<string, number>();
       const imgKey = BigInt64Array.from(useImg, (id) => BigInt(keyOf.get(id) ?? keyOf.set(id, keyOf.size).get(id)!));

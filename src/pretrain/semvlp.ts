@@ -24,7 +24,7 @@ export function semvlpInputs(batch: Record<string, Tensor>, generator: Generator
 }
 
 export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: Stage[] } {
-  const s = { singleRatio: 0.5, losses: SEMVLP_LOSSES, visualWeighting: "mask" as const, qa: true, itmSources: undefined as string[] | undefined, textSources: ["mscoco", "vqa", "gqa"], ...(r.semvlp ?? {}) };
+  const s = { singleRatio: 0.5, losses: SEMVLP_LOSSES, visualWeighting: "mask" as const, qa: true, itmSources: undefined as string[] | undefined, textSources: ["mscoco", "vqa", "gqa"], itmPaired: false, ...(r.semvlp ?? {}) };
   if (s.singleRatio < 0 || s.singleRatio > 1) throw new Error(`recipe.semvlp.singleRatio: a fraction in [0, 1], got ${s.singleRatio}`);
   const w = r.data.world;
   const answers = worldFile(w, "vqa/trainval_ans2label.json");
@@ -41,7 +41,7 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
     maxTextLen: 20,
     maxBoxes: 36,
     seed: r.train.seed,
-    itm: { prob: 0.5, sources: s.itmSources },
+    itm: { prob: 0.5, sources: s.itmSources, paired: s.itmPaired },
     answers: s.qa ? answers : undefined,
   });
   const stage: Stage = {

@@ -1,0 +1,90 @@
+// What a pre-training run learned about image-text alignment, measured on a held-out split of the
+// world with no fine-tuning: ITM accuracy on balanced pairs of held-out captions (each caption with
+// its own image and with a random other image: chance 0.5), and zero-shot retrieval (SemVLP / LXMERT-S:
+// the ITM head on every pair; VLMo: the dual encoder's ITC similarities, its ITM head for the ITM
+// pairs). These are the numbers of `vlp demo`'s summary and of experiments/RESULTS.md.
+import { join, resolve } from "node:path";
+import { tidy, noGrad, tensor, type Tensor } from "../engine/index.ts";
+import { toTensors } from "../data/loader.ts";
+import { BertTokenizer } from "../text/tokenizer.ts";
+import type { VLMoModel } from "../models/vlmo.ts";
+import { readRunInfo } from "./checkpoint.ts";
+import { buildRetrievalModel, retrievalOptions, scoreAllPairs, scoreDual } from "./retrieval.ts";
+import { encodeTexts } from "./data.ts";
+import { evalSet, pixelArray, readRetrievalSplit, type EvalSet } from "./retrieval_data.ts";
+import { itmPairs, itmAccuracy, itmChance, zeroShotMetrics, type ItmPairs } from "./heldout.ts";
+
+export interface PretrainEvalOptions {
+  /** Held-out split of the world (default "test"). */
+  split?: string;
+  /** Keep the first N images of the split (e.g. the 100-image subset for fusion models). */
+  limit?: number;
+  /** Another world than the run's. */
+  world?: string;
+  quiet?: boolean;
+}
+
+/**
+ * `itm_acc` / `itm_chance` on the split's balanced caption pairs, and `zs_ir_r{1,5,10}`,
+ * `zs_tr_r{1,5,10}`, `zs_chance_r{1,5,10}` (IR chance K / images), `zs_chance_tr_r{K}`, `zs_r_mean`.
+ */
+export async function evaluatePretraining(run: string, o: PretrainEvalOptions = {}): Promise<Record<string, number>> {
+  const info = readRunInfo(run);
+  const world = resolve(o.world ?? info.world);
+  const split = o.split ?? "test";
+  const set = evalSet(readRetrievalSplit(world, split), o.limit);
+  const pairs = itmPairs(set);
+  const rm = await buildRetrievalModel(info.method, info.model, run, retrievalOptions(undefined));
+  try {
+    if (rm.kind === "fusion") {
+      const sc = await scoreAllPairs(rm.model, set, { regions: join(world, "features", "obj36.tsv"), maxTextLen: 20, maxBoxes: 36, batchSize: 500, quiet: o.quiet });
+      // the ITM head's logit difference: > 0 means "matched"
+      return { itm_acc: itmAccuracy(sc.i2t, set.captions.length, pairs), itm_chance: itmChance(pairs), ...zeroShotMetrics("zs_", sc.i2t, set), images: set.images.length, captions: set.captions.length };
+    }
+    const m = rm.model;
+    const sc = await scoreDual(m, set, { world, maxTextLen: m.config.maxTextLen, batchSize: 256, rerank: 0, quiet: o.quiet });
+    const out: Record<string, number> = { ...zeroShotMetrics("zs_", sc.i2t, set), images: set.images.length, captions: set.captions.length };
+    if (rm.hasItm) {
+      const itm = await vlmoPairScores(m, set, pairs, world);
+      // scores laid out as an [images x captions] matrix that holds only the pairs' cells
+      const nt = set.captions.length;
+      const mat = new Float32Array(set.images.length * nt);
+      for (let k = 0; k < pairs.caption.length; k++) mat[pairs.image[k] * nt + pairs.caption[k]] = itm[k];
+      out.itm_acc = itmAccuracy(mat, nt, pairs);
+      out.itm_chance = itmChance(pairs);
+    }
+    return out;
+  } finally {
+    rm.model.dispose();
+  }
+}
+
+/** VLMo's fusion ITM score (logit[1] - logit[0]) of each held-out pair. */
+async function vlmoPairScores(model: VLMoModel, set: EvalSet, pairs: ItmPairs, world: string): Promise<Float32Array> {
+  const S = model.config.imageSize;
+  const host = await pixelArray(join(world, "images"), set.images.map((im) => im.file), S);
+  const tok = BertTokenizer.load();
+  const out = new Float32Array(pairs.caption.length);
+  const was = model.training;
+  model.eval();
+  try {
+    tidy(() => noGrad(() => {
+      const px = toTensors({ arrays: { px: host }, meta: {} }).px;
+      const text = toTensors({ arrays: { ...encodeTexts(tok, set.captions.map((c) => c.text), model.config.maxTextLen) }, meta: {} });
+      const chunk = 128;
+      for (let s = 0; s < pairs.caption.length; s += chunk) {
+        tidy(() => {
+          const n = Math.min(chunk, pairs.caption.length - s);
+          const ci = tensor(Array.from(pairs.caption.subarray(s, s + n)), { dtype: "int64" });
+          const ii = tensor(Array.from(pairs.image.subarray(s, s + n)), { dtype: "int64" });
+          const f = model.inferFusion(text.input_ids.indexSelect(0, ci), text.attention_mask.indexSelect(0, ci), px.indexSelect(0, ii));
+          const l: Tensor = model.itmLogits(f);
+          out.set(l.select(1, 1).sub(l.select(1, 0)).data() as Float32Array, s);
+        });
+      }
+    }));
+  } finally {
+    model.train(was);
+  }
+  return out;
+}
