@@ -52,7 +52,7 @@ test("recipes: unknown keys and wrong types are rejected naming the key; --set o
   const r = recipe("semvlp", {}, ["train.lr=0.5", "semvlp.singleRatio=0.25"]);
   assert.equal(r.train.lr, 0.5);
   assert.equal(r.semvlp!.singleRatio, 0.25);
-  for (const f of ["semvlp-tiny", "msp-tiny", "vlmo-tiny", "semvlp-paper", "msp-paper", "vlmo-paper"]) {
+  for (const f of ["semvlp-tiny", "msp-tiny", "vlmo-tiny", "semvlp-small", "msp-small", "vlmo-small", "semvlp-paper", "msp-paper", "vlmo-paper"]) {
     validateRecipe(JSON.parse(readFileSync(new URL(`../recipes/${f}.json`, import.meta.url), "utf8")), f);
   }
 });

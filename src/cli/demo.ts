@@ -9,6 +9,7 @@ import { loadRecipe } from "../pretrain/recipe.ts";
 import { buildStrategy } from "./pretrain.ts";
 import { train } from "../pretrain/trainer.ts";
 import { manualSeed, getNumThreads } from "../engine/index.ts";
+import { vqaAccuracy } from "../tasks/metrics.ts";
 
 const RECIPES = ["semvlp-tiny", "msp-tiny", "vlmo-tiny"];
 
@@ -22,6 +23,7 @@ export async function main(argv: string[]): Promise<void> {
       recipes: { type: "string", default: RECIPES.join(",") },
       set: { type: "string", multiple: true, default: [] },
       downstream: { type: "boolean", default: true },
+      "finetune-set": { type: "string", multiple: true, default: [] },
     },
   });
   const world = resolve(values.world!);
@@ -56,36 +58,77 @@ export async function main(argv: string[]): Promise<void> {
   const head = ["recipe", "stage", "loss", "MLM acc", "ITM acc", "ITC i2t acc", "object acc", "QA acc"];
   console.log(`| ${head.join(" | ")} |\n|${head.map(() => "---").join("|")}|`);
   for (const r of rows) console.log(`| ${r.join(" | ")} |`);
-  if (values.downstream) await downstream(world, values.runs!, values.recipes!.split(","));
+  if (values.downstream) await downstream(world, values.runs!, values.recipes!.split(","), values["finetune-set"]!);
   console.log("\nChance levels: ITM 0.5 (SemVLP, MSP: half the pairs mismatched) or 0.667 majority (VLMo: 1 positive per 2 hard negatives); ITC 1/batch = 0.031; object labels 1/15 classes = 0.067; MLM 1/30522 uniform (the synthetic vocabulary has ~60 words: 0.017).");
 }
 
+/** VQA accuracy of always giving the most frequent train answer, on the test split (the official metric). */
+export function vqaMajority(world: string, split = "test"): number {
+  const read = (sp: string) => (JSON.parse(readFileSync(join(world, "vqa", `v2_synth_${sp}_annotations.json`), "utf8")) as { annotations: { multiple_choice_answer: string; answers: { answer: string }[] }[] }).annotations;
+  const counts = new Map<string, number>();
+  for (const a of read("train")) counts.set(a.multiple_choice_answer, (counts.get(a.multiple_choice_answer) ?? 0) + 1);
+  const top = [...counts].sort((a, b) => b[1] - a[1])[0][0];
+  const test = read(split);
+  return test.reduce((acc, a) => acc + vqaAccuracy(top, a.answers.map((x) => x.answer)), 0) / test.length;
+}
+
 /**
- * The downstream half of the main job: each pre-trained run fine-tuned on VQA (tiny recipe) and
- * evaluated on the test split and the held-out compositional split, plus zero-shot retrieval.
- * The VLMo VQA run is what `vlp serve --checkpoint runs/demo/vlmo-tiny --vqa runs/demo/vlmo-tiny-vqa` serves.
+ * The downstream half of the main job, per pre-trained run: what it learned about alignment on the
+ * held-out test split (ITM on balanced caption pairs; zero-shot retrieval, on a 100-image subset for
+ * the fusion models), then VQA fine-tuned from it and from scratch with the same recipe, on the test
+ * split and the held-out compositional split. Writes `<runs>/summary.json`.
  */
-async function downstream(world: string, runs: string, names: string[]): Promise<void> {
+async function downstream(world: string, runs: string, names: string[], sets: string[]): Promise<void> {
   const { loadTask, loadFinetuneRecipe } = await import("../tasks/task.ts");
+  const { evaluatePretraining } = await import("../tasks/pretrain_eval.ts");
+  const { runBow } = await import("../baselines/bow.ts");
   const recipesDir = new URL("../../recipes/finetune/", import.meta.url).pathname;
   const vqa = await loadTask("vqa");
-  const retrieval = await loadTask("retrieval");
-  const rows: string[][] = [];
+  const majority = vqaMajority(world);
+  const summary: Record<string, Record<string, number>> = {};
+  const images: Record<string, number> = {};
   const pct = (v: number | undefined) => (v === undefined ? "" : (100 * v).toFixed(1));
+  console.log("\n== baseline: bag-of-words x mean region feature (src/baselines/bow.ts)");
+  const bow = (await runBow({ world, seed: 0 })).metrics;
+  summary.baseline_bow = bow;
   for (const name of names) {
     const pre = join(runs, name);
-    console.log(`\n== ${name}: VQA fine-tuning, then evaluation; zero-shot retrieval`);
-    const out = join(runs, `${name}-vqa`);
-    const recipe = loadFinetuneRecipe(join(recipesDir, "vqa-tiny.json"), [`data.world=${world}`]);
-    await vqa.finetune({ recipe, from: pre, out, quiet: false });
-    const test = await vqa.evaluate({ checkpoint: out, split: "test", quiet: true });
-    const comp = await vqa.evaluate({ checkpoint: out, split: "test_comp", quiet: true });
-    const zs = await retrieval.evaluate({ checkpoint: pre, split: "test", quiet: true });
-    rows.push([name, pct(test.vqa_acc), pct(comp.vqa_acc), pct(zs.ir_r1), pct(zs.ir_r10), pct(zs.tr_r1), pct(zs.tr_r10)]);
+    const r = JSON.parse(readFileSync(join(pre, "recipe.json"), "utf8")) as { method: string; model: { preset: string; overrides?: Record<string, unknown> } };
+    console.log(`\n== ${name}: held-out alignment, then VQA fine-tuning from it and from scratch`);
+    const fusion = r.method !== "vlmo";
+    const align = await evaluatePretraining(pre, { split: "test", limit: fusion ? 100 : undefined, quiet: true });
+    const ft = (from: string | null, out: string) => vqa.finetune({
+      recipe: loadFinetuneRecipe(join(recipesDir, "vqa-tiny.json"), [`data.world=${world}`, `method=${r.method}`, `model=${JSON.stringify(r.model)}`, ...sets]),
+      from, out, quiet: false,
+    });
+    const outPre = join(runs, `${name}-vqa`), outScratch = join(runs, `${name}-vqa-scratch`);
+    await ft(pre, outPre);
+    await ft(null, outScratch);
+    const test = await vqa.evaluate({ checkpoint: outPre, split: "test", quiet: true });
+    const comp = await vqa.evaluate({ checkpoint: outPre, split: "test_comp", quiet: true });
+    const scratch = await vqa.evaluate({ checkpoint: outScratch, split: "test", quiet: true });
+    const m: Record<string, number> = {
+      itm_acc: align.itm_acc, itm_chance: align.itm_chance,
+      zs_ir_r1: align.zs_ir_r1, zs_ir_r10: align.zs_ir_r10, zs_tr_r1: align.zs_tr_r1, zs_tr_r10: align.zs_tr_r10,
+      zs_chance_r1: align.zs_chance_r1, zs_chance_r10: align.zs_chance_r10,
+      vqa_acc: test.vqa_acc, vqa_acc_comp: comp.vqa_acc, vqa_acc_scratch: scratch.vqa_acc, vqa_majority: majority,
+    };
+    if (!fusion) {
+      const last = readFileSync(join(pre, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, number>).filter((x) => x.val_itc_i2t_acc !== undefined).at(-1);
+      if (last) m.itc_i2t_acc = last.val_itc_i2t_acc;
+    }
+    summary[name] = m;
+    images[name] = align.images;
   }
-  console.log("\nDownstream (percent, world test split; comp = held-out compositional split):\n");
-  const head = ["pre-trained run", "VQA acc", "VQA acc comp", "ZS IR R@1", "ZS IR R@10", "ZS TR R@1", "ZS TR R@10"];
+  const file = join(runs, "summary.json");
+  writeFileSync(file, JSON.stringify(summary, null, 2) + "\n");
+  console.log("\nWhat the pre-trained models learned (percent; held-out test split of the world; chance and the bag-of-words baseline beside):\n");
+  const head = ["run", "ITM acc (chance)", "ZS IR R@1 (chance)", "ZS IR R@10 (chance)", "ZS TR R@1", "VQA from pre-trained", "VQA from scratch", "VQA comp", "VQA majority"];
   console.log(`| ${head.join(" | ")} |\n|${head.map(() => "---").join("|")}|`);
-  for (const r of rows) console.log(`| ${r.join(" | ")} |`);
-  console.log("\nChance levels: VQA always answering the most frequent answer scores 25.8% on the default world's test split; zero-shot IR R@K = K / (test images), i.e. 2% and 20% for R@1 and R@10 with 50 images; TR a little higher (5 captions per image).");
+  for (const name of names) {
+    const m = summary[name];
+    console.log(`| ${name} | ${pct(m.itm_acc)} (${pct(m.itm_chance)}) | ${pct(m.zs_ir_r1)} (${pct(m.zs_chance_r1)}, ${images[name]} images) | ${pct(m.zs_ir_r10)} (${pct(m.zs_chance_r10)}) | ${pct(m.zs_tr_r1)} | ${pct(m.vqa_acc)} | ${pct(m.vqa_acc_scratch)} | ${pct(m.vqa_acc_comp)} | ${pct(m.vqa_majority)} |`);
+  }
+  console.log(`| bag-of-words baseline | ${pct(bow.itm_acc)} (${pct(bow.itm_chance)}) | ${pct(bow.zs_ir_r1)} (${pct(bow.zs_chance_r1)}, all test images) | ${pct(bow.zs_ir_r10)} | ${pct(bow.zs_tr_r1)} | | | | |`);
+  console.log(`\nsummary: ${file}`);
 }

@@ -24,7 +24,7 @@ export function semvlpInputs(batch: Record<string, Tensor>, generator: Generator
 }
 
 export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: Stage[] } {
-  const s = { singleRatio: 0.5, losses: SEMVLP_LOSSES, visualWeighting: "mask" as const, qa: true, itmSources: undefined as string[] | undefined, textSources: ["mscoco", "vqa", "gqa"], itmPaired: false, ...(r.semvlp ?? {}) };
+  const s = { singleRatio: 0.5, losses: SEMVLP_LOSSES, visualWeighting: "mask" as const, qa: true, itmSources: undefined as string[] | undefined, textSources: ["mscoco", "vqa", "gqa"], itmPaired: false, textWarmup: undefined as { steps: number; lr?: number } | undefined, ...(r.semvlp ?? {}) };
   if (s.singleRatio < 0 || s.singleRatio > 1) throw new Error(`recipe.semvlp.singleRatio: a fraction in [0, 1], got ${s.singleRatio}`);
   const w = r.data.world;
   const answers = worldFile(w, "vqa/trainval_ans2label.json");
@@ -35,13 +35,13 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
   const model = new SemVLPForPreTraining(config);
   const vocab = mlmVocab(config.vocabSize);
   // LXMERT's pre-training data: captions plus VQA/GQA questions, with 50% random ITM negatives
-  const spec = (split: string) => regionTextSpec({
+  const spec = (split: string, withItm = true) => regionTextSpec({
     examples: [{ path: worldFile(w, `lxmert/mscoco_${split}.json`), sources: s.textSources }],
     regions: r.data.regions ?? worldFile(w, "features/obj36.tsv"),
     maxTextLen: 20,
     maxBoxes: 36,
     seed: r.train.seed,
-    itm: { prob: 0.5, sources: s.itmSources, paired: s.itmPaired },
+    itm: withItm ? { prob: 0.5, sources: s.itmSources, paired: s.itmPaired } : undefined,
     answers: s.qa ? answers : undefined,
   });
   const stage: Stage = {
@@ -88,5 +88,29 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
       },
     }],
   };
-  return { model, stages: [stage] };
+  if (!s.textWarmup) return { model, stages: [stage] };
+  // The paper starts the shared blocks from StructBERT, a text encoder; from scratch, vlpkit can warm
+  // them up with text-only MLM on the same texts first (the text stream alone, as two-stream mode
+  // encodes it), so that attention is not at its N(0, 0.02) start when the image-text stage begins.
+  const tw = s.textWarmup;
+  const text: Stage = {
+    name: "text",
+    lr: tw.lr ?? r.train.lr,
+    warmup: r.train.warmup,
+    steps: tw.steps,
+    weightDecay: r.train.weightDecay,
+    sources: [{
+      name: "text",
+      batchSize: r.train.batchSize,
+      data: spec("train", false),
+      evalData: spec("val", false),
+      step(batch, _meta, ctx) {
+        const m = maskText(batch, ctx.generator, vocab);
+        const h = model.bert.encodeText({ inputIds: m.inputIds, attentionMask: batch.attention_mask });
+        const mlm = maskedLm(h, m.labels, (x) => model.cls.predictions.forward(x));
+        return { loss: mlm.loss, metrics: Object.fromEntries(Object.entries(mlm.metrics).map(([k, v]) => [`text_${k}`, v])), tag: "text" };
+      },
+    }],
+  };
+  return { model, stages: [text, stage] };
 }
