@@ -14,6 +14,7 @@ import { tensor, tidy, noGrad, F, randn, manualSeed } from "../src/engine/index.
 import { computeItcKeyed, computeItc, computeItm } from "../src/objectives/losses.ts";
 import { SemVLPForPreTraining, semvlpConfig, maskedMean } from "../src/models/semvlp.ts";
 import { VLMoModel, vlmoConfig } from "../src/models/vlmo.ts";
+import { LxmertModel, lxmertConfig } from "../src/models/lxmert.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-align-"));
 let plain = "", coded = "";
@@ -187,4 +188,50 @@ test("VLMo: itcPool 'mean' reads the masked mean; 'cls' (official) the [CLS]", (
   assert.ok(a.itc!.sub(expectMean).abs().max().item() < 1e-5);
   const expectCls = F.normalize(cls.itc_text_proj!.forward(b.hidden.select(1, 0)), 2, -1);
   assert.ok(b.itc!.sub(expectCls).abs().max().item() < 1e-5);
+}));
+
+test("ITM read-outs: SemVLP itmRead 'prod' is pooler.dense(mean text * mean image); the paper's read-out is unchanged", () => tidy(() => {
+  manualSeed(2);
+  const base = { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 2, crossLayerStart: 1, visualFeatDim: 8, numQaLabels: 4, hiddenDropoutProb: 0, attentionProbsDropoutProb: 0 };
+  const prod = new SemVLPForPreTraining(semvlpConfig("tiny", { ...base, itmRead: "prod" }));
+  const paper = new SemVLPForPreTraining(semvlpConfig("tiny", base));
+  paper.loadStateDict(prod.stateDict());
+  prod.eval();
+  paper.eval();
+  const x = {
+    inputIds: tensor([[101, 2000, 102, 0]], { dtype: "int64" }), attentionMask: tensor([[1, 1, 1, 0]], { dtype: "int64" }),
+    visualFeats: randn([1, 3, 8]), visualPos: tensor([[[0, 0, 0.5, 0.5], [0.2, 0.2, 0.9, 0.9], [0, 0, 1, 1]]]), visualAttentionMask: tensor([[1, 1, 0]], { dtype: "int64" }),
+  };
+  for (const mode of ["single", "two"] as const) {
+    const a = prod.forward(x, mode), b = paper.forward(x, mode);
+    assert.ok(a.pooledOutput.sub(b.pooledOutput).abs().max().item() < 1e-6, "pooled output (QA, fine-tuning) unchanged");
+    assert.ok(b.itmInput.sub(b.pooledOutput).abs().max().item() === 0, "paper: ITM reads the pooled output");
+    const im = tensor([[1, 1, 1, 0]], { dtype: "int64" });
+    const expect = prod.bert.pooler.dense.forward(maskedMean(a.textOutput, x.attentionMask).mul(maskedMean(a.imageOutput, im))).tanh();
+    assert.ok(a.itmInput.sub(expect).abs().max().item() < 1e-6, `${mode}: product read-out`);
+    assert.ok(a.matchLogits.sub(prod.cls.seq_relationship.forward(expect)).abs().max().item() < 1e-6);
+  }
+}));
+
+test("ITM read-outs: LXMERT-S pool 'mean' feeds the paper's product pooler with sequence means; VLMo itmRead 'prod'", () => tidy(() => {
+  manualSeed(4);
+  const over = { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, visualFeatDim: 8, xLayers: 1, hiddenDropoutProb: 0, attentionProbsDropoutProb: 0 };
+  const m = new LxmertModel(lxmertConfig("lxmertSTiny", { ...over, pool: "mean" }));
+  m.eval();
+  const x = {
+    inputIds: tensor([[101, 2000, 2001, 102, 0]], { dtype: "int64" }), attentionMask: tensor([[1, 1, 1, 1, 0]], { dtype: "int64" }),
+    positionIds: tensor([[0, 1, 2, 3, 0]], { dtype: "int64" }),
+    visualFeats: randn([1, 3, 8]), visualPos: tensor([[[0, 0, 0.5, 0.5], [0.2, 0.2, 0.9, 0.9], [0, 0, 1, 1]]]), visualAttentionMask: tensor([[1, 1, 0]], { dtype: "int64" }),
+  };
+  const out = m.forward(x);
+  const vm = tensor([[1, 1, 1, 0]], { dtype: "int64" });
+  const expect = m.pooler.dense.forward(maskedMean(out.languageOutput, x.attentionMask)).tanh().mul(m.pooler_f!.dense.forward(maskedMean(out.visionOutput, vm)).tanh());
+  assert.ok(out.pooledOutput.sub(expect).abs().max().item() < 1e-6);
+
+  const v = new VLMoModel(vlmoConfig("tiny", { hiddenSize: 32, numLayers: 2, numHeads: 2, vlffnStartLayer: 1, imageSize: 16, patchSize: 8, dropPathRate: 0, textDropout: 0, itmRead: "prod" }));
+  v.eval();
+  const ids = tensor([[101, 2000, 102, 0]], { dtype: "int64" }), mask = tensor([[1, 1, 1, 0]], { dtype: "int64" });
+  const f = v.inferFusion(ids, mask, randn([1, 3, 16, 16]));
+  const e = v.pooler.dense.forward(maskedMean(f.textFeats, mask).mul(f.imageFeats.mean(1))).tanh();
+  assert.ok(v.itmLogits(f).sub(v.itm_score!.forward(e)).abs().max().item() < 1e-6);
 }));

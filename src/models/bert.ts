@@ -313,6 +313,13 @@ export class BertLayer extends Module {
 // ---- pooler and prediction heads -------------------------------------------------------------------
 
 /** dense + tanh on position 0. */
+/** Mean over the sequence of [B, S, h] where mask [B, S] is 1 (all positions when mask is null). */
+export function maskedMean(h: Tensor, mask: Tensor | null | undefined): Tensor {
+  if (!mask) return h.mean(1);
+  const w = mask.to(h.dtype).unsqueeze(-1);
+  return h.mul(w).sum(1).div(w.sum(1));
+}
+
 export class BertPooler extends Module {
   readonly dense: Linear;
   constructor(c: BertLikeConfig) {

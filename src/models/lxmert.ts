@@ -13,7 +13,7 @@
 import { Module, ModuleList, Embedding } from "../engine/nn.ts";
 import { cat, ones, tensor, type Tensor } from "../engine/tensor.ts";
 import { tidy } from "../engine/scope.ts";
-import { BertAttention, BertCrossAttention, BertEmbeddings, BertIntermediate, BertLayer, BertOutput, BertPooler, VisualFeatEncoder, extendedAttentionMask, initBertWeights, type BertLikeConfig } from "./bert.ts";
+import { maskedMean, BertAttention, BertCrossAttention, BertEmbeddings, BertIntermediate, BertLayer, BertOutput, BertPooler, VisualFeatEncoder, extendedAttentionMask, initBertWeights, type BertLikeConfig } from "./bert.ts";
 import { BertPreTrainingHeads, BertVisualAnswerHead, BertVisualObjHead, VISUAL_LOSSES, type VisualLoss } from "./heads.ts";
 
 export interface LxmertConfig extends BertLikeConfig {
@@ -39,6 +39,11 @@ export interface LxmertConfig extends BertLikeConfig {
   visualCls: boolean;
   /** Pooled = pooler(lang[0]) * pooler_f(vision[0]). */
   productPooler: boolean;
+  /**
+   * What the poolers read: "cls" (official: the language [CLS], and LXMERT-S's visual [CLS]) or "mean"
+   * (vlpkit option for models trained from scratch: the mean of each sequence over its real positions).
+   */
+  pool?: "cls" | "mean";
   /** The TITP/TITS topic head in `cls`. */
   topicHead: boolean;
   /** Official LXMERT-S object head: transformed states times the pooled output before the decoders. */
@@ -78,6 +83,7 @@ const LXMERT_BASE: LxmertConfig = {
   wordPositions: false,
   visualCls: false,
   productPooler: false,
+  pool: "cls",
   topicHead: false,
   objHeadPooledProduct: false,
   taskObjPredict: true,
@@ -313,8 +319,9 @@ export class LxmertModel extends Module {
       if (vmask) vmask = cat([ones([b, 1], { dtype: vmask.dtype, device: vmask.device }), vmask], 1);
     }
     const enc = this.encoder.forward(lang, langMask, feats, boxes, extendedAttentionMask(vmask, dtype), o);
-    let pooled = this.pooler.forward(enc.lang);
-    if (this.pooler_f) pooled = pooled.mul(this.pooler_f.forward(enc.visn));
+    const mean = c.pool === "mean";
+    let pooled = mean ? this.pooler.dense.forward(maskedMean(enc.lang, x.attentionMask)).tanh() : this.pooler.forward(enc.lang);
+    if (this.pooler_f) pooled = pooled.mul(mean ? this.pooler_f.dense.forward(maskedMean(enc.visn, vmask)).tanh() : this.pooler_f.forward(enc.visn));
     const { lang: languageOutput, visn: visionOutput, ...rest } = enc;
     const regionOutput = this.word_embeddings ? visionOutput.slice(1, 1) : visionOutput;
     return { ...rest, languageOutput, visionOutput, regionOutput, pooledOutput: pooled };

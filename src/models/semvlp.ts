@@ -31,9 +31,11 @@
 import { Module, ModuleList, Embedding, Dropout, Linear } from "../engine/nn.ts";
 import { cat, ones, full, type Tensor } from "../engine/tensor.ts";
 import * as F from "../engine/functional.ts";
-import { BertCrossAttention, BertEmbeddings, BertLayer, BertPooler, VisualFeatEncoder, extendedAttentionMask, initBertWeights, type BertLikeConfig, type CrossModalAttention } from "./bert.ts";
+import { maskedMean, BertCrossAttention, BertEmbeddings, BertLayer, BertPooler, VisualFeatEncoder, extendedAttentionMask, initBertWeights, type BertLikeConfig, type CrossModalAttention } from "./bert.ts";
 import { BertPreTrainingHeads, BertVisualAnswerHead, BertVisualObjHead, VISUAL_LOSSES, type VisualLoss } from "./heads.ts";
 import type { InspectOptions } from "./lxmert.ts";
+
+export { maskedMean };
 
 export interface SemVLPConfig extends BertLikeConfig {
   /** L: number of shared blocks. */
@@ -63,6 +65,12 @@ export interface SemVLPConfig extends BertLikeConfig {
    * single mode, O^L in two mode).
    */
   pool?: "cls" | "mean";
+  /**
+   * What the ITM head reads: "pooled" (the paper: the pooled output above) or "prod" (vlpkit option:
+   * pooler.dense over the element-wise product of the fused text part's mean and the fused image
+   * part's mean, a bilinear text x image read-out that a from-scratch fusion model has at step 0).
+   */
+  itmRead?: "pooled" | "prod";
 }
 
 const SEMVLP_BASE: SemVLPConfig = {
@@ -92,6 +100,7 @@ const SEMVLP_BASE: SemVLPConfig = {
   itcDim: 0,
   itcPool: "cls",
   pool: "cls",
+  itmRead: "pooled",
 };
 
 export const SEMVLP_PRESETS = {
@@ -119,13 +128,6 @@ export type SemVLPMode = "single" | "two";
 /** Builds the cross-modal attention phi_C of block `layerIndex` (0-based, >= L_s). */
 export type CrossAttentionFactory = (c: SemVLPConfig, layerIndex: number) => CrossModalAttention;
 const defaultCross: CrossAttentionFactory = (c) => new BertCrossAttention(c, "self");
-
-/** Mean over the sequence of [B, S, h] where mask [B, S] is 1 (all positions when mask is null). */
-export function maskedMean(h: Tensor, mask: Tensor | null | undefined): Tensor {
-  if (!mask) return h.mean(1);
-  const w = mask.to(h.dtype).unsqueeze(-1);
-  return h.mul(w).sum(1).div(w.sum(1));
-}
 
 /** The shared blocks plus the image embedding. */
 export class SemVLPEncoder extends Module {
@@ -182,6 +184,8 @@ export interface SemVLPOutput {
   regionOutput: Tensor;
   /** pooler(h_CLS) in single mode, pooler(o_IMG) in two mode. */
   pooledOutput: Tensor;
+  /** What the ITM head reads (config.itmRead): the pooled output, or the product read-out. */
+  itmInput: Tensor;
   /** Single mode: the joint sequence [IMG, regions, text] after the embeddings and after every block. */
   hiddenStates?: Tensor[];
   /** Single mode: self-attention probabilities of every block over the joint sequence. */
@@ -220,6 +224,11 @@ export class SemVLPModel extends Module {
     };
   }
 
+  /** pooler.dense(mean(text) * mean(image)).tanh(), the means over each part's real positions. */
+  private prodRead(text: Tensor, textMask: Tensor | null | undefined, image: Tensor, imageMask: Tensor | null): Tensor {
+    return this.pooler.dense.forward(maskedMean(text, textMask).mul(maskedMean(image, imageMask))).tanh();
+  }
+
   private imageMask(x: SemVLPInputs): Tensor | null {
     const m = x.visualAttentionMask;
     return m ? cat([ones([m.size(0), 1], { dtype: m.dtype, device: m.device }), m], 1) : null;
@@ -249,7 +258,8 @@ export class SemVLPModel extends Module {
     const imageOutput = s.narrow(1, 0, nImg);
     const textOutput = s.narrow(1, nImg, len);
     const pooledOutput = this.config.pool === "mean" ? this.pooler.dense.forward(maskedMean(s, mask)).tanh() : this.pooler.forward(textOutput);
-    const out: SemVLPOutput = { mode: "single", textOutput, imageOutput, regionOutput: imageOutput.slice(1, 1), pooledOutput };
+    const itmInput = this.config.itmRead === "prod" ? this.prodRead(textOutput, x.attentionMask, imageOutput, this.imageMask(x)) : pooledOutput;
+    const out: SemVLPOutput = { mode: "single", textOutput, imageOutput, regionOutput: imageOutput.slice(1, 1), pooledOutput, itmInput };
     if (o.outputHiddenStates) out.hiddenStates = hs;
     if (o.outputAttentions) out.attentions = at;
     return out;
@@ -303,7 +313,8 @@ export class SemVLPModel extends Module {
       if (r.crossProbs) cat_.push(r.crossProbs);
     });
     const pooledOutput = this.config.pool === "mean" ? this.pooler.dense.forward(maskedMean(v, this.imageMask(x))).tanh() : this.pooler.forward(v);
-    const out: SemVLPOutput = { mode: "two", textOutput: h, imageOutput: v, regionOutput: v.slice(1, 1), pooledOutput };
+    const itmInput = this.config.itmRead === "prod" ? this.prodRead(h, x.attentionMask, v, this.imageMask(x)) : pooledOutput;
+    const out: SemVLPOutput = { mode: "two", textOutput: h, imageOutput: v, regionOutput: v.slice(1, 1), pooledOutput, itmInput };
     if (o.outputHiddenStates) {
       out.textHiddenStates = ths;
       out.imageHiddenStates = ihs;
@@ -367,7 +378,7 @@ export class SemVLPForPreTraining extends Module {
 
   forward(x: SemVLPInputs, mode: SemVLPMode, o: InspectOptions = {}): SemVLPPreTrainingOutput {
     const out = this.bert.forward(x, mode, o);
-    const heads = this.cls.forward(out.textOutput, out.pooledOutput);
+    const heads = this.cls.forward(out.textOutput, out.itmInput);
     const res: SemVLPPreTrainingOutput = { ...out, lmLogits: heads.lmLogits, matchLogits: heads.matchLogits };
     if (this.obj_predict_head) res.visualLogits = this.obj_predict_head.forward(out.regionOutput);
     if (this.answer_head) res.answerLogits = this.answer_head.forward(out.pooledOutput);

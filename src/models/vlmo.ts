@@ -19,6 +19,7 @@ import {
   Module, Linear, LayerNorm, Embedding, Dropout, DropPath, Conv2d, ModuleList,
   Tensor, zeros, ones, full, cat, tensor, fromBytes, zerosLike, linspace, tidy, F, type DType,
 } from "../engine/index.ts";
+import { maskedMean } from "./bert.ts";
 import { loadPthStateDict } from "../engine/serialize/pth.ts";
 import {
   Pooler, ITCHead, ITMHead, MLMHead, ClassifierHead, l2normalize,
@@ -70,6 +71,12 @@ export interface VLMoConfig {
    * nothing before attention has learned to gather, see README "Pre-training that learns").
    */
   itcPool?: "cls" | "mean";
+  /**
+   * What the ITM head reads: "pooled" (official: the pooler on the fusion [CLS]) or "prod" (vlpkit
+   * option: the pooler's dense layer over the element-wise product of the fused text part's mean and
+   * the fused image part's mean, a bilinear read-out a from-scratch model has at step 0).
+   */
+  itmRead?: "pooled" | "prod";
   /** Layer scale init (0.1); null = no gamma_1/gamma_2. */
   layerScaleInit: number | null;
   qkvBias: boolean;
@@ -107,6 +114,7 @@ const BASE: VLMoConfig = {
   useAbsPosEmb: false,
   relativePositionBias: true,
   itcPool: "cls",
+  itmRead: "pooled",
   layerScaleInit: 0.1,
   qkvBias: true,
   lnEps: 1e-6,
@@ -481,6 +489,8 @@ export interface VLMoFusionOutput extends VLMoEncoderOutput {
   imageCls: Tensor;
   /** pooler(hidden[:, 0]): the pair representation for ITM / VQA / NLVR2. */
   pooled: Tensor;
+  /** With config.itmRead "prod": what the ITM head reads instead of `pooled`. */
+  itmInput?: Tensor;
 }
 
 export interface UnimodalOptions extends InspectOptions {
@@ -696,6 +706,9 @@ export class VLMoModel extends Module {
       textCls: enc.hidden.select(1, 0),
       imageCls: enc.hidden.select(1, T),
       pooled: this.pooler.forward(enc.hidden),
+      itmInput: this.config.itmRead === "prod"
+        ? this.pooler.dense.forward(maskedMean(enc.hidden.narrow(1, 0, T), mask).mul(enc.hidden.narrow(1, T, I).mean(1))).tanh()
+        : undefined,
     };
   }
 
@@ -714,7 +727,7 @@ export class VLMoModel extends Module {
   }
   /** ITM logits [B, 2] from a fusion output (or its pooled vector). */
   itmLogits(f: VLMoFusionOutput | Tensor): Tensor {
-    return this.need(this.itm_score, "itm").forward(f instanceof Tensor ? f : f.pooled);
+    return this.need(this.itm_score, "itm").forward(f instanceof Tensor ? f : (f.itmInput ?? f.pooled));
   }
   /** MLM logits [B, T, vocab] from text features (the fusion output's textFeats or a text-only hidden). */
   mlmLogits(textFeats: Tensor): Tensor {

@@ -100,8 +100,8 @@ export function itcScores(imageEmb: Tensor, textEmb: Tensor): Tensor {
 
 /** What re-ranking needs from a model (VLMoModel satisfies it). */
 export interface ItmScorer {
-  inferFusion(ids: Tensor, mask: Tensor | null, pixels: Tensor): { pooled: Tensor };
-  itmLogits(pooled: Tensor): Tensor;
+  inferFusion(ids: Tensor, mask: Tensor | null, pixels: Tensor): { pooled: Tensor; itmInput?: Tensor };
+  itmLogits(f: Tensor | { pooled: Tensor; itmInput?: Tensor }): Tensor;
 }
 
 export interface RerankResult {
@@ -125,7 +125,7 @@ export function rerankWithItm(model: ItmScorer, scores: Tensor, pixels: Tensor, 
         tidy(() => {
           const [, top] = s.select(0, r).topk(kk);
           const p = pair(r, top);
-          const logit = model.itmLogits(model.inferFusion(p.ids, p.mask, p.pixels).pooled).select(1, 1);
+          const logit = model.itmLogits(model.inferFusion(p.ids, p.mask, p.pixels)).select(1, 1);
           out.select(0, r).indexPut_([top], logit);
         });
       }

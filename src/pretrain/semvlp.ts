@@ -81,7 +81,7 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
             { feats: batch.feats, objLabels: batch.obj_labels, objConf: batch.obj_conf, attrLabels: batch.attr_labels, attrConf: batch.attr_conf, mask: vis.mask, matched },
             { weighting: s.visualWeighting, weights: { obj: losses.obj, attr: losses.attr, feat: losses.feat } },
           ) : undefined,
-          itm: computeItm(model.cls.seq_relationship.forward(out.pooledOutput), batch.itm_target),
+          itm: computeItm(model.cls.seq_relationship.forward(out.itmInput), batch.itm_target),
           qa: answer ? computeQa(answer, batch.qa_target, matched) : undefined,
         }, { mlm: losses.mlm, obj: 1, itm: losses.itm, qa: losses.qa, itc: losses.itc });
         return { loss: res.loss, metrics: res.metrics, tag: mode };

@@ -138,7 +138,7 @@ export class RegionMatcher extends Module {
   logits(t: TextInputs, r: RegionInputs): Tensor {
     const base = { inputIds: t.ids, attentionMask: t.mask, visualFeats: r.feats, visualPos: r.boxes, visualAttentionMask: r.valid };
     const pooled = this.bert instanceof SemVLPModel
-      ? this.bert.forward(base, this.mode).pooledOutput
+      ? this.bert.forward(base, this.mode).itmInput
       : this.bert.forward({ ...base, positionIds: t.wpos }).pooledOutput;
     return this.cls.forward(pooled);
   }
