@@ -13,24 +13,39 @@ vlp() { node --import tsx src/cli/vlp.ts "$@"; }
 [ -f data/world-tiny/meta.json ] || vlp data synth --images 1000 --seed 0 --out data/world-tiny
 [ -f data/world-tiny-code/meta.json ] || vlp data synth --images 1000 --seed 0 --code-dim 32 --out data/world-tiny-code
 [ -f data/world-small/meta.json ] || vlp data synth --images 5000 --seed 0 --code-dim 32 --out data/world-small
+[ -f data/world-demo/meta.json ] || vlp data synth --images 5000 --seed 0 --code-dim 32 --out data/world-demo
 run() { # NAME RECIPE SETS...
   local n=$1 r=$2; shift 2
   [ -f "$OUT/$n/model.safetensors" ] && { echo "skip $n"; return; }
   rm -rf "${OUT:?}/$n"
-  VLP_NUM_THREADS=${VLP_NUM_THREADS:-1} vlp pretrain --recipe "$r" --out "$OUT/$n" --quiet --set train.checkpointEvery=0 "$@"
+  VLP_NUM_THREADS=${VLP_NUM_THREADS:-1} vlp pretrain --recipe "$r" --out "$OUT/$n" --quiet "$@"
 }
-CODE=(--set data.world=data/world-tiny-code --set model.overrides.visualFeatDim=96)
-CAP=(--set 'semvlp.textSources=["mscoco"]' --set semvlp.qa=false --set semvlp.losses.itc=1)
-T=(--set train.steps=1500 --set train.evalEvery=250)
-run X1-itm-captions-itc-cls recipes/semvlp-tiny.json "${T[@]}" --set 'semvlp.itmSources=["mscoco"]' --set semvlp.losses.itc=1
-run X3-captions-itc-cls-code recipes/semvlp-tiny.json "${T[@]}" "${CAP[@]}" "${CODE[@]}"
-run X4-captions-itc-cls recipes/semvlp-tiny.json "${T[@]}" "${CAP[@]}"
-run X5-itc-mean-code recipes/semvlp-tiny.json "${T[@]}" "${CAP[@]}" "${CODE[@]}" --set model.overrides.itcPool=mean
-run X6-itc-mean recipes/semvlp-tiny.json "${T[@]}" "${CAP[@]}" --set model.overrides.itcPool=mean
-run X8-pool-mean-code recipes/semvlp-tiny.json "${T[@]}" "${CAP[@]}" "${CODE[@]}" --set model.overrides.itcPool=mean --set model.overrides.pool=mean
-run X9-init008-code recipes/semvlp-tiny.json "${T[@]}" "${CAP[@]}" "${CODE[@]}" --set model.overrides.itcPool=mean --set model.overrides.pool=mean --set model.overrides.initializerRange=0.08
-run X10-lr2e-3-code recipes/semvlp-tiny.json "${T[@]}" "${CAP[@]}" "${CODE[@]}" --set model.overrides.itcPool=mean --set model.overrides.pool=mean --set train.lr=0.002
-run S1-semvlp-small recipes/semvlp-small.json
-run V1-vlmo-64px-p8-cls recipes/vlmo-tiny.json --set model.overrides.imageSize=64 --set model.overrides.patchSize=8 --set 'vlmo.order=["image-text"]' --set vlmo.stages.image-text.steps=1000 --set train.evalEvery=250
+# The SemVLP-tiny recipe as it was before these experiments (paper settings, pixel features, lr 5e-4),
+# then one lever after another. `model.overrides` and `semvlp` are set whole, so each run is explicit.
+SEM0=(--set data.world=data/world-tiny --set train.lr=0.0005 --set train.steps=1500 --set train.evalEvery=250 --set train.checkpointEvery=0)
+ov() { echo "model.overrides={$1}"; }
+sv() { echo "semvlp={\"singleRatio\":0.5,\"visualWeighting\":\"mask\"$1}"; }
+CAPS=',"qa":false,"textSources":["mscoco"],"losses":{"itc":1}'
+CODE='"visualFeatDim":96'
+run X0-paper recipes/semvlp-tiny.json "${SEM0[@]}" --set "$(ov '')" --set "$(sv ',"qa":true')"
+run X1-itm-captions-itc-cls recipes/semvlp-tiny.json "${SEM0[@]}" --set "$(ov '')" --set "$(sv ',"qa":true,"itmSources":["mscoco"],"losses":{"itc":1}')"
+run X4-captions-itc-cls recipes/semvlp-tiny.json "${SEM0[@]}" --set "$(ov '')" --set "$(sv "$CAPS")"
+run X6-itc-mean recipes/semvlp-tiny.json "${SEM0[@]}" --set "$(ov '"itcPool":"mean"')" --set "$(sv "$CAPS")"
+run X8-pool-mean-code recipes/semvlp-tiny.json "${SEM0[@]}" --set data.world=data/world-tiny-code --set "$(ov "$CODE"',"itcPool":"mean","pool":"mean"')" --set "$(sv "$CAPS")"
+run X9-init008-code recipes/semvlp-tiny.json "${SEM0[@]}" --set data.world=data/world-tiny-code --set "$(ov "$CODE"',"itcPool":"mean","pool":"mean","initializerRange":0.08')" --set "$(sv "$CAPS")"
+run X10-lr2e-3-code recipes/semvlp-tiny.json "${SEM0[@]}" --set data.world=data/world-tiny-code --set train.lr=0.002 --set "$(ov "$CODE"',"itcPool":"mean","pool":"mean"')" --set "$(sv "$CAPS")"
+# the 5,000-image world: paired ITM, init 0.05, no dropout, lr 1e-3 (recipes/semvlp-small.json), then
+# with a text-only warm-up (W1), and with the product ITM read-out (P1), and P1 with questions + QA (P2)
+run S1-semvlp-small recipes/semvlp-small.json --set train.steps=1000
+run W1-text-warmup recipes/semvlp-small.json --set semvlp.textWarmup.steps=1500 --set train.steps=500
+run P1-itm-prod recipes/semvlp-small.json --set model.overrides.itmRead=prod --set train.steps=2000 --set train.evalEvery=250
+run P2-itm-prod-qa recipes/semvlp-small.json --set model.overrides.itmRead=prod --set train.steps=800 --set train.evalEvery=200 --set semvlp.qa=true --set 'semvlp.textSources=["mscoco","vqa","gqa"]' --set 'semvlp.itmSources=["mscoco"]'
+# MSP: the paper's product pooler on sequence means (M1), plus a quarter of hard negatives (M2)
+run M1-msp-pool-mean recipes/msp-small.json --set model.overrides.pool=mean --set train.evalEvery=250
+run M2-msp-hard-quarter recipes/msp-small.json --set model.overrides.pool=mean --set msp.hardFraction=0.25 --set msp.stages.token.steps=300 --set msp.stages.phrase.steps=300 --set msp.stages.sentence.steps=1500 --set train.evalEvery=250
+# VLMo, image-text stage only: [CLS] ITC as official (V1), mean ITC (V3), + product ITM and 8-px patches (V6)
+run V1-vlmo-64px-p8-cls recipes/vlmo-tiny.json --set data.world=data/world-tiny --set train.lr=0.0005 --set 'model.overrides={"imageSize":64,"patchSize":8}' --set 'vlmo.order=["image-text"]' --set vlmo.stages.image-text.steps=1000 --set train.evalEvery=250
 run V3-vlmo-small-itc-mean recipes/vlmo-small.json --set 'vlmo.order=["image-text"]'
+run V6-vlmo-itm-prod-p8 recipes/vlmo-small.json --set model.overrides.itmRead=prod --set model.overrides.patchSize=8 --set train.evalEvery=250 --set 'vlmo.order=["image-text"]'
 for d in "$OUT"/*/; do node --import tsx experiments/curves.ts "$d"; done
+node --import tsx experiments/heldout.ts --limit 100 "$OUT"/S1-semvlp-small "$OUT"/P1-itm-prod "$OUT"/P2-itm-prod-qa "$OUT"/M2-msp-hard-quarter "$OUT"/V6-vlmo-itm-prod-p8

@@ -8,7 +8,8 @@
 // Every run is a `vlp` child process (1 libtorch thread each, --jobs of them at once); a finished run
 // is skipped when the script is started again, so an interrupted comparison resumes where it stopped.
 //
-//   node --import tsx experiments/compare.ts [--world data/world-tiny] [--out experiments/runs]
+//   node --import tsx experiments/compare.ts [--world data/world-demo] [--out experiments/runs]
+// (the tiny recipes expect the main job's world: vlp data synth --images 5000 --code-dim 32 --out data/world-demo)
 //        [--jobs 2] [--seeds 0,1] [--groups A,B,C,D] [--pretrain-scale 1] [--table experiments/RESULTS.md]
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -20,7 +21,7 @@ const VLP = join(ROOT, "src/cli/vlp.ts");
 
 const { values: opt } = parseArgs({
   options: {
-    world: { type: "string", default: "data/world-tiny" },
+    world: { type: "string", default: "data/world-demo" },
     out: { type: "string", default: "experiments/runs" },
     jobs: { type: "string", default: "2" },
     seeds: { type: "string", default: "0,1" },
@@ -66,10 +67,12 @@ const PRETRAIN: Pretrain[] = [
   vlmo("vlmo-standard-stagewise", ["vlmo.standard=true"]),
   vlmo("vlmo-standard-pairs", ['vlmo.order=["image-text"]', "vlmo.standard=true"]),
 ];
-const METHOD_OF: Record<string, { method: string; preset: string }> = {
-  semvlp: { method: "semvlp", preset: "tiny" },
-  msp: { method: "msp", preset: "lxmertSTiny" },
-  vlmo: { method: "vlmo", preset: "tiny" },
+// from scratch: the same model as the pre-trained runs (the tiny recipe's preset and overrides)
+const modelOf = (recipe: string): string => JSON.stringify((JSON.parse(readFileSync(recipe, "utf8")) as { model: unknown }).model);
+const METHOD_OF: Record<string, { method: string; model: string }> = {
+  semvlp: { method: "semvlp", model: modelOf("recipes/semvlp-tiny.json") },
+  msp: { method: "msp", model: modelOf("recipes/msp-tiny.json") },
+  vlmo: { method: "vlmo", model: modelOf("recipes/vlmo-tiny.json") },
 };
 
 interface Finetune { pre: string | null; method: string; task: Task; seed: number }
@@ -167,7 +170,7 @@ await pool(uniqueFt, jobs, async (f) => {
   if (!existsSync(join(dir, "eval.json"))) {
     console.log(`${stamp()} finetune ${ftKey(f)}`);
     const m = METHOD_OF[f.method];
-    const from = f.pre ? ["--from", preDir(f.pre)] : ["--scratch", "--set", `method=${m.method}`, "--set", `model.preset=${m.preset}`];
+    const from = f.pre ? ["--from", preDir(f.pre)] : ["--scratch", "--set", `method=${m.method}`, "--set", `model=${m.model}`];
     const resume = existsSync(join(dir, "finetune.json")) ? ["--resume"] : [];
     await vlp(["finetune", f.task, "--recipe", `recipes/finetune/${f.task}-tiny.json`, ...from, "--out", dir, "--quiet", "--set", `data.world=${world}`, "--set", `train.seed=${f.seed}`, ...resume], `${dir}.log`);
   }

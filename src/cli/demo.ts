@@ -12,13 +12,15 @@ import { manualSeed, getNumThreads } from "../engine/index.ts";
 import { vqaAccuracy } from "../tasks/metrics.ts";
 
 const RECIPES = ["semvlp-tiny", "msp-tiny", "vlmo-tiny"];
+/** Detector-code values per region in the demo's world (the tiny region recipes expect 64 + 32 features). */
+export const DEMO_CODE_DIM = 32;
 
 export async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      images: { type: "string", default: "1000" },
-      world: { type: "string", default: "data/world-tiny" },
+      images: { type: "string", default: "5000" },
+      world: { type: "string", default: "data/world-demo" },
       runs: { type: "string", default: "runs/demo" },
       recipes: { type: "string", default: RECIPES.join(",") },
       set: { type: "string", multiple: true, default: [] },
@@ -28,8 +30,9 @@ export async function main(argv: string[]): Promise<void> {
   });
   const world = resolve(values.world!);
   if (!existsSync(join(world, "features", "obj36.tsv"))) {
+    // region features with the detector's class/attribute code (README "Pre-training that learns")
     console.log(`vlp demo: writing a synthetic world of ${values.images} images to ${world}`);
-    await runSynth({ images: Number(values.images), seed: 0, out: world });
+    await runSynth({ images: Number(values.images), seed: 0, out: world, codeDim: DEMO_CODE_DIM });
   } else {
     console.log(`vlp demo: using the synthetic world in ${world}`);
   }

@@ -33,6 +33,11 @@ export interface RegionTextArgs {
      * image-text interaction (the batch grows by the number of ITM texts).
      */
     paired?: boolean;
+    /**
+     * With a hard-negative pool: the share of negatives drawn from it (default 1, MSP's ITM_HS); the
+     * rest are random images (an easier curriculum for models trained from scratch).
+     */
+    hardFraction?: number;
   };
   /** ans2label JSON: sample one answer per question for the pre-training QA loss. */
   answers?: string;
@@ -75,8 +80,9 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
       const negativeFor = (e: PretrainExample): string => {
         const pool = hardPool?.get(e.imgId) ?? [];
         let img = e.imgId;
-        if (hardPool && pool.length > 0) img = pool[rng.int(pool.length)];
-        else if (!hardPool && imgIds.length > 1) {
+        const hard = hardPool !== undefined && (a.itm?.hardFraction === undefined || rng.next() < a.itm.hardFraction);
+        if (hard && pool.length > 0) img = pool[rng.int(pool.length)];
+        else if (!hard && imgIds.length > 1) {
           do img = imgIds[rng.int(imgIds.length)];
           while (img === e.imgId);
         }

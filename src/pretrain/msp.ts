@@ -51,7 +51,7 @@ export const MSP_LOSSES: Record<Granularity, Record<string, number>> = {
  * the QA target of a mismatched pair, and MSP has no QA); false = SemVLP's rule, no MLM/visual
  * targets on mismatched pairs.
  */
-export const MSP_DEFAULTS = { lossesOnMismatched: true };
+export const MSP_DEFAULTS = { lossesOnMismatched: true, hardFraction: undefined as number | undefined };
 
 export function parseOrder(order: string[]): Granularity[] {
   return order.map((o) => {
@@ -77,7 +77,7 @@ export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
     maxTextLen: g === "token" ? 40 : 20,
     maxBoxes: 36,
     seed: r.train.seed,
-    itm: g === "sentence" ? { prob: 0.5, hardPool: worldFile(w, "hardneg/hard_negative.json") } : undefined,
+    itm: g === "sentence" ? { prob: 0.5, hardPool: worldFile(w, "hardneg/hard_negative.json"), hardFraction: m.hardFraction } : undefined,
     objectVocab: g === "token" ? undefined : objectVocab,
   });
   const source = (g: Granularity): Source => {

@@ -40,10 +40,14 @@ export interface RetrievalImage {
 export const RETRIEVAL_SPLITS = ["train", "val", "test", "test_comp"] as const;
 export type RetrievalSplit = (typeof RETRIEVAL_SPLITS)[number];
 
-/** The images (with their captions) of a split of a world; `test_comp` reads karpathy/dataset_synth_comp.json. */
-export function readRetrievalSplit(world: string, split: string): RetrievalImage[] {
+/**
+ * The images (with their captions) of a split of a world; `test_comp` reads karpathy/dataset_synth_comp.json.
+ * `karpathy`: another Karpathy file of the folder (relative to it), e.g. `karpathy/dataset_emoji.json`.
+ */
+export function readRetrievalSplit(world: string, split: string, karpathy?: string): RetrievalImage[] {
   if (!(RETRIEVAL_SPLITS as readonly string[]).includes(split)) throw new Error(`retrieval split "${split}": expected one of ${RETRIEVAL_SPLITS.join(", ")}`);
-  const file = join(world, "karpathy", split === "test_comp" ? "dataset_synth_comp.json" : "dataset_synth.json");
+  if (karpathy && split === "test_comp") throw new Error(`retrieval split "test_comp": only the synthetic world has one (not ${karpathy})`);
+  const file = join(world, karpathy ?? join("karpathy", split === "test_comp" ? "dataset_synth_comp.json" : "dataset_synth.json"));
   if (!existsSync(file)) throw new Error(`${file}: not found (is ${world} a world written by \`vlp data synth\`?)`);
   const subset = split === "test_comp" ? "test" : (split as "train" | "val" | "test");
   const images = karpathySubset(readKarpathy(file).images, subset).filter((im) => im.sentences.length > 0);
