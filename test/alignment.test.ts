@@ -5,6 +5,7 @@
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
+import { spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateWorld } from "../src/data/synth/world.ts";
@@ -15,6 +16,7 @@ import { computeItcKeyed, computeItc, computeItm } from "../src/objectives/losse
 import { SemVLPForPreTraining, semvlpConfig, maskedMean } from "../src/models/semvlp.ts";
 import { VLMoModel, vlmoConfig } from "../src/models/vlmo.ts";
 import { LxmertModel, lxmertConfig } from "../src/models/lxmert.ts";
+import { evaluatePretraining } from "../src/tasks/pretrain_eval.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-align-"));
 let plain = "", coded = "";
@@ -235,3 +237,31 @@ test("ITM read-outs: LXMERT-S pool 'mean' feeds the paper's product pooler with 
   const e = v.pooler.dense.forward(maskedMean(f.textFeats, mask).mul(f.imageFeats.mean(1))).tanh();
   assert.ok(v.itmLogits(f).sub(v.itm_score!.forward(e)).abs().max().item() < 1e-6);
 }));
+
+/** `vlp pretrain` as a child process (it writes recipe.json, which the evaluation reads). */
+function pretrain(args: string[]): Promise<void> {
+  return new Promise((resolveP, reject) => {
+    const p = spawn(process.execPath, ["--import", "tsx", "src/cli/vlp.ts", "pretrain", "--quiet", ...args], { cwd: new URL("..", import.meta.url).pathname, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, VLP_NUM_THREADS: "1" } });
+    let err = "";
+    p.stderr!.on("data", (d) => (err += d));
+    p.on("exit", (c) => (c === 0 ? resolveP() : reject(new Error(`vlp pretrain exited ${c}: ${err.slice(-2000)}`))));
+  });
+}
+
+test("held-out evaluation of pre-training runs: ITM on balanced caption pairs and zero-shot retrieval, with chance levels", async () => {
+  const sem = join(root, "run-semvlp"), vl = join(root, "run-vlmo");
+  const common = ["--set", `data.world=${coded}`, "--set", "train.workers=0", "--set", "train.checkpointEvery=0", "--set", "train.batchSize=8"];
+  await pretrain(["--recipe", "recipes/semvlp-tiny.json", "--out", sem, ...common, "--set", "train.steps=4", "--set", "train.evalEvery=0",
+    "--set", 'model.overrides={"hiddenSize":32,"numAttentionHeads":2,"intermediateSize":64,"numHiddenLayers":2,"crossLayerStart":1,"visualFeatDim":80,"itcPool":"mean","pool":"mean","itmRead":"prod"}']);
+  await pretrain(["--recipe", "recipes/vlmo-tiny.json", "--out", vl, ...common, "--set", 'vlmo.order=["image-text"]', "--set", "vlmo.stages.image-text.steps=3",
+    "--set", 'model.overrides={"hiddenSize":32,"numLayers":2,"numHeads":2,"vlffnStartLayer":1,"imageSize":32,"patchSize":16,"itcPool":"mean","itmRead":"prod"}']);
+  for (const [run, limit] of [[sem, 2], [vl, undefined]] as const) {
+    const m = await evaluatePretraining(run, { split: "test", limit, quiet: true });
+    for (const k of ["itm_acc", "itm_chance", "zs_ir_r1", "zs_ir_r10", "zs_tr_r1", "zs_chance_r1", "zs_chance_r10"]) {
+      assert.ok(typeof m[k] === "number" && m[k] >= 0 && m[k] <= 1, `${run}: ${k} = ${m[k]}`);
+    }
+    assert.equal(m.itm_chance, 0.5);
+    assert.ok(Math.abs(m.zs_chance_r1 - 1 / m.images) < 1e-9);
+    if (limit) assert.ok(m.images <= limit && m.images >= 2);
+  }
+});
