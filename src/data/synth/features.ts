@@ -15,9 +15,8 @@ const PROJECTION_SEED = 0x5eed_f00d;
 
 const projections = new Map<string, Float32Array>();
 
-/** Gaussian matrix [rows, cols] / sqrt(cols), cached by shape. */
-function projection(rows: number, cols: number): Float32Array {
-  const key = `${rows}x${cols}`;
+/** A Gaussian matrix [rows, cols] / sqrt(cols) drawn from PROJECTION_SEED and `key`, cached. */
+function gaussianMatrix(key: string, rows: number, cols: number): Float32Array {
   let m = projections.get(key);
   if (!m) {
     const rng = Rng.derive(PROJECTION_SEED, key);
@@ -28,6 +27,9 @@ function projection(rows: number, cols: number): Float32Array {
   }
   return m;
 }
+
+/** The crop projection [rows, cols], cached by shape. */
+const projection = (rows: number, cols: number): Float32Array => gaussianMatrix(`${rows}x${cols}`, rows, cols);
 
 /** Integer pixel rectangle [x0, y0, x1, y1) of a float box, clipped and at least 1x1. */
 export function pixelRect(box: ArrayLike<number>, W: number, H: number): [number, number, number, number] {
@@ -169,18 +171,7 @@ export function regionFeatures(
 }
 
 /** Fixed codes of the detector's classes: row k of a Gaussian [rows, dim] / sqrt(dim), world independent. */
-function codeBook(kind: string, rows: number, dim: number): Float32Array {
-  const key = `code:${kind}:${rows}x${dim}`;
-  let m = projections.get(key);
-  if (!m) {
-    const rng = Rng.derive(PROJECTION_SEED, key);
-    m = new Float32Array(rows * dim);
-    const s = 1 / Math.sqrt(dim);
-    for (let i = 0; i < m.length; i++) m[i] = rng.normal() * s;
-    projections.set(key, m);
-  }
-  return m;
-}
+const codeBook = (kind: string, rows: number, dim: number): Float32Array => gaussianMatrix(`code:${kind}:${rows}x${dim}`, rows, dim);
 
 /**
  * The part of a region's features that a trained detector's pooled features carry and pixel
