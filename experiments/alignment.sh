@@ -47,5 +47,9 @@ run M2-msp-hard-quarter recipes/msp-small.json --set model.overrides.pool=mean -
 run V1-vlmo-64px-p8-cls recipes/vlmo-tiny.json --set data.world=data/world-tiny --set train.lr=0.0005 --set 'model.overrides={"imageSize":64,"patchSize":8}' --set 'vlmo.order=["image-text"]' --set vlmo.stages.image-text.steps=1000 --set train.evalEvery=250
 run V3-vlmo-small-itc-mean recipes/vlmo-small.json --set 'vlmo.order=["image-text"]'
 run V6-vlmo-itm-prod-p8 recipes/vlmo-small.json --set model.overrides.itmRead=prod --set model.overrides.patchSize=8 --set train.evalEvery=250 --set 'vlmo.order=["image-text"]'
+# real images: Noto + OpenMoji for training, Twemoji held out (vlp data emoji --out data/emoji)
+[ -f data/emoji/meta.json ] || vlp data emoji --out data/emoji
+run E1-vlmo-emoji recipes/vlmo-small.json --set data.world=data/emoji --set data.karpathy=karpathy/dataset_emoji.json --set vlmo.stages.image.steps=200 --set vlmo.stages.text.steps=200 --set vlmo.stages.image-text.steps=1200 --set train.evalEvery=300 --set model.overrides.itmRead=prod
 for d in "$OUT"/*/; do node --import tsx experiments/curves.ts "$d"; done
 node --import tsx experiments/heldout.ts --limit 100 "$OUT"/S1-semvlp-small "$OUT"/P1-itm-prod "$OUT"/P2-itm-prod-qa "$OUT"/M2-msp-hard-quarter "$OUT"/V6-vlmo-itm-prod-p8
+node --import tsx experiments/heldout.ts "$OUT"/E1-vlmo-emoji
