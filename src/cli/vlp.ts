@@ -9,8 +9,10 @@ commands:
   demo                       the main job: a synthetic world, then tiny SemVLP, MSP and VLMo pre-training
   engine-demo                a 2-layer transformer learns to sort digits (engine check)
   data synth                 write a synthetic scene world in the real dataset formats
-      --images N --seed S --out DIR [--size PX] [--feat-dim D] [--boxes K] [--arrow] [--workers N]
-      (--arrow also writes the ViLT/VLMo Arrow tables, a second copy of every image)
+      --images N --seed S --out DIR [--size PX] [--feat-dim D] [--code-dim K] [--boxes K] [--arrow] [--workers N]
+      (--code-dim appends the detector's class/attribute code to each region's features, as the tiny
+      recipes expect: --images 5000 --code-dim 32 --out data/world-demo; --arrow also writes the
+      ViLT/VLMo Arrow tables, a second copy of every image)
   data emoji                 real images: emoji artwork of several styles with their names and keywords, one style held out as test
       --out DIR [--styles google,twitter,openmoji] [--test-style twitter] [--size 64] [--limit N] [--seed S]
       [--pkgs DIR]  (the artwork packages are npm-installed there on demand; default ~/.cache/vlpkit/emoji)
