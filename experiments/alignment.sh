@@ -35,10 +35,11 @@ run X8-pool-mean-code recipes/semvlp-tiny.json "${SEM0[@]}" --set data.world=dat
 run X9-init008-code recipes/semvlp-tiny.json "${SEM0[@]}" --set data.world=data/world-tiny-code --set "$(ov "$CODE"',"itcPool":"mean","pool":"mean","initializerRange":0.08')" --set "$(sv "$CAPS")"
 run X10-lr2e-3-code recipes/semvlp-tiny.json "${SEM0[@]}" --set data.world=data/world-tiny-code --set train.lr=0.002 --set "$(ov "$CODE"',"itcPool":"mean","pool":"mean"')" --set "$(sv "$CAPS")"
 # the 5,000-image world: paired ITM, init 0.05, no dropout, lr 1e-3 (recipes/semvlp-small.json), then
-# with a text-only warm-up (W1), and with the product ITM read-out (P1), and P1 with questions + QA (P2)
-run S1-semvlp-small recipes/semvlp-small.json --set train.steps=1000
-run W1-text-warmup recipes/semvlp-small.json --set semvlp.textWarmup.steps=1500 --set train.steps=500
+# with a text-only warm-up (W1), and with the product ITM read-out (P1; L1 = the recipe as shipped, 4,000 steps), and P1 with questions + QA (P2)
+run S1-semvlp-small recipes/semvlp-small.json --set model.overrides.itmRead=pooled --set train.steps=1000
+run W1-text-warmup recipes/semvlp-small.json --set model.overrides.itmRead=pooled --set semvlp.textWarmup.steps=1500 --set train.steps=500
 run P1-itm-prod recipes/semvlp-small.json --set model.overrides.itmRead=prod --set train.steps=2000 --set train.evalEvery=250
+run L1-semvlp-small-4000 recipes/semvlp-small.json
 run P2-itm-prod-qa recipes/semvlp-small.json --set model.overrides.itmRead=prod --set train.steps=800 --set train.evalEvery=200 --set semvlp.qa=true --set 'semvlp.textSources=["mscoco","vqa","gqa"]' --set 'semvlp.itmSources=["mscoco"]'
 # MSP: the paper's product pooler on sequence means (M1), plus a quarter of hard negatives (M2)
 run M1-msp-pool-mean recipes/msp-small.json --set model.overrides.pool=mean --set train.evalEvery=250
@@ -51,5 +52,5 @@ run V6-vlmo-itm-prod-p8 recipes/vlmo-small.json --set model.overrides.itmRead=pr
 [ -f data/emoji/meta.json ] || vlp data emoji --out data/emoji
 run E1-vlmo-emoji recipes/vlmo-small.json --set data.world=data/emoji --set data.karpathy=karpathy/dataset_emoji.json --set vlmo.stages.image.steps=200 --set vlmo.stages.text.steps=200 --set vlmo.stages.image-text.steps=1200 --set train.evalEvery=300 --set model.overrides.itmRead=prod
 for d in "$OUT"/*/; do node --import tsx experiments/curves.ts "$d"; done
-node --import tsx experiments/heldout.ts --limit 100 "$OUT"/S1-semvlp-small "$OUT"/P1-itm-prod "$OUT"/P2-itm-prod-qa "$OUT"/M2-msp-hard-quarter "$OUT"/V6-vlmo-itm-prod-p8
+node --import tsx experiments/heldout.ts --limit 100 "$OUT"/S1-semvlp-small "$OUT"/P1-itm-prod "$OUT"/L1-semvlp-small-4000 "$OUT"/P2-itm-prod-qa "$OUT"/M2-msp-hard-quarter "$OUT"/V6-vlmo-itm-prod-p8
 node --import tsx experiments/heldout.ts "$OUT"/E1-vlmo-emoji
