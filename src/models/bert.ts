@@ -327,7 +327,11 @@ export class BertPooler extends Module {
     this.dense = this.module("dense", new Linear(c.hiddenSize, c.hiddenSize));
   }
   forward(hidden: Tensor): Tensor {
-    return this.dense.forward(hidden.select(1, 0)).tanh();
+    return this.poolVector(hidden.select(1, 0));
+  }
+  /** dense -> tanh of any [B, h] vector (a mean or a product read-out instead of the [CLS]). */
+  poolVector(v: Tensor): Tensor {
+    return this.dense.forward(v).tanh();
   }
 }
 

@@ -320,8 +320,8 @@ export class LxmertModel extends Module {
     }
     const enc = this.encoder.forward(lang, langMask, feats, boxes, extendedAttentionMask(vmask, dtype), o);
     const mean = c.pool === "mean";
-    let pooled = mean ? this.pooler.dense.forward(maskedMean(enc.lang, x.attentionMask)).tanh() : this.pooler.forward(enc.lang);
-    if (this.pooler_f) pooled = pooled.mul(mean ? this.pooler_f.dense.forward(maskedMean(enc.visn, vmask)).tanh() : this.pooler_f.forward(enc.visn));
+    let pooled = mean ? this.pooler.poolVector(maskedMean(enc.lang, x.attentionMask)) : this.pooler.forward(enc.lang);
+    if (this.pooler_f) pooled = pooled.mul(mean ? this.pooler_f.poolVector(maskedMean(enc.visn, vmask)) : this.pooler_f.forward(enc.visn));
     const { lang: languageOutput, visn: visionOutput, ...rest } = enc;
     const regionOutput = this.word_embeddings ? visionOutput.slice(1, 1) : visionOutput;
     return { ...rest, languageOutput, visionOutput, regionOutput, pooledOutput: pooled };

@@ -54,7 +54,7 @@ export interface SemVLPConfig extends BertLikeConfig {
   /**
    * vlpkit's align-before-fuse term (not in the SemVLP paper; ALBEF/VLMo style): when > 0, ITC
    * projections `itc_text_proj` / `itc_image_proj` of this size and a learnable `logit_scale` on the
-   * unimodal h_CLS and o_IMG. 0 (default, the paper): none.
+   * unimodal text and image passes (read as `itcPool` says). 0 (default, the paper): none.
    */
   itcDim?: number;
   /** What the ITC embeddings read: "cls" (h_CLS / o_IMG) or "mean" (the masked mean of each unimodal sequence). */
@@ -224,12 +224,13 @@ export class SemVLPModel extends Module {
     };
   }
 
-  /** pooler.dense(mean(text) * mean(image)).tanh(), the means over each part's real positions. */
+  /** The pooler over mean(text) * mean(image), the means over each part's real positions. */
   private prodRead(text: Tensor, textMask: Tensor | null | undefined, image: Tensor, imageMask: Tensor | null): Tensor {
-    return this.pooler.dense.forward(maskedMean(text, textMask).mul(maskedMean(image, imageMask))).tanh();
+    return this.pooler.poolVector(maskedMean(text, textMask).mul(maskedMean(image, imageMask)));
   }
 
-  private imageMask(x: SemVLPInputs): Tensor | null {
+  /** The image sequence's mask [B, 1+N]: [IMG] always real, then the regions' mask (null: no mask given). */
+  imageMask(x: Pick<SemVLPInputs, "visualAttentionMask">): Tensor | null {
     const m = x.visualAttentionMask;
     return m ? cat([ones([m.size(0), 1], { dtype: m.dtype, device: m.device }), m], 1) : null;
   }
@@ -257,7 +258,7 @@ export class SemVLPModel extends Module {
     }
     const imageOutput = s.narrow(1, 0, nImg);
     const textOutput = s.narrow(1, nImg, len);
-    const pooledOutput = this.config.pool === "mean" ? this.pooler.dense.forward(maskedMean(s, mask)).tanh() : this.pooler.forward(textOutput);
+    const pooledOutput = this.config.pool === "mean" ? this.pooler.poolVector(maskedMean(s, mask)) : this.pooler.forward(textOutput);
     const itmInput = this.config.itmRead === "prod" ? this.prodRead(textOutput, x.attentionMask, imageOutput, this.imageMask(x)) : pooledOutput;
     const out: SemVLPOutput = { mode: "single", textOutput, imageOutput, regionOutput: imageOutput.slice(1, 1), pooledOutput, itmInput };
     if (o.outputHiddenStates) out.hiddenStates = hs;
@@ -279,7 +280,7 @@ export class SemVLPModel extends Module {
 
   encodeImage(x: Pick<SemVLPInputs, "visualFeats" | "visualPos" | "visualAttentionMask">): Tensor {
     let v = this.encoder.imageEmbeddings(x.visualFeats, x.visualPos);
-    const ext = extendedAttentionMask(this.imageMask(x as SemVLPInputs), v.dtype as "float32");
+    const ext = extendedAttentionMask(this.imageMask(x), v.dtype as "float32");
     for (const l of this.encoder.layer) v = l.forward(v, ext).output;
     return v;
   }
@@ -312,8 +313,9 @@ export class SemVLPModel extends Module {
       iat.push(r.selfProbs);
       if (r.crossProbs) cat_.push(r.crossProbs);
     });
-    const pooledOutput = this.config.pool === "mean" ? this.pooler.dense.forward(maskedMean(v, this.imageMask(x))).tanh() : this.pooler.forward(v);
-    const itmInput = this.config.itmRead === "prod" ? this.prodRead(h, x.attentionMask, v, this.imageMask(x)) : pooledOutput;
+    const vmask = this.imageMask(x);
+    const pooledOutput = this.config.pool === "mean" ? this.pooler.poolVector(maskedMean(v, vmask)) : this.pooler.forward(v);
+    const itmInput = this.config.itmRead === "prod" ? this.prodRead(h, x.attentionMask, v, vmask) : pooledOutput;
     const out: SemVLPOutput = { mode: "two", textOutput: h, imageOutput: v, regionOutput: v.slice(1, 1), pooledOutput, itmInput };
     if (o.outputHiddenStates) {
       out.textHiddenStates = ths;
@@ -364,15 +366,14 @@ export class SemVLPForPreTraining extends Module {
     if (opts.init ?? true) initBertWeights(this, c.initializerRange);
   }
 
-  /** Unit-norm ITC embeddings of the unimodal h_CLS (text) and o_IMG (image); needs `itcDim`. */
+  /** Unit-norm ITC embeddings of the unimodal text and image passes (h_CLS / o_IMG, or their means: config.itcPool); needs `itcDim`. */
   itcFeatures(x: SemVLPInputs): { text: Tensor; image: Tensor } {
     if (!this.itc_text_proj || !this.itc_image_proj) throw new Error("SemVLP: itcFeatures needs config.itcDim > 0");
     const ht = this.bert.encodeText(x);
     const hv = this.bert.encodeImage(x);
-    const mean = maskedMean;
-    const vm = x.visualAttentionMask ? cat([ones([x.visualAttentionMask.size(0), 1], { dtype: x.visualAttentionMask.dtype }), x.visualAttentionMask], 1) : null;
-    const t = this.config.itcPool === "mean" ? mean(ht, x.attentionMask) : ht.select(1, 0);
-    const v = this.config.itcPool === "mean" ? mean(hv, vm) : hv.select(1, 0);
+    const mean = this.config.itcPool === "mean";
+    const t = mean ? maskedMean(ht, x.attentionMask) : ht.select(1, 0);
+    const v = mean ? maskedMean(hv, this.bert.imageMask(x)) : hv.select(1, 0);
     return { text: F.normalize(this.itc_text_proj.forward(t), 2, -1), image: F.normalize(this.itc_image_proj.forward(v), 2, -1) };
   }
 

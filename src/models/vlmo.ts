@@ -645,10 +645,7 @@ export class VLMoModel extends Module {
 
   /** The vector an ITC projection reads: [CLS] (official) or the masked mean of the sequence (config.itcPool). */
   private itcRead(hidden: Tensor, mask: Tensor | null): Tensor {
-    if (this.config.itcPool !== "mean") return hidden.select(1, 0);
-    if (!mask) return hidden.mean(1);
-    const w = mask.to(hidden.dtype).unsqueeze(-1);
-    return hidden.mul(w).sum(1).div(w.sum(1));
+    return this.config.itcPool === "mean" ? maskedMean(hidden, mask) : hidden.select(1, 0);
   }
 
   /** Text-only pass (L-FFN everywhere). ids [B, T] int64, mask [B, T] (1 = token, 0 = padding). */
@@ -707,7 +704,7 @@ export class VLMoModel extends Module {
       imageCls: enc.hidden.select(1, T),
       pooled: this.pooler.forward(enc.hidden),
       itmInput: this.config.itmRead === "prod"
-        ? this.pooler.dense.forward(maskedMean(enc.hidden.narrow(1, 0, T), mask).mul(enc.hidden.narrow(1, T, I).mean(1))).tanh()
+        ? this.pooler.poolVector(maskedMean(enc.hidden.narrow(1, 0, T), mask).mul(enc.hidden.narrow(1, T, I).mean(1)))
         : undefined,
     };
   }

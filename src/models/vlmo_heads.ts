@@ -21,7 +21,11 @@ export class Pooler extends Module {
     this.dense = this.module("dense", initLinear(new Linear(hidden, hidden)));
   }
   forward(hidden: Tensor): Tensor {
-    return this.dense.forward(hidden.select(1, 0)).tanh();
+    return this.poolVector(hidden.select(1, 0));
+  }
+  /** dense -> tanh of any [B, h] vector (the product read-out instead of the [CLS]). */
+  poolVector(v: Tensor): Tensor {
+    return this.dense.forward(v).tanh();
   }
 }
 
