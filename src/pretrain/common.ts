@@ -70,6 +70,11 @@ export function topicTargets(topicIds: Tensor, vocab: number): Tensor {
   return out.scatter(1, idx, 1).slice(1, 0, vocab);
 }
 
+/** The same loss with every metric name prefixed (e.g. "text_" for a text-only stage's MLM). */
+export function renameMetrics<T extends { metrics: Record<string, number> }>(o: T, prefix: string): T {
+  return { ...o, metrics: Object.fromEntries(Object.entries(o.metrics).map(([k, x]) => [prefix + k, x])) };
+}
+
 /** Σ w_k · loss_k over the losses present; metrics merged. */
 export function weighted(parts: Record<string, LossOut | undefined>, weights: Record<string, number>): { loss: Tensor; metrics: Record<string, number> } {
   let total: Tensor | null = null;

@@ -8,7 +8,7 @@ import { computeObjectPrediction, computeItm, computeQa, computeItcKeyed, type L
 import type { Recipe } from "./recipe.ts";
 import type { Tensor, Generator } from "../engine/index.ts";
 import type { Stage } from "./trainer.ts";
-import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted, maskedLm, mlmVocab, type MlmVocab } from "./common.ts";
+import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted, maskedLm, renameMetrics, mlmVocab, type MlmVocab } from "./common.ts";
 
 /** The paper's tasks, weight 1 each; `itc` (vlpkit's align-before-fuse term, not in the paper) is off by default. */
 export const SEMVLP_LOSSES = { mlm: 1, obj: 1, attr: 1, feat: 1, itm: 1, qa: 1, itc: 0 };
@@ -107,8 +107,8 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
       step(batch, _meta, ctx) {
         const m = maskText(batch, ctx.generator, vocab);
         const h = model.bert.encodeText({ inputIds: m.inputIds, attentionMask: batch.attention_mask });
-        const mlm = maskedLm(h, m.labels, (x) => model.cls.predictions.forward(x));
-        return { loss: mlm.loss, metrics: Object.fromEntries(Object.entries(mlm.metrics).map(([k, v]) => [`text_${k}`, v])), tag: "text" };
+        const mlm = renameMetrics(maskedLm(h, m.labels, (x) => model.cls.predictions.forward(x)), "text_");
+        return { loss: mlm.loss, metrics: mlm.metrics, tag: "text" };
       },
     }],
   };

@@ -18,7 +18,7 @@ import type { Recipe } from "./recipe.ts";
 import type { Stage, StepContext } from "./trainer.ts";
 import type { Dist } from "../engine/dist.ts";
 import type { LossOut } from "../objectives/losses.ts";
-import { worldFile, weighted, maskedLm, maskText, mlmVocab, type MlmVocab } from "./common.ts";
+import { worldFile, weighted, maskedLm, maskText, mlmVocab, renameMetrics, type MlmVocab } from "./common.ts";
 import type { ImageTextArgs } from "./imagetext.ts";
 
 const IMAGETEXT_MODULE = new URL("./imagetext.ts", import.meta.url).href;
@@ -196,8 +196,4 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     }
   });
   return { model, stages };
-}
-
-function renameMetrics<T extends { metrics: Record<string, number> }>(o: T, prefix: string): T {
-  return { ...o, metrics: Object.fromEntries(Object.entries(o.metrics).map(([k, x]) => [prefix + k, x])) };
 }
