@@ -83,6 +83,7 @@ export function vqaMajority(world: string, split = "test"): number {
  */
 async function downstream(world: string, runs: string, names: string[], sets: string[]): Promise<void> {
   const { loadTask, loadFinetuneRecipe } = await import("../tasks/task.ts");
+  const { readRunInfo } = await import("../tasks/checkpoint.ts");
   const { evaluatePretraining } = await import("../tasks/pretrain_eval.ts");
   const { runBow } = await import("../baselines/bow.ts");
   const recipesDir = new URL("../../recipes/finetune/", import.meta.url).pathname;
@@ -96,7 +97,7 @@ async function downstream(world: string, runs: string, names: string[], sets: st
   summary.baseline_bow = bow;
   for (const name of names) {
     const pre = join(runs, name);
-    const r = JSON.parse(readFileSync(join(pre, "recipe.json"), "utf8")) as { method: string; model: { preset: string; overrides?: Record<string, unknown> } };
+    const r = readRunInfo(pre);
     console.log(`\n== ${name}: held-out alignment, then VQA fine-tuning from it and from scratch`);
     const fusion = r.method !== "vlmo";
     const align = await evaluatePretraining(pre, { split: "test", limit: fusion ? 100 : undefined, quiet: true });

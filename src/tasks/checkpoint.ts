@@ -23,6 +23,8 @@ export interface RunInfo {
   model: { preset: string; overrides?: Record<string, unknown> };
   /** The synthetic world (or dataset folder) the run read. */
   world: string;
+  /** Pre-training runs: the recipe's Karpathy file (relative to `world`), when not the synthetic world's. */
+  karpathy?: string;
   /** Answer labels by class index (VQA, GQA). */
   labels?: string[];
   /** The pre-trained run a fine-tuning run started from (null: from scratch). */
@@ -49,11 +51,11 @@ export function readRunInfo(dir: string): RunInfo {
     return info;
   }
   if (existsSync(pre)) {
-    const r = read(pre) as { method: Method; model: RunInfo["model"]; data: { world: string }; vlmo?: { standard?: boolean } };
+    const r = read(pre) as { method: Method; model: RunInfo["model"]; data: { world: string; karpathy?: string }; vlmo?: { standard?: boolean } };
     if (!r.method || !r.model || !r.data?.world) throw new Error(`${pre}: not a vlp recipe (method, model, data.world)`);
     // VLMo's Table 5 ablation is set outside `model` (recipe.vlmo.standard) but changes the network
     const model = r.method === "vlmo" && r.vlmo?.standard !== undefined ? { ...r.model, overrides: { standard: r.vlmo.standard, ...(r.model.overrides ?? {}) } } : r.model;
-    return { kind: "pretrain", method: r.method, model, world: r.data.world };
+    return { kind: "pretrain", method: r.method, model, world: r.data.world, karpathy: r.data.karpathy };
   }
   throw new Error(`${dir}: neither finetune.json nor recipe.json there (not a vlp run directory)`);
 }

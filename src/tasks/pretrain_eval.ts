@@ -3,7 +3,6 @@
 // its own image and with a random other image: chance 0.5), and zero-shot retrieval (SemVLP / LXMERT-S:
 // the ITM head on every pair; VLMo: the dual encoder's ITC similarities, its ITM head for the ITM
 // pairs). These are the numbers of `vlp demo`'s summary and of experiments/RESULTS.md.
-import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { tidy, noGrad, tensor, type Tensor } from "../engine/index.ts";
 import { toTensors } from "../data/loader.ts";
@@ -35,7 +34,7 @@ export async function evaluatePretraining(run: string, o: PretrainEvalOptions = 
   const info = readRunInfo(run);
   const world = resolve(o.world ?? info.world);
   const split = o.split ?? "test";
-  const karpathy = o.karpathy ?? recipeKarpathy(run);
+  const karpathy = o.karpathy ?? info.karpathy;
   const set = evalSet(readRetrievalSplit(world, split, karpathy), o.limit);
   const pairs = itmPairs(set);
   const rm = await buildRetrievalModel(info.method, info.model, run, retrievalOptions(undefined));
@@ -61,12 +60,6 @@ export async function evaluatePretraining(run: string, o: PretrainEvalOptions = 
   } finally {
     rm.model.dispose();
   }
-}
-
-function recipeKarpathy(run: string): string | undefined {
-  const f = join(run, "recipe.json");
-  if (!existsSync(f)) return undefined;
-  return (JSON.parse(readFileSync(f, "utf8")) as { data?: { karpathy?: string } }).data?.karpathy;
 }
 
 /** VLMo's fusion ITM score (logit[1] - logit[0]) of each held-out pair. */
