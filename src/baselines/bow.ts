@@ -14,15 +14,13 @@
 // and zero-shot retrieval (IR/TR R@1/5/10) on the test split and its first 100 images.
 import { join } from "node:path";
 import { Module, Linear, tensor, zeros, cat, tidy, noGrad, manualSeed, F, type Tensor } from "../engine/index.ts";
-import { Adam } from "../engine/optim.ts";
 import { openRegions } from "../pretrain/builder.ts";
 import { regionArrays } from "../tasks/data.ts";
 import { readRetrievalSplit, evalSet, type EvalSet } from "../tasks/retrieval_data.ts";
 import { computeItc } from "../objectives/losses.ts";
-import { Rng } from "../objectives/sampling.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import {
-  WordVocab, BowText, captionTexts, captionsByImage, sampleStep, itmPairs, itmAccuracy, itmChance, bestThreshold, zeroShotMetrics, subMatrix,
+  WordVocab, BowText, captionTexts, itmPairs, itmAccuracy, itmChance, bestThreshold, trainBaseline, indexTensor, zeroShotWithSubset,
 } from "./common.ts";
 
 export type BowLoss = "itm" | "itc" | "itm+itc";
@@ -125,39 +123,23 @@ export async function runBow(opts: Partial<BowOptions> & { world: string }): Pro
 
   const inDim = data.train.img.x.size(-1);
   const model = new BowModel(vocab.size, inDim, o.dim, o.boxHidden);
-  const opt = new Adam(model.parameters(), { lr: o.lr });
-  const rng = new Rng((o.seed * 0x9e3779b1) ^ 0x51ed270b);
-  const byImage = captionsByImage(sets.train);
-  const idx = (xs: number[]) => tensor(BigInt64Array.from(xs, BigInt));
-  let lossSum = 0;
-  for (let step = 0; step < o.steps; step++) {
-    const s = sampleStep(rng, sets.train, byImage, o.batchSize);
-    const loss = tidy(() => {
-      const txt = model.encodeText(data.train.txt.indexSelect(0, idx(s.captions)));
-      let total: Tensor | null = null;
-      if (o.loss !== "itc") {
-        const ii = idx(s.itmImages);
-        const img = model.encodeImage(data.train.img.x.indexSelect(0, ii), data.train.img.valid.indexSelect(0, ii));
-        const logit = img.mul(txt).sum(-1).add(model.bias);
-        total = F.binaryCrossEntropyWithLogits(logit, tensor(Float32Array.from(s.matched)));
-      }
-      if (o.loss !== "itm") {
-        const ii = idx(s.images);
-        const img = model.encodeImage(data.train.img.x.indexSelect(0, ii), data.train.img.valid.indexSelect(0, ii));
-        const itc = computeItc(img, txt, model.logitScale).loss;
-        total = total ? total.add(itc) : itc;
-      }
-      total!.backward();
-      opt.step();
-      opt.zeroGrad();
-      return total!.item();
-    });
-    lossSum += loss;
-    if (o.logEvery > 0 && (step + 1) % o.logEvery === 0) {
-      console.log(`bow step ${step + 1}/${o.steps} loss ${(lossSum / o.logEvery).toFixed(4)}`);
-      lossSum = 0;
+  trainBaseline(model, sets.train, o, 0x51ed270b, { name: "bow", what: "loss" }, (s) => {
+    const txt = model.encodeText(data.train.txt.indexSelect(0, indexTensor(s.captions)));
+    let total: Tensor | null = null;
+    if (o.loss !== "itc") {
+      const ii = indexTensor(s.itmImages);
+      const img = model.encodeImage(data.train.img.x.indexSelect(0, ii), data.train.img.valid.indexSelect(0, ii));
+      const logit = img.mul(txt).sum(-1).add(model.bias);
+      total = F.binaryCrossEntropyWithLogits(logit, tensor(Float32Array.from(s.matched)));
     }
-  }
+    if (o.loss !== "itm") {
+      const ii = indexTensor(s.images);
+      const img = model.encodeImage(data.train.img.x.indexSelect(0, ii), data.train.img.valid.indexSelect(0, ii));
+      const itc = computeItc(img, txt, model.logitScale).loss;
+      total = total ? total.add(itc) : itc;
+    }
+    return total!;
+  });
 
   const scoresOf = (s: "val" | "test"): Float32Array =>
     tidy(() => noGrad(() => model.scores(model.encodeImage(data[s].img.x, data[s].img.valid), model.encodeText(data[s].txt)).contiguous().toFloat32Array()));
@@ -169,12 +151,8 @@ export async function runBow(opts: Partial<BowOptions> & { world: string }): Pro
     itm_chance: itmChance(pt),
     itm_acc_val: itmAccuracy(val, sets.val.captions.length, pv, threshold),
     itm_chance_val: itmChance(pv),
-    ...zeroShotMetrics("zs_", test, sets.test),
+    ...zeroShotWithSubset(test, sets.test),
   };
-  if (sets.test.images.length > 100) {
-    const sub = subMatrix(test, sets.test, 100);
-    Object.assign(metrics, zeroShotMetrics("zs100_", sub.i2t, sub.set));
-  }
   metrics.steps = o.steps;
   metrics.seconds = (performance.now() - t0) / 1000;
   for (const s of Object.values(data)) {

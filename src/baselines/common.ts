@@ -2,7 +2,8 @@
 // wordpiece ids seen in training captions, the caption/image sampling of a training step, held-out
 // and the printed table (held-out ITM pairs and zero-shot metrics live in src/tasks/heldout.ts, which
 // the pre-trained models' evaluation shares).
-import { Module, Embedding, tensor, F, type Tensor } from "../engine/index.ts";
+import { Module, Embedding, tensor, tidy, F, type Tensor } from "../engine/index.ts";
+import { Adam } from "../engine/optim.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { Rng } from "../objectives/sampling.ts";
 import type { EvalSet } from "../tasks/retrieval_data.ts";
@@ -115,4 +116,49 @@ export function metricRows(m: Record<string, number>): [string, number, number |
   return rows;
 }
 
+/** An int64 index tensor of row numbers. */
+export const indexTensor = (xs: number[]): Tensor => tensor(BigInt64Array.from(xs, BigInt));
+
+/**
+ * The training loop both baselines share: `o.steps` Adam steps (lr `o.lr`) over the model's
+ * parameters, each on a `sampleStep` batch of the train split drawn with a generator seeded by
+ * (o.seed, salt); `lossOf` builds the step's loss, `after` runs after each update (e.g. a clamp).
+ * Every `o.logEvery` steps (0: never) it prints `<name> step k/n <what> <mean loss>`.
+ */
+export function trainBaseline(
+  model: Module, set: EvalSet, o: { steps: number; seed: number; batchSize: number; lr: number; logEvery: number },
+  salt: number, log: { name: string; what: string }, lossOf: (s: StepSample) => Tensor, after?: () => void,
+): void {
+  const opt = new Adam(model.parameters(), { lr: o.lr });
+  const rng = new Rng((o.seed * 0x9e3779b1) ^ salt);
+  const byImage = captionsByImage(set);
+  let lossSum = 0;
+  for (let step = 0; step < o.steps; step++) {
+    const s = sampleStep(rng, set, byImage, o.batchSize);
+    lossSum += tidy(() => {
+      const loss = lossOf(s);
+      loss.backward();
+      opt.step();
+      opt.zeroGrad();
+      after?.();
+      return loss.item();
+    });
+    if (o.logEvery > 0 && (step + 1) % o.logEvery === 0) {
+      console.log(`${log.name} step ${step + 1}/${o.steps} ${log.what} ${(lossSum / o.logEvery).toFixed(4)}`);
+      lossSum = 0;
+    }
+  }
+}
+
+/** Zero-shot metrics of a test score matrix (`zs_`), and of its first 100 images (`zs100_`) when the split is bigger. */
+export function zeroShotWithSubset(test: Float32Array, set: EvalSet): Record<string, number> {
+  const metrics = zeroShotMetrics("zs_", test, set);
+  if (set.images.length > 100) {
+    const sub = subMatrix(test, set, 100);
+    Object.assign(metrics, zeroShotMetrics("zs100_", sub.i2t, sub.set));
+  }
+  return metrics;
+}
+
+import { zeroShotMetrics, subMatrix } from "../tasks/heldout.ts";
 export { itmPairs, itmAccuracy, bestThreshold, itmChance, zeroShotMetrics, subMatrix, type ItmPairs } from "../tasks/heldout.ts";

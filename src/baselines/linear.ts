@@ -10,13 +10,11 @@
 // zero-shot retrieval (IR/TR R@1/5/10) on the test split (and its first 100 images when bigger).
 import { join } from "node:path";
 import { Module, Linear, Conv2d, full, tensor, tidy, noGrad, manualSeed, F, type Tensor } from "../engine/index.ts";
-import { Adam } from "../engine/optim.ts";
 import { readRetrievalSplit, evalSet, pixelArray, type EvalSet } from "../tasks/retrieval_data.ts";
 import { computeItc } from "../objectives/losses.ts";
-import { Rng } from "../objectives/sampling.ts";
 import { VLMO_PRESETS, type VLMoPreset } from "../models/vlmo.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import { WordVocab, BowText, captionTexts, captionsByImage, sampleStep, zeroShotMetrics, subMatrix } from "./common.ts";
+import { WordVocab, BowText, captionTexts, trainBaseline, indexTensor, zeroShotWithSubset } from "./common.ts";
 import type { BaselineRun } from "./bow.ts";
 
 export interface LinearOptions {
@@ -81,36 +79,14 @@ export async function runLinear(opts: Partial<LinearOptions> & { world: string }
   };
 
   const model = new LinearDualEncoder(vocab.size, patchSize, o.dim, o.embedDim);
-  const opt = new Adam(model.parameters(), { lr: o.lr });
-  const rng = new Rng((o.seed * 0x9e3779b1) ^ 0x2545f491);
-  const byImage = captionsByImage(sets.train);
-  const idx = (xs: number[]) => tensor(BigInt64Array.from(xs, BigInt));
-  let lossSum = 0;
-  for (let step = 0; step < o.steps; step++) {
-    const s = sampleStep(rng, sets.train, byImage, o.batchSize);
-    lossSum += tidy(() => {
-      const img = model.encodeImage(data.train.px.indexSelect(0, idx(s.images)));
-      const txt = model.encodeText(data.train.txt.indexSelect(0, idx(s.captions)));
-      const loss = computeItc(img, txt, model.logitScale).loss;
-      loss.backward();
-      opt.step();
-      opt.zeroGrad();
-      // CLIP clamps the logit scale at 100
-      noGrad(() => model.logitScale.clamp_(0, Math.log(100)));
-      return loss.item();
-    });
-    if (o.logEvery > 0 && (step + 1) % o.logEvery === 0) {
-      console.log(`linear step ${step + 1}/${o.steps} itc loss ${(lossSum / o.logEvery).toFixed(4)}`);
-      lossSum = 0;
-    }
-  }
+  trainBaseline(model, sets.train, o, 0x2545f491, { name: "linear", what: "itc loss" }, (s) => {
+    const img = model.encodeImage(data.train.px.indexSelect(0, indexTensor(s.images)));
+    const txt = model.encodeText(data.train.txt.indexSelect(0, indexTensor(s.captions)));
+    return computeItc(img, txt, model.logitScale).loss;
+  }, () => noGrad(() => model.logitScale.clamp_(0, Math.log(100)))); // CLIP clamps the logit scale at 100
 
   const test = tidy(() => noGrad(() => model.encodeImage(data.test.px).matmul(model.encodeText(data.test.txt).T).contiguous().toFloat32Array()));
-  const metrics: Record<string, number> = { ...zeroShotMetrics("zs_", test, sets.test) };
-  if (sets.test.images.length > 100) {
-    const sub = subMatrix(test, sets.test, 100);
-    Object.assign(metrics, zeroShotMetrics("zs100_", sub.i2t, sub.set));
-  }
+  const metrics: Record<string, number> = zeroShotWithSubset(test, sets.test);
   metrics.steps = o.steps;
   metrics.seconds = (performance.now() - t0) / 1000;
   for (const d of Object.values(data)) {
