@@ -10,7 +10,7 @@
 //
 //   node --import tsx experiments/compare.ts [--world data/world-demo] [--out experiments/runs]
 // (the tiny recipes expect the main job's world: vlp data synth --images 5000 --code-dim 32 --out data/world-demo)
-//        [--jobs 2] [--seeds 0,1] [--groups A,B,C,D] [--pretrain-scale 1] [--table experiments/RESULTS.md]
+//        [--jobs 2] [--seeds 0,1] [--groups A,B,C,D] [--methods semvlp,msp,vlmo] [--pretrain-scale 1] [--table experiments/RESULTS.md]
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -26,6 +26,8 @@ const { values: opt } = parseArgs({
     jobs: { type: "string", default: "2" },
     seeds: { type: "string", default: "0,1" },
     groups: { type: "string", default: "A,B,C,D" },
+    /** Group A's methods (default all three). */
+    methods: { type: "string", default: "semvlp,msp,vlmo" },
     "pretrain-scale": { type: "string", default: "1" },
     table: { type: "string", default: "experiments/RESULTS.md" },
     "pretrain-only": { type: "boolean", default: false },
@@ -37,6 +39,7 @@ const world = resolve(opt.world!);
 const out = resolve(opt.out!);
 const seeds = opt.seeds!.split(",").map(Number);
 const groups = new Set(opt.groups!.split(","));
+const methods = new Set(opt.methods!.split(","));
 const scale = Number(opt["pretrain-scale"]);
 
 // ---- the runs -----------------------------------------------------------------------------------
@@ -84,6 +87,7 @@ const MAIN: Task[] = ["vqa", "nlvr2", "retrieval"];
 if (groups.has("A")) {
   // every seed for VQA, NLVR2 and retrieval; GQA (two-stage) with the first seed only, for time
   for (const [pre, m] of [["semvlp-both", "semvlp"], ["msp-TPS", "msp"], ["vlmo-mome-stagewise", "vlmo"], [null, "semvlp"], [null, "msp"], [null, "vlmo"]] as const) {
+    if (!methods.has(m)) continue;
     add(pre, m, MAIN, seeds);
     add(pre, m, ["gqa"], seeds.slice(0, 1));
   }
@@ -197,19 +201,37 @@ function headline(task: Task, m: Record<string, number> | null): number | null {
   return typeof v === "number" ? v : null;
 }
 
-function cell(pre: string | null, method: string, task: Task, split: string, s: number[]): string {
+/** Mean and sample standard deviation over the fine-tuning seeds that finished (std null with one seed). */
+function stats(pre: string | null, method: string, task: Task, split: string, s: number[]): { mean: number; std: number | null; n: number } | null {
   const vals = s.map((seed) => headline(task, readJson(evalFile({ pre, method, task, seed }, split)))).filter((v): v is number => v !== null);
-  if (vals.length === 0) return "–";
+  if (vals.length === 0) return null;
   const mean = vals.reduce((a, b) => a + b, 0) / vals.length;
-  const pct = (v: number) => (100 * v).toFixed(1);
-  if (vals.length === 1) return pct(mean);
-  const half = (Math.max(...vals) - Math.min(...vals)) / 2;
-  return `${pct(mean)} ± ${pct(half)}`;
+  const std = vals.length > 1 ? Math.sqrt(vals.reduce((a, v) => a + (v - mean) ** 2, 0) / (vals.length - 1)) : null;
+  return { mean, std, n: vals.length };
+}
+
+const pct = (v: number) => (100 * v).toFixed(1);
+
+function cell(pre: string | null, method: string, task: Task, split: string, s: number[]): string {
+  const st = stats(pre, method, task, split, s);
+  if (!st) return "–";
+  return st.std === null ? pct(st.mean) : `${pct(st.mean)} ± ${pct(st.std)}`;
+}
+
+/**
+ * Transfer verdict: pre-trained minus scratch, and whether it exceeds twice the larger of the two
+ * seed standard deviations (issue 12's bar); "–" without two seeds on both sides.
+ */
+function transfer(pre: string, method: string, task: Task, split: string, s: number[]): string {
+  const a = stats(pre, method, task, split, s), b = stats(null, method, task, split, s);
+  if (!a || !b || a.std === null || b.std === null) return "–";
+  const d = a.mean - b.mean, bar = 2 * Math.max(a.std, b.std);
+  return `${d >= 0 ? "+" : ""}${pct(d)} (${Math.abs(d) > bar ? (d > 0 ? "beyond" : "worse, beyond") : "within"} 2σ = ${pct(bar)})`;
 }
 
 const zs = (id: string) => {
   const v = headline("retrieval", readJson(zsFile(id)));
-  return v === null ? "–" : (100 * v).toFixed(1);
+  return v === null ? "–" : pct(v);
 };
 
 const lines: string[] = [];
@@ -219,16 +241,24 @@ const head = (xs: string[]) => {
   row(xs.map(() => "---"));
 };
 lines.push(`Measured by \`node --import tsx experiments/compare.ts\` on ${world.replace(ROOT + "/", "")} (seeds ${seeds.join(",")}; pre-training scale ×${scale}); ${new Date().toISOString().slice(0, 10)}.`);
-lines.push("All numbers are percentages on the world's test split (comp = the held-out compositional split, `test_comp`). VQA: official VQA accuracy; GQA, NLVR2: accuracy; retrieval: mean of IR and TR R@1/5/10; ZS: zero-shot retrieval from the pre-trained checkpoint. `a ± b`: mean over fine-tuning seeds ± half the range.");
+lines.push("All numbers are percentages on the world's test split (comp = the held-out compositional split, `test_comp`). VQA: official VQA accuracy; GQA, NLVR2: accuracy; retrieval: mean of IR and TR R@1/5/10; ZS: zero-shot retrieval from the pre-trained checkpoint. `a ± b`: mean ± sample standard deviation over the fine-tuning seeds (one pre-training run per row).");
 lines.push("");
 if (groups.has("A")) {
   lines.push("**A. Pre-trained vs from scratch**", "");
   head(["method", "init", "VQA", "VQA comp", "GQA", "GQA comp", "NLVR2", "NLVR2 comp", "retrieval", "retrieval comp", "retrieval ZS"]);
   for (const [method, pre] of [["semvlp", "semvlp-both"], ["msp", "msp-TPS"], ["vlmo", "vlmo-mome-stagewise"]] as const) {
+    if (!methods.has(method)) continue;
     for (const p of [pre, null]) {
       const c = (t: Task, split: string) => cell(p, method, t, split, seeds);
       row([method, p ? `pre-trained (${p})` : "scratch", c("vqa", "test"), c("vqa", "test_comp"), c("gqa", "test"), c("gqa", "test_comp"), c("nlvr2", "test"), c("nlvr2", "test_comp"), c("retrieval", "test"), c("retrieval", "test_comp"), p ? zs(p) : "–"]);
     }
+  }
+  lines.push("", "Transfer (pre-trained − scratch, points) against twice the larger seed standard deviation:", "");
+  head(["method", "VQA", "VQA comp", "NLVR2", "NLVR2 comp", "retrieval", "retrieval comp"]);
+  for (const [method, pre] of [["semvlp", "semvlp-both"], ["msp", "msp-TPS"], ["vlmo", "vlmo-mome-stagewise"]] as const) {
+    if (!methods.has(method)) continue;
+    const t = (task: Task, split: string) => transfer(pre, method, task, split, seeds);
+    row([method, t("vqa", "test"), t("vqa", "test_comp"), t("nlvr2", "test"), t("nlvr2", "test_comp"), t("retrieval", "test"), t("retrieval", "test_comp")]);
   }
   lines.push("");
 }

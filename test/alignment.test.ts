@@ -15,7 +15,7 @@ import { tensor, tidy, noGrad, F, randn, manualSeed } from "../src/engine/index.
 import { computeItcKeyed, computeItc, computeItm } from "../src/objectives/losses.ts";
 import { SemVLPForPreTraining, semvlpConfig, maskedMean } from "../src/models/semvlp.ts";
 import { VLMoModel, vlmoConfig } from "../src/models/vlmo.ts";
-import { LxmertModel, lxmertConfig } from "../src/models/lxmert.ts";
+import { LxmertModel, LxmertForPreTraining, lxmertConfig } from "../src/models/lxmert.ts";
 import { evaluatePretraining } from "../src/tasks/pretrain_eval.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-align-"));
@@ -237,6 +237,61 @@ test("ITM read-outs: LXMERT-S pool 'mean' feeds the paper's product pooler with 
   const e = v.pooler.dense.forward(maskedMean(f.textFeats, mask).mul(f.imageFeats.mean(1))).tanh();
   assert.ok(v.itmLogits(f).sub(v.itm_score!.forward(e)).abs().max().item() < 1e-6);
 }));
+
+test("LXMERT-S itmRead 'prod': the ITM head reads pooler(mean(lang) * mean(vision incl. the visual [CLS])); official read-out unchanged", () => tidy(() => {
+  manualSeed(5);
+  const over = { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, visualFeatDim: 8, xLayers: 2, hiddenDropoutProb: 0, attentionProbsDropoutProb: 0, taskQa: false };
+  const prod = new LxmertForPreTraining(lxmertConfig("lxmertSTiny", { ...over, itmRead: "prod" }));
+  const paper = new LxmertForPreTraining(lxmertConfig("lxmertSTiny", over));
+  paper.loadStateDict(prod.stateDict());
+  prod.eval();
+  paper.eval();
+  const x = lxmertInputs();
+  const a = prod.forward(x), b = paper.forward(x);
+  assert.ok(a.pooledOutput.sub(b.pooledOutput).abs().max().item() < 1e-6, "pooled output (topic, object head, fine-tuning) unchanged");
+  assert.ok(b.matchLogits.sub(paper.cls.seq_relationship.forward(b.pooledOutput)).abs().max().item() < 1e-6, "official: ITM on the pooled output");
+  const vm = tensor([[1, 1, 1, 0]], { dtype: "int64" });
+  const expect = prod.bert.pooler.dense.forward(maskedMean(a.languageOutput, x.attentionMask).mul(maskedMean(a.visionOutput, vm))).tanh();
+  assert.ok(a.itmInput.sub(expect).abs().max().item() < 1e-6);
+  assert.ok(a.matchLogits.sub(prod.cls.seq_relationship.forward(expect)).abs().max().item() < 1e-6);
+  assert.ok(a.matchLogits.sub(b.matchLogits).abs().max().item() > 1e-4, "the read-outs differ");
+}));
+
+test("LXMERT-S unimodal passes (MSP's align-before-fuse ITC): the cross layers with their cross-attention skipped", () => tidy(() => {
+  manualSeed(6);
+  const m = new LxmertModel(lxmertConfig("lxmertSTiny", { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, visualFeatDim: 8, xLayers: 2, hiddenDropoutProb: 0, attentionProbsDropoutProb: 0 }));
+  m.eval();
+  const x = lxmertInputs();
+  const t = m.encodeText(x);
+  const t2 = m.encodeText({ ...x, visualFeats: randn([1, 3, 8]) });
+  assert.ok(t.sub(t2).abs().max().item() === 0, "the text pass does not see the image");
+  const v = m.encodeImage(x);
+  assert.deepEqual(v.hidden.shape, [1, 4, 32], "visual [CLS] + 3 regions");
+  assert.deepEqual(v.mask!.toArray(), [1, 1, 1, 0]);
+  const full = m.forward(x);
+  assert.ok(t.sub(full.languageOutput).abs().max().item() > 1e-3, "with cross-attention the outputs differ");
+  // With the cross-attention's output projection zeroed, a cross sub-layer is LayerNorm(x) of an
+  // already layer-normalised x (fresh LayerNorms: weight 1, bias 0), so the fused and unimodal passes agree.
+  noGrad(() => {
+    for (const l of m.encoder.x_layers) {
+      l.visual_attention.output.dense.weight.zero_();
+      l.visual_attention.output.dense.bias!.zero_();
+    }
+  });
+  const z = m.forward(x);
+  assert.ok(m.encodeText(x).sub(z.languageOutput).abs().max().item() < 1e-4, "text pass = fused pass without cross-attention");
+  // the image pass sees no words (LXMERT-S's visual [CLS] is the embedding of the first id, [CLS] in both)
+  const other = m.encodeImage({ ...x, inputIds: tensor([[101, 3000, 102, 0, 0]], { dtype: "int64" }) }).hidden;
+  assert.ok(m.encodeImage(x).hidden.sub(other).abs().max().item() === 0, "the image pass does not see the text");
+}));
+
+function lxmertInputs() {
+  return {
+    inputIds: tensor([[101, 2000, 2001, 102, 0]], { dtype: "int64" }), attentionMask: tensor([[1, 1, 1, 1, 0]], { dtype: "int64" }),
+    positionIds: tensor([[0, 1, 2, 3, 0]], { dtype: "int64" }),
+    visualFeats: randn([1, 3, 8]), visualPos: tensor([[[0, 0, 0.5, 0.5], [0.2, 0.2, 0.9, 0.9], [0, 0, 1, 1]]]), visualAttentionMask: tensor([[1, 1, 0]], { dtype: "int64" }),
+  };
+}
 
 /** `vlp pretrain` as a child process (it writes recipe.json, which the evaluation reads). */
 function pretrain(args: string[]): Promise<void> {

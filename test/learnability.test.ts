@@ -20,12 +20,13 @@ before(async () => {
   await generateWorld({ images: 48, seed: 5, out: world, size: 64, featDim: 32, boxes: 12 });
 });
 
-test("ITM_HS builder: the hard pool's own image is never drawn as a negative; matched labels follow the images", async () => {
+test("ITM_HS builder: the hard pool's own image is never drawn as a negative, val images (no pool) get random ones; matched labels follow the images", async () => {
   const hardPool = join(world, "hardneg/hard_negative.json");
   // the world's pools list the image itself first (ViLBERT layout): the builder must skip it
   const hn = readHardNegatives(hardPool);
   assert.ok(hn.train_hard_pool.every((row, i) => row.includes(i)), "precondition: pools contain the image itself");
-  const path = join(world, "msp/sentence_train.json");
+  for (const split of ["train", "val"]) {
+  const path = join(world, `msp/sentence_${split}.json`);
   const b = await createBuilder({ examples: [{ path, granularity: "sentence" }], regions: join(world, "features/obj36.tsv"), maxTextLen: 16, maxBoxes: 12, seed: 1, itm: { prob: 1, hardPool } });
   const ex = readPretrainExamples(path, { granularity: "sentence" });
   let pairs = 0;
@@ -40,7 +41,9 @@ test("ITM_HS builder: the hard pool's own image is never drawn as a negative; ma
     });
     pairs += idx.length;
   }
-  assert.ok(pairs > 100);
+  // val images have no pool (the file covers train images): their negatives are random images, never their own
+  assert.ok(pairs > (split === "train" ? 100 : 5), `${split}: ${pairs} pairs`);
+  }
 });
 
 test("SemVLP: the pooled output (ITM input) reads both the image and the text in both modes, and ITM gradients reach both inputs", () => {

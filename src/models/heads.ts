@@ -88,10 +88,11 @@ export class BertPreTrainingHeads extends Module {
     return topicLogits(this.seq_relationship_new, this.LayerNorm, pooled);
   }
 
-  forward(sequence: Tensor, pooled: Tensor): PreTrainingHeadOutputs {
+  /** `itmInput`: what the ITM classifier reads when it is not `pooled` (a model's product read-out). */
+  forward(sequence: Tensor, pooled: Tensor, itmInput: Tensor = pooled): PreTrainingHeadOutputs {
     const out: PreTrainingHeadOutputs = {
       lmLogits: this.predictions.forward(sequence),
-      matchLogits: this.seq_relationship.forward(pooled),
+      matchLogits: this.seq_relationship.forward(itmInput),
     };
     if (this.seq_relationship_new) out.topicLogits = this.topic(pooled);
     return out;

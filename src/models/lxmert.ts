@@ -44,6 +44,18 @@ export interface LxmertConfig extends BertLikeConfig {
    * (vlpkit option for models trained from scratch: the mean of each sequence over its real positions).
    */
   pool?: "cls" | "mean";
+  /**
+   * What the ITM classifier reads: "pooled" (official) or "prod", vlpkit's product read-out for models
+   * trained from scratch, `pooler(mean(lang) * mean(vision))` with the fused streams (as SemVLP/VLMo's
+   * `itmRead`): a bilinear text x image term from the first step.
+   */
+  itmRead?: "pooled" | "prod";
+  /**
+   * > 0: `itc_text_proj` / `itc_image_proj` of this size and a `logit_scale` on the model for an
+   * align-before-fuse ITC term (vlpkit, not in the papers): the cross layers run each stream alone,
+   * their cross-attention skipped (`encodeText` / `encodeImage`), read as masked means. 0: none.
+   */
+  itcDim?: number;
   /** The TITP/TITS topic head in `cls`. */
   topicHead: boolean;
   /** Official LXMERT-S object head: transformed states times the pooled output before the decoders. */
@@ -84,6 +96,8 @@ const LXMERT_BASE: LxmertConfig = {
   visualCls: false,
   productPooler: false,
   pool: "cls",
+  itmRead: "pooled",
+  itcDim: 0,
   topicHead: false,
   objHeadPooledProduct: false,
   taskObjPredict: true,
@@ -162,6 +176,14 @@ export class LxmertXLayer extends Module {
         langSelf,
         visnSelf,
       };
+    });
+  }
+
+  /** One stream through this layer without the other: its self-attention and FFN, the cross-attention skipped. */
+  forwardAlone(x: Tensor, mask: Tensor | null, stream: "lang" | "visn"): Tensor {
+    return tidy(() => {
+      const [s] = (stream === "lang" ? this.lang_self_att : this.visn_self_att).forward(x, mask);
+      return stream === "lang" ? this.lang_output.forward(this.lang_inter.forward(s), s) : this.visn_output.forward(this.visn_inter.forward(s), s);
     });
   }
 }
@@ -253,6 +275,13 @@ export class LxmertEncoder extends Module {
   }
 }
 
+/** One stream through the whole encoder without the other (language or relationship layers, then the cross layers alone). */
+function encodeAlone(e: LxmertEncoder, stream: "lang" | "visn", x: Tensor, mask: Tensor | null): Tensor {
+  for (const l of stream === "lang" ? e.layer : e.r_layers) x = l.forward(x, mask).output;
+  for (const l of e.x_layers) x = l.forwardAlone(x, mask, stream);
+  return x;
+}
+
 // ---- model ---------------------------------------------------------------------------------------------
 
 export interface LxmertInputs {
@@ -280,6 +309,8 @@ export interface LxmertOutput extends Omit<LxmertEncoderOutput, "lang" | "visn">
   regionOutput: Tensor;
   /** [B, h]: pooler(lang[0]), or pooler(lang[0]) * pooler_f(vision[0]) with the product pooler. */
   pooledOutput: Tensor;
+  /** What the ITM classifier reads: `pooledOutput`, or the product read-out (config.itmRead "prod"). */
+  itmInput: Tensor;
 }
 
 /** The LXMERT backbone (official LXRTModel, `bert.` in checkpoints). */
@@ -301,12 +332,15 @@ export class LxmertModel extends Module {
     if (c.visualCls) this.word_embeddings = this.module("word_embeddings", new Embedding(c.vocabSize, c.visualFeatDim, c.embeddingPaddingIdx === "none" ? -1 : 0));
   }
 
-  forward(x: LxmertInputs, o: InspectOptions = {}): LxmertOutput {
+  /** The embedded text [B, L, h] (word-level positions for LXMERT-S). */
+  private embedText(x: LxmertInputs): Tensor {
     const c = this.config;
     if (c.wordPositions && !x.positionIds) throw new Error("LXMERT-S uses word-level position ids: pass positionIds (the tokenizer's wordPositionIds)");
-    const dtype = this.embeddings.LayerNorm.weight.dtype as "float32";
-    const langMask = extendedAttentionMask(x.attentionMask, dtype);
-    const lang = this.embeddings.forward(x.inputIds, { tokenTypeIds: x.tokenTypeIds, positionIds: c.wordPositions ? x.positionIds : null });
+    return this.embeddings.forward(x.inputIds, { tokenTypeIds: x.tokenTypeIds, positionIds: c.wordPositions ? x.positionIds : null });
+  }
+
+  /** The visual inputs with LXMERT-S's visual [CLS] prepended: features, boxes and mask [B, N(+1)]. */
+  private visualInputs(x: LxmertInputs): { feats: Tensor; boxes: Tensor; vmask: Tensor | null } {
     let feats = x.visualFeats;
     let boxes = x.visualPos;
     let vmask = x.visualAttentionMask ?? null;
@@ -318,13 +352,36 @@ export class LxmertModel extends Module {
       boxes = cat([clsBox, boxes], 1);
       if (vmask) vmask = cat([ones([b, 1], { dtype: vmask.dtype, device: vmask.device }), vmask], 1);
     }
-    const enc = this.encoder.forward(lang, langMask, feats, boxes, extendedAttentionMask(vmask, dtype), o);
+    return { feats, boxes, vmask };
+  }
+
+  /** The text alone through the encoder (cross-attention skipped): [B, L, h]. */
+  encodeText(x: LxmertInputs): Tensor {
+    return encodeAlone(this.encoder, "lang", this.embedText(x), extendedAttentionMask(x.attentionMask, this.dtype()));
+  }
+
+  /** The image alone through the encoder (cross-attention skipped): [B, N(+1), h], and its mask. */
+  encodeImage(x: LxmertInputs): { hidden: Tensor; mask: Tensor | null } {
+    const { feats, boxes, vmask } = this.visualInputs(x);
+    return { hidden: encodeAlone(this.encoder, "visn", this.encoder.visn_fc.forward(feats, boxes), extendedAttentionMask(vmask, this.dtype())), mask: vmask };
+  }
+
+  private dtype(): "float32" {
+    return this.embeddings.LayerNorm.weight.dtype as "float32";
+  }
+
+  forward(x: LxmertInputs, o: InspectOptions = {}): LxmertOutput {
+    const c = this.config;
+    const lang = this.embedText(x);
+    const { feats, boxes, vmask } = this.visualInputs(x);
+    const enc = this.encoder.forward(lang, extendedAttentionMask(x.attentionMask, this.dtype()), feats, boxes, extendedAttentionMask(vmask, this.dtype()), o);
     const mean = c.pool === "mean";
     let pooled = mean ? this.pooler.poolVector(maskedMean(enc.lang, x.attentionMask)) : this.pooler.forward(enc.lang);
     if (this.pooler_f) pooled = pooled.mul(mean ? this.pooler_f.poolVector(maskedMean(enc.visn, vmask)) : this.pooler_f.forward(enc.visn));
     const { lang: languageOutput, visn: visionOutput, ...rest } = enc;
     const regionOutput = this.word_embeddings ? visionOutput.slice(1, 1) : visionOutput;
-    return { ...rest, languageOutput, visionOutput, regionOutput, pooledOutput: pooled };
+    const itmInput = c.itmRead === "prod" ? this.pooler.poolVector(maskedMean(languageOutput, x.attentionMask).mul(maskedMean(visionOutput, vmask))) : pooled;
+    return { ...rest, languageOutput, visionOutput, regionOutput, pooledOutput: pooled, itmInput };
   }
 }
 
@@ -356,7 +413,7 @@ export class LxmertForPreTraining extends Module {
 
   forward(x: LxmertInputs, o: InspectOptions = {}): LxmertPreTrainingOutput {
     const out = this.bert.forward(x, o);
-    const heads = this.cls.forward(out.languageOutput, out.pooledOutput);
+    const heads = this.cls.forward(out.languageOutput, out.pooledOutput, out.itmInput);
     const res: LxmertPreTrainingOutput = { ...out, ...heads };
     if (this.obj_predict_head) res.visualLogits = this.obj_predict_head.forward(out.regionOutput, out.pooledOutput);
     if (this.answer_head) res.answerLogits = this.answer_head.forward(out.pooledOutput);

@@ -80,9 +80,10 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
       const negativeFor = (e: PretrainExample): string => {
         const pool = hardPool?.get(e.imgId) ?? [];
         let img = e.imgId;
-        const hard = hardPool !== undefined && (a.itm?.hardFraction === undefined || rng.next() < a.itm.hardFraction);
-        if (hard && pool.length > 0) img = pool[rng.int(pool.length)];
-        else if (!hard && imgIds.length > 1) {
+        // an image without a pool (the pool file covers the train images only: val, test) gets a random negative
+        const hard = pool.length > 0 && (a.itm?.hardFraction === undefined || rng.next() < a.itm.hardFraction);
+        if (hard) img = pool[rng.int(pool.length)];
+        else if (imgIds.length > 1) {
           do img = imgIds[rng.int(imgIds.length)];
           while (img === e.imgId);
         }

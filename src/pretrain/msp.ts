@@ -7,12 +7,12 @@
 // granularity per batch (T+P+S of the paper's Table 4).
 import { LxmertForPreTraining, lxmertConfig, type LxmertPreset, type LxmertConfig, type LxmertInputs } from "../models/lxmert.ts";
 import { IFRSHead } from "../models/heads.ts";
-import { initBertWeights } from "../models/bert.ts";
-import { computeObjectPrediction, computeItm, computeIfrs, computeTopic, type ObjectLossWeighting } from "../objectives/losses.ts";
+import { initBertWeights, maskedMean } from "../models/bert.ts";
+import { computeObjectPrediction, computeItm, computeIfrs, computeTopic, computeItcKeyed, type LossOut, type ObjectLossWeighting } from "../objectives/losses.ts";
 import { shuffleTriplets } from "../objectives/masking.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Source, Stage, StepContext } from "./trainer.ts";
-import type { Tensor, Generator } from "../engine/index.ts";
+import { F, Linear, full, type Tensor, type Generator } from "../engine/index.ts";
 import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets, maskedLm, mlmVocab, type MlmVocab } from "./common.ts";
 
 /**
@@ -21,10 +21,28 @@ import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets
  */
 export class LxmertSForMSP extends LxmertForPreTraining {
   readonly ifrs_head: IFRSHead;
+  readonly itc_text_proj: Linear | null = null;
+  readonly itc_image_proj: Linear | null = null;
+  readonly logit_scale: Tensor | null = null;
   constructor(config: LxmertConfig) {
     super(config);
     this.ifrs_head = this.module("ifrs_head", new IFRSHead(config));
     initBertWeights(this.ifrs_head, config.initializerRange);
+    if (config.itcDim) {
+      this.itc_text_proj = this.module("itc_text_proj", new Linear(config.hiddenSize, config.itcDim));
+      this.itc_image_proj = this.module("itc_image_proj", new Linear(config.hiddenSize, config.itcDim));
+      this.logit_scale = this.param("logit_scale", full([], Math.log(1 / 0.07)));
+      initBertWeights(this.itc_text_proj, config.initializerRange);
+      initBertWeights(this.itc_image_proj, config.initializerRange);
+    }
+  }
+
+  /** Unit-norm ITC embeddings: the masked means of the text alone and the image alone through the cross layers (config.itcDim). */
+  itcFeatures(x: LxmertInputs): { text: Tensor; image: Tensor } {
+    if (!this.itc_text_proj || !this.itc_image_proj) throw new Error("LXMERT-S: itcFeatures needs config.itcDim > 0");
+    const t = maskedMean(this.bert.encodeText(x), x.attentionMask);
+    const v = this.bert.encodeImage(x);
+    return { text: F.normalize(this.itc_text_proj.forward(t), 2, -1), image: F.normalize(this.itc_image_proj.forward(maskedMean(v.hidden, v.mask)), 2, -1) };
   }
 }
 
@@ -46,12 +64,20 @@ export const MSP_LOSSES: Record<Granularity, Record<string, number>> = {
 };
 
 /**
+ * vlpkit's align-before-fuse term for LXMERT-S trained from scratch (`msp.itc`, weight; 0 = off, the
+ * paper): an ITC loss on the sentence stage between the text alone and the image alone through the
+ * cross layers (cross-attention skipped), over the batch's matched pairs, two captions of one image
+ * both positives. LXMERT-S has no unimodal encoder of its own; this runs its layers as one.
+ */
+export const MSP_ITC_DIM = 64;
+
+/**
  * MSP's defaults. `lossesOnMismatched`: MLM and the visual losses (MRFR, MOC) on every pair of the
  * sentence stage, ITM negatives included, as the official LXMERT pre-training does (it masks only
  * the QA target of a mismatched pair, and MSP has no QA); false = SemVLP's rule, no MLM/visual
  * targets on mismatched pairs.
  */
-export const MSP_DEFAULTS = { lossesOnMismatched: true, hardFraction: undefined as number | undefined };
+export const MSP_DEFAULTS = { lossesOnMismatched: true, hardFraction: undefined as number | undefined, itc: 0, itmPaired: false };
 
 export function parseOrder(order: string[]): Granularity[] {
   return order.map((o) => {
@@ -65,7 +91,9 @@ export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
   const m = { order: ["token", "phrase", "sentence"], joint: false, stages: {}, visualWeighting: "mask" as const, ...MSP_DEFAULTS, ...(r.msp ?? {}) };
   const order = parseOrder(m.order);
   const w = r.data.world;
-  const config = lxmertConfig(r.model.preset as LxmertPreset, { taskQa: false, topicHead: true, ...(r.model.overrides ?? {}) } as Partial<LxmertConfig>);
+  const overrides = (r.model.overrides ?? {}) as Partial<LxmertConfig>;
+  const itcDim = m.itc > 0 ? (overrides.itcDim || MSP_ITC_DIM) : overrides.itcDim;
+  const config = lxmertConfig(r.model.preset as LxmertPreset, { taskQa: false, topicHead: true, ...overrides, itcDim } as Partial<LxmertConfig>);
   const model = new LxmertSForMSP(config);
   const vocab = mlmVocab(config.vocabSize);
   const regions = r.data.regions ?? worldFile(w, "features/obj36.tsv");
@@ -77,12 +105,12 @@ export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
     maxTextLen: g === "token" ? 40 : 20,
     maxBoxes: 36,
     seed: r.train.seed,
-    itm: g === "sentence" ? { prob: 0.5, hardPool: worldFile(w, "hardneg/hard_negative.json"), hardFraction: m.hardFraction } : undefined,
+    itm: g === "sentence" ? { prob: 0.5, hardPool: worldFile(w, "hardneg/hard_negative.json"), hardFraction: m.hardFraction, paired: m.itmPaired || undefined } : undefined,
     objectVocab: g === "token" ? undefined : objectVocab,
   });
   const source = (g: Granularity): Source => {
     const st = (m.stages as Record<string, { batchSize?: number; losses?: Record<string, number> }>)[g] ?? {};
-    const losses = { ...MSP_LOSSES[g], ...(st.losses ?? {}) };
+    const losses = { ...MSP_LOSSES[g], ...(g === "sentence" && m.itc > 0 ? { itc: m.itc } : {}), ...(st.losses ?? {}) };
     return {
       name: g,
       batchSize: st.batchSize ?? r.train.batchSize,
@@ -139,9 +167,19 @@ function mspStep(model: LxmertSForMSP, g: Granularity, losses: Record<string, nu
     ifrs: shuffled ? computeIfrs(model.ifrs_head.forward(out.regionOutput), batch.feats, shuffled) : undefined,
     titp: g === "phrase" && topic ? computeTopic(topic, topicTargets(batch.topic_ids, model.config.vocabSize), "titp") : undefined,
     tits: g === "sentence" && topic ? computeTopic(topic, topicTargets(batch.topic_ids, model.config.vocabSize), "tits") : undefined,
-    itm: matched ? computeItm(model.cls.seq_relationship.forward(out.pooledOutput), matched.long()) : undefined,
+    itm: matched ? computeItm(model.cls.seq_relationship.forward(out.itmInput), matched.long()) : undefined,
+    itc: g === "sentence" && (losses.itc ?? 0) > 0 ? mspItc(model, batch) : undefined,
   };
   return { ...weighted(parts, losses), tag: g };
+}
+
+/** The align-before-fuse ITC of a sentence batch (MSP_ITC_DIM's comment), on its matched pairs. */
+function mspItc(model: LxmertSForMSP, batch: Record<string, Tensor>): LossOut | undefined {
+  const rows = batch.matched.nonzero().squeeze(1);
+  if (rows.size(0) < 2) return undefined;
+  const pick = (t: Tensor) => t.indexSelect(0, rows);
+  const f = model.itcFeatures({ inputIds: pick(batch.input_ids), attentionMask: pick(batch.attention_mask), positionIds: pick(batch.word_position_ids), visualFeats: pick(batch.feats), visualPos: pick(batch.boxes), visualAttentionMask: pick(batch.region_valid) });
+  return computeItcKeyed(f.image, f.text, model.logit_scale!, pick(batch.img_key));
 }
 
 export { GRANULARITIES };

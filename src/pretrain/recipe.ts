@@ -38,7 +38,7 @@ export interface Recipe {
   data: { world: string; regions?: string; karpathy?: string };
   train: TrainSection;
   semvlp?: { singleRatio: number; losses: Record<string, number>; visualWeighting: "mask" | "confidence" | "mask*confidence"; qa: boolean; itmSources?: string[]; textSources?: string[]; itmPaired?: boolean; textWarmup?: { steps: number; lr?: number } };
-  msp?: { order: string[]; joint: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number; losses?: Record<string, number> }>; visualWeighting: "mask" | "confidence" | "mask*confidence"; lossesOnMismatched?: boolean; hardFraction?: number };
+  msp?: { order: string[]; joint: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number; losses?: Record<string, number> }>; visualWeighting: "mask" | "confidence" | "mask*confidence"; lossesOnMismatched?: boolean; hardFraction?: number; itc?: number; itmPaired?: boolean };
   vlmo?: Record<string, unknown>;
 }
 
@@ -51,7 +51,7 @@ const SCHEMA: Record<string, Record<string, Shape>> = {
   data: { world: "string", regions: "string", karpathy: "string" },
   train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", evalEvery: "number", workers: "number", weightDecay: "number", precision: "string" },
   semvlp: { singleRatio: "number", losses: "object", visualWeighting: "string", qa: "boolean", itmSources: "string[]", textSources: "string[]", itmPaired: "boolean", textWarmup: "object" },
-  msp: { order: "string[]", joint: "boolean", stages: "object", visualWeighting: "string", lossesOnMismatched: "boolean", hardFraction: "number" },
+  msp: { order: "string[]", joint: "boolean", stages: "object", visualWeighting: "string", lossesOnMismatched: "boolean", hardFraction: "number", itc: "number", itmPaired: "boolean" },
   vlmo: { stages: "object", itmHardNegatives: "boolean", mlmWeight: "number", standard: "boolean", order: "string[]" },
 };
 

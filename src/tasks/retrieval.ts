@@ -137,10 +137,8 @@ export class RegionMatcher extends Module {
   /** ITM logits [P, 2] of P (text, regions) pairs. */
   logits(t: TextInputs, r: RegionInputs): Tensor {
     const base = { inputIds: t.ids, attentionMask: t.mask, visualFeats: r.feats, visualPos: r.boxes, visualAttentionMask: r.valid };
-    const pooled = this.bert instanceof SemVLPModel
-      ? this.bert.forward(base, this.mode).itmInput
-      : this.bert.forward({ ...base, positionIds: t.wpos }).pooledOutput;
-    return this.cls.forward(pooled);
+    const out = this.bert instanceof SemVLPModel ? this.bert.forward(base, this.mode) : this.bert.forward({ ...base, positionIds: t.wpos });
+    return this.cls.forward(out.itmInput);
   }
 
   /** Match score [P]: logit[1] - logit[0] (ranks like P(match)). */
