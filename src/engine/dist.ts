@@ -317,7 +317,7 @@ export async function initDistributed(cfg: DistConfig): Promise<Dist> {
   const Group = addon.NativeProcessGroup;
   if (!Store || !Group) throw new Error("this vlpkit addon has no c10d bindings: rebuild it (`make setup`)");
   if (backend === "gloo" && !addon.hasGloo) throw new Error("this vlpkit addon was built without gloo: install libgloo-dev and rebuild (`make setup`)");
-  if (backend === "nccl" && !addon.hasNccl) throw new Error("this vlpkit addon was built without NCCL: build it against a CUDA libtorch with NCCL (LIBTORCH=/path make setup)");
+  if (backend === "nccl" && !addon.hasNccl) throw new Error("this vlpkit addon was built without NCCL: build it against a CUDA libtorch with NCCL (LIBTORCH=auto make setup with a CUDA PyTorch on PATH, or LIBTORCH=/path; `node scripts/libtorch.mjs describe` says what it finds)");
   if (!(rank >= 0 && rank < world)) throw new Error(`rank ${rank} is not in [0, ${world})`);
 
   let store: NativeStore;
