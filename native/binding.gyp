@@ -22,7 +22,7 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
       "cflags_cc": ["-std=gnu++17", "-fexceptions", "-frtti", "-O2", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
       "conditions": [
-        # node's common.gypi compiles for the C++11 ABI of libstdc++; PyTorch's pip wheels before 2.6 use the old one
+        # node's common.gypi compiles for the C++11 ABI of libstdc++; the pip wheels of PyTorch 1.13 and most 2.x use the old one
         ["cxx11abi==0", { "defines!": ["_GLIBCXX_USE_CXX11_ABI=1"], "defines": ["_GLIBCXX_USE_CXX11_ABI=0"] }]
       ]
     }

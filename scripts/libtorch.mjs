@@ -6,8 +6,8 @@
 //   LIBTORCH=/path      a libtorch distribution (pytorch.org's zip or a build): /path/include, /path/lib
 //   LIBTORCH=auto       the PyTorch of the Python on PATH ($PYTHON to pick another): the package's own
 //                       <torch>/include and <torch>/lib; CUDA when torch.version.cuda is set and
-//                       lib/libtorch_cuda.so exists; _GLIBCXX_USE_CXX11_ABI from torch._C (pip wheels
-//                       before 2.6 use the old ABI). A distribution package without torch/lib (Debian's
+//                       lib/libtorch_cuda.so exists; _GLIBCXX_USE_CXX11_ABI from torch._C (the pip wheels
+//                       of 1.13 and most 2.x use the old ABI). A distribution package without torch/lib (Debian's
 //                       python3-torch) links the libraries it loads. Without a usable PyTorch it falls
 //                       back to Debian's libtorch-dev, saying why.
 // Plain JavaScript: gyp runs it with node before anything is built.

@@ -10,8 +10,9 @@
 #                                              C++ ABI (torch._C._GLIBCXX_USE_CXX11_ABI); without a usable
 #                                              PyTorch it falls back to libtorch-dev and says why
 #   LIBTORCH=/path/to/libtorch bash scripts/setup.sh   an unpacked libtorch (pytorch.org's zip)
-# CUDA builds need nvcc's toolkit only for NCCL's header (NCCL_INCLUDE_DIR, or the nvidia-nccl wheel's).
-# Only Debian's 1.13 has been built and tested here; 2.x's C++ API changes are guarded but unbuilt.
+# A CUDA build compiles no CUDA code; ProcessGroupNCCL needs nccl.h and the CUDA runtime's headers
+# (the nvidia-* wheels', NCCL_INCLUDE_DIR, CUDA_HOME or /usr/local/cuda). Only Debian's 1.13 has been
+# built and tested here (also through LIBTORCH=auto PYTHON=/usr/bin/python3); 2.x is guarded, not built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
