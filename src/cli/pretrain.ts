@@ -12,7 +12,6 @@ import type { Module } from "../engine/index.ts";
 import type { Dist } from "../engine/dist.ts";
 import { launch, exitWithLauncher } from "./launch.ts";
 import { DEVICE_OPTION, deviceFlag, usableDevice } from "./device.ts";
-import { backendForDevice } from "../engine/device.ts";
 // The engine (libtorch) is imported where it is used: the launcher of `--nproc N` never loads it.
 
 export async function buildStrategy(r: Recipe): Promise<{ model: Module; stages: Stage[] }> {
@@ -145,7 +144,7 @@ export async function main(argv: string[]): Promise<void> {
   const cfg = distConfigFromEnv();
   if (cfg && values["dist-timeout"]) cfg.timeoutMs = Math.round(Number(values["dist-timeout"]) * 1000);
   // NCCL for CUDA, gloo for the CPU: every rank decides before the group exists, from --device or its copy of the recipe
-  if (cfg) cfg.backend ??= backendForDevice(deviceHint ?? "cpu");
+  if (cfg) cfg.device = deviceHint ?? "cpu";
   const dist: Dist | undefined = cfg ? await initDistributed(cfg) : undefined;
   const main = !dist || dist.isMain;
   const quiet = values.quiet || !main;

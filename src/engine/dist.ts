@@ -16,6 +16,7 @@ import { native, type NativeTensor } from "./native.ts";
 import { Tensor, cat, tensor, noGrad, type Device } from "./tensor.ts";
 import { tidy } from "./scope.ts";
 import { toDevice } from "./placement.ts";
+import { backendForDevice } from "./device.ts";
 
 // ---- the addon's c10d objects -----------------------------------------------------------------
 
@@ -64,7 +65,10 @@ export interface DistConfig {
   timeoutMs?: number;
   /** Bound on the rendezvous (all ranks joining; default: timeoutMs). */
   joinTimeoutMs?: number;
+  /** gloo or nccl; default: the one for `device`. */
   backend?: Backend;
+  /** What the ranks train on: "cpu" (default) picks gloo, "cuda"/"cuda:N" NCCL (as torch.distributed does). */
+  device?: string;
 }
 
 export const DEFAULT_TIMEOUT_MS = 300_000;
@@ -310,7 +314,7 @@ export async function initDistributed(cfg: DistConfig): Promise<Dist> {
   const { rank, world, masterAddr, masterPort } = cfg;
   const timeoutMs = cfg.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const joinMs = cfg.joinTimeoutMs ?? timeoutMs;
-  const backend = cfg.backend ?? "gloo";
+  const backend = cfg.backend ?? backendForDevice(cfg.device ?? "cpu");
   const where = `tcp://${masterAddr}:${masterPort}`;
   const secs = `${joinMs / 1000} s`;
   const Store = addon.NativeStore;
