@@ -68,6 +68,7 @@ const defaultRunDir = (recipePath: string) => join("runs", `${basename(recipePat
 /** The parent of `--nproc N`: fixes the run directory, starts the workers, restarts them from the last checkpoint if asked. */
 async function runLauncher(v: Values): Promise<void> {
   const nproc = int(v.nproc, "--nproc", 1)!;
+  deviceFlag(v.device); // its form; whether this machine has it, each worker checks
   const maxRestarts = int(v["max-restarts"], "--max-restarts") ?? 0;
   const timeout = v["dist-timeout"];
   if (timeout !== undefined && !(Number(timeout) > 0)) throw new Error(`--dist-timeout: expected seconds > 0, got "${timeout}"`);
