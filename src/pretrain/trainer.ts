@@ -9,6 +9,7 @@ import { AdamW, paramGroupsNoDecay } from "../engine/optim.ts";
 import { makeSchedule, type ScheduleConfig } from "../engine/schedule.ts";
 import { withPrecision, precisionDtype, type Precision } from "../engine/precision.ts";
 import { clipGradNorm } from "../engine/grad.ts";
+import { GradScaler, type ScalerState } from "../engine/scaler.ts";
 import { saveCheckpoint, loadCheckpoint, latestCheckpoint, checkpointDir, saveStateDict, readTrainerState } from "../engine/checkpoint.ts";
 import { Loader, toTensors, type BuilderSpec, type HostBatch, type LoaderPosition } from "../data/loader.ts";
 import { ProgressBar } from "../cli/progress.ts";
@@ -90,9 +91,11 @@ export interface TrainOptions {
   /**
    * "bf16": each source's step (forward and loss) and the evaluation run under libtorch's autocast
    * to bfloat16; backward, clipping and the optimizer run outside it, on float32 weights and
-   * gradients. Default "fp32".
+   * gradients. "fp16" (CUDA only): the same in float16, with dynamic loss scaling. Default "fp32".
    */
   precision?: Precision;
+  /** Dynamic loss scaling (src/engine/scaler.ts); default: with "fp16" only. */
+  lossScaling?: boolean;
   /**
    * "cpu" (default), "cuda" or "cuda:N": the model is moved there before training and every batch is
    * sent there (pinned memory, non-blocking copies); checkpoints also save that GPU's RNG state.
@@ -125,6 +128,8 @@ interface RunState {
   stageStep: number;
   globalStep: number;
   positions: Record<string, LoaderPosition>;
+  /** The loss scaler's state (fp16). */
+  scaler?: ScalerState;
 }
 
 const log = (o: TrainOptions, s: string) => {
@@ -205,6 +210,8 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
   }
   // the other ranks take rank 0's checkpoint choice and run state
   if (dist) [resumeFrom, state] = dist.broadcastObject<[string | null, RunState]>([resumeFrom, state]);
+  const scaler = (o.lossScaling ?? o.precision === "fp16") ? new GradScaler() : null;
+  if (scaler && state.scaler) scaler.loadStateDict(state.scaler);
   const summary: Record<string, Record<string, number>> = {};
   for (let si = state.stage; si < stages.length; si++) {
     const stage = stages[si];
@@ -261,8 +268,9 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
             const out = withPrecision(o.precision, () => source.step(batch, host.meta, { rng, generator, step: global, dist, device }), device);
             const l = out.loss.item();
             if (!Number.isFinite(l)) return { l, metrics: out.metrics, tag: out.tag };
-            if (ddp) ddp.backward(out.loss.div(accumulate));
-            else out.loss.div(accumulate).backward();
+            const loss = (scaler ? scaler.scaleLoss(out.loss) : out.loss).div(accumulate);
+            if (ddp) ddp.backward(loss);
+            else loss.backward();
             return { l, metrics: out.metrics, tag: out.tag };
           });
           if (!Number.isFinite(res.l)) {
@@ -280,14 +288,19 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
           Object.assign(metrics, meanMetrics);
         }
         const params = model.parameters().filter((p) => p.requiresGrad);
-        const gradNorm = o.clip ? clipGradNorm(params, o.clip) : NaN;
-        if (o.clip && !Number.isFinite(gradNorm)) {
+        // loss scaling: gradients back to their size, or (an inf or NaN among them) no update this step
+        const lossScale = scaler?.scale;
+        const stepped = scaler ? scaler.unscale(params) : true;
+        const gradNorm = o.clip && stepped ? clipGradNorm(params, o.clip) : NaN;
+        if (o.clip && stepped && !Number.isFinite(gradNorm)) {
           throw new Error(`non-finite gradient norm at stage ${stage.name}, step ${step}; the last good checkpoint is ${latestCheckpoint(o.runDir) ?? "none"}`);
         }
-        noGrad(() => opt.step());
+        if (stepped) noGrad(() => opt.step());
         opt.zeroGrad();
-        state = { ...state, stage: si, stageStep: step, globalStep: global, positions: { ...state.positions, ...Object.fromEntries(stage.sources.map((s, k) => [s.name, loaders[k].position])) } };
-        const line = { step: global, stage: stage.name, stage_step: step, source: tag, lr: stage.lr * lrFactor, loss: lossSum, grad_norm: gradNorm, time: Date.now(), ...metrics };
+        scaler?.update(stepped);
+        state = { ...state, stage: si, stageStep: step, globalStep: global, positions: { ...state.positions, ...Object.fromEntries(stage.sources.map((s, k) => [s.name, loaders[k].position])) }, ...(scaler ? { scaler: scaler.stateDict() } : {}) };
+        const scaling = scaler ? { loss_scale: lossScale, skipped: stepped ? 0 : 1 } : {};
+        const line = { step: global, stage: stage.name, stage_step: step, source: tag, lr: stage.lr * lrFactor, loss: lossSum, grad_norm: gradNorm, ...scaling, time: Date.now(), ...metrics };
         if (main) appendFileSync(metricsFile, JSON.stringify(line) + "\n");
         for (const [m, v] of Object.entries({ loss: lossSum, ...metrics })) {
           const r = (recent[m] ??= []);
