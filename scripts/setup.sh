@@ -1,6 +1,18 @@
 #!/usr/bin/env bash
 # Installs what vlpkit needs on a Debian 12 machine and builds the native addon. Idempotent:
 # each step runs only when its result is missing or stale. Run as root (or with sudo available).
+#
+# Which libtorch the addon is built against (scripts/libtorch.mjs decides and prints it):
+#   bash scripts/setup.sh                      Debian's libtorch-dev (CPU, PyTorch 1.13), installed here
+#   LIBTORCH=auto bash scripts/setup.sh        the PyTorch of the python3 on PATH (PYTHON=/path/to/python
+#                                              picks another): <site-packages>/torch/include and lib, CPU or
+#                                              CUDA as that wheel was built (torch.version.cuda), with its
+#                                              C++ ABI (torch._C._GLIBCXX_USE_CXX11_ABI); without a usable
+#                                              PyTorch it falls back to libtorch-dev and says why
+#   LIBTORCH=/path/to/libtorch bash scripts/setup.sh   an unpacked libtorch (pytorch.org's zip)
+# A CUDA build compiles no CUDA code; ProcessGroupNCCL needs nccl.h and the CUDA runtime's headers
+# (the nvidia-* wheels', NCCL_INCLUDE_DIR, CUDA_HOME or /usr/local/cuda). Only Debian's 1.13 has been
+# built and tested here (also through LIBTORCH=auto PYTHON=/usr/bin/python3); 2.x is guarded, not built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,10 +47,14 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 addon=native/build/Release/vlpkit.node
-if [ ! -f "$addon" ] || [ -n "$(find native/src native/binding.gyp -newer "$addon" 2>/dev/null | head -1)" ]; then
-  echo "[setup] building the native addon against ${LIBTORCH:-Debian libtorch} (~1-2 min)"
+libtorch=$(node scripts/libtorch.mjs describe) || exit 1
+built_for=native/build/libtorch.txt
+if [ ! -f "$addon" ] || [ "$(cat "$built_for" 2>/dev/null)" != "$libtorch" ] || [ -n "$(find native/src native/binding.gyp scripts/libtorch.mjs -newer "$addon" 2>/dev/null | head -1)" ]; then
+  echo "[setup] building the native addon (~1-2 min) against"
+  echo "$libtorch" | sed 's/^/[setup]   /'
   npx --no-install node-gyp rebuild --directory native -j "$(nproc)" --loglevel=error >/tmp/vlpkit-addon-build.log 2>&1 || {
     tail -40 /tmp/vlpkit-addon-build.log; echo "[setup] addon build failed (full log: /tmp/vlpkit-addon-build.log)"; exit 1; }
+  echo "$libtorch" > "$built_for"
 fi
 
 # The BLAS check: which OpenBLAS kernels run (vlpkit forces OPENBLAS_CORETYPE when OpenBLAS picks generic

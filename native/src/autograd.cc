@@ -22,10 +22,13 @@ GeneratorWrap::GeneratorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   gen = at::detail::createCPUGenerator(seed);
 }
 
+// A NativeGenerator, a device string (that device's default generator: "cuda:0" is the one dropout
+// uses on that GPU), or anything else for libtorch's default CPU generator.
 static at::Generator generatorArg(const Napi::Value& v) {
   if (v.IsObject() && v.As<Napi::Object>().InstanceOf(addonData(v.Env()).generatorCtor.Value())) {
     return GeneratorWrap::Unwrap(v.As<Napi::Object>())->gen;
   }
+  if (v.IsString()) return at::globalContext().defaultGenerator(c10::Device(v.As<Napi::String>().Utf8Value()));
   return at::detail::getDefaultCPUGenerator();
 }
 
@@ -108,7 +111,7 @@ static Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     uint64_t seed = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
-    if (info.Length() > 1 && info[1].IsObject()) {
+    if (info.Length() > 1 && (info[1].IsObject() || info[1].IsString())) {
       at::Generator g = generatorArg(info[1]);
       std::lock_guard<std::mutex> lock(g.mutex());
       g.set_current_seed(seed);
@@ -120,6 +123,7 @@ static Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
 }
 
 // getRngState(gen?) -> uint8 tensor; setRngState(state, gen?): exact resume of random streams.
+// gen: a NativeGenerator or a device string (see generatorArg).
 static Napi::Value GetRngState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {

@@ -115,8 +115,14 @@ static IValue toIValue(const Napi::Value& v, const c10::TypePtr& type, const c10
       return IValue(tensorArg(v, where));
     case TypeKind::IntType:
     case TypeKind::SymIntType:
+    // ScalarType, Layout and MemoryFormat are integers in the schemas of 1.13 and have types of their own in
+    // later schemas; JS passes their integer codes either way
+    case TypeKind::ScalarTypeType:
+    case TypeKind::LayoutType:
+    case TypeKind::MemoryFormatType:
       return IValue(toInt(v, where));
     case TypeKind::FloatType:
+    case TypeKind::SymFloatType:
       return IValue(toDouble(v, where));
     case TypeKind::BoolType:
       return IValue(v.ToBoolean().Value());

@@ -27,7 +27,9 @@
 #endif
 
 #include <chrono>
+#include <initializer_list>
 #include <mutex>
+#include <type_traits>
 #include <unordered_map>
 
 namespace vlp {
@@ -86,6 +88,45 @@ c10::intrusive_ptr<PG> groupById(int64_t id) {
 }
 
 void waitWork(const c10::intrusive_ptr<c10d::Work>& work) { work->wait(); }
+
+// ---- libtorch 1.13 vs 2.x ------------------------------------------------------------------------
+// Up to 1.13 ProcessGroupGloo/NCCL are ProcessGroups. Since 2.0 they are c10d::Backends, and a
+// ProcessGroup dispatches each collective to the backend of the tensors' device type; its constructor
+// took an Options (backend name, timeout) until a later 2.x took none and a default backend type
+// instead (detected below by whether ProcessGroup::Options exists, not by version number).
+#if VLP_TORCH_AT_LEAST(2, 0)
+template <typename P, typename = void>
+struct HasGroupOptions : std::false_type {};
+template <typename P>
+struct HasGroupOptions<P, std::void_t<typename P::Options>> : std::true_type {};
+
+template <typename P = PG>
+c10::intrusive_ptr<P> emptyGroup(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, const std::string& name, ms timeout) {
+  if constexpr (HasGroupOptions<P>::value) {
+    return c10::make_intrusive<P>(store, rank, size, c10::make_intrusive<typename P::Options>(name, timeout));
+  } else {
+    auto pg = c10::make_intrusive<P>(store, rank, size);
+    pg->setDefaultBackend(P::strToBackendType(name));
+    return pg;
+  }
+}
+#endif
+
+// The group that runs `backend`'s collectives for tensors on `devices` (gloo: CPU and CUDA, as
+// torch.distributed registers it; NCCL: CUDA).
+template <typename B>
+c10::intrusive_ptr<PG> asGroup(c10::intrusive_ptr<B> backend, const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                               const std::string& name, ms timeout, std::initializer_list<c10::DeviceType> devices) {
+#if VLP_TORCH_AT_LEAST(2, 0)
+  auto pg = emptyGroup(store, rank, size, name, timeout);
+  auto type = name == "nccl" ? PG::BackendType::NCCL : PG::BackendType::GLOO;
+  for (auto d : devices) pg->setBackend(d, type, backend);
+  return pg;
+#else
+  (void)store, (void)rank, (void)size, (void)name, (void)timeout, (void)devices;
+  return backend;
+#endif
+}
 
 // Gather x from every rank and concatenate along dim 0 in rank order (all ranks: same shape).
 at::Tensor gatherCat(const c10::intrusive_ptr<PG>& pg, const at::Tensor& x) {
@@ -244,7 +285,8 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
         } else {
           opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
         }
-        pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, opts);
+        pg_ = asGroup(c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, opts), store, rank, size, backend, timeout,
+                      {c10::DeviceType::CPU, c10::DeviceType::CUDA});
 #else
         throw Napi::Error::New(env, "this vlpkit addon was built without gloo (install libgloo-dev and rebuild)");
 #endif
@@ -252,7 +294,8 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
 #ifdef USE_C10D_NCCL
         auto opts = c10d::ProcessGroupNCCL::Options::create();
         opts->timeout = timeout;
-        pg_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, opts);
+        pg_ = asGroup(c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, opts), store, rank, size, backend, timeout,
+                      {c10::DeviceType::CUDA});
 #else
         throw Napi::Error::New(env, "this vlpkit addon was built without NCCL (it needs a CUDA libtorch with NCCL: LIBTORCH=/path make setup)");
 #endif
@@ -361,9 +404,17 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
 // ones) and the message would only be noise; other warnings pass through.
 struct UnusedParamsAdviceFilter : c10::WarningHandler {
   c10::WarningHandler* next = c10::Warning::get_warning_handler();
-  void process(const c10::SourceLocation& loc, const std::string& msg, const bool verbatim) override {
-    if (msg.find("find_unused_parameters=True was specified") == std::string::npos) next->process(loc, msg, verbatim);
+  static bool isAdvice(const std::string& msg) { return msg.find("find_unused_parameters=True was specified") != std::string::npos; }
+#if VLP_TORCH_AT_LEAST(2, 0)
+  // 2.0 passes a c10::Warning (message, location, verbatim flag) instead of its parts
+  void process(const c10::Warning& w) override {
+    if (!isAdvice(w.msg())) next->process(w);
   }
+#else
+  void process(const c10::SourceLocation& loc, const std::string& msg, const bool verbatim) override {
+    if (!isAdvice(msg)) next->process(loc, msg, verbatim);
+  }
+#endif
 };
 
 class ReducerWrap : public Napi::ObjectWrap<ReducerWrap> {

@@ -16,15 +16,38 @@ static bool isCuda(const Napi::Value& v) {
   throw Napi::TypeError::New(v.Env(), "autocast: device must be \"cpu\" or \"cuda\", got " + d);
 }
 
+#if VLP_TORCH_AT_LEAST(2, 4)
+// PyTorch 2.4 keyed the autocast state by device type and deprecated the per-device functions below
+// (a warning on every call; later removed).
+static at::DeviceType autocastDevice(bool cuda) { return cuda ? at::kCUDA : at::kCPU; }
+static bool autocastEnabled(bool cuda) { return at::autocast::is_autocast_enabled(autocastDevice(cuda)); }
+static at::ScalarType autocastDtype(bool cuda) { return at::autocast::get_autocast_dtype(autocastDevice(cuda)); }
+static void setAutocastState(bool cuda, bool on, at::ScalarType dt) {
+  at::autocast::set_autocast_dtype(autocastDevice(cuda), dt);
+  at::autocast::set_autocast_enabled(autocastDevice(cuda), on);
+}
+#else
+static bool autocastEnabled(bool cuda) { return cuda ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled(); }
+static at::ScalarType autocastDtype(bool cuda) { return cuda ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype(); }
+static void setAutocastState(bool cuda, bool on, at::ScalarType dt) {
+  if (cuda) {
+    at::autocast::set_autocast_gpu_dtype(dt);
+    at::autocast::set_enabled(on);
+  } else {
+    at::autocast::set_autocast_cpu_dtype(dt);
+    at::autocast::set_cpu_enabled(on);
+  }
+}
+#endif
+
 // autocastState(device) -> [enabled, dtypeCode]
 static Napi::Value AutocastState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     bool cuda = isCuda(info[0]);
     Napi::Array out = Napi::Array::New(env, 2);
-    out.Set(0u, Napi::Boolean::New(env, cuda ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled()));
-    auto dt = cuda ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
-    out.Set(1u, Napi::Number::New(env, static_cast<int>(dt)));
+    out.Set(0u, Napi::Boolean::New(env, autocastEnabled(cuda)));
+    out.Set(1u, Napi::Number::New(env, static_cast<int>(autocastDtype(cuda))));
     return out;
   });
 }
@@ -36,13 +59,7 @@ static Napi::Value SetAutocast(const Napi::CallbackInfo& info) {
     bool cuda = isCuda(info[0]);
     bool on = info[1].ToBoolean().Value();
     auto dt = toScalarType(info[2]);
-    if (cuda) {
-      at::autocast::set_autocast_gpu_dtype(dt);
-      at::autocast::set_enabled(on);
-    } else {
-      at::autocast::set_autocast_cpu_dtype(dt);
-      at::autocast::set_cpu_enabled(on);
-    }
+    setAutocastState(cuda, on, dt);
     return env.Undefined();
   });
 }

@@ -6,7 +6,13 @@
 #include <napi.h>
 #include <torch/torch.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/version.h>
 #include <string>
+
+// The libtorch the addon is compiled against: Debian's 1.13 (tested) or a PyTorch 2.x installation
+// (LIBTORCH=auto; not compiled here). The few C++ APIs that changed between them are guarded with it.
+#define VLP_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
 namespace vlp {
 

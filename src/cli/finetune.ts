@@ -4,14 +4,17 @@ import { basename, join } from "node:path";
 import { writeFileSync } from "node:fs";
 import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 import { loadFinetuneRecipe, loadTask } from "../tasks/task.ts";
+import { DEVICE_HELP, DEVICE_OPTION, deviceFlag, usableDevice } from "./device.ts";
 
-const FT_HELP = `vlp finetune <vqa|gqa|nlvr2|retrieval> --recipe FILE [--from PRETRAIN_RUN | --scratch] [--out DIR] [--set k=v ...] [--resume] [--quiet]
+const FT_HELP = `vlp finetune <vqa|gqa|nlvr2|retrieval> --recipe FILE [--from PRETRAIN_RUN | --scratch] [--out DIR] [--set k=v ...] [--device D] [--resume] [--quiet]
   --from DIR    a pre-training run (recipe.json + model.safetensors); its method and model are used
   --scratch     train the recipe's method/model from random initialisation (the "no pre-training" baseline)
-  --resume      continue the run in --out from its last checkpoint`;
+  --resume      continue the run in --out from its last checkpoint
+${DEVICE_HELP}`;
 
-const EVAL_HELP = `vlp eval <vqa|gqa|nlvr2|retrieval> --checkpoint DIR [--split val|test|test_comp] [--dump FILE] [--world DIR] [--rerank K] [--limit N] [--batch-size N] [--metrics FILE]
+const EVAL_HELP = `vlp eval <vqa|gqa|nlvr2|retrieval> --checkpoint DIR [--split val|test|test_comp] [--dump FILE] [--world DIR] [--rerank K] [--limit N] [--batch-size N] [--metrics FILE] [--device D]
   --checkpoint  a fine-tuning run; for retrieval also a pre-training run (zero-shot)
+  --device      cpu (default), cuda or cuda:N: where the model runs
   --metrics     also write the metrics as JSON to FILE
   --dump        write the official results file (VQA [{question_id, answer}], GQA [{questionId, prediction}], NLVR2 CSV, retrieval rankings)`;
 
@@ -32,6 +35,7 @@ export async function finetuneMain(argv: string[]): Promise<void> {
       resume: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
+      ...DEVICE_OPTION,
     },
     strict: true,
   });
@@ -39,11 +43,14 @@ export async function finetuneMain(argv: string[]): Promise<void> {
     console.log(FT_HELP);
     return;
   }
+  const flagDevice = deviceFlag(values.device);
   if (!values.recipe) throw new Error(`--recipe <file> is required\n${FT_HELP}`);
   if (!values.from && !values.scratch) throw new Error("give --from <pre-training run> or --scratch");
   if (values.from && values.scratch) throw new Error("--from and --scratch exclude each other");
-  const recipe = loadFinetuneRecipe(values.recipe, values.set!);
+  // --device is train.device, set before the recipe is validated (fp16 is valid on CUDA only)
+  const recipe = loadFinetuneRecipe(values.recipe, [...values.set!, ...(flagDevice ? [`train.device=${flagDevice}`] : [])]);
   if (recipe.task !== task) throw new Error(`${values.recipe}: a ${recipe.task} recipe, not a ${task} one`);
+  await usableDevice(recipe.train.device, flagDevice !== undefined);
   const mod = await loadTask(task);
   const out = values.out ?? join("runs", `${task}-${basename(values.recipe).replace(/\.json$/, "")}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
   const t0 = performance.now();
@@ -74,6 +81,7 @@ export async function evalMain(argv: string[]): Promise<void> {
       metrics: { type: "string" },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
+      ...DEVICE_OPTION,
     },
     strict: true,
   });
@@ -82,6 +90,7 @@ export async function evalMain(argv: string[]): Promise<void> {
     return;
   }
   if (!values.checkpoint) throw new Error(`--checkpoint <dir> is required\n${EVAL_HELP}`);
+  const device = await usableDevice(deviceFlag(values.device) ?? "cpu", true);
   const num = (v: string | undefined, flag: string) => {
     if (v === undefined) return undefined;
     const n = Number(v);
@@ -98,6 +107,7 @@ export async function evalMain(argv: string[]): Promise<void> {
     limit: num(values.limit, "--limit"),
     batchSize: num(values["batch-size"], "--batch-size"),
     quiet: values.quiet,
+    device,
   });
   if (values.metrics) writeJsonAtomic(values.metrics, metrics);
   console.log(JSON.stringify(metrics, null, 2));

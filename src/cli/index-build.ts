@@ -5,15 +5,17 @@ import { parseArgs } from "node:util";
 import { ProgressBar } from "./progress.ts";
 import { loadServedModel } from "../serve/model.ts";
 import { buildIndex, resolveCollection } from "../serve/build.ts";
+import { DEVICE_OPTION, deviceFlag, usableDevice } from "./device.ts";
 
 const USAGE = `vlp index build --checkpoint <run dir> --images <folder|dataset> --out <dir>
-    [--dtype float32|float16] [--split train|val|test|all] [--image-root DIR] [--limit N] [--batch N] [--no-captions] [--quiet]
+    [--dtype float32|float16] [--split train|val|test|all] [--image-root DIR] [--limit N] [--batch N] [--no-captions] [--device D] [--quiet]
 
   --images   a folder of .png/.jpg/.webp images (searched 4 levels deep), a dataset folder
              (a synthetic world: karpathy/*.json + images/) or a Karpathy split JSON; a dataset's
              captions are embedded too (for image -> caption search)
   --out      the index folder; if it holds an index of the same checkpoint, only new ids are added
-  --dtype    stored vectors: float32 (default) or float16 (half the memory)`;
+  --dtype    stored vectors: float32 (default) or float16 (half the memory)
+  --device   cpu (default), cuda or cuda:N: where the encoders run`;
 
 export async function main(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
@@ -36,6 +38,7 @@ export async function main(argv: string[]): Promise<void> {
       "no-captions": { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
+      ...DEVICE_OPTION,
     },
     strict: true,
   });
@@ -52,7 +55,8 @@ export async function main(argv: string[]): Promise<void> {
     if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected a positive integer, got "${v}"`);
     return n;
   };
-  const served = await loadServedModel(values.checkpoint!);
+  const device = await usableDevice(deviceFlag(values.device) ?? "cpu", true);
+  const served = await loadServedModel(values.checkpoint!, undefined, device);
   const col = resolveCollection(values.images!, { split: values.split as "all", imageRoot: values["image-root"], limit: posInt(values.limit, "--limit") });
   const bars: Record<string, ProgressBar> = {};
   const summary = await buildIndex(served, col, {

@@ -1,4 +1,4 @@
-// `vlp pretrain --recipe <file> [--set key=value ...] [--out <run dir>] [--resume <run dir>]`
+// `vlp pretrain --recipe <file> [--set key=value ...] [--out <run dir>] [--resume <run dir>] [--device cpu|cuda|cuda:N]`
 // Data parallel: `--nproc N` starts N workers here (src/cli/launch.ts); `--nnodes/--node-rank/
 // --master-addr/--master-port` join machines; a worker started with torchrun's environment
 // (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) joins its group directly.
@@ -6,11 +6,12 @@ import { parseArgs } from "node:util";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadRecipe, validateRecipe, applySets, type Recipe } from "../pretrain/recipe.ts";
+import { loadRecipe, validateRecipe, applySets, readRecipeJson, type Recipe } from "../pretrain/recipe.ts";
 import type { Stage } from "../pretrain/trainer.ts";
 import type { Module } from "../engine/index.ts";
 import type { Dist } from "../engine/dist.ts";
 import { launch, exitWithLauncher } from "./launch.ts";
+import { DEVICE_OPTION, deviceFlag, usableDevice } from "./device.ts";
 // The engine (libtorch) is imported where it is used: the launcher of `--nproc N` never loads it.
 
 export async function buildStrategy(r: Recipe): Promise<{ model: Module; stages: Stage[] }> {
@@ -28,6 +29,7 @@ const OPTIONS = {
   resume: { type: "string" as const },
   quiet: { type: "boolean" as const, default: false },
   help: { type: "boolean" as const, default: false },
+  ...DEVICE_OPTION,
   // data parallel
   nproc: { type: "string" as const },
   nnodes: { type: "string" as const },
@@ -39,13 +41,15 @@ const OPTIONS = {
   "max-restarts": { type: "string" as const },
 };
 
-const HELP = `vlp pretrain --recipe <file> [--set key=value ...] [--out <run dir>] [--resume <run dir>] [--quiet]
+const HELP = `vlp pretrain --recipe <file> [--set key=value ...] [--out <run dir>] [--resume <run dir>] [--device D] [--quiet]
+  --device cpu|cuda|cuda:N   where the model and every batch go (sets train.device; "cuda": each worker's own GPU, cuda:LOCAL_RANK)
 data parallel (the recipe's batch size is the global batch, split over the processes):
   --nproc N                  start N worker processes on this machine
   --nnodes M --node-rank K   M machines, this one is K (run the same command on each)
   --master-addr A --master-port P   where node 0's rank 0 hosts the rendezvous (one machine: 127.0.0.1, a free port)
   --dist-timeout S           seconds before a hung peer fails a collective (default 300; env VLP_DIST_TIMEOUT)
   --grad-sync overlap|after  average gradients during backward (c10d Reducer, default) or after it
+                             (the process group is NCCL when the device is CUDA, gloo on the CPU; VLP_DIST_BACKEND overrides)
   --max-restarts R           after a worker fails, restart all workers from the last checkpoint up to R times
   Workers started by torchrun or a scheduler (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set) join directly.`;
 
@@ -64,6 +68,7 @@ const defaultRunDir = (recipePath: string) => join("runs", `${basename(recipePat
 /** The parent of `--nproc N`: fixes the run directory, starts the workers, restarts them from the last checkpoint if asked. */
 async function runLauncher(v: Values): Promise<void> {
   const nproc = int(v.nproc, "--nproc", 1)!;
+  deviceFlag(v.device); // its form; whether this machine has it, each worker checks
   const maxRestarts = int(v["max-restarts"], "--max-restarts") ?? 0;
   const timeout = v["dist-timeout"];
   if (timeout !== undefined && !(Number(timeout) > 0)) throw new Error(`--dist-timeout: expected seconds > 0, got "${timeout}"`);
@@ -74,6 +79,7 @@ async function runLauncher(v: Values): Promise<void> {
     ...v.set!.flatMap((s) => ["--set", s]),
     ...(v.quiet ? ["--quiet"] : []),
     ...(v["grad-sync"] ? ["--grad-sync", v["grad-sync"]] : []),
+    ...(v.device ? ["--device", v.device] : []),
   ];
   const nnodes = int(v.nnodes, "--nnodes", 1) ?? 1;
   const again = `vlp pretrain --nproc ${nproc}${nnodes > 1 ? " --nnodes ..." : ""} --resume ${runDir}`;
@@ -101,6 +107,18 @@ async function runLauncher(v: Values): Promise<void> {
   }
 }
 
+/** train.device of the recipe this process can read (the run's recipe.json when resuming), if any: what it trains on. */
+function peekDevice(v: Values, sets: string[]): string | undefined {
+  const file = v.resume ? join(v.resume, "recipe.json") : v.recipe;
+  if (!file || !existsSync(file)) return undefined;
+  try {
+    const d = (readRecipeJson(file, sets).train as { device?: unknown } | undefined)?.device;
+    return typeof d === "string" ? d : undefined;
+  } catch {
+    return undefined; // rank 0 reports a broken recipe
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
   const { values } = parse(argv);
   if (values.help) {
@@ -111,6 +129,13 @@ export async function main(argv: string[]): Promise<void> {
   if (values.nnodes !== undefined || values["node-rank"] !== undefined) throw new Error("--nnodes/--node-rank need --nproc (workers per machine)");
   const gradSync = values["grad-sync"];
   if (gradSync !== undefined && gradSync !== "overlap" && gradSync !== "after") throw new Error(`--grad-sync: expected overlap or after, got "${gradSync}"`);
+  const flagDevice = deviceFlag(values.device);
+  // --device is train.device, set before the recipe is validated (fp16 is valid on CUDA only)
+  const sets = [...values.set!, ...(flagDevice ? [`train.device=${flagDevice}`] : [])];
+
+  // the device, as far as this process can tell before rank 0 shares the recipe: fail before any group forms
+  const deviceHint = flagDevice ?? peekDevice(values, sets);
+  if (deviceHint) await usableDevice(deviceHint, flagDevice !== undefined);
 
   // a worker of a data-parallel run: join the group first (rank 0 reads the recipe for everyone)
   exitWithLauncher();
@@ -119,6 +144,8 @@ export async function main(argv: string[]): Promise<void> {
   const { train } = await import("../pretrain/trainer.ts");
   const cfg = distConfigFromEnv();
   if (cfg && values["dist-timeout"]) cfg.timeoutMs = Math.round(Number(values["dist-timeout"]) * 1000);
+  // NCCL for CUDA, gloo for the CPU: every rank decides before the group exists, from --device or its copy of the recipe
+  if (cfg) cfg.device = deviceHint ?? "cpu";
   const dist: Dist | undefined = cfg ? await initDistributed(cfg) : undefined;
   const main = !dist || dist.isMain;
   const quiet = values.quiet || !main;
@@ -131,20 +158,21 @@ export async function main(argv: string[]): Promise<void> {
         const saved = join(runDir, "recipe.json");
         if (!existsSync(saved)) throw new Error(`--resume ${runDir}: no recipe.json there (not a vlp run directory)`);
         const raw = JSON.parse(readFileSync(saved, "utf8"));
-        applySets(raw, values.set!);
+        applySets(raw, sets);
         recipe = validateRecipe(raw, saved);
       } else {
         if (!values.recipe) throw new Error("--recipe <file> is required (or --resume <run dir>)");
-        recipe = loadRecipe(values.recipe, values.set!);
+        recipe = loadRecipe(values.recipe, sets);
         runDir = values.out ?? defaultRunDir(values.recipe);
         mkdirSync(runDir, { recursive: true });
         writeFileSync(join(runDir, "recipe.json"), JSON.stringify(recipe, null, 2));
       }
     }
     if (dist) [recipe, runDir] = dist.broadcastObject([recipe, runDir]);
+    const device = await usableDevice(recipe!.train.device, flagDevice !== undefined);
     manualSeed(recipe!.train.seed);
     const { model, stages } = await buildStrategy(recipe!);
-    if (!quiet) console.log(`vlp pretrain: ${recipe!.method} (${model.numParameters().toLocaleString()} parameters), stages ${stages.map((s) => s.name).join(" -> ")}, run ${runDir}${dist ? `, ${dist.world} processes (${dist.backend})` : ""}`);
+    if (!quiet) console.log(`vlp pretrain: ${recipe!.method} (${model.numParameters().toLocaleString()} parameters), stages ${stages.map((s) => s.name).join(" -> ")}, run ${runDir}${device !== "cpu" ? ` on ${device}` : ""}${dist ? `, ${dist.world} processes (${dist.backend})` : ""}`);
     const t0 = performance.now();
     const summary = await train(model, stages, {
       runDir: runDir!,
@@ -155,6 +183,7 @@ export async function main(argv: string[]): Promise<void> {
       evalEvery: recipe!.train.evalEvery,
       workers: recipe!.train.workers,
       precision: recipe!.train.precision,
+      device,
       resume: !!values.resume,
       quiet,
       dist,

@@ -6,14 +6,16 @@ import { resolve } from "node:path";
 import { loadServedModel, type ServedModel } from "../serve/model.ts";
 import { VectorIndex } from "../serve/vindex.ts";
 import { buildServer, DEFAULT_BODY_LIMIT } from "../serve/server.ts";
+import { DEVICE_OPTION, deviceFlag, usableDevice } from "./device.ts";
 
-const USAGE = `vlp serve --checkpoint <run dir> [--vqa <finetune dir>] [--index <dir>] [--runs <dir>] [--host H] [--port N] [--body-limit MB]
+const USAGE = `vlp serve --checkpoint <run dir> [--vqa <finetune dir>] [--index <dir>] [--runs <dir>] [--host H] [--port N] [--body-limit MB] [--device D]
 
   --checkpoint  a VLMo run directory (pre-training or fine-tuning): /embed, /search, /itm, /attention
   --vqa         a VQA fine-tuned VLMo run (vlp finetune vqa) for /vqa, when --checkpoint has no VQA head
   --index       an index folder built by \`vlp index build\` with the same checkpoint (for /search)
   --runs        folder of training runs for the dashboard (default: runs, when it exists)
-  --host        address to listen on (default 127.0.0.1); --port (default 8080; 0 = any free port)`;
+  --host        address to listen on (default 127.0.0.1); --port (default 8080; 0 = any free port)
+  --device      cpu (default), cuda or cuda:N: where the models run (the index stays in host memory)`;
 
 export async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -28,6 +30,7 @@ export async function main(argv: string[]): Promise<void> {
       "body-limit": { type: "string" },
       log: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
+      ...DEVICE_OPTION,
     },
     strict: true,
   });
@@ -41,9 +44,10 @@ export async function main(argv: string[]): Promise<void> {
   const limitMb = values["body-limit"] === undefined ? DEFAULT_BODY_LIMIT / 1048576 : Number(values["body-limit"]);
   if (!(limitMb > 0 && limitMb <= 1024)) throw new Error(`--body-limit: expected megabytes in (0, 1024], got "${values["body-limit"]}"`);
 
-  const models: ServedModel[] = [await loadServedModel(values.checkpoint)];
+  const device = await usableDevice(deviceFlag(values.device) ?? "cpu", true);
+  const models: ServedModel[] = [await loadServedModel(values.checkpoint, undefined, device)];
   if (values.vqa) {
-    const v = await loadServedModel(values.vqa);
+    const v = await loadServedModel(values.vqa, undefined, device);
     if (!v.labels) throw new Error(`--vqa ${values.vqa}: this checkpoint has no VQA head (expected a \`vlp finetune vqa\` run)`);
     if (v.name === models[0].name) v.name = `${v.name}-vqa`;
     models.push(v);
@@ -66,7 +70,7 @@ export async function main(argv: string[]): Promise<void> {
   const app = await buildServer({ models, index, indexModel, runsRoot, bodyLimit: limitMb * 1048576, logger: values.log });
   const address = await app.listen({ host: values.host, port });
   const vqa = models.find((m) => m.labels);
-  console.log(`vlp serve: ${models.map((m) => m.name).join(", ")} on ${address} (web app ${address}/, API docs ${address}/docs.html)`);
+  console.log(`vlp serve: ${models.map((m) => m.name).join(", ")}${device !== "cpu" ? ` (${device})` : ""} on ${address} (web app ${address}/, API docs ${address}/docs.html)`);
   console.log(`  index: ${index ? `${index.part("image")?.count ?? 0} images, ${index.part("text")?.count ?? 0} captions (${index.dtype})` : "none (/search answers 409; build one with vlp index build)"}; ` +
     `VQA: ${vqa ? vqa.name : "none (/vqa answers 409; pass --vqa <vlp finetune vqa run>)"}; runs: ${runsRoot ?? "none"}`);
   const stop = async () => {

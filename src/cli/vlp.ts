@@ -27,6 +27,7 @@ commands:
   serve --checkpoint RUN     HTTP API + web app [--vqa RUN] [--index DIR] [--runs DIR] [--port N]
   info                       libtorch build, threads, BLAS speed
 
+pretrain, finetune, eval, serve and index build take --device cpu|cuda|cuda:N (default cpu; for training, the recipe's train.device).
 run \`vlp <command> --help\` for a command's options.`;
 
 type Command = (argv: string[]) => Promise<void>;

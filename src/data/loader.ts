@@ -4,7 +4,8 @@
 // A batch builder is a module exporting `createBuilder(args) => BatchBuilder`; it runs in the main
 // thread (workers: 0) or in worker threads, which build batches while the trainer computes.
 import { Worker } from "node:worker_threads";
-import { tensor, type Tensor } from "../engine/index.ts";
+import { tensor, type Tensor, type Device } from "../engine/index.ts";
+import { toDevice } from "../engine/placement.ts";
 import type { DType } from "../engine/dtype.ts";
 
 export interface HostArray {
@@ -27,11 +28,15 @@ export interface BuilderSpec {
   args: unknown;
 }
 
-/** Host arrays -> tensors (int32 label arrays are widened to int64 where dtype says so). */
-export function toTensors(b: HostBatch): Record<string, Tensor> {
+/**
+ * Host arrays -> tensors on `device` (int32 label arrays are widened to int64 where dtype says so). On
+ * CUDA each array goes through pinned memory with a non-blocking copy.
+ */
+export function toTensors(b: HostBatch, device: Device = "cpu"): Record<string, Tensor> {
   const out: Record<string, Tensor> = {};
   for (const [k, a] of Object.entries(b.arrays)) {
-    out[k] = a.dtype === "bool" ? tensor(a.data as Uint8Array, { shape: a.shape }).bool() : tensor(a.data, { shape: a.shape, dtype: a.dtype });
+    const host = a.dtype === "bool" ? tensor(a.data as Uint8Array, { shape: a.shape }).bool() : tensor(a.data, { shape: a.shape, dtype: a.dtype });
+    out[k] = toDevice(host, device);
   }
   return out;
 }

@@ -8,7 +8,8 @@
 // A checkpoint is a directory:
 //   model.safetensors      the model's state dict
 //   optimizer.safetensors  optimizer buffers as "state.<param index>.<buffer>"; groups and steps in metadata
-//   rng.safetensors        RNG states (uint8): "default" (libtorch's CPU generator), "generator.<name>"
+//   rng.safetensors        RNG states (uint8): "default" (libtorch's CPU generator), "generator.<name>",
+//                          and "cuda" (the training GPU's default generator: dropout) when training on CUDA
 //   trainer.json           step, epoch, schedule, sampler position, recipe, ... and a manifest of the files
 // It is written into "<dir>.tmp-<pid>" (each file fsynced, trainer.json last), then swapped in by
 // rename: an existing <dir> becomes <dir>.old, the new one takes its name, then <dir>.old is
@@ -16,7 +17,8 @@
 // latestCheckpoint fall back to <dir>.old. One process (rank 0) should write a given directory.
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { fromBytes, getRngState, noGrad, setRngState, type Generator, type Tensor } from "./tensor.ts";
+import { fromBytes, getRngState, noGrad, setRngState, type Device, type Generator, type Tensor } from "./tensor.ts";
+import { isCuda } from "./device.ts";
 import { Module } from "./nn.ts";
 import type { OptimizerStateDict, ParamState } from "./optim.ts";
 import { readSafetensors, writeSafetensors } from "./serialize/safetensors.ts";
@@ -129,6 +131,8 @@ export interface CheckpointParts {
   optimizer?: { stateDict(): OptimizerStateDict; loadStateDict(sd: OptimizerStateDict): void };
   /** Named generators whose states are saved and restored (besides libtorch's default one). */
   generators?: Record<string, Generator>;
+  /** The device trained on: on CUDA its default generator's state is saved and restored too (the CPU's always is). */
+  device?: Device;
 }
 
 interface Manifest {
@@ -198,9 +202,13 @@ export function saveCheckpoint(dir: string, trainer: TrainerState, parts: Checkp
     put("optimizer.safetensors", tensors, metadata);
   }
   const rng = new Map<string, RawTensor>();
-  const state = getRngState();
-  rng.set("default", toRaw(state));
-  state.dispose();
+  const saveRng = (key: string, device?: Device) => {
+    const state = getRngState(device);
+    rng.set(key, toRaw(state));
+    state.dispose();
+  };
+  saveRng("default");
+  if (parts.device && isCuda(parts.device)) saveRng("cuda", parts.device);
   for (const [name, g] of Object.entries(parts.generators ?? {})) {
     const s = g.getState();
     rng.set(`generator.${name}`, toRaw(s));
@@ -279,9 +287,15 @@ export function loadCheckpoint(dir: string, parts: CheckpointParts, opts: { rest
       g.setState(s);
       s.dispose();
     }
-    const s = fromRaw(tensors.get("default")!);
-    setRngState(s);
-    s.dispose();
+    const restore = (r: RawTensor, device?: Device) => {
+      const s = fromRaw(r);
+      setRngState(s, device);
+      s.dispose();
+    };
+    restore(tensors.get("default")!);
+    // a checkpoint written on the CPU has no CUDA state: the GPU's generator is left as it is
+    const cuda = tensors.get("cuda");
+    if (cuda && parts.device && isCuda(parts.device)) restore(cuda, parts.device);
   }
   return manifest.trainer;
 }

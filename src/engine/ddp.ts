@@ -10,7 +10,8 @@
 //     on every rank keeps no gradient, exactly as in one process.
 //   "after": backward runs locally, then every bucket is flattened, all-reduced, divided by the
 //     world size and copied back, all buckets in flight at once (same result, no overlap).
-import { noGrad, zerosLike, cat, tensor, type Tensor } from "./tensor.ts";
+import { noGrad, zerosLike, cat, tensor, type Tensor, type Device } from "./tensor.ts";
+import { toDevice } from "./placement.ts";
 import { tidy } from "./scope.ts";
 import { native, type NativeTensor } from "./native.ts";
 import type { Module } from "./nn.ts";
@@ -111,8 +112,8 @@ interface StateLike {
   loadStateDict(sd: OptimizerStateDict): void;
 }
 
-/** The optimizer state of rank `root` (hyperparameters, steps, moment buffers) on every rank. */
-export function broadcastOptimizer(dist: Dist, opt: StateLike, root = 0): void {
+/** The optimizer state of rank `root` (hyperparameters, steps, moment buffers) on every rank; `device`: the parameters'. */
+export function broadcastOptimizer(dist: Dist, opt: StateLike, root = 0, device: Device = dist.device): void {
   type Meta = { kind: string; groups: OptimizerStateDict["groups"]; state: [number, number, [string, number[], DType][]][] };
   const mine = dist.rank === root ? opt.stateDict() : null;
   const meta = dist.broadcastObject<Meta>(
@@ -124,7 +125,7 @@ export function broadcastOptimizer(dist: Dist, opt: StateLike, root = 0): void {
     return;
   }
   const state = new Map<number, ParamState>();
-  for (const [i, step, bufs] of meta.state) state.set(i, { step, buffers: new Map(bufs.map(([n, shape, dtype]) => [n, empty(shape, { dtype }).keep()])) });
+  for (const [i, step, bufs] of meta.state) state.set(i, { step, buffers: new Map(bufs.map(([n, shape, dtype]) => [n, empty(shape, { dtype, device }).keep()])) });
   try {
     broadcastTensors(dist, [...state.values()].flatMap((s) => [...s.buffers.values()]), root);
     opt.loadStateDict({ kind: meta.kind, groups: meta.groups, state });
@@ -142,7 +143,7 @@ export function allReduceGradients(dist: Dist, params: Tensor[], capBytes = 25 *
   if (params.length === 0) return;
   tidy(() =>
     noGrad(() => {
-      const u = tensor(params.map((p) => (p.grad === null ? 0 : 1)), { dtype: "int32" });
+      const u = toDevice(tensor(params.map((p) => (p.grad === null ? 0 : 1)), { dtype: "int32" }), dist.device);
       dist.allReduce(u, "sum");
       const used = u.toArray();
       const grads: Tensor[] = [];

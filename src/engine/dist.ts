@@ -1,7 +1,7 @@
 // Processes that train together, on PyTorch's c10d (native/src/dist.cc): rendezvous through a
-// TCPStore hosted by rank 0, a ProcessGroupGloo for CPU tensors (ProcessGroupNCCL with a CUDA
-// libtorch that has it), and the collectives all_reduce, broadcast, all_gather (plain and
-// differentiable) and barrier, plus JSON-able objects over them.
+// TCPStore hosted by rank 0, a ProcessGroupGloo for CPU tensors (ProcessGroupNCCL for CUDA tensors,
+// with a CUDA libtorch that has it), and the collectives all_reduce, broadcast, all_gather (plain and
+// differentiable) and barrier, plus JSON-able objects over them (sent as tensors on the group's device).
 //
 // Configuration follows torchrun: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR,
 // MASTER_PORT; VLP_DIST_TIMEOUT (seconds, default 300) bounds every collective and, unless
@@ -13,8 +13,10 @@ import { hostname } from "node:os";
 import { createSocket } from "node:dgram";
 import { isIP } from "node:net";
 import { native, type NativeTensor } from "./native.ts";
-import { Tensor, cat, tensor, noGrad } from "./tensor.ts";
+import { Tensor, cat, tensor, noGrad, type Device } from "./tensor.ts";
 import { tidy } from "./scope.ts";
+import { toDevice } from "./placement.ts";
+import { backendForDevice } from "./device.ts";
 
 // ---- the addon's c10d objects -----------------------------------------------------------------
 
@@ -63,7 +65,10 @@ export interface DistConfig {
   timeoutMs?: number;
   /** Bound on the rendezvous (all ranks joining; default: timeoutMs). */
   joinTimeoutMs?: number;
+  /** gloo or nccl; default: the one for `device`. */
   backend?: Backend;
+  /** What the ranks train on: "cpu" (default) picks gloo, "cuda"/"cuda:N" NCCL (as torch.distributed does). */
+  device?: string;
 }
 
 export const DEFAULT_TIMEOUT_MS = 300_000;
@@ -146,6 +151,8 @@ export class Dist {
   readonly localRank: number;
   readonly localWorld: number;
   readonly backend: Backend;
+  /** Where this group's own tensors go (objects, flags): the CPU for gloo, this rank's GPU (cuda:LOCAL_RANK) for NCCL. */
+  readonly device: Device;
   readonly timeoutMs: number;
   /** tcp://host:port of the rendezvous, for messages. */
   readonly where: string;
@@ -164,6 +171,7 @@ export class Dist {
     this.localRank = cfg.localRank ?? cfg.rank;
     this.localWorld = cfg.localWorld ?? cfg.world;
     this.backend = cfg.backend ?? "gloo";
+    this.device = this.backend === "nccl" ? `cuda:${this.localRank}` : "cpu";
     this.timeoutMs = cfg.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.where = `tcp://${cfg.masterAddr}:${cfg.masterPort}`;
   }
@@ -254,10 +262,10 @@ export class Dist {
   broadcastObject<T>(value: T | undefined, root = 0): T {
     return tidy(() => {
       const bytes = this.rank === root ? new TextEncoder().encode(JSON.stringify(value ?? null)) : new Uint8Array(0);
-      const len = tensor([bytes.length], { dtype: "int64" });
+      const len = toDevice(tensor([bytes.length], { dtype: "int64" }), this.device);
       this.broadcast(len, root);
       const n = len.item();
-      const buf = this.rank === root ? tensor(bytes, { shape: [n] }) : tensor(new Uint8Array(n), { shape: [n] });
+      const buf = toDevice(this.rank === root ? tensor(bytes, { shape: [n] }) : tensor(new Uint8Array(n), { shape: [n] }), this.device);
       if (n > 0) this.broadcast(buf, root);
       return JSON.parse(new TextDecoder().decode(buf.data() as Uint8Array)) as T;
     });
@@ -267,11 +275,11 @@ export class Dist {
   allGatherObject<T>(value: T): T[] {
     return tidy(() => {
       const bytes = new TextEncoder().encode(JSON.stringify(value ?? null));
-      const lens = this.allGather(tensor([bytes.length], { dtype: "int64" })).toArray();
+      const lens = this.allGather(toDevice(tensor([bytes.length], { dtype: "int64" }), this.device)).toArray();
       const max = Math.max(...lens);
       const padded = new Uint8Array(max);
       padded.set(bytes);
-      const all = this.allGather(tensor(padded, { shape: [max] })).data() as Uint8Array;
+      const all = this.allGather(toDevice(tensor(padded, { shape: [max] }), this.device)).data() as Uint8Array;
       return lens.map((n, r) => JSON.parse(new TextDecoder().decode(all.subarray(r * max, r * max + n))) as T);
     });
   }
@@ -306,14 +314,14 @@ export async function initDistributed(cfg: DistConfig): Promise<Dist> {
   const { rank, world, masterAddr, masterPort } = cfg;
   const timeoutMs = cfg.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const joinMs = cfg.joinTimeoutMs ?? timeoutMs;
-  const backend = cfg.backend ?? "gloo";
+  const backend = cfg.backend ?? backendForDevice(cfg.device ?? "cpu");
   const where = `tcp://${masterAddr}:${masterPort}`;
   const secs = `${joinMs / 1000} s`;
   const Store = addon.NativeStore;
   const Group = addon.NativeProcessGroup;
   if (!Store || !Group) throw new Error("this vlpkit addon has no c10d bindings: rebuild it (`make setup`)");
   if (backend === "gloo" && !addon.hasGloo) throw new Error("this vlpkit addon was built without gloo: install libgloo-dev and rebuild (`make setup`)");
-  if (backend === "nccl" && !addon.hasNccl) throw new Error("this vlpkit addon was built without NCCL: build it against a CUDA libtorch with NCCL (LIBTORCH=/path make setup)");
+  if (backend === "nccl" && !addon.hasNccl) throw new Error("this vlpkit addon was built without NCCL: build it against a CUDA libtorch with NCCL (LIBTORCH=auto make setup with a CUDA PyTorch on PATH, or LIBTORCH=/path; `node scripts/libtorch.mjs describe` says what it finds)");
   if (!(rank >= 0 && rank < world)) throw new Error(`rank ${rank} is not in [0, ${world})`);
 
   let store: NativeStore;

@@ -41,9 +41,10 @@ export interface Addon {
   isGradEnabled(): boolean;
   setNumThreads(n: number): void;
   getNumThreads(): number;
-  manualSeed(seed: number, gen?: NativeGenerator): void;
-  getRngState(gen?: NativeGenerator): NativeTensor;
-  setRngState(state: NativeTensor, gen?: NativeGenerator): void;
+  /** gen: a generator, or a device string for that device's default generator (CPU's when absent). */
+  manualSeed(seed: number, gen?: NativeGenerator | string): void;
+  getRngState(gen?: NativeGenerator | string): NativeTensor;
+  setRngState(state: NativeTensor, gen?: NativeGenerator | string): void;
   buildInfo(): { torchVersion: string; cuda: boolean; cudaAvailable: boolean; cudaDeviceCount: number; parallelInfo: string };
   hasGloo: boolean;
   /** Autocast state of this thread for "cpu" or "cuda": [enabled, dtype code]. */
@@ -74,7 +75,7 @@ export const blasConfig: BlasConfig = isMainThread ? configureBlas(addonPath) : 
 function load(): Addon {
   if (!existsSync(addonPath)) {
     throw new Error(
-      `vlpkit native addon not found at ${addonPath}: build it with \`make setup\` (or \`npm run build:native\`; set LIBTORCH=/path for a non-Debian libtorch)`,
+      `vlpkit native addon not found at ${addonPath}: build it with \`make setup\` (or \`npm run build:native\`; LIBTORCH=auto for the PyTorch on PATH, LIBTORCH=/path for another libtorch)`,
     );
   }
   const addon = createRequire(import.meta.url)(addonPath) as Addon;

@@ -225,7 +225,7 @@ export class DropPath extends Module {
   forward(x: Tensor): Tensor {
     if (!this.training || this.p === 0) return F.dropout(x, 0, false);
     const keep = 1 - this.p;
-    const mask = empty([x.size(0), ...Array(x.ndim - 1).fill(1)], { dtype: x.dtype }).bernoulli_(keep);
+    const mask = empty([x.size(0), ...Array(x.ndim - 1).fill(1)], { dtype: x.dtype, device: x.device }).bernoulli_(keep);
     return x.mul(mask.div_(keep));
   }
 }

@@ -220,10 +220,14 @@ export class Tensor implements Trackable {
   }
 
   // ---- conversion ----------------------------------------------------------------------------
-  to(target: DType | Device, opts: { copy?: boolean } = {}): Tensor {
-    if (target in DTYPE_CODE) return call("aten::to.dtype", this, DTYPE_CODE[target as DType], false, !!opts.copy);
-    return call("aten::to.device", this, target, DTYPE_CODE[this.dtype], false, !!opts.copy);
+  /** A dtype or device conversion; nonBlocking: a host-device copy that does not wait (from pinned memory, like PyTorch's). */
+  to(target: DType | Device, opts: { copy?: boolean; nonBlocking?: boolean } = {}): Tensor {
+    if (target in DTYPE_CODE) return call("aten::to.dtype", this, DTYPE_CODE[target as DType], !!opts.nonBlocking, !!opts.copy);
+    return call("aten::to.device", this, target, DTYPE_CODE[this.dtype], !!opts.nonBlocking, !!opts.copy);
   }
+  /** A copy in page-locked host memory (needs CUDA), the source of non-blocking copies to a GPU. */
+  pinMemory(): Tensor { return call("aten::pin_memory", this); }
+  get isPinned(): boolean { return call<boolean>("aten::is_pinned", this); }
   float(): Tensor { return this.to("float32"); }
   long(): Tensor { return this.to("int64"); }
   int(): Tensor { return this.to("int32"); }
@@ -562,8 +566,9 @@ export function multinomial(probs: Tensor, numSamples: number, replacement = fal
   return call("aten::multinomial", probs, numSamples, replacement, generator);
 }
 export function manualSeed(seed: number): void { native.manualSeed(seed); }
-export function getRngState(): Tensor { return new Tensor(native.getRngState()); }
-export function setRngState(state: Tensor): void { native.setRngState(state.native); }
+/** The state of libtorch's default generator of a device ("cpu", or "cuda:N": the one dropout uses there). */
+export function getRngState(device?: Device): Tensor { return new Tensor(native.getRngState(device)); }
+export function setRngState(state: Tensor, device?: Device): void { native.setRngState(state.native, device); }
 
 // ---- combining ------------------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 // outputs and batch targets to a loss and its metrics (open_clip/ViLT style: no model code here).
 import { Tensor, F, arange, where, multinomial, noGrad, type Generator } from "../engine/index.ts";
 import { IGNORE } from "./masking.ts";
+import { toDevice } from "../engine/placement.ts";
 
 export interface LossOut {
   loss: Tensor;
@@ -105,7 +106,7 @@ export function computeItc(img: Tensor, txt: Tensor, logitScale: Tensor, o: { al
   const scale = logitScale.exp();
   const i2t = img.matmul((o.allTxt ?? txt).T).mul(scale);
   const t2i = txt.matmul((o.allImg ?? img).T).mul(scale);
-  const labels = arange(img.size(0)).add(o.offset ?? 0);
+  const labels = arange(img.size(0), undefined, 1, { device: img.device }).add(o.offset ?? 0);
   const loss = F.crossEntropy(i2t, labels).add(F.crossEntropy(t2i, labels)).div(2);
   const [accI, accT] = noGrad(() => [i2t.argmax(-1).eq(labels).float().mean().item(), t2i.argmax(-1).eq(labels).float().mean().item()]);
   return { loss, i2t, t2i, metrics: { itc_loss: loss.item(), itc_i2t_acc: accI, itc_t2i_acc: accT, logit_scale: scale.item() } };
@@ -136,10 +137,11 @@ export function computeItcKeyed(img: Tensor, txt: Tensor, logitScale: Tensor, ke
 export function sampleHardNegatives(sim: Tensor, offset: number, generator?: Generator): Tensor {
   return noGrad(() => {
     const b = sim.size(0);
-    const pos = arange(b).add(offset).unsqueeze(1);
+    const pos = arange(b, undefined, 1, { device: sim.device }).add(offset).unsqueeze(1);
     // softmax with the positive removed; identical to softmax-then-zero after multinomial's normalisation, without underflow
     const weights = sim.float().scatter(1, pos, -Infinity).softmax(1);
-    return multinomial(weights, 1, false, generator).squeeze(1);
+    // drawn on the host with the (CPU) generator, as the masks are
+    return toDevice(multinomial(weights.cpu(), 1, false, generator).squeeze(1), sim.device);
   });
 }
 

@@ -1,6 +1,9 @@
 // Batch preparation shared by the objectives: masked tokens (MLM), masked regions (MRFR/MOC),
-// all drawn from a seeded libtorch Generator so runs are reproducible and resumable.
-import { Tensor, Generator, rand, randint, where, zerosLike, arange, bernoulli, full, tensor, zeros } from "../engine/index.ts";
+// all drawn from a seeded libtorch Generator so runs are reproducible and resumable. The generator
+// is a CPU one: draws are made on the host and sent to the batch's device, so a seed masks the same
+// tokens and regions on every device.
+import { Tensor, Generator, rand, randint, where, zerosLike, arange, bernoulli, full, tensor, zeros, type Device } from "../engine/index.ts";
+import { toDevice } from "../engine/placement.ts";
 
 /** Label value for positions that carry no target (LXMERT's convention). */
 export const IGNORE = -1;
@@ -20,20 +23,21 @@ export interface TokenMaskOptions {
 export function maskTokens(ids: Tensor, o: TokenMaskOptions): { inputIds: Tensor; labels: Tensor } {
   const p = o.prob ?? 0.15;
   const g = o.generator;
+  const dev = ids.device;
   let chosen: Tensor;
   if (o.wordIds) {
     const words = o.wordIds.max().item() + 1;
-    const wordPick = bernoulli(full([ids.size(0), Math.max(words, 1)], p), g).bool();
+    const wordPick = toDevice(bernoulli(full([ids.size(0), Math.max(words, 1)], p), g).bool(), dev);
     chosen = wordPick.gather(1, o.wordIds.clampMin(0)).logicalAnd(o.wordIds.ge(0));
   } else {
-    chosen = bernoulli(full(ids.shape, p), g).bool();
+    chosen = toDevice(bernoulli(full(ids.shape, p), g).bool(), dev);
   }
   chosen = chosen.logicalAnd(o.special.logicalNot());
   const labels = where(chosen, ids, IGNORE);
-  const r = rand(ids.shape, { generator: g });
+  const r = toDevice(rand(ids.shape, { generator: g }), dev);
   const toMask = chosen.logicalAnd(r.lt(0.8));
   const toRandom = chosen.logicalAnd(r.ge(0.8)).logicalAnd(r.lt(0.9));
-  const randomIds = randint(0, o.vocabSize, ids.shape, { generator: g });
+  const randomIds = toDevice(randint(0, o.vocabSize, ids.shape, { generator: g }), dev);
   const inputIds = where(toMask, o.maskId, where(toRandom, randomIds, ids));
   return { inputIds, labels };
 }
@@ -52,14 +56,15 @@ export interface RegionMaskOptions {
 export function maskRegions(feats: Tensor, o: RegionMaskOptions = {}): { feats: Tensor; mask: Tensor } {
   const [b, n] = feats.shape;
   const g = o.generator;
-  let mask = bernoulli(full([b, n], o.prob ?? 0.15), g).bool();
+  const dev = feats.device;
+  let mask = toDevice(bernoulli(full([b, n], o.prob ?? 0.15), g).bool(), dev);
   if (o.valid) mask = mask.logicalAnd(o.valid);
-  const r = rand([b, n], { generator: g });
+  const r = toDevice(rand([b, n], { generator: g }), dev);
   const zero = mask.logicalAnd(r.lt(0.8)).unsqueeze(-1);
   const swap = mask.logicalAnd(r.ge(0.8)).logicalAnd(r.lt(0.9)).unsqueeze(-1);
   // another image: b' = (b + k) mod B with k in [1, B); any region of it
-  const otherImage = b > 1 ? arange(b).unsqueeze(1).add(randint(1, b, [b, n], { generator: g })).remainder(b) : arange(b).unsqueeze(1).expand(b, n);
-  const otherRegion = randint(0, n, [b, n], { generator: g });
+  const otherImage = toDevice(b > 1 ? arange(b).unsqueeze(1).add(randint(1, b, [b, n], { generator: g })).remainder(b) : arange(b).unsqueeze(1).expand(b, n).contiguous(), dev);
+  const otherRegion = toDevice(randint(0, n, [b, n], { generator: g }), dev);
   const other = feats.index([otherImage, otherRegion]);
   const out = where(zero, zerosLike(feats), where(swap, other, feats));
   return { feats: out, mask };
@@ -72,7 +77,7 @@ export function maskRegions(feats: Tensor, o: RegionMaskOptions = {}): { feats: 
  * gather index for the features and the mask of positions whose feature changed place.
  * `offset` skips leading tokens (LXMERT-S's visual [CLS]).
  */
-export function shuffleTriplets(b: number, n: number, o: { prob?: number; offset?: number; generator?: Generator } = {}): { index: Tensor; shuffled: Tensor } {
+export function shuffleTriplets(b: number, n: number, o: { prob?: number; offset?: number; generator?: Generator; device?: Device } = {}): { index: Tensor; shuffled: Tensor } {
   const offset = o.offset ?? 0;
   const triplets = Math.floor((n - offset) / 3);
   const perms = [[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
@@ -92,9 +97,10 @@ export function shuffleTriplets(b: number, n: number, o: { prob?: number; offset
       }
     }
   }
+  const dev = o.device ?? "cpu";
   return {
-    index: tensor(index, { dtype: "int64", shape: [b, n] }),
-    shuffled: tensor(shuffled, { dtype: "bool", shape: [b, n] }),
+    index: toDevice(tensor(index, { dtype: "int64", shape: [b, n] }), dev),
+    shuffled: toDevice(tensor(shuffled, { dtype: "bool", shape: [b, n] }), dev),
   };
 }
 

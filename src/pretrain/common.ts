@@ -64,7 +64,7 @@ export function maskVisual(batch: Record<string, Tensor>, g: Generator): { feats
 export function topicTargets(topicIds: Tensor, vocab: number): Tensor {
   const b = topicIds.size(0);
   const valid = topicIds.ge(0);
-  const out = zeros([b, vocab + 1]);
+  const out = zeros([b, vocab + 1], { device: topicIds.device });
   // padding (-1) scatters into an extra column that is dropped
   const idx = where(valid, topicIds, vocab);
   return out.scatter(1, idx, 1).slice(1, 0, vocab);

@@ -142,7 +142,7 @@ export function mspInputs(g: Granularity, batch: Record<string, Tensor>, generat
   let feats = batch.feats;
   let shuffled: Tensor | null = null;
   if (g === "token") {
-    const sh = shuffleTriplets(b, n, { prob: 0.05, generator });
+    const sh = shuffleTriplets(b, n, { prob: 0.05, generator, device: feats.device });
     feats = feats.gather(1, sh.index.unsqueeze(2).expand(b, n, feats.size(2)));
     shuffled = sh.shuffled;
   }

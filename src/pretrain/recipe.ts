@@ -3,6 +3,7 @@
 import { readFileSync, existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { precisionDtype, PRECISIONS, type Precision } from "../engine/dtype.ts";
+import { parseDevice } from "../engine/device.ts";
 
 export interface TrainSection {
   seed: number;
@@ -24,6 +25,8 @@ export interface TrainSection {
    * gradients, optimizer state and checkpoints stay float32). "fp16" is CUDA-only.
    */
   precision: Precision;
+  /** "cpu" (default), "cuda" or "cuda:N"; `--device` overrides it. "cuda" is each data-parallel worker's own GPU. */
+  device: string;
 }
 
 export interface Recipe {
@@ -42,14 +45,14 @@ export interface Recipe {
   vlmo?: Record<string, unknown>;
 }
 
-const TRAIN_DEFAULTS: TrainSection = { seed: 0, batchSize: 32, lr: 1e-4, warmup: 0.05, clip: 1, accumulate: 1, checkpointEvery: 0, evalEvery: 0, workers: 1, weightDecay: 0.01, precision: "fp32" };
+const TRAIN_DEFAULTS: TrainSection = { seed: 0, batchSize: 32, lr: 1e-4, warmup: 0.05, clip: 1, accumulate: 1, checkpointEvery: 0, evalEvery: 0, workers: 1, weightDecay: 0.01, precision: "fp32", device: "cpu" };
 
 type Shape = "number" | "string" | "boolean" | "object" | "string[]" | "any";
 const SCHEMA: Record<string, Record<string, Shape>> = {
   "": { method: "string", description: "string", model: "object", data: "object", train: "object", semvlp: "object", msp: "object", vlmo: "object", $schema: "string" },
   model: { preset: "string", overrides: "object" },
   data: { world: "string", regions: "string", karpathy: "string" },
-  train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", evalEvery: "number", workers: "number", weightDecay: "number", precision: "string" },
+  train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", evalEvery: "number", workers: "number", weightDecay: "number", precision: "string", device: "string" },
   semvlp: { singleRatio: "number", losses: "object", visualWeighting: "string", qa: "boolean", itmSources: "string[]", textSources: "string[]", itmPaired: "boolean", textWarmup: "object" },
   msp: { order: "string[]", joint: "boolean", stages: "object", visualWeighting: "string", lossesOnMismatched: "boolean", hardFraction: "number", itc: "number", itmPaired: "boolean" },
   vlmo: { stages: "object", itmHardNegatives: "boolean", mlmWeight: "number", standard: "boolean", order: "string[]" },
@@ -83,11 +86,17 @@ export function validateRecipe(r: unknown, where = "recipe"): Recipe {
   for (const k of ["batchSize", "accumulate"] as const) if (!Number.isInteger(t[k]) || t[k] < 1) throw new Error(`${where}.train.${k}: expected a positive integer, got ${t[k]}`);
   if (!(t.lr > 0)) throw new Error(`${where}.train.lr: expected a positive number, got ${t.lr}`);
   if (t.warmup < 0 || t.warmup > 1) throw new Error(`${where}.train.warmup: a fraction in [0, 1], got ${t.warmup}`);
-  checkPrecision(t.precision, `${where}.train.precision`);
+  checkTrainDevice(t, where);
   return rec;
 }
 
-/** Checks a recipe's train.precision for the device vlpkit trains on (the CPU: fp16 is refused). */
+/** Checks train.device's form and train.precision for that device (fp16 is refused on the CPU). */
+export function checkTrainDevice(t: { device: string; precision: Precision }, where: string): void {
+  parseDevice(t.device, `${where}.train.device`);
+  checkPrecision(t.precision, `${where}.train.precision`, t.device);
+}
+
+/** Checks a recipe's train.precision for the device it trains on (the CPU: fp16 is refused). */
 export function checkPrecision(p: unknown, key: string, device = "cpu"): void {
   if (!PRECISIONS.includes(p as Precision)) throw new Error(`${key}: expected "fp32", "bf16" or "fp16", got ${JSON.stringify(p)}`);
   try {

@@ -3,11 +3,13 @@
 // resumes bit-identically (model, optimizer, RNG states and loader positions are all saved).
 import { appendFileSync, mkdirSync, writeFileSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { tidy, noGrad, Generator, manualSeed, type Tensor, type Module } from "../engine/index.ts";
+import { tidy, noGrad, Generator, manualSeed, type Tensor, type Module, type Device } from "../engine/index.ts";
+import { checkDevice, placeDevice } from "../engine/placement.ts";
 import { AdamW, paramGroupsNoDecay } from "../engine/optim.ts";
 import { makeSchedule, type ScheduleConfig } from "../engine/schedule.ts";
 import { withPrecision, precisionDtype, type Precision } from "../engine/precision.ts";
 import { clipGradNorm } from "../engine/grad.ts";
+import { GradScaler, type ScalerState } from "../engine/scaler.ts";
 import { saveCheckpoint, loadCheckpoint, latestCheckpoint, checkpointDir, saveStateDict, readTrainerState } from "../engine/checkpoint.ts";
 import { Loader, toTensors, type BuilderSpec, type HostBatch, type LoaderPosition } from "../data/loader.ts";
 import { ProgressBar } from "../cli/progress.ts";
@@ -24,6 +26,8 @@ export interface StepContext {
   step: number;
   /** The process group when training data-parallel on more than one process (VLMo gathers ITC features from every rank). */
   dist?: Dist;
+  /** Where the model and the batch are ("cpu" when absent); tensors a step makes go to its batch's device. */
+  device?: Device;
 }
 
 export interface StepResult {
@@ -87,9 +91,16 @@ export interface TrainOptions {
   /**
    * "bf16": each source's step (forward and loss) and the evaluation run under libtorch's autocast
    * to bfloat16; backward, clipping and the optimizer run outside it, on float32 weights and
-   * gradients. Default "fp32".
+   * gradients. "fp16" (CUDA only): the same in float16, with dynamic loss scaling. Default "fp32".
    */
   precision?: Precision;
+  /** Dynamic loss scaling (src/engine/scaler.ts); default: with "fp16" only. */
+  lossScaling?: boolean;
+  /**
+   * "cpu" (default), "cuda" or "cuda:N": the model is moved there before training and every batch is
+   * sent there (pinned memory, non-blocking copies); checkpoints also save that GPU's RNG state.
+   */
+  device?: Device;
 }
 
 // ---- data-parallel hooks (o.dist) ------------------------------------------------------------
@@ -117,6 +128,8 @@ interface RunState {
   stageStep: number;
   globalStep: number;
   positions: Record<string, LoaderPosition>;
+  /** The loss scaler's state (fp16). */
+  scaler?: ScalerState;
 }
 
 const log = (o: TrainOptions, s: string) => {
@@ -137,10 +150,11 @@ async function evaluate(model: Module, stage: Stage, o: TrainOptions, step: numb
       const sums: Record<string, number> = {};
       // a fixed generator state, so every evaluation masks the same tokens and regions
       const g = new Generator(1234);
+      const device = o.device ?? "cpu";
       for (let i = 0; i < n; i++) {
         const host = await loader.next();
         const m = tidy(() => noGrad(() => {
-          const r = withPrecision(o.precision, () => src.step(toTensors(host), host.meta, { rng: new Rng(1000 + i), generator: g, step, dist }));
+          const r = withPrecision(o.precision, () => src.step(toTensors(host, device), host.meta, { rng: new Rng(1000 + i), generator: g, step, dist, device }), device);
           return { loss: r.loss.item(), ...r.metrics };
         }));
         for (const [k, v] of Object.entries(m)) sums[k] = (sums[k] ?? 0) + v / n;
@@ -158,7 +172,13 @@ async function evaluate(model: Module, stage: Stage, o: TrainOptions, step: numb
 /** Trains `model` through `stages`; returns the final metrics of each stage (averaged over its last steps). */
 export async function train(model: Module, stages: Stage[], o: TrainOptions): Promise<Record<string, Record<string, number>>> {
   const dist = distOf(o);
-  precisionDtype(o.precision ?? "fp32"); // fp16 on the CPU fails here, before any work
+  // "cuda" is this process's GPU: cuda:LOCAL_RANK among data-parallel workers
+  const device = placeDevice(o.device ?? "cpu", dist?.localRank);
+  o = { ...o, device };
+  checkDevice(device, `train: device "${device}"`);
+  precisionDtype(o.precision ?? "fp32", device); // fp16 on the CPU fails here, before any work
+  if (dist?.backend === "nccl" && device === "cpu") throw new Error("train: an NCCL process group carries CUDA tensors only: train on a CUDA device, or use gloo (VLP_DIST_BACKEND=gloo)");
+  model.to(device);
   const main = !dist || dist.isMain; // the rank that owns the run directory
   if (!main) o = { ...o, quiet: true };
   if (dist) {
@@ -190,6 +210,8 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
   }
   // the other ranks take rank 0's checkpoint choice and run state
   if (dist) [resumeFrom, state] = dist.broadcastObject<[string | null, RunState]>([resumeFrom, state]);
+  const scaler = (o.lossScaling ?? o.precision === "fp16") ? new GradScaler() : null;
+  if (scaler && state.scaler) scaler.loadStateDict(state.scaler);
   const summary: Record<string, Record<string, number>> = {};
   for (let si = state.stage; si < stages.length; si++) {
     const stage = stages[si];
@@ -205,14 +227,14 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
     const sched = makeSchedule(schedule);
     const resuming = si === state.stage && state.stageStep > 0 && resumeFrom;
     if (resuming) {
-      if (main) loadCheckpoint(resumeFrom!, { model, optimizer: opt, generators: { trainer: generator } });
+      if (main) loadCheckpoint(resumeFrom!, { model, optimizer: opt, generators: { trainer: generator }, device });
       stage.sources.forEach((s, k) => loaders[k].seek(state.positions[s.name] ?? { epoch: 0, batch: 0 }));
     }
     // data parallel: every replica starts from rank 0's weights (and optimizer state after a resume)
     let ddp: DataParallel | null = null;
     if (dist) {
       broadcastModule(dist, model);
-      if (resuming) broadcastOptimizer(dist, opt);
+      if (resuming) broadcastOptimizer(dist, opt, 0, device);
       ddp = new DataParallel(dist, model.namedParameters().filter(([, p]) => p.requiresGrad), o.ddp);
     }
     const first = resuming ? state.stageStep + 1 : 1;
@@ -241,13 +263,14 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
           source = stage.sources[k];
           const host = await loaders[k].next();
           const res = tidy(() => {
-            const batch = toTensors(host);
+            const batch = toTensors(host, device);
             // forward and loss under autocast (o.precision); backward outside it, as with torch.autocast
-            const out = withPrecision(o.precision, () => source.step(batch, host.meta, { rng, generator, step: global, dist }));
+            const out = withPrecision(o.precision, () => source.step(batch, host.meta, { rng, generator, step: global, dist, device }), device);
             const l = out.loss.item();
             if (!Number.isFinite(l)) return { l, metrics: out.metrics, tag: out.tag };
-            if (ddp) ddp.backward(out.loss.div(accumulate));
-            else out.loss.div(accumulate).backward();
+            const loss = (scaler ? scaler.scaleLoss(out.loss) : out.loss).div(accumulate);
+            if (ddp) ddp.backward(loss);
+            else loss.backward();
             return { l, metrics: out.metrics, tag: out.tag };
           });
           if (!Number.isFinite(res.l)) {
@@ -265,14 +288,19 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
           Object.assign(metrics, meanMetrics);
         }
         const params = model.parameters().filter((p) => p.requiresGrad);
-        const gradNorm = o.clip ? clipGradNorm(params, o.clip) : NaN;
-        if (o.clip && !Number.isFinite(gradNorm)) {
+        // loss scaling: gradients back to their size, or (an inf or NaN among them) no update this step
+        const lossScale = scaler?.scale;
+        const stepped = scaler ? scaler.unscale(params) : true;
+        const gradNorm = o.clip && stepped ? clipGradNorm(params, o.clip) : NaN;
+        if (o.clip && stepped && !Number.isFinite(gradNorm)) {
           throw new Error(`non-finite gradient norm at stage ${stage.name}, step ${step}; the last good checkpoint is ${latestCheckpoint(o.runDir) ?? "none"}`);
         }
-        noGrad(() => opt.step());
+        if (stepped) noGrad(() => opt.step());
         opt.zeroGrad();
-        state = { ...state, stage: si, stageStep: step, globalStep: global, positions: { ...state.positions, ...Object.fromEntries(stage.sources.map((s, k) => [s.name, loaders[k].position])) } };
-        const line = { step: global, stage: stage.name, stage_step: step, source: tag, lr: stage.lr * lrFactor, loss: lossSum, grad_norm: gradNorm, time: Date.now(), ...metrics };
+        scaler?.update(stepped);
+        state = { ...state, stage: si, stageStep: step, globalStep: global, positions: { ...state.positions, ...Object.fromEntries(stage.sources.map((s, k) => [s.name, loaders[k].position])) }, ...(scaler ? { scaler: scaler.stateDict() } : {}) };
+        const scaling = scaler ? { loss_scale: lossScale, skipped: stepped ? 0 : 1 } : {};
+        const line = { step: global, stage: stage.name, stage_step: step, source: tag, lr: stage.lr * lrFactor, loss: lossSum, grad_norm: gradNorm, ...scaling, time: Date.now(), ...metrics };
         if (main) appendFileSync(metricsFile, JSON.stringify(line) + "\n");
         for (const [m, v] of Object.entries({ loss: lossSum, ...metrics })) {
           const r = (recent[m] ??= []);
@@ -290,7 +318,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
           Object.assign(evalSummary, val);
         }
         if (main && ((o.checkpointEvery && global % o.checkpointEvery === 0) || last)) {
-          saveCheckpoint(checkpointDir(o.runDir, global), { step: global, run: state }, { model, optimizer: opt, generators: { trainer: generator } });
+          saveCheckpoint(checkpointDir(o.runDir, global), { step: global, run: state }, { model, optimizer: opt, generators: { trainer: generator }, device });
         }
         if (o.stopAfter && global >= o.stopAfter) return summary;
       }

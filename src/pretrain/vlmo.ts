@@ -9,7 +9,8 @@
 //      compute_mlm, this stage's MLM loss is weighted 0.25 (`mlmWeight`, VLMO_MLM_WEIGHT).
 // Any stage can be skipped (`order`), e.g. ["image-text"] for the Table 4/5 ablations without the
 // stagewise steps; `standard: true` swaps MoME for a standard Transformer (one shared FFN).
-import { Tensor, cat, zeros, tensor, where, F } from "../engine/index.ts";
+import { Tensor, cat, zeros, ones, tensor, where, F } from "../engine/index.ts";
+import { toDevice } from "../engine/placement.ts";
 import { VLMoModel, vlmoConfig, type VLMoPreset, type VLMoConfig, type VLMoUnimodalOutput } from "../models/vlmo.ts";
 import { Linear } from "../engine/nn.ts";
 import { computeItc, computeItm, computeMim, sampleHardNegatives } from "../objectives/losses.ts";
@@ -130,9 +131,10 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
   const stepImage = (batch: Record<string, Tensor>, _m: unknown, ctx: StepContext) => {
     const b = batch.pixels.size(0);
     const masks = Array.from({ length: b }, () => blockMask(g, 0.4, ctx.rng));
-    const mask = tensor(masks.map((m) => m.map((x) => (x ? 1 : 0))), { dtype: "bool" });
+    const dev = batch.pixels.device;
+    const mask = toDevice(tensor(masks.map((m) => m.map((x) => (x ? 1 : 0))), { dtype: "bool" }), dev);
     const emb = model.embedImage(batch.pixels);
-    const patchesMasked = cat([zeros([b, 1], { dtype: "bool" }), mask], 1).unsqueeze(-1);
+    const patchesMasked = cat([zeros([b, 1], { dtype: "bool", device: dev }), mask], 1).unsqueeze(-1);
     const x = where(patchesMasked, model.mim_mask_token.expand(b, emb.size(1), emb.size(2)), emb);
     const out = model.inferImageFromEmbeddings(x);
     const pred = model.mim_head.forward(out.hidden.slice(1, 1));
@@ -149,6 +151,7 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const ids = batch.input_ids;
     const mask = batch.attention_mask;
     const b = ids.size(0);
+    const dev = ids.device;
     // the VL branch of each unimodal pass feeds the second ITC loss (official compute_itc)
     const vlBranch = model.logit_vl_scale !== null;
     const txt = model.inferText(ids, mask, { vlBranch });
@@ -157,8 +160,9 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const dist = ctx.dist && ctx.dist.world > 1 ? ctx.dist : undefined;
     const itc = vlmoItc(model, img, txt, dist);
     // ITM: one hard negative text per image and one hard negative image per text, sampled from the ITC similarities
-    const negText = v.itmHardNegatives ? sampleHardNegatives(itc.i2t.detach(), 0, ctx.generator) : tensor(Array.from({ length: b }, (_, i) => (i + 1 + ctx.rng.int(b - 1)) % b), { dtype: "int64" });
-    const negImage = v.itmHardNegatives ? sampleHardNegatives(itc.t2i.detach(), 0, ctx.generator) : tensor(Array.from({ length: b }, (_, i) => (i + 1 + ctx.rng.int(b - 1)) % b), { dtype: "int64" });
+    const randomOther = () => toDevice(tensor(Array.from({ length: b }, (_, i) => (i + 1 + ctx.rng.int(b - 1)) % b), { dtype: "int64" }), dev);
+    const negText = v.itmHardNegatives ? sampleHardNegatives(itc.i2t.detach(), 0, ctx.generator) : randomOther();
+    const negImage = v.itmHardNegatives ? sampleHardNegatives(itc.t2i.detach(), 0, ctx.generator) : randomOther();
     const tEmb = model.embedText(ids);
     const iEmb = model.embedImage(batch.pixels);
     let negTextEmb: Tensor, negMask: Tensor, negImageEmb: Tensor;
@@ -175,7 +179,7 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
       negImageEmb = iEmb.indexSelect(0, negImage);
     }
     const fused = model.inferFusionFromEmbeddings(cat([tEmb, tEmb, negTextEmb], 0), cat([mask, mask, negMask], 0), cat([iEmb, negImageEmb, iEmb], 0));
-    const itmLabels = cat([tensor(new Array(b).fill(1), { dtype: "int64" }), zeros([2 * b], { dtype: "int64" })]);
+    const itmLabels = cat([ones([b], { dtype: "int64", device: dev }), zeros([2 * b], { dtype: "int64", device: dev })]);
     const itm = computeItm(model.itmLogits(fused), itmLabels);
     // MLM on the fusion encoder: masked text with its image
     const m = mlmInputs(batch, ctx, vocab, true);

@@ -4,7 +4,8 @@
 // tidy(), so the native memory of a request is freed when it returns; results are plain arrays.
 import { basename, resolve } from "node:path";
 import sharp, { type Metadata } from "sharp";
-import { tensor, tidy, noGrad, Module, type Tensor } from "../engine/index.ts";
+import { tensor, tidy, noGrad, Module, type Tensor, type Device } from "../engine/index.ts";
+import { moduleDevice, placeDevice, toDevice } from "../engine/placement.ts";
 import type { VLMoModel } from "../models/vlmo.ts";
 import { loadVLMoRun, type RunInfo } from "../tasks/checkpoint.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
@@ -27,9 +28,10 @@ export interface ServedModel {
   labels: string[] | null;
 }
 
-/** Loads a run directory (pre-training or fine-tuning) for inference. */
-export async function loadServedModel(dir: string, name?: string): Promise<ServedModel> {
+/** Loads a run directory (pre-training or fine-tuning) for inference, on `device` (default the CPU). */
+export async function loadServedModel(dir: string, name?: string, device: Device = "cpu"): Promise<ServedModel> {
   const { model, info } = await loadVLMoRun(dir);
+  model.to(placeDevice(device));
   evalEverywhere(model);
   const vqa = model.config.heads.vqaLabels;
   let labels: string[] | null = null;
@@ -120,7 +122,11 @@ export interface AttentionMaps {
 
 export class Inference {
   readonly tokenizer = BertTokenizer.load();
-  constructor(readonly served: ServedModel) {}
+  /** Where the model is: request tensors are sent there, answers read back. */
+  readonly device: Device;
+  constructor(readonly served: ServedModel) {
+    this.device = moduleDevice(served.model);
+  }
 
   get model(): VLMoModel {
     return this.served.model;
@@ -153,8 +159,8 @@ export class Inference {
       mask[b * T + j] = 1n;
     }));
     return {
-      ids: tensor(ids, { shape: [texts.length, T] }),
-      mask: tensor(mask, { shape: [texts.length, T] }),
+      ids: toDevice(tensor(ids, { shape: [texts.length, T] }), this.device),
+      mask: toDevice(tensor(mask, { shape: [texts.length, T] }), this.device),
       tokens: encs.map((e) => this.tokenizer.convertIdsToTokens(e.inputIds)),
     };
   }
@@ -163,7 +169,7 @@ export class Inference {
     const S = this.imageSize;
     const all = new Float32Array(images.length * 3 * S * S);
     images.forEach((im, i) => all.set(im, i * 3 * S * S));
-    return tensor(all, { shape: [images.length, 3, S, S] });
+    return toDevice(tensor(all, { shape: [images.length, 3, S, S] }), this.device);
   }
 
   private needItc(): void {

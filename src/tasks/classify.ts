@@ -8,6 +8,7 @@ import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { F, manualSeed, noGrad, tidy, type Tensor } from "../engine/index.ts";
 import { Loader, toTensors, type BuilderSpec } from "../data/loader.ts";
+import { moduleDevice, placeDevice } from "../engine/placement.ts";
 import { readAnswerVocab } from "../data/formats/vqa.ts";
 import { computeQa } from "../objectives/losses.ts";
 import { train, type Stage, type Source } from "../pretrain/trainer.ts";
@@ -99,11 +100,12 @@ export async function predict(net: TaskNet, spec: BuilderSpec, o: { batchSize: n
   const ids: (number | string)[] = [];
   const index: number[] = [];
   const wasTraining = net.model.training;
+  const device = moduleDevice(net.model);
   net.model.eval();
   try {
     for (let i = 0; i < n; i++) {
       const host = await loader.next();
-      index.push(...tidy(() => noGrad(() => net.logits(toTensors(host)).argmax(-1).toArray())));
+      index.push(...tidy(() => noGrad(() => net.logits(toTensors(host, device)).argmax(-1).toArray())));
       ids.push(...(host.meta.ids as (number | string)[]));
       bar?.update(i + 1);
     }
@@ -207,7 +209,7 @@ export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<
       const stages = task.stages?.(ctx) ?? [{ name: task.name, sources: [ctx.source(task.name, ctx.spec("train"))], lr: r.train.lr, warmup: r.train.warmup, epochs: r.train.epochs, steps: r.train.steps, weightDecay: r.train.weightDecay }];
       for (const st of stages) st.betas ??= betas;
       log(a.quiet, `vlp finetune ${task.name}: ${method}${mode ? ` (${mode}-stream)` : ""}, ${net.model.numParameters().toLocaleString()} parameters, stages ${stages.map((s) => s.name).join(" -> ")}, run ${dir}`);
-      await train(net.model, stages, { runDir: dir, seed: r.train.seed, clip: r.train.clip, checkpointEvery: r.train.checkpointEvery, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, resume: a.resume, quiet: a.quiet });
+      await train(net.model, stages, { runDir: dir, seed: r.train.seed, clip: r.train.clip, checkpointEvery: r.train.checkpointEvery, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device, resume: a.resume, quiet: a.quiet });
       const metrics = await evaluateSplit(task, net, setup, "val", { batchSize: Math.max(r.train.batchSize, 64), quiet: a.quiet });
       log(a.quiet, `  val: ${Object.entries(metrics).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`).join(", ")}`);
       results.push({ mode, dir, metrics, info });
@@ -228,6 +230,7 @@ export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<
 /** `vlp eval <task>`: a fine-tuning run on a split of its world (or another); writes the official dump. */
 export async function runEvaluate(task: ClassifyTask, a: EvalArgs): Promise<Record<string, number>> {
   const { net, info } = await loadTaskRun(a.checkpoint);
+  net.model.to(placeDevice(a.device ?? "cpu"));
   try {
     if (info.task !== task.name) throw new Error(`${a.checkpoint}: a ${info.task} run, not a ${task.name} one`);
     const recipe = info.recipe as FinetuneRecipe;

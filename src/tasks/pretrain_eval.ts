@@ -6,6 +6,7 @@
 import { join, resolve } from "node:path";
 import { tidy, noGrad, tensor, type Tensor } from "../engine/index.ts";
 import { toTensors } from "../data/loader.ts";
+import { moduleDevice, toDevice } from "../engine/placement.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import type { VLMoModel } from "../models/vlmo.ts";
 import { readRunInfo } from "./checkpoint.ts";
@@ -71,15 +72,16 @@ async function vlmoPairScores(model: VLMoModel, set: EvalSet, pairs: ItmPairs, w
   const was = model.training;
   model.eval();
   try {
+    const device = moduleDevice(model);
     tidy(() => noGrad(() => {
-      const px = toTensors({ arrays: { px: host }, meta: {} }).px;
-      const text = toTensors({ arrays: { ...encodeTexts(tok, set.captions.map((c) => c.text), model.config.maxTextLen) }, meta: {} });
+      const px = toTensors({ arrays: { px: host }, meta: {} }, device).px;
+      const text = toTensors({ arrays: { ...encodeTexts(tok, set.captions.map((c) => c.text), model.config.maxTextLen) }, meta: {} }, device);
       const chunk = 128;
       for (let s = 0; s < pairs.caption.length; s += chunk) {
         tidy(() => {
           const n = Math.min(chunk, pairs.caption.length - s);
-          const ci = tensor(Array.from(pairs.caption.subarray(s, s + n)), { dtype: "int64" });
-          const ii = tensor(Array.from(pairs.image.subarray(s, s + n)), { dtype: "int64" });
+          const ci = toDevice(tensor(Array.from(pairs.caption.subarray(s, s + n)), { dtype: "int64" }), device);
+          const ii = toDevice(tensor(Array.from(pairs.image.subarray(s, s + n)), { dtype: "int64" }), device);
           const f = model.inferFusion(text.input_ids.indexSelect(0, ci), text.attention_mask.indexSelect(0, ci), px.indexSelect(0, ii));
           const l: Tensor = model.itmLogits(f);
           out.set(l.select(1, 1).sub(l.select(1, 0)).data() as Float32Array, s);

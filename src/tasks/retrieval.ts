@@ -27,7 +27,8 @@
 // (rerankWithItm). Ranking metrics and the tie rule: src/tasks/ranking.ts.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { Module, tidy, noGrad, cat, tensor, manualSeed, F, type Tensor } from "../engine/index.ts";
+import { Module, tidy, noGrad, cat, tensor, ones, zeros, manualSeed, F, type Tensor, type Device } from "../engine/index.ts";
+import { moduleDevice, placeDevice, toDevice } from "../engine/placement.ts";
 import { loadStateDictFile } from "../engine/checkpoint.ts";
 import { toTensors, type BuilderSpec, type HostBatch } from "../data/loader.ts";
 import { openRegions } from "../pretrain/builder.ts";
@@ -187,7 +188,8 @@ const pickText = (t: TextInputs, idx: Tensor): TextInputs => ({ ids: t.ids.index
 const pickRegions = (r: RegionInputs, idx: Tensor): RegionInputs => ({ feats: r.feats.indexSelect(0, idx), boxes: r.boxes.indexSelect(0, idx), valid: r.valid.indexSelect(0, idx) });
 const catText = (ts: TextInputs[]): TextInputs => ({ ids: cat(ts.map((t) => t.ids)), mask: cat(ts.map((t) => t.mask)), wpos: cat(ts.map((t) => t.wpos)) });
 const catRegions = (rs: RegionInputs[]): RegionInputs => ({ feats: cat(rs.map((r) => r.feats)), boxes: cat(rs.map((r) => r.boxes)), valid: cat(rs.map((r) => r.valid)) });
-const idxTensor = (xs: number[]) => tensor(BigInt64Array.from(xs, BigInt), { shape: [xs.length], dtype: "int64" });
+/** Row indices as an int64 tensor on `device` (that of the tensors they index). */
+const idxTensor = (xs: number[], device: Device) => toDevice(tensor(BigInt64Array.from(xs, BigInt), { shape: [xs.length], dtype: "int64" }), device);
 
 /**
  * For each example k of a batch, up to `pool` other examples showing another image (a random
@@ -222,8 +224,8 @@ function scoreNoGrad(m: RegionMatcher, t: TextInputs, r: RegionInputs, textIdx: 
   try {
     for (let s = 0; s < textIdx.length; s += chunk) {
       tidy(() => noGrad(() => {
-        const ti = idxTensor(textIdx.slice(s, s + chunk));
-        const ri = idxTensor(regIdx.slice(s, s + chunk));
+        const ti = idxTensor(textIdx.slice(s, s + chunk), t.ids.device);
+        const ri = idxTensor(regIdx.slice(s, s + chunk), r.feats.device);
         out.set(m.score(pickText(t, ti), pickRegions(r, ri)).data() as Float32Array, s);
       }));
     }
@@ -266,7 +268,7 @@ export function semvlpRankStep(m: RegionMatcher, o: RetrievalOptions, batch: Rec
   const n = rows.length;
   const ti = [...rows, ...rows.flatMap((k) => Array(h).fill(k)), ...hardT.flat()];
   const ri = [...rows, ...hardI.flat(), ...rows.flatMap((k) => Array(h).fill(k))];
-  const s = m.score(pickText(t, idxTensor(ti)), pickRegions(r, idxTensor(ri))).sigmoid();
+  const s = m.score(pickText(t, idxTensor(ti, t.ids.device)), pickRegions(r, idxTensor(ri, r.feats.device))).sigmoid();
   const pos = s.narrow(0, 0, n).unsqueeze(1);
   const negI = s.narrow(0, n, n * h).reshape(n, h);
   const negT = s.narrow(0, n + n * h, n * h).reshape(n, h);
@@ -287,7 +289,7 @@ export function mspFourWayStep(m: RegionMatcher, batch: Record<string, Tensor>) 
   const r = regionsOf(batch);
   const B = t.ids.size(0);
   const s = m.score(catText([t, t, textOf(batch, "hard_"), textOf(batch, "rand_")]), catRegions([r, regionsOf(batch, "neg_"), r, r]));
-  const labels = cat([tensor(new Float32Array(B).fill(1)), tensor(new Float32Array(3 * B))]);
+  const labels = cat([ones([B], { device: s.device }), zeros([3 * B], { device: s.device })]);
   const loss = F.binaryCrossEntropyWithLogits(s, labels);
   const metrics = noGrad(() => {
     const correct = s.gt(0).float().eq(labels).float();
@@ -302,7 +304,7 @@ export function vlmoItcStep(model: VLMoModel, batch: Record<string, Tensor>, met
   const first = imgIds.map((id, k) => (imgIds.indexOf(id) === k ? k : -1)).filter((k) => k >= 0);
   let ids = batch.input_ids, mask = batch.attention_mask, pixels = batch.pixels;
   if (first.length < imgIds.length) {
-    const idx = idxTensor(first);
+    const idx = idxTensor(first, ids.device);
     ids = ids.indexSelect(0, idx);
     mask = mask.indexSelect(0, idx);
     pixels = pixels.indexSelect(0, idx);
@@ -335,7 +337,8 @@ export async function scoreAllPairs(m: RegionMatcher, set: EvalSet, o: { regions
   const out = new Float32Array(Ni * Nt);
   const src = await openRegions(o.regions);
   const tok = BertTokenizer.load();
-  const text = toTensors({ arrays: { ...encodeTexts(tok, set.captions.map((c) => c.text), o.maxTextLen) }, meta: {} });
+  const device = moduleDevice(m);
+  const text = toTensors({ arrays: { ...encodeTexts(tok, set.captions.map((c) => c.text), o.maxTextLen) }, meta: {} }, device);
   for (const x of Object.values(text)) x.keep();
   const all: TextInputs = { ids: text.input_ids, mask: text.attention_mask, wpos: text.word_position_ids };
   const perBlock = Math.max(1, Math.floor(o.batchSize / Nt));
@@ -348,7 +351,7 @@ export async function scoreAllPairs(m: RegionMatcher, set: EvalSet, o: { regions
       const ids = set.images.slice(i0, i0 + perBlock).map((im) => im.id);
       const nb = ids.length;
       tidy(() => noGrad(() => {
-        const reg = toTensors({ arrays: { ...regionArrays(src, ids, o.maxBoxes) }, meta: {} });
+        const reg = toTensors({ arrays: { ...regionArrays(src, ids, o.maxBoxes) }, meta: {} }, device);
         for (let c0 = 0; c0 < Nt; c0 += chunk) {
           tidy(() => {
             const c = Math.min(chunk, Nt - c0);
@@ -379,6 +382,7 @@ export async function scoreDual(model: VLMoModel, set: EvalSet, o: { world: stri
   const Ni = set.images.length;
   const Nt = set.captions.length;
   const pb = bar(Ni + Nt, "embedding", o.quiet);
+  const device = moduleDevice(model);
   const was = model.training;
   model.eval();
   const kept: Tensor[] = [];
@@ -390,7 +394,7 @@ export async function scoreDual(model: VLMoModel, set: EvalSet, o: { world: stri
       const files = set.images.slice(i0, i0 + bs).map((im) => im.file);
       const host = await pixelArray(join(o.world, "images"), files, S);
       tidy(() => noGrad(() => {
-        const px = toTensors({ arrays: { px: host }, meta: {} }).px;
+        const px = toTensors({ arrays: { px: host }, meta: {} }, device).px;
         imgEmb.push(model.inferImage(px, { vlBranch: false }).itc!.keep());
         if (o.rerank > 0) pixels.push(px.keep());
       }));
@@ -398,7 +402,7 @@ export async function scoreDual(model: VLMoModel, set: EvalSet, o: { world: stri
       pb?.tick(files.length);
     }
     const tok = BertTokenizer.load();
-    const text = toTensors({ arrays: { ...encodeTexts(tok, set.captions.map((c) => c.text), o.maxTextLen) }, meta: {} });
+    const text = toTensors({ arrays: { ...encodeTexts(tok, set.captions.map((c) => c.text), o.maxTextLen) }, meta: {} }, device);
     for (const x of Object.values(text)) kept.push(x.keep());
     const txtEmb: Tensor[] = [];
     for (let c0 = 0; c0 < Nt; c0 += bs) {
@@ -562,6 +566,7 @@ export async function finetune(a: FinetuneArgs): Promise<Record<string, number>>
     evalEvery: r.train.evalEvery,
     workers: r.train.workers,
     precision: r.train.precision,
+    device: r.train.device,
     resume: a.resume,
     quiet: a.quiet,
   });
@@ -588,6 +593,7 @@ export async function evaluate(a: EvalArgs): Promise<Record<string, number>> {
   const o = retrievalOptions(recipe?.options, `${a.checkpoint}/finetune.json recipe.options`);
   const world = resolve(a.world ?? info.world);
   const rm = await buildRetrievalModel(info.method, info.model, a.checkpoint, o);
+  rm.model.to(placeDevice(a.device ?? "cpu"));
   try {
     // on stderr: `vlp eval` prints the metrics as JSON on stdout
     if (!a.quiet) console.error(`vlp eval retrieval: ${info.method} ${info.kind === "pretrain" ? "pre-training run (zero-shot)" : "fine-tuned run"} ${a.checkpoint}, ${a.split} split of ${world}${a.rerank ? `, ITM re-ranking of the top ${a.rerank}` : ""}`);

@@ -1,7 +1,7 @@
 // The contract between `vlp finetune` / `vlp eval` and the downstream tasks: each task module
 // (src/tasks/<task>.ts) exports `finetune(args)` and `evaluate(args)`, and reads a fine-tuning recipe.
 import { resolve } from "node:path";
-import { readRecipeJson, checkPrecision } from "../pretrain/recipe.ts";
+import { readRecipeJson, checkTrainDevice } from "../pretrain/recipe.ts";
 import type { Precision } from "../engine/dtype.ts";
 import type { Method, TaskName } from "./checkpoint.ts";
 
@@ -28,12 +28,14 @@ export interface FinetuneRecipe {
     checkpointEvery: number;
     /** "fp32" (default) or "bf16" (autocast for the forward and loss; see the pre-training recipe). */
     precision: Precision;
+    /** "cpu" (default), "cuda" or "cuda:N"; `--device` overrides it. */
+    device: string;
   };
   /** Task-specific settings (answer sets, two-stage GQA, negatives, image size...), validated by the task. */
   options?: Record<string, unknown>;
 }
 
-const TRAIN_DEFAULTS: FinetuneRecipe["train"] = { seed: 0, batchSize: 32, lr: 5e-5, warmup: 0.1, clip: 1, weightDecay: 0.01, workers: 1, evalEvery: 0, checkpointEvery: 0, precision: "fp32" };
+const TRAIN_DEFAULTS: FinetuneRecipe["train"] = { seed: 0, batchSize: 32, lr: 5e-5, warmup: 0.1, clip: 1, weightDecay: 0.01, workers: 1, evalEvery: 0, checkpointEvery: 0, precision: "fp32", device: "cpu" };
 const TRAIN_KEYS = new Set([...Object.keys(TRAIN_DEFAULTS), "epochs", "steps"]);
 const TOP_KEYS = new Set(["task", "description", "method", "model", "data", "train", "options", "$schema"]);
 const TASKS: TaskName[] = ["vqa", "gqa", "nlvr2", "retrieval"];
@@ -51,14 +53,14 @@ export function validateFinetuneRecipe(raw: Record<string, unknown>, where = "re
   if (typeof r.data?.world !== "string") throw new Error(`${where}.data.world: required (a world written by \`vlp data synth\`)`);
   for (const [k, v] of Object.entries(r.train ?? {})) {
     if (!TRAIN_KEYS.has(k)) throw new Error(`${where}.train.${k}: unknown key (allowed: ${[...TRAIN_KEYS].join(", ")})`);
-    if (k === "precision") continue; // checked below
+    if (k === "precision" || k === "device") continue; // checked below
     if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`${where}.train.${k}: expected a number, got ${JSON.stringify(v)}`);
   }
   r.train = { ...TRAIN_DEFAULTS, ...(r.train ?? {}) };
   if (!Number.isInteger(r.train.batchSize) || r.train.batchSize < 1) throw new Error(`${where}.train.batchSize: expected a positive integer, got ${r.train.batchSize}`);
   if (!(r.train.lr > 0)) throw new Error(`${where}.train.lr: expected a positive number, got ${r.train.lr}`);
   if (r.train.warmup < 0 || r.train.warmup > 1) throw new Error(`${where}.train.warmup: a fraction in [0, 1], got ${r.train.warmup}`);
-  checkPrecision(r.train.precision, `${where}.train.precision`);
+  checkTrainDevice(r.train, where);
   if (r.options !== undefined && (typeof r.options !== "object" || r.options === null || Array.isArray(r.options))) throw new Error(`${where}.options: expected an object`);
   r.data.world = resolve(r.data.world);
   return r;
@@ -89,6 +91,8 @@ export interface EvalArgs {
   /** Cap on evaluated examples (quick looks). */
   limit?: number;
   quiet?: boolean;
+  /** Where the model runs (default "cpu"). */
+  device?: string;
 }
 
 export interface TaskModule {
