@@ -49,9 +49,10 @@ type Task = "vqa" | "gqa" | "nlvr2" | "retrieval";
 
 const steps = (n: number) => Math.max(1, Math.round(n * scale));
 const semvlp = (id: string, sets: string[]): Pretrain => ({ id, recipe: "recipes/semvlp-tiny.json", sets: [`train.steps=${steps(300)}`, ...sets] });
-const mspStages = [`msp.stages={"token":{"steps":${steps(80)}},"phrase":{"steps":${steps(80)}},"sentence":{"steps":${steps(160)}}}`];
+// step counts only: the recipe's per-stage settings (e.g. the sentence stage's loss weights) stay
+const mspStages = [`msp.stages.token.steps=${steps(80)}`, `msp.stages.phrase.steps=${steps(80)}`, `msp.stages.sentence.steps=${steps(160)}`];
 const msp = (id: string, sets: string[]): Pretrain => ({ id, recipe: "recipes/msp-tiny.json", sets: [...mspStages, ...sets] });
-const vlmoStages = [`vlmo.stages={"image":{"steps":${steps(60)}},"text":{"steps":${steps(60)}},"image-text":{"steps":${steps(200)}}}`];
+const vlmoStages = [`vlmo.stages.image.steps=${steps(60)}`, `vlmo.stages.text.steps=${steps(60)}`, `vlmo.stages.image-text.steps=${steps(200)}`];
 const vlmo = (id: string, sets: string[]): Pretrain => ({ id, recipe: "recipes/vlmo-tiny.json", sets: [...vlmoStages, ...sets] });
 
 const PRETRAIN: Pretrain[] = [
