@@ -16,6 +16,8 @@ export interface TrainSection {
   clip: number;
   accumulate: number;
   checkpointEvery: number;
+  /** Keep only the newest N checkpoints (0: keep all). */
+  keepCheckpoints?: number;
   /** Evaluate on the held-out split every N steps (0: only at the end of each stage). */
   evalEvery: number;
   workers: number;
@@ -52,7 +54,7 @@ const SCHEMA: Record<string, Record<string, Shape>> = {
   "": { method: "string", description: "string", model: "object", data: "object", train: "object", semvlp: "object", msp: "object", vlmo: "object", $schema: "string" },
   model: { preset: "string", overrides: "object" },
   data: { world: "string", regions: "string", karpathy: "string" },
-  train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", evalEvery: "number", workers: "number", weightDecay: "number", precision: "string", device: "string" },
+  train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", keepCheckpoints: "number", evalEvery: "number", workers: "number", weightDecay: "number", precision: "string", device: "string" },
   semvlp: { singleRatio: "number", losses: "object", visualWeighting: "string", qa: "boolean", itmSources: "string[]", textSources: "string[]", itmPaired: "boolean", textWarmup: "object" },
   msp: { order: "string[]", joint: "boolean", stages: "object", visualWeighting: "string", lossesOnMismatched: "boolean", hardFraction: "number", itc: "number", itmPaired: "boolean" },
   vlmo: { stages: "object", itmHardNegatives: "boolean", mlmWeight: "number", standard: "boolean", order: "string[]" },

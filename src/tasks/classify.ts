@@ -209,7 +209,7 @@ export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<
       const stages = task.stages?.(ctx) ?? [{ name: task.name, sources: [ctx.source(task.name, ctx.spec("train"))], lr: r.train.lr, warmup: r.train.warmup, epochs: r.train.epochs, steps: r.train.steps, weightDecay: r.train.weightDecay }];
       for (const st of stages) st.betas ??= betas;
       log(a.quiet, `vlp finetune ${task.name}: ${method}${mode ? ` (${mode}-stream)` : ""}, ${net.model.numParameters().toLocaleString()} parameters, stages ${stages.map((s) => s.name).join(" -> ")}, run ${dir}`);
-      await train(net.model, stages, { runDir: dir, seed: r.train.seed, clip: r.train.clip, checkpointEvery: r.train.checkpointEvery, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device, resume: a.resume, quiet: a.quiet });
+      await train(net.model, stages, { runDir: dir, seed: r.train.seed, clip: r.train.clip, checkpointEvery: r.train.checkpointEvery, keepCheckpoints: r.train.keepCheckpoints, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device, resume: a.resume, quiet: a.quiet });
       const metrics = await evaluateSplit(task, net, setup, "val", { batchSize: Math.max(r.train.batchSize, 64), quiet: a.quiet });
       log(a.quiet, `  val: ${Object.entries(metrics).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`).join(", ")}`);
       results.push({ mode, dir, metrics, info });

@@ -563,6 +563,7 @@ export async function finetune(a: FinetuneArgs): Promise<Record<string, number>>
     seed: r.train.seed,
     clip: r.train.clip,
     checkpointEvery: r.train.checkpointEvery,
+    keepCheckpoints: r.train.keepCheckpoints,
     evalEvery: r.train.evalEvery,
     workers: r.train.workers,
     precision: r.train.precision,

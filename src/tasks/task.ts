@@ -26,6 +26,8 @@ export interface FinetuneRecipe {
     /** Evaluate (task metric on the val split) every N steps; 0 = at the end only. */
     evalEvery: number;
     checkpointEvery: number;
+    /** Keep only the newest N checkpoints (0: keep all). */
+    keepCheckpoints?: number;
     /** "fp32" (default) or "bf16" (autocast for the forward and loss; see the pre-training recipe). */
     precision: Precision;
     /** "cpu" (default), "cuda" or "cuda:N"; `--device` overrides it. */
@@ -36,7 +38,7 @@ export interface FinetuneRecipe {
 }
 
 const TRAIN_DEFAULTS: FinetuneRecipe["train"] = { seed: 0, batchSize: 32, lr: 5e-5, warmup: 0.1, clip: 1, weightDecay: 0.01, workers: 1, evalEvery: 0, checkpointEvery: 0, precision: "fp32", device: "cpu" };
-const TRAIN_KEYS = new Set([...Object.keys(TRAIN_DEFAULTS), "epochs", "steps"]);
+const TRAIN_KEYS = new Set([...Object.keys(TRAIN_DEFAULTS), "epochs", "steps", "keepCheckpoints"]);
 const TOP_KEYS = new Set(["task", "description", "method", "model", "data", "train", "options", "$schema"]);
 const TASKS: TaskName[] = ["vqa", "gqa", "nlvr2", "retrieval"];
 
