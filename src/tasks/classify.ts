@@ -4,6 +4,7 @@
 // split with the task's metric, and writes the run directory:
 //   finetune.json (method, model, world, answer labels, the recipe as run), model.safetensors,
 //   metrics.jsonl / metrics.html (trainer), ckpt-<step>/; SemVLP "best": mode-single/, mode-two/.
+import { checkRanges } from "../pretrain/ranges.ts";
 import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { F, manualSeed, noGrad, tidy, type Tensor } from "../engine/index.ts";
@@ -86,9 +87,8 @@ export function classifyOptions(task: ClassifyTask, raw: Record<string, unknown>
   const o = { ...defaults, ...(raw ?? {}) } as ClassifyOptions;
   if (!["single", "two", "best"].includes(o.mode)) throw new Error(`recipe.options.mode: expected "single", "two" or "best", got ${JSON.stringify(o.mode)}`);
   if (!["random", "pretrained"].includes(o.answerHead)) throw new Error(`recipe.options.answerHead: expected "random" or "pretrained", got ${JSON.stringify(o.answerHead)}`);
-  for (const k of ["maxTextLen", "maxBoxes"] as const) {
-    if (o[k] !== undefined && !(Number.isInteger(o[k]) && (o[k] as number) > 2)) throw new Error(`recipe.options.${k}: expected an integer > 2, got ${JSON.stringify(o[k])}`);
-  }
+  // text positions and boxes are allocated per example: beyond these the model has no embedding or the batch no memory
+  checkRanges(o as unknown as Record<string, unknown>, "recipe.options", { maxTextLen: { int: true, above: 2, max: 512 }, maxBoxes: { int: true, above: 2, max: 1024 } });
   return o;
 }
 

@@ -2,6 +2,7 @@
 // (src/tasks/<task>.ts) exports `finetune(args)` and `evaluate(args)`, and reads a fine-tuning recipe.
 import { resolve } from "node:path";
 import { readRecipeJson, checkTrainDevice } from "../pretrain/recipe.ts";
+import { checkRanges, TRAIN_RANGES } from "../pretrain/ranges.ts";
 import type { Precision } from "../engine/dtype.ts";
 import type { Method, TaskName } from "./checkpoint.ts";
 
@@ -59,9 +60,7 @@ export function validateFinetuneRecipe(raw: Record<string, unknown>, where = "re
     if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`${where}.train.${k}: expected a number, got ${JSON.stringify(v)}`);
   }
   r.train = { ...TRAIN_DEFAULTS, ...(r.train ?? {}) };
-  if (!Number.isInteger(r.train.batchSize) || r.train.batchSize < 1) throw new Error(`${where}.train.batchSize: expected a positive integer, got ${r.train.batchSize}`);
-  if (!(r.train.lr > 0)) throw new Error(`${where}.train.lr: expected a positive number, got ${r.train.lr}`);
-  if (r.train.warmup < 0 || r.train.warmup > 1) throw new Error(`${where}.train.warmup: a fraction in [0, 1], got ${r.train.warmup}`);
+  checkRanges(r.train as unknown as Record<string, unknown>, `${where}.train`, TRAIN_RANGES);
   checkTrainDevice(r.train, where);
   if (r.options !== undefined && (typeof r.options !== "object" || r.options === null || Array.isArray(r.options))) throw new Error(`${where}.options: expected an object`);
   r.data.world = resolve(r.data.world);
