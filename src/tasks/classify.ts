@@ -54,7 +54,8 @@ export interface ClassifyTask {
   defaults?: Record<string, unknown>;
   /** The training stages (default: one stage on the train split). */
   stages?(c: StageContext): Stage[];
-  score(preds: Prediction[], c: { world: string; split: string; labels?: string[] }): Record<string, number>;
+  /** `limit`: only the first N examples were evaluated (--limit). */
+  score(preds: Prediction[], c: { world: string; split: string; labels?: string[]; limit?: number }): Record<string, number>;
   dump(path: string, preds: Prediction[], labels?: string[]): void;
 }
 
@@ -160,7 +161,7 @@ async function evaluateSplit(task: ClassifyTask, net: TaskNet, s: Setup, split: 
     return { id, index: index[i], example: examples[i] };
   });
   if (o.dump) task.dump(o.dump, preds, s.labels);
-  return task.score(preds, { world: s.world, split, labels: s.labels });
+  return task.score(preds, { world: s.world, split, labels: s.labels, limit: o.limit });
 }
 
 /** `vlp finetune <task>`: train, then evaluate the full val split; returns its metrics. */
