@@ -75,7 +75,7 @@ before(async () => {
   train = karpathySubset(readKarpathy(join(world, "karpathy", "dataset_synth.json")).images, "train").map((im) => ({ file: im.filename, captions: im.sentences.map((s) => s.raw) }));
 
   server = spawn(process.execPath, ["--import", "tsx", CLI, "serve", "--checkpoint", join(runs, "vlmo-retrieval"), "--vqa", join(runs, "vlmo-vqa"),
-    "--index", join(root, "index"), "--runs", runs, "--host", "127.0.0.1", "--port", "0"], { env, stdio: ["ignore", "pipe", "inherit"] });
+    "--index", join(root, "index"), "--images", world, "--runs", runs, "--host", "127.0.0.1", "--port", "0"], { env, stdio: ["ignore", "pipe", "inherit"] });
   base = await new Promise<string>((resolve, reject) => {
     let out = "";
     server!.stdout!.on("data", (c) => {

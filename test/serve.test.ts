@@ -3,7 +3,8 @@
 // work frees its tensors; the dashboard only reaches runs found under its folder.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, symlinkSync } from "node:fs";
+import { deflateSync } from "node:zlib";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "node:http";
@@ -18,6 +19,8 @@ import { loadServedModel, Inference, prepareImage, type ServedModel } from "../s
 import { buildIndex, resolveCollection } from "../src/serve/build.ts";
 import { VectorIndex } from "../src/serve/vindex.ts";
 import { buildServer } from "../src/serve/server.ts";
+import { PixelBudget } from "../src/serve/guard.ts";
+import { RequestError } from "../src/serve/model.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-serve-"));
 const T = { timeout: 120_000 };
@@ -65,7 +68,7 @@ before(async () => {
   writeFileSync(join(run, "metrics.jsonl"), lines.map((l) => JSON.stringify(l)).join("\n") + "\n");
   writeFileSync(join(root, "secret.txt"), "must not be served");
 
-  app = await buildServer({ models: [pre, vqa], index, runsRoot: join(root, "runs") });
+  app = await buildServer({ models: [pre, vqa], index, runsRoot: join(root, "runs"), imagesRoot: root });
   base = await app.listen({ host: "127.0.0.1", port: 0 });
   bare = await buildServer({ models: [pre] });
   bareBase = await bare.listen({ host: "127.0.0.1", port: 0 });
@@ -277,4 +280,133 @@ test("vlp serve refuses an unknown checkpoint or a non-VQA --vqa at startup, nam
   const b = run(["--checkpoint", join(root, "pre"), "--vqa", join(root, "pre"), "--port", "0"]);
   assert.equal(b.status, 1);
   assert.match(b.stderr, /--vqa .*pre: this checkpoint has no VQA head/);
+});
+
+/** A raw GET to another server of this file, with chosen headers. */
+async function getAt(at: string, path: string, headers: Record<string, string> = {}) {
+  const r = await fetch(at + path, { headers });
+  const text = await r.text();
+  return { status: r.status, headers: r.headers, json: text.startsWith("{") ? JSON.parse(text) : text };
+}
+
+test("/images/ serves image files inside the image folder only, after resolving symlinks; its root must lie inside --images", T, async () => {
+  const col = resolveCollection(world);
+  const ok = await getAt(base, `/images/${files[0]}`);
+  assert.equal(ok.status, 200);
+  symlinkSync("/etc", join(col.root, "etc"));
+  symlinkSync(join(root, "secret.txt"), join(col.root, "leak.png"));
+  symlinkSync("/etc/passwd", join(col.root, "passwd.png"));
+  for (const path of ["/images/etc/passwd", "/images/leak.png", "/images/passwd.png", "/images/etc/hostname"]) {
+    const r = await getAt(base, path);
+    assert.equal(r.status, 404, `${path}: ${String(r.json).slice(0, 80)}`);
+    assert.match(r.json.error, /no image .* in the served image folder/);
+  }
+  // the operator names the folder images may come from: an index whose images lie elsewhere is refused
+  await assert.rejects(buildServer({ models: [pre], index, imagesRoot: join(root, "runs") }), /the index's images are under .*, outside the folder allowed by --images/);
+  const none = await buildServer({ models: [pre], index });
+  const at = await none.listen({ host: "127.0.0.1", port: 0 });
+  try {
+    assert.equal((await getAt(at, `/images/${files[0]}`)).status, 404, "no --images: no image file is served");
+  } finally {
+    await none.close();
+  }
+});
+
+/** A PNG of width x height that is only a header (and an empty image stream): tiny bytes, a huge claimed size. */
+function pngHeader(width: number, height: number): Buffer {
+  const crc = (b: Buffer) => {
+    let c = 0xffffffff;
+    for (const x of b) {
+      c ^= x;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    }
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type: string, data: Buffer) => {
+    const td = Buffer.concat([Buffer.from(type), data]);
+    const out = Buffer.alloc(td.length + 8);
+    out.writeUInt32BE(data.length, 0);
+    td.copy(out, 4);
+    out.writeUInt32BE(crc(td), td.length + 4);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8;
+  ihdr[9] = 2;
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IDAT", deflateSync(Buffer.alloc(64))), chunk("IEND", Buffer.alloc(0))]);
+}
+
+test("decoded pixels are bounded: a 100000x100000 header is 413, so is a request over the per-request cap; over the in-flight cap is 503 + Retry-After", T, async () => {
+  const huge = await post("/embed", { images: [pngHeader(100000, 100000).toString("base64")] });
+  assert.equal(huge.status, 413, JSON.stringify(huge.json));
+  assert.match(huge.json.error, /body\.images\[0\]: 100000x100000 pixels, more than the 16777216 accepted/);
+  // 16 images of 4096x4096 in one /embed: refused from their headers (today's cap: 2 x 4096 x 4096 per request)
+  const big = (await sharp({ create: { width: 4096, height: 4096, channels: 3, background: "#808080" } }).png({ compressionLevel: 9 }).toBuffer()).toString("base64");
+  const rss = process.memoryUsage().rss;
+  const r = await post("/embed", { images: Array(16).fill(big) });
+  assert.equal(r.status, 413, JSON.stringify(r.json).slice(0, 200));
+  assert.match(r.json.error, /268435456 pixels in one request, more than the 33554432 accepted/);
+  assert.ok(process.memoryUsage().rss - rss < 200e6, `rss grew by ${(process.memoryUsage().rss - rss) / 1e6} MB`);
+  // across requests: a reservation that does not fit next to those in flight is a 503 with Retry-After
+  const b = new PixelBudget(100, 150);
+  let release!: () => void;
+  const held = b.with(100, "a", () => new Promise<void>((res) => (release = res)));
+  await assert.rejects(b.with(60, "b", async () => {}), (e: RequestError) => e.status === 503 && e.headers["retry-after"] === "1" && /busy/.test(e.message));
+  await assert.rejects(b.with(101, "c", async () => {}), (e: RequestError) => e.status === 413);
+  release();
+  await held;
+  assert.equal(b.inFlight, 0);
+  await b.with(100, "d", async () => {});
+  // and through a server whose in-flight cap is one small image: concurrent requests get 503 with Retry-After
+  const tight = await buildServer({ models: [pre], maxRequestPixels: 64 * 64, maxInflightPixels: 64 * 64 });
+  const at = await tight.listen({ host: "127.0.0.1", port: 0 });
+  try {
+    const answers = await Promise.all(Array.from({ length: 8 }, () => post("/embed", { images: [png] }, at)));
+    const busy = answers.filter((a) => a.status === 503);
+    assert.ok(answers.some((a) => a.status === 200), "one at a time gets through");
+    assert.ok(busy.every((a) => /busy: .* try again shortly/.test(a.json.error)));
+    const h = await fetch(at + "/embed", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ images: [png, png] }) });
+    assert.equal(h.status, 413);
+  } finally {
+    await tight.close();
+  }
+  await healthy();
+});
+
+test("GET /api/index/images takes offset and limit from the query string", T, async () => {
+  const r = await getAt(base, "/api/index/images?offset=2&limit=3");
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  assert.deepEqual(r.json.images.map((x: { id: string }) => x.id), index.part("image")!.ids.slice(2, 5));
+  assert.equal(r.json.total, index.part("image")!.count);
+  assert.equal((await getAt(base, "/api/index/images?limit=500")).status, 400);
+  assert.equal((await getAt(base, "/api/index/images?offset=-1")).status, 400);
+  assert.equal((await getAt(base, "/api/index/images?offset=abc")).status, 400);
+});
+
+test("--token: every route but the web app's files needs the bearer token (or the web app's cookie); a Host allow-list answers others 421", T, async () => {
+  const token = "s3cret-token-0123456789";
+  const locked = await buildServer({ models: [pre], index, imagesRoot: root, token, allowedHosts: ["vlp.example", "127.0.0.1"] });
+  const at = await locked.listen({ host: "127.0.0.1", port: 0 });
+  try {
+    const no = await getAt(at, "/health");
+    assert.equal(no.status, 401);
+    assert.equal(no.headers.get("www-authenticate"), "Bearer");
+    assert.equal((await getAt(at, "/health", { authorization: "Bearer wrong" })).status, 401);
+    assert.equal((await getAt(at, "/health", { authorization: `Bearer ${token}` })).status, 200);
+    assert.equal((await getAt(at, `/images/${files[0]}`, { cookie: `a=b; vlp_token=${token}` })).status, 200);
+    assert.equal((await getAt(at, `/images/${files[0]}`)).status, 401);
+    assert.equal((await getAt(at, "/api/runs")).status, 401);
+    assert.equal((await getAt(at, "/")).status, 200, "the web app itself holds no data");
+    assert.equal((await getAt(at, "/app.js")).status, 200);
+    // DNS rebinding: a page on another name that resolves here is answered 421
+    const port = new URL(at).port;
+    const other = await new Promise<number>((res) => request({ host: "127.0.0.1", port, path: "/health", headers: { host: `evil.example:${port}`, authorization: `Bearer ${token}` } }, (r) => res(r.statusCode!)).end());
+    assert.equal(other, 421);
+    const named = await new Promise<number>((res) => request({ host: "127.0.0.1", port, path: "/health", headers: { host: `vlp.example:${port}`, authorization: `Bearer ${token}` } }, (r) => res(r.statusCode!)).end());
+    assert.equal(named, 200);
+  } finally {
+    await locked.close();
+  }
 });

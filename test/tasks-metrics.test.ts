@@ -30,14 +30,14 @@ test("VQA accuracy: min(1, matches/3) averaged over the 10 leave-one-out annotat
   close(vqaAccuracy("gray", gts), 0, "gray");
   // an unequal split: 3 x "yes" and 7 x "no": yes scores (3 * 2/3 + 7 * 1) / 10
   close(vqaAccuracy("yes", ["yes", "yes", "yes", "no", "no", "no", "no", "no", "no", "no"]), 0.9);
-  // the prediction is normalised like the official eval (number words, articles, punctuation)
-  close(vqaAccuracy("Two.", Array(10).fill("2")), 1, "Two.");
+  // when the annotators disagree, the prediction is normalised like the official eval (number words, articles, punctuation)
+  close(vqaAccuracy("Two.", [...Array(9).fill("2"), "3"]), 1, "Two. (annotators disagree: normalised)");
   close(vqaAccuracy("a ball", [...Array(5).fill("ball"), ...Array(5).fill("box")]), 1, "a ball");
   assert.equal(normalizePrediction(" The Red\tball! "), "red ball");
-  // annotators' answers get the punctuation step only when they disagree (official behaviour)
-  // ("t-shirt" -> "t shirt" on both sides; unanimous "t-shirt" answers stay as they are and match nothing)
+  // when they disagree both sides are normalised ("t-shirt" -> "t shirt"); unanimous answers and the
+  // prediction are compared as they are (the current official code)
   close(vqaAccuracy("t-shirt", ["t-shirt", "t-shirt", "t-shirt", "shirt", "shirt", "shirt", "shirt", "shirt", "shirt", "shirt"]), 0.9);
-  close(vqaAccuracy("t-shirt", Array(10).fill("t-shirt")), 0, "unanimous answers are not normalised");
+  close(vqaAccuracy("t-shirt", Array(10).fill("t-shirt")), 1, "unanimous answers: neither side is normalised");
   assert.throws(() => vqaAccuracy("a", []), /no annotator answers/);
 });
 
@@ -61,10 +61,10 @@ test("VQA metrics: official when the annotations cover every question, soft scor
   close(m.vqa_acc_yesno, 0.6);
   close(m.vqa_acc_number, 1);
   assert.equal(m.n, 2);
-  // a question without annotation -> the soft score stands in for the whole set
-  const soft = vqaMetrics([...preds, { question_id: 3, answer: "red", label: { red: 0.3 } }], annotations);
+  // without annotations the soft score stands in
+  const soft = vqaMetrics(preds.map((p) => ({ ...p, question_id: Number(p.question_id) + 10 })));
   assert.equal(soft.official, 0);
-  close(soft.vqa_acc, (0.6 + 1 + 0.3) / 3);
+  close(soft.vqa_acc, 0.8);
   assert.equal(softScore("blue", { red: 1 }), 0);
   assert.deepEqual(vqaMetrics([{ question_id: 9, answer: "x" }]), { n: 1 });
 });
@@ -132,4 +132,31 @@ test("the fine-tuning recipes validate (contract and task options)", () => {
   assert.deepEqual([msp.train.batchSize, msp.train.lr, msp.train.epochs], [32, 5e-5, 6]);
   const gqa = loadFinetuneRecipe(new URL("../recipes/finetune/gqa-semvlp.json", import.meta.url).pathname);
   assert.deepEqual([gqa.train.epochs, gqa.options?.stages, gqa.options?.balanced], [2, ["all", "balanced"], { epochs: 2, lr: 5e-6 }]);
+});
+
+test("VQA accuracy follows the current official vqaEval.py per question (the 2021 fix), not the 2017 one", () => {
+  // annotators all agree: neither side is normalised, the prediction must equal their answer
+  close(vqaAccuracy("t-shirt", Array(10).fill("t-shirt")), 1);
+  close(vqaAccuracy("Two.", Array(10).fill("2")), 0, "no number words or punctuation when the annotators agree");
+  close(vqaAccuracy("  2\n", Array(10).fill("2")), 1, "but the ends are stripped and newlines become spaces");
+  // annotators disagree: their answers get the full normalisation too (case, number words, articles)
+  close(vqaAccuracy("2", ["Two", "two", "2", ...Array(7).fill("3")]), (3 * (2 / 3) + 7) / 10);
+  close(vqaAccuracy("ball", ["a ball", "the ball", "Ball", ...Array(7).fill("box")]), 0.9);
+  close(vqaAccuracy("dont", ["dont", "don't", ...Array(8).fill("no")]), 0.6, "contractions restored on both sides");
+  // annotators who differ only by white space at the ends agree once cleaned
+  close(vqaAccuracy("yes", [" yes", "yes\n", ...Array(8).fill("yes")]), 1);
+  close(vqaAccuracy("Yes", [" yes", "yes\t", ...Array(8).fill("yes")]), 0, "agreeing annotators: case is not folded");
+});
+
+test("a VQA results file must answer exactly the annotated questions, as the official code requires", () => {
+  const ann = (qid: number): VqaAnnotation => ({ question_id: qid, image_id: 1, question_type: "what", answer_type: "other", multiple_choice_answer: "red", answers: Array.from({ length: 10 }, (_, i) => ({ answer: "red", answer_confidence: "yes", answer_id: i + 1 })) });
+  const annotations = new Map<number | string, VqaAnnotation>([1, 2, 3].map((q) => [q, ann(q)]));
+  const p = (...ids: number[]) => ids.map((question_id) => ({ question_id, answer: "red" }));
+  assert.equal(vqaMetrics(p(1, 2, 3), annotations, { where: "res.json" }).vqa_acc, 1);
+  assert.throws(() => vqaMetrics(p(1, 2), annotations, { where: "res.json" }), /res\.json: the results do not correspond to the annotations: 1 \(e\.g\. 3\) annotated question ids without a prediction/);
+  assert.throws(() => vqaMetrics(p(1, 2, 3, 9), annotations, { where: "res.json" }), /1 \(e\.g\. 9\) predicted question ids not in the annotations/);
+  assert.throws(() => vqaMetrics(p(1, 2, 3, 3), annotations), /1 \(e\.g\. 3\) question ids answered more than once/);
+  // --limit N evaluates the first N questions: the others may be missing, but nothing may be added
+  assert.equal(vqaMetrics(p(1, 2), annotations, { subset: true }).n, 2);
+  assert.throws(() => vqaMetrics(p(1, 9), annotations, { subset: true }), /not in the annotations/);
 });

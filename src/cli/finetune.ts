@@ -1,15 +1,16 @@
 // `vlp finetune <task> --from <pretrain run> --recipe <file>` and `vlp eval <task> --checkpoint <run>`.
 import { parseArgs } from "node:util";
 import { basename, join } from "node:path";
-import { writeFileSync } from "node:fs";
 import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
+import { claimRunDir } from "../pretrain/rundir.ts";
 import { loadFinetuneRecipe, loadTask } from "../tasks/task.ts";
 import { DEVICE_HELP, DEVICE_OPTION, deviceFlag, usableDevice } from "./device.ts";
 
-const FT_HELP = `vlp finetune <vqa|gqa|nlvr2|retrieval> --recipe FILE [--from PRETRAIN_RUN | --scratch] [--out DIR] [--set k=v ...] [--device D] [--resume] [--quiet]
+const FT_HELP = `vlp finetune <vqa|gqa|nlvr2|retrieval> --recipe FILE [--from PRETRAIN_RUN | --scratch] [--out DIR] [--set k=v ...] [--device D] [--resume | --overwrite] [--quiet]
   --from DIR    a pre-training run (recipe.json + model.safetensors); its method and model are used
   --scratch     train the recipe's method/model from random initialisation (the "no pre-training" baseline)
-  --resume      continue the run in --out from its last checkpoint
+  --resume      continue the run in --out from its last intact checkpoint (changed settings are recorded in changes.jsonl)
+  --overwrite   remove the run in --out first (without it, a folder that holds a run is refused)
 ${DEVICE_HELP}`;
 
 const EVAL_HELP = `vlp eval <vqa|gqa|nlvr2|retrieval> --checkpoint DIR [--split val|test|test_comp] [--dump FILE] [--world DIR] [--rerank K] [--limit N] [--batch-size N] [--metrics FILE] [--device D]
@@ -33,6 +34,7 @@ export async function finetuneMain(argv: string[]): Promise<void> {
       out: { type: "string" },
       set: { type: "string", multiple: true, default: [] },
       resume: { type: "boolean", default: false },
+      overwrite: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
       ...DEVICE_OPTION,
@@ -53,9 +55,10 @@ export async function finetuneMain(argv: string[]): Promise<void> {
   await usableDevice(recipe.train.device, flagDevice !== undefined);
   const mod = await loadTask(task);
   const out = values.out ?? join("runs", `${task}-${basename(values.recipe).replace(/\.json$/, "")}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
+  claimRunDir(out, { resume: values.resume!, overwrite: values.overwrite!, resumeFlag: `--resume (with --out ${out})` });
   const t0 = performance.now();
   const metrics = await mod.finetune({ recipe, from: values.from ?? null, out, resume: values.resume, quiet: values.quiet });
-  writeFileSync(join(out, "eval.json"), JSON.stringify({ seconds: (performance.now() - t0) / 1000, ...metrics }, null, 2));
+  writeJsonAtomic(join(out, "eval.json"), { seconds: (performance.now() - t0) / 1000, ...metrics });
   if (!values.quiet) {
     console.log(`vlp finetune ${task}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${out}`);
     console.log(`  ${Object.entries(metrics).map(([k, v]) => `${k} ${typeof v === "number" ? v.toFixed(4) : v}`).join(", ")}`);

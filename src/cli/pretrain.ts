@@ -3,10 +3,12 @@
 // --master-addr/--master-port` join machines; a worker started with torchrun's environment
 // (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) joins its group directly.
 import { parseArgs } from "node:util";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadRecipe, validateRecipe, applySets, readRecipeJson, type Recipe } from "../pretrain/recipe.ts";
+import { claimRunDir } from "../pretrain/rundir.ts";
+import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 import type { Stage } from "../pretrain/trainer.ts";
 import type { Module } from "../engine/index.ts";
 import type { Dist } from "../engine/dist.ts";
@@ -27,6 +29,7 @@ const OPTIONS = {
   set: { type: "string" as const, multiple: true as const, default: [] as string[] },
   out: { type: "string" as const },
   resume: { type: "string" as const },
+  overwrite: { type: "boolean" as const, default: false },
   quiet: { type: "boolean" as const, default: false },
   help: { type: "boolean" as const, default: false },
   ...DEVICE_OPTION,
@@ -41,7 +44,10 @@ const OPTIONS = {
   "max-restarts": { type: "string" as const },
 };
 
-const HELP = `vlp pretrain --recipe <file> [--set key=value ...] [--out <run dir>] [--resume <run dir>] [--device D] [--quiet]
+const HELP = `vlp pretrain --recipe <file> [--set key=value ...] [--out <run dir>] [--resume <run dir>] [--overwrite] [--device D] [--quiet]
+  --out DIR                  the run's folder; one that holds a run is refused unless --overwrite (removes the old run first)
+  --resume DIR               continue a run from its last intact checkpoint; --set changes are recorded in DIR/changes.jsonl
+                             (the method, model, data, seed and stages cannot change)
   --device cpu|cuda|cuda:N   where the model and every batch go (sets train.device; "cuda": each worker's own GPU, cuda:LOCAL_RANK)
 data parallel (the recipe's batch size is the global batch, split over the processes):
   --nproc N                  start N worker processes on this machine
@@ -74,6 +80,7 @@ async function runLauncher(v: Values): Promise<void> {
   if (timeout !== undefined && !(Number(timeout) > 0)) throw new Error(`--dist-timeout: expected seconds > 0, got "${timeout}"`);
   if (!v.resume && !v.recipe) throw new Error("--recipe <file> is required (or --resume <run dir>)");
   const runDir = v.resume ?? v.out ?? defaultRunDir(v.recipe!);
+  claimRunDir(runDir, { resume: !!v.resume, overwrite: !!v.overwrite, resumeFlag: `--resume ${runDir}` });
   const pass = (resume: boolean) => [
     ...(resume ? ["--resume", runDir] : ["--recipe", v.recipe!, "--out", runDir]),
     ...v.set!.flatMap((s) => ["--set", s]),
@@ -125,6 +132,7 @@ export async function main(argv: string[]): Promise<void> {
     console.log(HELP);
     return;
   }
+  if (values.resume && values.overwrite) throw new Error("--resume and --overwrite exclude each other");
   if (values.nproc !== undefined && process.env.VLP_LAUNCHED !== "1") return runLauncher(values);
   if (values.nnodes !== undefined || values["node-rank"] !== undefined) throw new Error("--nnodes/--node-rank need --nproc (workers per machine)");
   const gradSync = values["grad-sync"];
@@ -157,15 +165,23 @@ export async function main(argv: string[]): Promise<void> {
         runDir = values.resume;
         const saved = join(runDir, "recipe.json");
         if (!existsSync(saved)) throw new Error(`--resume ${runDir}: no recipe.json there (not a vlp run directory)`);
-        const raw = JSON.parse(readFileSync(saved, "utf8"));
+        const before = JSON.parse(readFileSync(saved, "utf8"));
+        const raw = structuredClone(before);
         applySets(raw, sets);
         recipe = validateRecipe(raw, saved);
+        for (const k of ["method", "model", "data"] as const) {
+          if (JSON.stringify(before[k]) !== JSON.stringify(recipe[k])) throw new Error(`--resume ${runDir}: --set changes the run's ${k}, which its checkpoints were trained with; start a new run instead`);
+        }
+        // other changes (lr, steps, ...) are kept in the run's recipe; the trainer warns and records them
+        if (JSON.stringify(before) !== JSON.stringify(recipe)) writeJsonAtomic(saved, recipe);
       } else {
         if (!values.recipe) throw new Error("--recipe <file> is required (or --resume <run dir>)");
         recipe = loadRecipe(values.recipe, sets);
         runDir = values.out ?? defaultRunDir(values.recipe);
+        // under the launcher (--nproc) the parent has claimed the folder already
+        claimRunDir(runDir, { resume: false, overwrite: values.overwrite! && process.env.VLP_LAUNCHED !== "1", resumeFlag: `--resume ${runDir}` });
         mkdirSync(runDir, { recursive: true });
-        writeFileSync(join(runDir, "recipe.json"), JSON.stringify(recipe, null, 2));
+        writeJsonAtomic(join(runDir, "recipe.json"), recipe);
       }
     }
     if (dist) [recipe, runDir] = dist.broadcastObject([recipe, runDir]);
@@ -180,6 +196,7 @@ export async function main(argv: string[]): Promise<void> {
       clip: recipe!.train.clip,
       accumulate: recipe!.train.accumulate,
       checkpointEvery: recipe!.train.checkpointEvery,
+      keepCheckpoints: recipe!.train.keepCheckpoints,
       evalEvery: recipe!.train.evalEvery,
       workers: recipe!.train.workers,
       precision: recipe!.train.precision,
@@ -190,7 +207,7 @@ export async function main(argv: string[]): Promise<void> {
       ddp: gradSync ? { gradSync } : undefined,
     });
     const sec = (performance.now() - t0) / 1000;
-    if (main) writeFileSync(join(runDir!, "summary.json"), JSON.stringify({ seconds: sec, ...(dist ? { processes: dist.world } : {}), stages: summary }, null, 2));
+    if (main) writeJsonAtomic(join(runDir!, "summary.json"), { seconds: sec, ...(dist ? { processes: dist.world } : {}), stages: summary });
     if (!quiet) {
       console.log(`done in ${sec.toFixed(1)} s; final metrics (mean of the last 20 steps per stage):`);
       for (const [stage, m] of Object.entries(summary)) {

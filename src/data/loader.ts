@@ -155,7 +155,13 @@ export class Loader {
     for (let k = 0; k <= ahead; k++) {
       const kk = key(p);
       // the builder's step seeds its random choices: distinct per rank (and unchanged with one process)
-      if (!this.pending.has(kk)) this.pending.set(kk, this.request(this.indicesAt(p, this.sampler.order(p.epoch)), kk * (this.o.world ?? 1) + (this.o.rank ?? 0)));
+      if (!this.pending.has(kk)) {
+        const batch = this.request(this.indicesAt(p, this.sampler.order(p.epoch)), kk * (this.o.world ?? 1) + (this.o.rank ?? 0));
+        // a batch built ahead may fail and never be asked for (the run ends first, or a seek drops it):
+        // its error is reported when (and only when) the batch is consumed, never as an unhandled rejection
+        batch.catch(() => {});
+        this.pending.set(kk, batch);
+      }
       p = p.batch + 1 >= perEpoch ? { epoch: p.epoch + 1, batch: 0 } : { epoch: p.epoch, batch: p.batch + 1 };
     }
     const k0 = key(this.position);

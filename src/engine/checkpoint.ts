@@ -10,13 +10,16 @@
 //   optimizer.safetensors  optimizer buffers as "state.<param index>.<buffer>"; groups and steps in metadata
 //   rng.safetensors        RNG states (uint8): "default" (libtorch's CPU generator), "generator.<name>",
 //                          and "cuda" (the training GPU's default generator: dropout) when training on CUDA
-//   trainer.json           step, epoch, schedule, sampler position, recipe, ... and a manifest of the files
+//   trainer.json           step, epoch, schedule, sampler position, recipe, ... and a manifest of the
+//                          files: the size and the sha256 of each (checked on load: a checkpoint whose
+//                          bytes changed after it was written is corrupt, and latestCheckpoint skips it)
 // It is written into "<dir>.tmp-<pid>" (each file fsynced, trainer.json last), then swapped in by
 // rename: an existing <dir> becomes <dir>.old, the new one takes its name, then <dir>.old is
 // deleted. Whenever the process dies, <dir> or <dir>.old is complete; loadCheckpoint and
 // latestCheckpoint fall back to <dir>.old. One process (rank 0) should write a given directory.
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { createHash } from "node:crypto";
 import { fromBytes, getRngState, noGrad, setRngState, type Device, type Generator, type Tensor } from "./tensor.ts";
 import { isCuda } from "./device.ts";
 import { Module } from "./nn.ts";
@@ -139,7 +142,21 @@ interface Manifest {
   format: "vlpkit-checkpoint";
   version: 1;
   files: Record<string, number>;
+  /** sha256 (hex) of each file; absent in checkpoints written before it was added (sizes only are checked). */
+  sha256?: Record<string, string>;
   trainer: TrainerState;
+}
+
+function sha256File(path: string): string {
+  const h = createHash("sha256");
+  const fd = openSync(path, "r");
+  try {
+    const buf = Buffer.allocUnsafe(1 << 22);
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest("hex");
 }
 
 const MANIFEST = "trainer.json";
@@ -188,9 +205,11 @@ export function saveCheckpoint(dir: string, trainer: TrainerState, parts: Checkp
   const tmp = `${dir}.tmp-${process.pid}`;
   mkdirSync(tmp);
   const files: Record<string, number> = {};
+  const sha256: Record<string, string> = {};
   const put = (name: string, tensors: Map<string, RawTensor>, metadata?: Record<string, string>) => {
     writeSafetensors(join(tmp, name), tensors, metadata);
     files[name] = statSync(join(tmp, name)).size;
+    sha256[name] = sha256File(join(tmp, name));
     stage(name);
   };
 
@@ -215,7 +234,7 @@ export function saveCheckpoint(dir: string, trainer: TrainerState, parts: Checkp
     s.dispose();
   }
   put("rng.safetensors", rng);
-  const manifest: Manifest = { format: "vlpkit-checkpoint", version: 1, files, trainer };
+  const manifest: Manifest = { format: "vlpkit-checkpoint", version: 1, files, sha256, trainer };
   writeJsonAtomic(join(tmp, MANIFEST), manifest);
   stage(MANIFEST);
   fsyncDir(tmp);
@@ -246,22 +265,47 @@ function readManifest(dir: string): Manifest | null {
   }
 }
 
+/** Why the files of a complete checkpoint do not match their recorded sha256, or null when they do. */
+export function checkpointCorruption(dir: string): string | null {
+  const m = readManifest(dir);
+  if (!m) return `${dir}: not a complete checkpoint`;
+  for (const [name, want] of Object.entries(m.sha256 ?? {})) {
+    const got = sha256File(join(dir, name));
+    if (got !== want) return `${join(dir, name)}: sha256 ${got.slice(0, 12)}... does not match the manifest's ${want.slice(0, 12)}... (the file changed after it was written)`;
+  }
+  return null;
+}
+
 /** True if `dir` holds a complete checkpoint (its manifest parses and every file has its recorded size). */
 export function isCompleteCheckpoint(dir: string): boolean {
   return readManifest(dir) !== null;
 }
 
-/** `dir` if complete, else `<dir>.old` if complete (a save died mid-swap), else null. */
-export function resolveCheckpoint(dir: string): string | null {
-  if (isCompleteCheckpoint(dir)) return dir;
-  if (isCompleteCheckpoint(`${dir}.old`)) return `${dir}.old`;
+export interface ResolveOptions {
+  /** Check each file's sha256 too (default true). */
+  verify?: boolean;
+  /** Told about a complete checkpoint skipped because its content is corrupt (default: a warning on stderr). */
+  onCorrupt?: (dir: string, why: string) => void;
+}
+
+const warnCorrupt = (_dir: string, why: string) => console.warn(`warning: corrupt checkpoint skipped: ${why}`);
+
+/** `dir` if complete (and intact), else `<dir>.old` if so (a save died mid-swap), else null. */
+export function resolveCheckpoint(dir: string, o: ResolveOptions = {}): string | null {
+  for (const at of [dir, `${dir}.old`]) {
+    if (!isCompleteCheckpoint(at)) continue;
+    const why = (o.verify ?? true) ? checkpointCorruption(at) : null;
+    if (why === null) return at;
+    (o.onCorrupt ?? warnCorrupt)(at, why);
+  }
   return null;
 }
 
 /** Restore the model, the optimizer and (unless restoreRng is false) the RNG states; returns the trainer state. */
 export function loadCheckpoint(dir: string, parts: CheckpointParts, opts: { restoreRng?: boolean; strict?: boolean } = {}): TrainerState {
-  const at = resolveCheckpoint(dir);
-  if (at === null) throw new Error(`loadCheckpoint: no complete checkpoint at ${dir}`);
+  let corrupt = "";
+  const at = resolveCheckpoint(dir, { onCorrupt: (_d, why) => (corrupt = `; ${why}`) });
+  if (at === null) throw new Error(`loadCheckpoint: no complete checkpoint at ${dir}${corrupt}`);
   const manifest = readManifest(at)!;
   const weights = loadStateDictFile(join(at, "model.safetensors"));
   try {
@@ -302,24 +346,61 @@ export function loadCheckpoint(dir: string, parts: CheckpointParts, opts: { rest
 
 /** The trainer state of a checkpoint without loading anything else. */
 export function readTrainerState(dir: string): TrainerState {
-  const at = resolveCheckpoint(dir);
+  const at = resolveCheckpoint(dir, { verify: false });
   if (at === null) throw new Error(`readTrainerState: no complete checkpoint at ${dir}`);
   return readManifest(at)!.trainer;
 }
 
 export const checkpointDir = (runDir: string, step: number): string => join(runDir, `ckpt-${step}`);
 
-/** The complete `ckpt-<step>` (or, after a crash mid-swap, `ckpt-<step>.old`) with the highest step, or null. */
-export function latestCheckpoint(runDir: string): string | null {
-  if (!existsSync(runDir)) return null;
+function checkpointSteps(runDir: string): number[] {
+  if (!existsSync(runDir)) return [];
   const steps = new Set<number>();
   for (const name of readdirSync(runDir)) {
     const m = /^ckpt-(\d+)(\.old)?$/.exec(name);
     if (m) steps.add(Number(m[1]));
   }
-  for (const step of [...steps].sort((a, b) => b - a)) {
-    const found = resolveCheckpoint(checkpointDir(runDir, step));
+  return [...steps].sort((a, b) => b - a);
+}
+
+/**
+ * The complete, intact `ckpt-<step>` (or, after a crash mid-swap, `ckpt-<step>.old`) with the highest
+ * step, or null. A newer checkpoint whose files fail their sha256 is skipped with a warning.
+ */
+export function latestCheckpoint(runDir: string, o: ResolveOptions = {}): string | null {
+  for (const step of checkpointSteps(runDir)) {
+    const found = resolveCheckpoint(checkpointDir(runDir, step), o);
     if (found) return found;
   }
   return null;
+}
+
+/**
+ * Tidy a run directory: remove checkpoint temp folders and atomic-write temp files of writers that
+ * are gone, and `.old` copies
+ * whose checkpoint is intact; with `keep` > 0, remove all but the `keep` newest checkpoints.
+ * Returns the paths removed.
+ */
+export function pruneCheckpoints(runDir: string, keep = 0): string[] {
+  if (!existsSync(runDir)) return [];
+  const removed: string[] = [];
+  const rm = (p: string) => {
+    rmSync(p, { recursive: true, force: true });
+    removed.push(p);
+  };
+  for (const name of readdirSync(runDir)) {
+    // checkpoint temp folders, and the temp files of atomic writes (src/engine/serialize/atomic.ts)
+    const m = /^ckpt-\d+\.tmp-(\d+)$/.exec(name) ?? /^\..+\.(\d+)\.[0-9a-f]{12}\.tmp$/.exec(name);
+    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) rm(join(runDir, name));
+  }
+  const steps = checkpointSteps(runDir);
+  steps.forEach((step, i) => {
+    const dir = checkpointDir(runDir, step);
+    if (keep > 0 && i >= keep) {
+      for (const p of [dir, `${dir}.old`]) if (existsSync(p)) rm(p);
+    } else if (existsSync(`${dir}.old`) && resolveCheckpoint(dir, { onCorrupt: () => {} }) === dir) {
+      rm(`${dir}.old`);
+    }
+  });
+  return removed;
 }

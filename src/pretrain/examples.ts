@@ -22,6 +22,19 @@ function readJson(path: string): unknown {
 }
 
 /**
+ * A QA label: answer -> soft score in [0, 1] (VQA's min(1, annotators / 3), GQA's 1). A string or
+ * negative score would silently switch the QA loss off for the example, so it is an error naming
+ * the file, record and answer.
+ */
+function checkLabel(l: unknown, where: string): Record<string, number> {
+  if (typeof l !== "object" || l === null || Array.isArray(l)) throw new Error(`${where}: expected an object of answer scores, got ${JSON.stringify(l)}`);
+  for (const [ans, v] of Object.entries(l)) {
+    if (typeof v !== "number" || !(v >= 0 && v <= 1)) throw new Error(`${where}: the score of ${JSON.stringify(ans)} should be a number in [0, 1], got ${JSON.stringify(v)}`);
+  }
+  return l as Record<string, number>;
+}
+
+/**
  * Examples of one file. `sources` keeps only those sentence sources (e.g. ["mscoco"] for captions
  * only, or ["mscoco", "vqa", "gqa"] for LXMERT's captions + QA); MSP lists are sourced by `granularity`.
  */
@@ -49,7 +62,7 @@ export function readPretrainExamples(path: string, o: { sources?: string[]; gran
       }
       sents.forEach((s, k) => {
         if (typeof s !== "string") throw new Error(`${where}: sentf.${source}[${k}] is not a string`);
-        out.push({ imgId: rec.img_id, text: s, source, label: labels ? (labels[k] as Record<string, number>) : undefined });
+        out.push({ imgId: rec.img_id, text: s, source, label: labels ? checkLabel(labels[k], `${where}: labelf.${source}[${k}]`) : undefined });
       });
     }
   });

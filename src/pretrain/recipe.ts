@@ -4,6 +4,7 @@ import { readFileSync, existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { precisionDtype, PRECISIONS, type Precision } from "../engine/dtype.ts";
 import { parseDevice } from "../engine/device.ts";
+import { checkRange, checkRanges, TRAIN_RANGES, RATIO, WEIGHT } from "./ranges.ts";
 
 export interface TrainSection {
   seed: number;
@@ -16,6 +17,8 @@ export interface TrainSection {
   clip: number;
   accumulate: number;
   checkpointEvery: number;
+  /** Keep only the newest N checkpoints (0: keep all). */
+  keepCheckpoints?: number;
   /** Evaluate on the held-out split every N steps (0: only at the end of each stage). */
   evalEvery: number;
   workers: number;
@@ -52,7 +55,7 @@ const SCHEMA: Record<string, Record<string, Shape>> = {
   "": { method: "string", description: "string", model: "object", data: "object", train: "object", semvlp: "object", msp: "object", vlmo: "object", $schema: "string" },
   model: { preset: "string", overrides: "object" },
   data: { world: "string", regions: "string", karpathy: "string" },
-  train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", evalEvery: "number", workers: "number", weightDecay: "number", precision: "string", device: "string" },
+  train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", keepCheckpoints: "number", evalEvery: "number", workers: "number", weightDecay: "number", precision: "string", device: "string" },
   semvlp: { singleRatio: "number", losses: "object", visualWeighting: "string", qa: "boolean", itmSources: "string[]", textSources: "string[]", itmPaired: "boolean", textWarmup: "object" },
   msp: { order: "string[]", joint: "boolean", stages: "object", visualWeighting: "string", lossesOnMismatched: "boolean", hardFraction: "number", itc: "number", itmPaired: "boolean" },
   vlmo: { stages: "object", itmHardNegatives: "boolean", mlmWeight: "number", standard: "boolean", order: "string[]" },
@@ -83,11 +86,44 @@ export function validateRecipe(r: unknown, where = "recipe"): Recipe {
   if (!rec.data?.world) throw new Error(`${where}.data.world: required`);
   rec.train = { ...TRAIN_DEFAULTS, ...(rec.train ?? {}) };
   const t = rec.train;
-  for (const k of ["batchSize", "accumulate"] as const) if (!Number.isInteger(t[k]) || t[k] < 1) throw new Error(`${where}.train.${k}: expected a positive integer, got ${t[k]}`);
-  if (!(t.lr > 0)) throw new Error(`${where}.train.lr: expected a positive number, got ${t.lr}`);
-  if (t.warmup < 0 || t.warmup > 1) throw new Error(`${where}.train.warmup: a fraction in [0, 1], got ${t.warmup}`);
+  checkRanges(t as unknown as Record<string, unknown>, `${where}.train`, TRAIN_RANGES);
   checkTrainDevice(t, where);
+  checkStrategyRanges(rec, where);
   return rec;
+}
+
+/** The numeric settings of each method's section (ratios, loss weights, per-stage steps and learning rates). */
+function checkStrategyRanges(rec: Recipe, where: string): void {
+  const weights = (m: unknown, key: string) => {
+    if (m === undefined) return;
+    if (typeof m !== "object" || m === null || Array.isArray(m)) throw new Error(`${key}: expected an object of loss weights`);
+    for (const [k, v] of Object.entries(m)) checkRange(v, `${key}.${k}`, WEIGHT);
+  };
+  const stages = (m: unknown, key: string) => {
+    if (m === undefined) return;
+    for (const [name, st] of Object.entries(m as Record<string, unknown>)) {
+      if (typeof st !== "object" || st === null || Array.isArray(st)) throw new Error(`${key}.${name}: expected an object`);
+      const { losses, ...rest } = st as Record<string, unknown>;
+      checkRanges(rest, `${key}.${name}`, TRAIN_RANGES);
+      weights(losses, `${key}.${name}.losses`);
+    }
+  };
+  const s = rec.semvlp;
+  if (s) {
+    checkRanges(s as unknown as Record<string, unknown>, `${where}.semvlp`, { singleRatio: RATIO });
+    weights(s.losses, `${where}.semvlp.losses`);
+    checkRanges(s.textWarmup as Record<string, unknown> | undefined, `${where}.semvlp.textWarmup`, { steps: { int: true, min: 0, max: 1e9 }, lr: TRAIN_RANGES.lr });
+  }
+  const m = rec.msp;
+  if (m) {
+    checkRanges(m as unknown as Record<string, unknown>, `${where}.msp`, { hardFraction: RATIO, itc: WEIGHT });
+    stages(m.stages, `${where}.msp.stages`);
+  }
+  const v = rec.vlmo;
+  if (v) {
+    checkRanges(v, `${where}.vlmo`, { mlmWeight: WEIGHT });
+    stages(v.stages, `${where}.vlmo.stages`);
+  }
 }
 
 /** Checks train.device's form and train.precision for that device (fp16 is refused on the CPU). */
@@ -106,12 +142,17 @@ export function checkPrecision(p: unknown, key: string, device = "cpu"): void {
   }
 }
 
+const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
 /** Apply `--set a.b.c=value` overrides (value parsed as JSON when it parses, else a string). */
 export function applySets(r: Record<string, unknown>, sets: string[]): void {
   for (const s of sets) {
     const eq = s.indexOf("=");
     if (eq <= 0) throw new Error(`--set ${s}: expected key=value`);
     const path = s.slice(0, eq).split(".");
+    // a path through __proto__ (or constructor.prototype) would change every object of the process
+    const bad = path.find((p) => FORBIDDEN_KEYS.has(p) || p === "");
+    if (bad !== undefined) throw new Error(`--set ${s}: ${bad === "" ? "empty key part" : `"${bad}" is not a recipe key`}`);
     const raw = s.slice(eq + 1);
     let value: unknown;
     try {
@@ -121,7 +162,7 @@ export function applySets(r: Record<string, unknown>, sets: string[]): void {
     }
     let o = r;
     for (const p of path.slice(0, -1)) {
-      if (o[p] === undefined) o[p] = {};
+      if (!Object.hasOwn(o, p)) o[p] = {};
       if (typeof o[p] !== "object" || o[p] === null) throw new Error(`--set ${s}: ${p} is not an object`);
       o = o[p] as Record<string, unknown>;
     }

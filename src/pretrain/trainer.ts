@@ -1,7 +1,7 @@
 // One readable training loop for every strategy: stages run in order, each with its own data,
 // objectives, frozen parameters, optimizer and schedule; checkpoints are atomic and a killed run
 // resumes bit-identically (model, optimizer, RNG states and loader positions are all saved).
-import { appendFileSync, mkdirSync, writeFileSync, existsSync, readFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, writeFileSync, existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { tidy, noGrad, Generator, manualSeed, type Tensor, type Module, type Device } from "../engine/index.ts";
 import { checkDevice, placeDevice } from "../engine/placement.ts";
@@ -10,7 +10,10 @@ import { makeSchedule, type ScheduleConfig } from "../engine/schedule.ts";
 import { withPrecision, precisionDtype, type Precision } from "../engine/precision.ts";
 import { clipGradNorm } from "../engine/grad.ts";
 import { GradScaler, type ScalerState } from "../engine/scaler.ts";
-import { saveCheckpoint, loadCheckpoint, latestCheckpoint, checkpointDir, saveStateDict, readTrainerState } from "../engine/checkpoint.ts";
+import { saveCheckpoint, loadCheckpoint, latestCheckpoint, checkpointDir, saveStateDict, readTrainerState, pruneCheckpoints } from "../engine/checkpoint.ts";
+import { writeFileAtomic } from "../engine/serialize/atomic.ts";
+import { runFiles } from "./rundir.ts";
+import { runSettings, checkResumeSettings, summarizeHistory, pushRecent, stageSummary, stepsBelow, type Settings, type MetricsRow } from "./resume.ts";
 import { Loader, toTensors, type BuilderSpec, type HostBatch, type LoaderPosition } from "../data/loader.ts";
 import { ProgressBar } from "../cli/progress.ts";
 import { Rng } from "../objectives/sampling.ts";
@@ -70,6 +73,8 @@ export interface TrainOptions {
   clip?: number;
   accumulate?: number;
   checkpointEvery?: number;
+  /** Keep only the newest N checkpoints (0 or absent: keep all). */
+  keepCheckpoints?: number;
   /** Evaluate on each source's evalData every N optimizer steps (and at the end of each stage). */
   evalEvery?: number;
   /** Batches per evaluation (default 10). */
@@ -189,30 +194,44 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
   const metricsFile = join(o.runDir, "metrics.jsonl");
   const generator = new Generator(o.seed);
   let state: RunState = { stage: 0, stageStep: 0, globalStep: 0, positions: {} };
+  if (main) pruneCheckpoints(o.runDir); // temp files of killed writers
+  const settings = runSettings(stages, o);
+  let history: MetricsRow[] = [];
   let resumeFrom = o.resume && main ? latestCheckpoint(o.runDir) : null;
   if (main && o.resume && resumeFrom) {
-    state = readTrainerState(resumeFrom).run as RunState;
+    const saved = readTrainerState(resumeFrom);
+    state = saved.run as RunState;
+    checkResumeSettings(saved.settings as Settings | undefined, settings, { runDir: o.runDir, checkpoint: resumeFrom, step: state.globalStep, stage: state.stage, stageStep: state.stageStep, warn: (s) => console.warn(`warning: ${s}`) });
     log(o, `resuming from ${resumeFrom} (stage ${stages[state.stage]?.name ?? "done"}, step ${state.stageStep})`);
-    // steps logged after the checkpoint will be trained again: drop their lines
+    // steps logged after the checkpoint will be trained again: drop their lines (atomically: a failed
+    // write leaves the old file, never an empty one)
     if (existsSync(metricsFile)) {
-      const stepOf = (l: string) => {
+      const parse = (l: string): MetricsRow | null => {
         try {
-          return (JSON.parse(l) as { step: number }).step;
+          return JSON.parse(l) as MetricsRow;
         } catch {
-          return Infinity; // a line cut by the kill
+          return null; // a line cut by the kill
         }
       };
-      const kept = readFileSync(metricsFile, "utf8").split("\n").filter((l) => l.trim() && stepOf(l) <= state.globalStep);
-      writeFileSync(metricsFile, kept.map((l) => l + "\n").join(""));
+      const kept = readFileSync(metricsFile, "utf8").split("\n").filter((l) => {
+        const row = l.trim() ? parse(l) : null;
+        return row !== null && row.step <= state.globalStep;
+      });
+      writeFileAtomic(metricsFile, kept.map((l) => l + "\n").join(""));
+      history = kept.map((l) => JSON.parse(l) as MetricsRow);
     }
-  } else if (main && existsSync(metricsFile)) {
-    writeFileSync(metricsFile, "");
+  } else if (main) {
+    const old = runFiles(o.runDir).filter((n) => n.startsWith("ckpt-") || (n === "metrics.jsonl" && statSync(metricsFile).size > 0));
+    if (!o.resume && old.length) throw new Error(`train: ${o.runDir} already holds a run (${old.join(", ")}); resume it, or remove it first`);
+    if (existsSync(metricsFile)) writeFileSync(metricsFile, "");
   }
   // the other ranks take rank 0's checkpoint choice and run state
   if (dist) [resumeFrom, state] = dist.broadcastObject<[string | null, RunState]>([resumeFrom, state]);
   const scaler = (o.lossScaling ?? o.precision === "fp16") ? new GradScaler() : null;
   if (scaler && state.scaler) scaler.loadStateDict(state.scaler);
+  // after a resume the summary covers the whole run: stages done before it come from metrics.jsonl
   const summary: Record<string, Record<string, number>> = {};
+  for (let si = 0; si < state.stage; si++) summary[stages[si].name] = summarizeHistory(history, stages[si].name);
   for (let si = state.stage; si < stages.length; si++) {
     const stage = stages[si];
     // freezing: the stage's frozen parameters get no gradient and stay out of the optimizer
@@ -226,6 +245,10 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
     const schedule: ScheduleConfig = { kind: stage.schedule ?? "linear", warmupRatio: stage.warmup, total: steps } as ScheduleConfig;
     const sched = makeSchedule(schedule);
     const resuming = si === state.stage && state.stageStep > 0 && resumeFrom;
+    if (resuming && state.stageStep > steps) {
+      await Promise.all(loaders.map((l) => l.close()));
+      throw stepsBelow(stage.name, steps, resumeFrom as string, state.stageStep);
+    }
     if (resuming) {
       if (main) loadCheckpoint(resumeFrom!, { model, optimizer: opt, generators: { trainer: generator }, device });
       stage.sources.forEach((s, k) => loaders[k].seek(state.positions[s.name] ?? { epoch: 0, batch: 0 }));
@@ -242,6 +265,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
     bar?.update(first - 1);
     const recent: Record<string, number[]> = {};
     const evalSummary: Record<string, number> = {};
+    if (resuming) summarizeHistory(history, stage.name, { recent, evalSummary });
     const weights = stage.sources.map((s) => s.weight ?? 1);
     const wsum = weights.reduce((a, b) => a + b, 0);
     try {
@@ -302,11 +326,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
         const scaling = scaler ? { loss_scale: lossScale, skipped: stepped ? 0 : 1 } : {};
         const line = { step: global, stage: stage.name, stage_step: step, source: tag, lr: stage.lr * lrFactor, loss: lossSum, grad_norm: gradNorm, ...scaling, time: Date.now(), ...metrics };
         if (main) appendFileSync(metricsFile, JSON.stringify(line) + "\n");
-        for (const [m, v] of Object.entries({ loss: lossSum, ...metrics })) {
-          const r = (recent[m] ??= []);
-          r.push(v);
-          if (r.length > 20) r.shift();
-        }
+        pushRecent(recent, { loss: lossSum, ...metrics });
         if (bar) {
           bar.status = `loss ${lossSum.toFixed(3)}`;
           bar.update(step);
@@ -318,7 +338,8 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
           Object.assign(evalSummary, val);
         }
         if (main && ((o.checkpointEvery && global % o.checkpointEvery === 0) || last)) {
-          saveCheckpoint(checkpointDir(o.runDir, global), { step: global, run: state }, { model, optimizer: opt, generators: { trainer: generator }, device });
+          saveCheckpoint(checkpointDir(o.runDir, global), { step: global, run: state, settings }, { model, optimizer: opt, generators: { trainer: generator }, device });
+          if (o.keepCheckpoints) pruneCheckpoints(o.runDir, o.keepCheckpoints);
         }
         if (o.stopAfter && global >= o.stopAfter) return summary;
       }
@@ -328,7 +349,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
       ddp?.dispose();
       opt.dispose();
     }
-    summary[stage.name] = { ...Object.fromEntries(Object.entries(recent).map(([m, v]) => [m, v.reduce((a, b) => a + b, 0) / v.length])), ...evalSummary };
+    summary[stage.name] = stageSummary(recent, evalSummary);
     state = { ...state, stage: si + 1, stageStep: 0 };
   }
   for (const p of model.parameters()) p.requiresGrad_(true);

@@ -13,7 +13,8 @@ import { decodeImage, resizeImage, toChw, VLMO_NORM } from "../vision/image.ts";
 
 /** A client mistake (bad image, unknown checkpoint...): the server answers it with `status`. */
 export class RequestError extends Error {
-  constructor(readonly status: number, message: string) {
+  /** Extra response headers (Retry-After, WWW-Authenticate). */
+  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
     super(message);
   }
 }
@@ -85,24 +86,42 @@ export function imageBytesFromBase64(s: string, field: string): Uint8Array {
   return new Uint8Array(Buffer.from(b64, "base64"));
 }
 
-/** Checks format and size, decodes, resizes to size x size and normalises: CHW float32. */
-export async function prepareImage(bytes: Uint8Array, size: number, field: string): Promise<Float32Array> {
+export interface ImageHeader {
+  format: (typeof IMAGE_FORMATS)[number];
+  width: number;
+  height: number;
+}
+
+/** Format and pixel size from the header alone (no decoding); 415/400/413 name `field`. */
+export async function probeImage(bytes: Uint8Array, field: string): Promise<ImageHeader> {
   const format = sniffImage(bytes);
   if (!format) throw new RequestError(415, `${field}: not a PNG, JPEG or WebP image (accepted formats: ${IMAGE_FORMATS.join(", ")})`);
   let meta: Metadata;
   try {
-    meta = await sharp(bytes).metadata();
+    // the header only: sharp's own pixel limit would turn a huge size into a generic error
+    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (e) {
     throw new RequestError(400, `${field}: cannot read the ${format} header (${(e as Error).message.trim()})`);
   }
   if (!meta.width || !meta.height) throw new RequestError(400, `${field}: the ${format} has no size`);
   if (meta.width * meta.height > MAX_IMAGE_PIXELS) throw new RequestError(413, `${field}: ${meta.width}x${meta.height} pixels, more than the ${MAX_IMAGE_PIXELS} accepted`);
+  return { format, width: meta.width, height: meta.height };
+}
+
+/** Decodes an image probeImage accepted, resizes it to size x size and normalises: CHW float32. */
+export async function decodeForModel(bytes: Uint8Array, size: number, field: string): Promise<Float32Array> {
   try {
     const rgb = await decodeImage(bytes, field);
     return toChw(await resizeImage(rgb, { mode: "square", size }), VLMO_NORM).data;
   } catch (e) {
     throw new RequestError(400, (e as Error).message);
   }
+}
+
+/** Checks format and size, decodes, resizes to size x size and normalises: CHW float32. */
+export async function prepareImage(bytes: Uint8Array, size: number, field: string): Promise<Float32Array> {
+  await probeImage(bytes, field);
+  return decodeForModel(bytes, size, field);
 }
 
 // ---- the model's operations -------------------------------------------------------------------

@@ -3,15 +3,20 @@
 // dashboard. Bodies are validated by JSON schemas (which also make the OpenAPI document at
 // /openapi.json); every failure a client can cause is a 4xx with a message naming the field.
 //
-// File system reach from a request: the web folder and the index's image folder (both through
-// @fastify/static, which refuses to leave its root; paths with a ".." segment are refused before
+// File system reach from a request: the web folder (through @fastify/static, which refuses to leave
+// its root), the index's image folder when the operator allowed it (--images: every file is
+// resolved through its symlinks and must stay inside; paths with a ".." segment are refused before
 // routing), and run names looked up in the list found by scanning the runs folder.
-import { existsSync } from "node:fs";
+// Limits: decoded image pixels per request and across requests in flight (src/serve/guard.ts);
+// optionally a bearer token and, on non-loopback binds, an allow-list of Host names.
+import { createReadStream, existsSync, readdirSync } from "node:fs";
+import sharp from "sharp";
 import { fileURLToPath } from "node:url";
 import Fastify, { type FastifyInstance, type FastifyError } from "fastify";
 import fastifyStatic from "@fastify/static";
 import fastifySwagger from "@fastify/swagger";
-import { Inference, RequestError, imageBytesFromBase64, prepareImage, type ServedModel } from "./model.ts";
+import { Inference, RequestError, MAX_IMAGE_PIXELS, decodeForModel, imageBytesFromBase64, probeImage, type ServedModel } from "./model.ts";
+import { PixelBudget, checkHost, checkToken, confinedImage, isInside, realDir } from "./guard.ts";
 import type { VectorIndex } from "./vindex.ts";
 import { tensor, tidy } from "../engine/index.ts";
 import { RunsFolder } from "./runs.ts";
@@ -27,6 +32,19 @@ export interface ServeOptions {
   /** Largest request body in bytes (default 16 MiB). */
   bodyLimit?: number;
   logger?: boolean;
+  /**
+   * The folder the operator allows images to be served from (`--images`): the index's image folder
+   * must lie inside it. Absent or null: /images/ is not served.
+   */
+  imagesRoot?: string | null;
+  /** Required on every request but the web app's own files: `Authorization: Bearer <token>` (or the web app's cookie). */
+  token?: string | null;
+  /** Host header names answered (lowercase, no port); null or absent: any (a loopback bind). */
+  allowedHosts?: string[] | null;
+  /** Decoded image pixels accepted in one request (default 2 x 4096 x 4096). */
+  maxRequestPixels?: number;
+  /** Decoded image pixels across all requests in flight (default 4 x 4096 x 4096); beyond it: 503 + Retry-After. */
+  maxInflightPixels?: number;
 }
 
 export const DEFAULT_BODY_LIMIT = 16 * 1024 * 1024;
@@ -43,6 +61,9 @@ const errors = { 400: errorSchema, 404: errorSchema, 409: errorSchema, 413: erro
 const vector = { type: "array", items: { type: "number" } };
 
 /** Encode a relative id ("a/b c.png") as the URL of the served image. */
+export const DEFAULT_REQUEST_PIXELS = 2 * MAX_IMAGE_PIXELS;
+export const DEFAULT_INFLIGHT_PIXELS = 4 * MAX_IMAGE_PIXELS;
+
 export const imageUrl = (id: string) => `/images/${id.split("/").map(encodeURIComponent).join("/")}`;
 
 export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
@@ -56,6 +77,18 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
   if (index && indexEngine && indexEngine.dim !== index.dim) throw new Error(`buildServer: the index has ${index.dim}-d vectors, checkpoint ${indexEngine.served.name} makes ${indexEngine.dim}-d ones`);
   const runs = o.runsRoot ? new RunsFolder(o.runsRoot) : null;
   const started = Date.now();
+  const budget = new PixelBudget(o.maxRequestPixels ?? DEFAULT_REQUEST_PIXELS, o.maxInflightPixels ?? DEFAULT_INFLIGHT_PIXELS);
+  // libvips' operation cache would keep decoded images alive after their request
+  sharp.cache(false);
+  // the image folder: the index's, resolved, and inside what the operator allowed
+  let imageRoot: string | null = null;
+  if (o.imagesRoot && index?.manifest.imagesRoot && existsSync(index.manifest.imagesRoot)) {
+    const allowed = realDir(o.imagesRoot, "--images");
+    imageRoot = realDir(index.manifest.imagesRoot, "the index's image folder");
+    if (!isInside(imageRoot, allowed)) throw new Error(`buildServer: the index's images are under ${imageRoot}, outside the folder allowed by --images ${allowed}: refused`);
+  }
+  const publicFiles = new Set(["/", ...readdirSync(WEB_DIR).map((f) => `/${f}`)]);
+  const hosts = o.allowedHosts ? new Set(o.allowedHosts.map((h) => h.toLowerCase())) : null;
 
   const app = Fastify({
     logger: o.logger ?? false,
@@ -75,6 +108,9 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
 
   app.addHook("onRequest", async (req) => {
     const path = req.url.split("?")[0];
+    if (hosts) checkHost(hosts, req.headers.host);
+    // the web app's own files hold no data; everything else needs the token
+    if (o.token && !publicFiles.has(path)) checkToken(o.token, req.headers);
     let decoded: string;
     try {
       decoded = decodeURIComponent(path);
@@ -87,7 +123,10 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
   app.setErrorHandler((err: FastifyError | RequestError, req, reply) => {
     let status = 500;
     let message = err.message;
-    if (err instanceof RequestError) status = err.status;
+    if (err instanceof RequestError) {
+      status = err.status;
+      reply.headers(err.headers);
+    }
     else if ((err as FastifyError).validation) status = 400;
     else if ((err as FastifyError).statusCode && (err as FastifyError).statusCode! >= 400 && (err as FastifyError).statusCode! < 500) {
       status = (err as FastifyError).statusCode!;
@@ -129,7 +168,18 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     return e;
   };
   const vqaHint = () => `fine-tune one with \`vlp finetune vqa --from ${first.served.dir} --recipe recipes/finetune/vqa-tiny.json --out <dir>\` and start \`vlp serve --checkpoint ${first.served.dir} --vqa <dir>\``;
-  const image = (e: Inference, b64: string, field: string) => prepareImage(imageBytesFromBase64(b64, field), e.imageSize, field);
+  /** A request's images, decoded one at a time within the pixel budget (their sizes read from the headers first). */
+  const images = async (e: Inference, list: [b64: string, field: string][]): Promise<Float32Array[]> => {
+    const bytes = list.map(([b64, field]) => imageBytesFromBase64(b64, field));
+    const heads = await Promise.all(bytes.map((b, i) => probeImage(b, list[i][1])));
+    const pixels = heads.reduce((n, h) => n + h.width * h.height, 0);
+    return budget.with(pixels, "body", async () => {
+      const out: Float32Array[] = [];
+      for (let i = 0; i < bytes.length; i++) out.push(await decodeForModel(bytes[i], e.imageSize, list[i][1]));
+      return out;
+    });
+  };
+  const image = async (e: Inference, b64: string, field: string) => (await images(e, [[b64, field]]))[0];
 
   app.get("/health", {
     schema: {
@@ -182,7 +232,7 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     const b = req.body;
     if (!b.texts?.length && !b.images?.length) throw new RequestError(400, "body: give texts and/or images");
     const e = pick(b.checkpoint);
-    const imgs = await Promise.all((b.images ?? []).map((s, i) => image(e, s, `body.images[${i}]`)));
+    const imgs = await images(e, (b.images ?? []).map((s, i) => [s, `body.images[${i}]`]));
     return { checkpoint: e.served.name, dim: e.dim, texts: e.embedTexts(b.texts ?? []).map((v) => Array.from(v)), images: e.embedImages(imgs).map((v) => Array.from(v)) };
   });
 
@@ -288,6 +338,11 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
   });
 
   app.get<{ Querystring: { offset?: number; limit?: number } }>("/api/index/images", {
+    // query strings arrive as text and the schemas do not coerce: decimal integers become numbers here
+    preValidation: async (req) => {
+      const q = req.query as Record<string, unknown>;
+      for (const k of ["offset", "limit"]) if (typeof q[k] === "string" && /^\d{1,9}$/.test(q[k] as string)) q[k] = Number(q[k]);
+    },
     schema: {
       summary: "Indexed images, in index order (for picking an example)",
       querystring: { type: "object", additionalProperties: false, properties: { offset: { type: "integer", minimum: 0, default: 0 }, limit: { type: "integer", minimum: 1, maximum: 200, default: 24 } } },
@@ -320,9 +375,13 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     return m;
   });
 
-  // indexed images, read-only from the index's image folder
-  if (index?.manifest.imagesRoot && existsSync(index.manifest.imagesRoot)) {
-    await app.register(fastifyStatic, { root: index.manifest.imagesRoot, prefix: "/images/", decorateReply: false, dotfiles: "deny", index: false, maxAge: 3600_000 });
+  // indexed images, read-only, each resolved through its symlinks and kept inside the image folder
+  if (imageRoot) {
+    const root = imageRoot;
+    app.get<{ Params: { "*": string } }>("/images/*", { schema: { hide: true } }, async (req, reply) => {
+      const { file, type } = confinedImage(root, req.params["*"]);
+      return reply.type(type).header("cache-control", "max-age=3600").send(createReadStream(file));
+    });
   }
   await app.register(fastifyStatic, { root: WEB_DIR, prefix: "/", dotfiles: "deny", index: "index.html" });
   return app;

@@ -4,6 +4,7 @@
 // split with the task's metric, and writes the run directory:
 //   finetune.json (method, model, world, answer labels, the recipe as run), model.safetensors,
 //   metrics.jsonl / metrics.html (trainer), ckpt-<step>/; SemVLP "best": mode-single/, mode-two/.
+import { checkRanges } from "../pretrain/ranges.ts";
 import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { F, manualSeed, noGrad, tidy, type Tensor } from "../engine/index.ts";
@@ -53,7 +54,8 @@ export interface ClassifyTask {
   defaults?: Record<string, unknown>;
   /** The training stages (default: one stage on the train split). */
   stages?(c: StageContext): Stage[];
-  score(preds: Prediction[], c: { world: string; split: string; labels?: string[] }): Record<string, number>;
+  /** `limit`: only the first N examples were evaluated (--limit). */
+  score(preds: Prediction[], c: { world: string; split: string; labels?: string[]; limit?: number }): Record<string, number>;
   dump(path: string, preds: Prediction[], labels?: string[]): void;
 }
 
@@ -86,9 +88,8 @@ export function classifyOptions(task: ClassifyTask, raw: Record<string, unknown>
   const o = { ...defaults, ...(raw ?? {}) } as ClassifyOptions;
   if (!["single", "two", "best"].includes(o.mode)) throw new Error(`recipe.options.mode: expected "single", "two" or "best", got ${JSON.stringify(o.mode)}`);
   if (!["random", "pretrained"].includes(o.answerHead)) throw new Error(`recipe.options.answerHead: expected "random" or "pretrained", got ${JSON.stringify(o.answerHead)}`);
-  for (const k of ["maxTextLen", "maxBoxes"] as const) {
-    if (o[k] !== undefined && !(Number.isInteger(o[k]) && (o[k] as number) > 2)) throw new Error(`recipe.options.${k}: expected an integer > 2, got ${JSON.stringify(o[k])}`);
-  }
+  // text positions and boxes are allocated per example: beyond these the model has no embedding or the batch no memory
+  checkRanges(o as unknown as Record<string, unknown>, "recipe.options", { maxTextLen: { int: true, above: 2, max: 512 }, maxBoxes: { int: true, above: 2, max: 1024 } });
   return o;
 }
 
@@ -160,7 +161,7 @@ async function evaluateSplit(task: ClassifyTask, net: TaskNet, s: Setup, split: 
     return { id, index: index[i], example: examples[i] };
   });
   if (o.dump) task.dump(o.dump, preds, s.labels);
-  return task.score(preds, { world: s.world, split, labels: s.labels });
+  return task.score(preds, { world: s.world, split, labels: s.labels, limit: o.limit });
 }
 
 /** `vlp finetune <task>`: train, then evaluate the full val split; returns its metrics. */
@@ -209,7 +210,7 @@ export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<
       const stages = task.stages?.(ctx) ?? [{ name: task.name, sources: [ctx.source(task.name, ctx.spec("train"))], lr: r.train.lr, warmup: r.train.warmup, epochs: r.train.epochs, steps: r.train.steps, weightDecay: r.train.weightDecay }];
       for (const st of stages) st.betas ??= betas;
       log(a.quiet, `vlp finetune ${task.name}: ${method}${mode ? ` (${mode}-stream)` : ""}, ${net.model.numParameters().toLocaleString()} parameters, stages ${stages.map((s) => s.name).join(" -> ")}, run ${dir}`);
-      await train(net.model, stages, { runDir: dir, seed: r.train.seed, clip: r.train.clip, checkpointEvery: r.train.checkpointEvery, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device, resume: a.resume, quiet: a.quiet });
+      await train(net.model, stages, { runDir: dir, seed: r.train.seed, clip: r.train.clip, checkpointEvery: r.train.checkpointEvery, keepCheckpoints: r.train.keepCheckpoints, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device, resume: a.resume, quiet: a.quiet });
       const metrics = await evaluateSplit(task, net, setup, "val", { batchSize: Math.max(r.train.batchSize, 64), quiet: a.quiet });
       log(a.quiet, `  val: ${Object.entries(metrics).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`).join(", ")}`);
       results.push({ mode, dir, metrics, info });

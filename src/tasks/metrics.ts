@@ -1,6 +1,8 @@
 // Metrics of the classification tasks and their official results files.
-//   VQA accuracy (the official evaluation): a predicted answer scores min(1, #matching annotators / 3)
-//   against each leave-one-out subset of 9 of the 10 annotators, averaged over the 10 subsets.
+//   VQA accuracy (the official evaluation, GT-Vision-Lab/VQA vqaEval.py as of its 2021 fix): a
+//   predicted answer scores min(1, #matching annotators / 3) against each leave-one-out subset of 9
+//   of the 10 annotators, averaged over the 10 subsets; a results file must answer exactly the
+//   annotated questions.
 //   Without the annotators' answers, the soft score of the predicted answer (0 / 0.3 / 0.6 / 0.9 / 1)
 //   stands in for it (the two agree whenever the 10 answers produced the soft scores).
 //   GQA and NLVR2: plain accuracy.
@@ -8,20 +10,38 @@ import { processDigitArticle, processPunctuation, type VqaAnnotation } from "../
 import { writeNlvr2Predictions } from "../data/formats/nlvr2.ts";
 import { writeJson } from "../data/formats/util.ts";
 
-/** The official normalisation of a predicted answer (newlines/tabs to spaces, punctuation, digits, articles). */
+/** Python's str.strip() on text: these are the characters it counts as white space (JS's trim differs slightly). */
+const PY_SPACE = "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+const EDGE_SPACE = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, "g");
+
+/** The first step, applied to every answer: tabs and newlines become spaces, white space at the ends goes. */
+export function cleanAnswer(answer: string): string {
+  return answer.replace(/[\n\t]/g, " ").replace(EDGE_SPACE, "");
+}
+
+/** The full normalisation (after cleanAnswer): punctuation, then lower case, number words to digits, no articles, contractions. */
 export function normalizePrediction(answer: string): string {
-  return processDigitArticle(processPunctuation(answer.replace(/[\n\t]/g, " ").trim()));
+  return processDigitArticle(processPunctuation(cleanAnswer(answer)));
 }
 
 /**
- * VQA accuracy of one prediction against the annotators' answers (the official rule): for each
- * annotator i, min(1, (#other annotators who gave the predicted answer) / 3), averaged over i. As in
- * the official code, the annotators' answers get the punctuation step only when they disagree.
+ * VQA accuracy of one prediction against the annotators' answers, as the current official code
+ * computes it:
+ *   1. every answer, predicted or annotated, is cleaned (tabs and newlines to spaces, ends stripped);
+ *   2. only when the cleaned annotators' answers are not all the same do both sides get the full
+ *      normalisation (punctuation, case, number words, articles, contractions); when the annotators
+ *      agree, the prediction must equal their answer as it is;
+ *   3. for each annotator i, the prediction scores min(1, (#other annotators whose answer equals it) / 3);
+ *      the question's accuracy is the mean over the annotators.
  */
 export function vqaAccuracy(predicted: string, annotatorAnswers: string[]): number {
   if (annotatorAnswers.length === 0) throw new Error("vqaAccuracy: no annotator answers");
-  const pred = normalizePrediction(predicted);
-  const gts = new Set(annotatorAnswers).size > 1 ? annotatorAnswers.map(processPunctuation) : annotatorAnswers;
+  let gts = annotatorAnswers.map(cleanAnswer);
+  let pred = cleanAnswer(predicted);
+  if (new Set(gts).size > 1) {
+    gts = gts.map((a) => processDigitArticle(processPunctuation(a)));
+    pred = processDigitArticle(processPunctuation(pred));
+  }
   let sum = 0;
   for (let i = 0; i < gts.length; i++) {
     let matching = 0;
@@ -29,6 +49,25 @@ export function vqaAccuracy(predicted: string, annotatorAnswers: string[]): numb
     sum += Math.min(1, matching / 3);
   }
   return sum / gts.length;
+}
+
+/**
+ * The official evaluation refuses results that do not answer exactly the annotated questions (a
+ * missing or an extra question id, or one answered twice). `subset`: an evaluation of the first
+ * N questions (--limit) may leave the others out, but still not add any.
+ */
+export function checkResultIds(ids: (number | string)[], annotations: Map<number | string, unknown>, where: string, subset = false): void {
+  const seen = new Set<number | string>();
+  const twice = ids.filter((id) => seen.has(id) || !seen.add(id));
+  const extra = [...seen].filter((id) => !annotations.has(id));
+  const missing = subset ? [] : [...annotations.keys()].filter((id) => !seen.has(id));
+  const eg = (l: unknown[]) => `${l.length} (e.g. ${l.slice(0, 5).map((x) => JSON.stringify(x)).join(", ")})`;
+  const problems = [
+    missing.length ? `${eg(missing)} annotated question ids without a prediction` : "",
+    extra.length ? `${eg(extra)} predicted question ids not in the annotations` : "",
+    twice.length ? `${eg(twice)} question ids answered more than once` : "",
+  ].filter(Boolean);
+  if (problems.length) throw new Error(`${where}: the results do not correspond to the annotations: ${problems.join("; ")}`);
 }
 
 /** The soft score of the predicted answer in a {answer: score} label (0 when absent). */
@@ -53,16 +92,17 @@ export interface VqaPrediction {
 }
 
 /**
- * VQA metrics of a set of predictions: `vqa_acc` by the official rule when `annotations` covers
- * every question (plus per answer type: yes/no, number, other), else the soft score;
+ * VQA metrics of a set of predictions: `vqa_acc` by the official rule when `annotations` are given
+ * (their question ids and the predictions' must match: checkResultIds) (plus per answer type: yes/no, number, other), else the soft score;
  * `vqa_soft` (soft score of the prediction) whenever labels are present; `n`.
  */
-export function vqaMetrics(preds: VqaPrediction[], annotations?: Map<number | string, VqaAnnotation>): Record<string, number> {
+export function vqaMetrics(preds: VqaPrediction[], annotations?: Map<number | string, VqaAnnotation>, o: { where?: string; subset?: boolean } = {}): Record<string, number> {
+  if (annotations) checkResultIds(preds.map((p) => p.question_id), annotations, o.where ?? "vqaMetrics", o.subset);
   const out: Record<string, number> = { n: preds.length };
   if (preds.length === 0) return out;
   const labelled = preds.filter((p) => p.label);
   if (labelled.length) out.vqa_soft = labelled.reduce((s, p) => s + softScore(p.answer, p.label), 0) / labelled.length;
-  if (annotations && preds.every((p) => annotations.has(p.question_id))) {
+  if (annotations) {
     const byType: Record<string, number[]> = {};
     let sum = 0;
     for (const p of preds) {

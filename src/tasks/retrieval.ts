@@ -26,6 +26,7 @@
 // and takes one matrix product, optionally re-ranking each query's top k with the ITM head
 // (rerankWithItm). Ranking metrics and the tie rule: src/tasks/ranking.ts.
 import { mkdirSync, writeFileSync } from "node:fs";
+import { checkRanges } from "../pretrain/ranges.ts";
 import { dirname, join, resolve } from "node:path";
 import { Module, tidy, noGrad, cat, tensor, ones, zeros, manualSeed, F, type Tensor, type Device } from "../engine/index.ts";
 import { moduleDevice, placeDevice, toDevice } from "../engine/placement.ts";
@@ -81,18 +82,17 @@ export function retrievalOptions(raw: Record<string, unknown> | undefined, where
     o[k] = v;
   }
   const r = o as unknown as RetrievalOptions;
-  const int = (k: keyof RetrievalOptions, min: number) => {
-    const v = r[k] as number;
-    if (!Number.isInteger(v) || v < min) throw new Error(`${where}.${k}: expected an integer >= ${min}, got ${JSON.stringify(v)}`);
-  };
   if (r.mode !== "single" && r.mode !== "two") throw new Error(`${where}.mode: expected "single" or "two", got ${JSON.stringify(r.mode)}`);
-  if (typeof r.margin !== "number" || !(r.margin >= 0)) throw new Error(`${where}.margin: expected a number >= 0, got ${JSON.stringify(r.margin)}`);
-  int("negPool", 0);
-  int("hardNegatives", 1);
-  if (r.maxTextLen !== null) int("maxTextLen", 3);
-  int("maxBoxes", 1);
-  int("evalBatchSize", 1);
-  int("rerank", 0);
+  checkRanges({ ...o, maxTextLen: o.maxTextLen ?? undefined }, where, {
+    // scores are sigmoids in [0, 1]: a margin above 1 can never be met
+    margin: { min: 0, max: 1 },
+    negPool: { int: true, min: 0, max: 1 << 16 },
+    hardNegatives: { int: true, min: 1, max: 1 << 16 },
+    maxTextLen: { int: true, min: 3, max: 512 },
+    maxBoxes: { int: true, min: 1, max: 1024 },
+    evalBatchSize: { int: true, min: 1, max: 1 << 20 },
+    rerank: { int: true, min: 0, max: 1 << 16 },
+  });
   if (!["train", "val", "test", "test_comp"].includes(r.evalSplit)) throw new Error(`${where}.evalSplit: expected train, val, test or test_comp, got ${JSON.stringify(r.evalSplit)}`);
   if (r.negPool > 0 && r.hardNegatives > r.negPool) throw new Error(`${where}.hardNegatives (${r.hardNegatives}) exceeds negPool (${r.negPool})`);
   return r;
@@ -563,6 +563,7 @@ export async function finetune(a: FinetuneArgs): Promise<Record<string, number>>
     seed: r.train.seed,
     clip: r.train.clip,
     checkpointEvery: r.train.checkpointEvery,
+    keepCheckpoints: r.train.keepCheckpoints,
     evalEvery: r.train.evalEvery,
     workers: r.train.workers,
     precision: r.train.precision,

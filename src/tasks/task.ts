@@ -2,6 +2,7 @@
 // (src/tasks/<task>.ts) exports `finetune(args)` and `evaluate(args)`, and reads a fine-tuning recipe.
 import { resolve } from "node:path";
 import { readRecipeJson, checkTrainDevice } from "../pretrain/recipe.ts";
+import { checkRanges, TRAIN_RANGES } from "../pretrain/ranges.ts";
 import type { Precision } from "../engine/dtype.ts";
 import type { Method, TaskName } from "./checkpoint.ts";
 
@@ -26,6 +27,8 @@ export interface FinetuneRecipe {
     /** Evaluate (task metric on the val split) every N steps; 0 = at the end only. */
     evalEvery: number;
     checkpointEvery: number;
+    /** Keep only the newest N checkpoints (0: keep all). */
+    keepCheckpoints?: number;
     /** "fp32" (default) or "bf16" (autocast for the forward and loss; see the pre-training recipe). */
     precision: Precision;
     /** "cpu" (default), "cuda" or "cuda:N"; `--device` overrides it. */
@@ -36,7 +39,7 @@ export interface FinetuneRecipe {
 }
 
 const TRAIN_DEFAULTS: FinetuneRecipe["train"] = { seed: 0, batchSize: 32, lr: 5e-5, warmup: 0.1, clip: 1, weightDecay: 0.01, workers: 1, evalEvery: 0, checkpointEvery: 0, precision: "fp32", device: "cpu" };
-const TRAIN_KEYS = new Set([...Object.keys(TRAIN_DEFAULTS), "epochs", "steps"]);
+const TRAIN_KEYS = new Set([...Object.keys(TRAIN_DEFAULTS), "epochs", "steps", "keepCheckpoints"]);
 const TOP_KEYS = new Set(["task", "description", "method", "model", "data", "train", "options", "$schema"]);
 const TASKS: TaskName[] = ["vqa", "gqa", "nlvr2", "retrieval"];
 
@@ -57,9 +60,7 @@ export function validateFinetuneRecipe(raw: Record<string, unknown>, where = "re
     if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`${where}.train.${k}: expected a number, got ${JSON.stringify(v)}`);
   }
   r.train = { ...TRAIN_DEFAULTS, ...(r.train ?? {}) };
-  if (!Number.isInteger(r.train.batchSize) || r.train.batchSize < 1) throw new Error(`${where}.train.batchSize: expected a positive integer, got ${r.train.batchSize}`);
-  if (!(r.train.lr > 0)) throw new Error(`${where}.train.lr: expected a positive number, got ${r.train.lr}`);
-  if (r.train.warmup < 0 || r.train.warmup > 1) throw new Error(`${where}.train.warmup: a fraction in [0, 1], got ${r.train.warmup}`);
+  checkRanges(r.train as unknown as Record<string, unknown>, `${where}.train`, TRAIN_RANGES);
   checkTrainDevice(r.train, where);
   if (r.options !== undefined && (typeof r.options !== "object" || r.options === null || Array.isArray(r.options))) throw new Error(`${where}.options: expected an object`);
   r.data.world = resolve(r.data.world);

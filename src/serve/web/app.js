@@ -20,6 +20,16 @@ const svg = (tag, attrs = {}) => {
 
 let health = null;
 
+// \`vlp serve --token T\`: open /#token=T once; the token is kept in a same-site cookie that the API
+// calls and the images carry, and removed from the address bar
+{
+  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (m) {
+    document.cookie = `vlp_token=${m[1]}; path=/; SameSite=Strict`;
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+}
+
 async function api(path, body) {
   const init = body === undefined ? {} : { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) };
   const r = await fetch(path, init);
