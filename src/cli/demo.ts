@@ -8,6 +8,7 @@ import { runSynth } from "./synth.ts";
 import { loadRecipe } from "../pretrain/recipe.ts";
 import { buildStrategy } from "./pretrain.ts";
 import { train } from "../pretrain/trainer.ts";
+import { claimRunDir, runFiles } from "../pretrain/rundir.ts";
 import { manualSeed, getNumThreads } from "../engine/index.ts";
 import { vqaAccuracy } from "../tasks/metrics.ts";
 
@@ -24,7 +25,8 @@ export async function main(argv: string[]): Promise<void> {
       runs: { type: "string", default: "runs/demo" },
       recipes: { type: "string", default: RECIPES.join(",") },
       set: { type: "string", multiple: true, default: [] },
-      downstream: { type: "boolean", default: true },
+      /** Only the pre-training half (no held-out evaluation, fine-tuning or summary). */
+      "pretrain-only": { type: "boolean", default: false },
       "finetune-set": { type: "string", multiple: true, default: [] },
     },
   });
@@ -43,6 +45,7 @@ export async function main(argv: string[]): Promise<void> {
     manualSeed(r.train.seed);
     const { model, stages } = await buildStrategy(r);
     const runDir = join(values.runs!, name);
+    startOver(runDir);
     // the recipe as run, so that `vlp finetune --from`, `vlp eval` and `vlp serve` can read the run
     mkdirSync(runDir, { recursive: true });
     writeFileSync(join(runDir, "recipe.json"), JSON.stringify(r, null, 2));
@@ -61,7 +64,7 @@ export async function main(argv: string[]): Promise<void> {
   const head = ["recipe", "stage", "loss", "MLM acc", "ITM acc", "ITC i2t acc", "object acc", "QA acc"];
   console.log(`| ${head.join(" | ")} |\n|${head.map(() => "---").join("|")}|`);
   for (const r of rows) console.log(`| ${r.join(" | ")} |`);
-  if (values.downstream) await downstream(world, values.runs!, values.recipes!.split(","), values["finetune-set"]!);
+  if (!values["pretrain-only"]) await downstream(world, values.runs!, values.recipes!.split(","), values["finetune-set"]!);
   console.log("\nChance levels: ITM 0.5 (SemVLP, MSP: half the pairs mismatched) or 0.667 majority (VLMo: 1 positive per 2 hard negatives); ITC 1/batch = 0.031; object labels 1/15 classes = 0.067; MLM 1/30522 uniform (the synthetic vocabulary has ~60 words: 0.017).");
 }
 
@@ -106,7 +109,9 @@ async function downstream(world: string, runs: string, names: string[], sets: st
       from, out, quiet: false,
     });
     const outPre = join(runs, `${name}-vqa`), outScratch = join(runs, `${name}-vqa-scratch`);
+    startOver(outPre);
     await ft(pre, outPre);
+    startOver(outScratch);
     await ft(null, outScratch);
     const test = await vqa.evaluate({ checkpoint: outPre, split: "test", quiet: true });
     const comp = await vqa.evaluate({ checkpoint: outPre, split: "test_comp", quiet: true });
@@ -135,4 +140,10 @@ async function downstream(world: string, runs: string, names: string[], sets: st
   }
   console.log(`| bag-of-words baseline | ${pct(bow.itm_acc)} (${pct(bow.itm_chance)}) | ${pct(bow.zs_ir_r1)} (${pct(bow.zs_chance_r1)}, all test images) | ${pct(bow.zs_ir_r10)} | ${pct(bow.zs_tr_r1)} | | | | |`);
   console.log(`\nsummary: ${file}`);
+}
+
+/** The demo owns its runs folder: a run left by an earlier `vlp demo` is removed before it is run again. */
+function startOver(dir: string): void {
+  if (runFiles(dir).length) console.log(`vlp demo: replacing the earlier run in ${dir}`);
+  claimRunDir(dir, { resume: false, overwrite: true, resumeFlag: "" });
 }
