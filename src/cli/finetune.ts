@@ -5,6 +5,7 @@ import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 import { claimRunDir } from "../pretrain/rundir.ts";
 import { loadFinetuneRecipe, loadTask } from "../tasks/task.ts";
 import { DEVICE_HELP, DEVICE_OPTION, deviceFlag, usableDevice } from "./device.ts";
+import { autocastAsync, precisionDtype, type Precision } from "../engine/precision.ts";
 
 const FT_HELP = `vlp finetune <vqa|gqa|nlvr2|retrieval> --recipe FILE [--from PRETRAIN_RUN | --scratch] [--out DIR] [--set k=v ...] [--device D] [--resume | --overwrite] [--quiet]
   --from DIR    a pre-training run (recipe.json + model.safetensors); its method and model are used
@@ -13,9 +14,10 @@ const FT_HELP = `vlp finetune <vqa|gqa|nlvr2|retrieval> --recipe FILE [--from PR
   --overwrite   remove the run in --out first (without it, a folder that holds a run is refused)
 ${DEVICE_HELP}`;
 
-const EVAL_HELP = `vlp eval <vqa|gqa|nlvr2|retrieval> --checkpoint DIR [--split val|test|test_comp] [--dump FILE] [--world DIR] [--rerank K] [--limit N] [--batch-size N] [--metrics FILE] [--device D]
+const EVAL_HELP = `vlp eval <vqa|gqa|nlvr2|retrieval> --checkpoint DIR [--split val|test|test_comp] [--dump FILE] [--world DIR] [--rerank K] [--limit N] [--batch-size N] [--metrics FILE] [--device D] [--precision fp32|bf16|fp16]
   --checkpoint  a fine-tuning run; for retrieval also a pre-training run (zero-shot)
   --device      cpu (default), cuda or cuda:N: where the model runs
+  --precision   fp32 (default), or bf16 / fp16 (CUDA only) autocast for the forward passes (the weights stay float32)
   --metrics     also write the metrics as JSON to FILE
   --dump        write the official results file (VQA [{question_id, answer}], GQA [{questionId, prediction}], NLVR2 CSV, retrieval rankings)`;
 
@@ -84,6 +86,7 @@ export async function evalMain(argv: string[]): Promise<void> {
       metrics: { type: "string" },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
+      precision: { type: "string", default: "fp32" },
       ...DEVICE_OPTION,
     },
     strict: true,
@@ -101,8 +104,10 @@ export async function evalMain(argv: string[]): Promise<void> {
     return n;
   };
   const mod = await loadTask(task);
-  const metrics = await mod.evaluate({
-    checkpoint: values.checkpoint,
+  const low = precisionDtype(values.precision as Precision, device);
+  // nothing else computes in this process, so a scope spanning the awaits is safe (see autocastAsync)
+  const metrics = await autocastAsync(low, () => mod.evaluate({
+    checkpoint: values.checkpoint!,
     split: values.split!,
     dump: values.dump,
     world: values.world,
@@ -111,7 +116,7 @@ export async function evalMain(argv: string[]): Promise<void> {
     batchSize: num(values["batch-size"], "--batch-size"),
     quiet: values.quiet,
     device,
-  });
+  }), device);
   if (values.metrics) writeJsonAtomic(values.metrics, metrics);
   console.log(JSON.stringify(metrics, null, 2));
 }
