@@ -26,7 +26,7 @@
  *   Slots past numBoxes are zero.
  */
 import fs from "node:fs";
-import { parseObj36Row, readObj36Tsv, scanTsvLines, featureDim, type Obj36Record } from "./formats/obj36.ts";
+import { parseObj36Row, rawRowShape, readObj36TsvRows, scanTsvLines, featureDim, Obj36Error, type Obj36Record } from "./formats/obj36.ts";
 
 export interface RegionFeatures {
   imgId: string;
@@ -66,13 +66,18 @@ export function normalizeBoxes(boxes: Float32Array, imgW: number, imgH: number):
   return out;
 }
 
-export function fromObj36(rec: Obj36Record): RegionFeatures {
+/**
+ * A TSV record as region features. `fileDim` is the file's feature dimension, given to a
+ * 0-box row (whose own features say nothing about it) so that it reports the same `dim`
+ * as the other rows and as a `RegionStore` made from the file.
+ */
+export function fromObj36(rec: Obj36Record, fileDim?: number): RegionFeatures {
   return {
     imgId: rec.img_id,
     imgH: rec.img_h,
     imgW: rec.img_w,
     numBoxes: rec.num_boxes,
-    dim: featureDim(rec),
+    dim: rec.num_boxes === 0 ? fileDim ?? 0 : featureDim(rec),
     boxes: rec.boxes,
     normBoxes: normalizeBoxes(rec.boxes, rec.img_w, rec.img_h),
     features: rec.features,
@@ -200,14 +205,33 @@ export async function buildTsvIndex(
 /** Random access to an obj36 TSV: one positioned read + parse per `get`. */
 export class TsvRegionReader implements RegionSource {
   private fd: number | null;
+  /** feature dimension of the first row with boxes (0 if no row has boxes); 0-box rows report it too */
+  readonly dim: number;
 
   private constructor(readonly path: string, private readonly index: TsvIndex, fd: number) {
     this.fd = fd;
+    this.dim = this.firstFeatureDim();
   }
 
   static async open(tsvPath: string, opts: { indexPath?: string } = {}): Promise<TsvRegionReader> {
     const index = await buildTsvIndex(tsvPath, opts);
     return new TsvRegionReader(tsvPath, index, fs.openSync(tsvPath, "r"));
+  }
+
+  private readRow(imgId: string, e: TsvIndexEntry): Buffer {
+    if (this.fd === null) throw new Error(`${this.path}: reader is closed`);
+    const buf = Buffer.allocUnsafeSlow(e.length);
+    readFully(this.fd, buf, e.offset, `${this.path}: line ${e.line} (img_id ${imgId})`);
+    return buf;
+  }
+
+  /** Rows are read in file order until one has boxes (usually the first). */
+  private firstFeatureDim(): number {
+    for (const [id, e] of this.index) {
+      const shape = rawRowShape(this.readRow(id, e));
+      if (shape && shape.numBoxes > 0) return shape.dim;
+    }
+    return 0;
   }
 
   get size(): number {
@@ -226,8 +250,7 @@ export class TsvRegionReader implements RegionSource {
     if (this.fd === null) throw new Error(`${this.path}: reader is closed`);
     const e = this.index.get(imgId);
     if (!e) throw new Error(`${this.path}: no row with img_id ${JSON.stringify(imgId)} (${this.index.size} rows indexed)`);
-    const buf = Buffer.allocUnsafeSlow(e.length);
-    readFully(this.fd, buf, e.offset, `${this.path}: line ${e.line} (img_id ${imgId})`);
+    const buf = this.readRow(imgId, e);
     const rec = parseObj36Row(buf.toString("utf8"), `${this.path}: line ${e.line}`);
     if (rec.img_id !== imgId) {
       throw new Error(`${this.path}: line ${e.line}: index says img_id ${imgId} but the row has ${rec.img_id}; delete ${tsvIndexPath(this.path)}`);
@@ -236,7 +259,7 @@ export class TsvRegionReader implements RegionSource {
   }
 
   get(imgId: string): RegionFeatures {
-    return fromObj36(this.getRecord(imgId));
+    return fromObj36(this.getRecord(imgId), this.dim);
   }
 
   close(): void {
@@ -659,54 +682,72 @@ export interface ConvertResult {
   bytes: number;
 }
 
+export interface ConvertOptions {
+  dtype?: FeatureDtype;
+  /**
+   * Skip rows that are malformed, repeat an earlier img_id, or have another feature
+   * dimension than the first row with boxes; each is passed to `onSkip`, naming the
+   * TSV's path, line and img_id.
+   */
+  skipInvalid?: boolean;
+  onSkip?: (err: Error) => void;
+  /** Called after each row of the second pass with the rows done and the total. */
+  onProgress?: (done: number, total: number) => void;
+}
+
 /**
  * obj36 TSV → vlp.regions. A first pass reads only num_boxes and the features
  * field's length to size the records (dim, maxBoxes); the second pass parses and
- * validates every row.
+ * validates every row. The store is written to a temporary file and renamed into
+ * place at the end, so `outPath` is either the old file or the complete new one.
  */
-export async function convertTsvToStore(
-  tsvPath: string,
-  outPath: string,
-  opts: { dtype?: FeatureDtype; skipInvalid?: boolean; onSkip?: (err: Error) => void } = {},
-): Promise<ConvertResult> {
+export async function convertTsvToStore(tsvPath: string, outPath: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
   let dim = 0;
   let dimLine = 0;
   let maxBoxes = 0;
+  let rows = 0;
+  const dimError = (lineNo: number, id: string, d: number) =>
+    new Obj36Error(`${tsvPath}: line ${lineNo} (img_id ${id}): feature dim ${d} differs from ${dim} (the first row with boxes, line ${dimLine})`);
   for await (const { bytes, lineNo } of scanTsvLines(tsvPath)) {
     if (bytes.length === 0) continue;
-    const tabs: number[] = [];
-    for (let p = bytes.indexOf(9); p >= 0 && tabs.length < 10; p = bytes.indexOf(9, p + 1)) tabs.push(p);
-    if (tabs.length !== 9) continue; // malformed: the parse pass reports it
-    const n = Number(bytes.subarray(tabs[6] + 1, tabs[7]).toString("latin1"));
-    let feat = bytes.subarray(tabs[8] + 1);
-    if (feat[0] === 98 && feat[1] === 39) feat = feat.subarray(2, feat.length - 1); // b'...'
-    const pad = feat[feat.length - 1] === 61 ? (feat[feat.length - 2] === 61 ? 2 : 1) : 0;
-    const featBytes = (feat.length / 4) * 3 - pad;
-    if (!Number.isInteger(n) || n <= 0 || !Number.isInteger(featBytes / (4 * n))) continue;
-    const d = featBytes / (4 * n);
+    rows++;
+    const shape = rawRowShape(bytes);
+    if (!shape || shape.numBoxes === 0) continue; // malformed: the parse pass reports it
     if (dim === 0) {
-      dim = d;
+      dim = shape.dim;
       dimLine = lineNo;
-    } else if (d !== dim && !opts.skipInvalid) {
-      const id = bytes.subarray(0, tabs[0]).toString("utf8");
-      throw new Error(`${tsvPath}: line ${lineNo} (img_id ${id}): feature dim ${d} differs from ${dim} (line ${dimLine})`);
+    } else if (shape.dim !== dim) {
+      if (opts.skipInvalid) continue; // reported (with its line) by the second pass
+      throw dimError(lineNo, bytes.subarray(0, bytes.indexOf(9)).toString("utf8"), shape.dim);
     }
-    maxBoxes = Math.max(maxBoxes, n);
+    maxBoxes = Math.max(maxBoxes, shape.numBoxes);
   }
   if (dim === 0) throw new Error(`${tsvPath}: no row with boxes and features`);
   const dtype = opts.dtype ?? "float32";
   const writer = new RegionStoreWriter(outPath, { dim, maxBoxes, dtype });
+  const firstLine = new Map<string, number>();
+  let done = 0;
+  const skip = (err: Error) => {
+    if (!opts.skipInvalid) throw err;
+    opts.onSkip?.(err);
+  };
   try {
-    for await (const rec of readObj36Tsv(tsvPath, { skipInvalid: opts.skipInvalid, onSkip: opts.onSkip })) {
-      const d = featureDim(rec);
-      if (rec.num_boxes > 0 && d !== dim) {
-        const err = new Error(`${tsvPath}: img_id ${rec.img_id}: feature dim ${d} differs from ${dim} (line ${dimLine})`);
-        if (!opts.skipInvalid) throw err;
-        opts.onSkip?.(err);
+    for await (const { record: rec, lineNo } of readObj36TsvRows(tsvPath, { skipInvalid: opts.skipInvalid, onSkip: opts.onSkip })) {
+      opts.onProgress?.(++done, rows);
+      const first = firstLine.get(rec.img_id);
+      if (first !== undefined) {
+        skip(new Obj36Error(`${tsvPath}: line ${lineNo} (img_id ${rec.img_id}): duplicate img_id, first at line ${first}`));
         continue;
       }
-      writer.add(fromObj36(rec));
+      const d = featureDim(rec);
+      if (rec.num_boxes > 0 && d !== dim) {
+        skip(dimError(lineNo, rec.img_id, d));
+        continue;
+      }
+      firstLine.set(rec.img_id, lineNo);
+      writer.add(fromObj36(rec, dim));
     }
+    opts.onProgress?.(rows, rows);
     await writer.close();
   } catch (err) {
     writer.abort();
