@@ -26,6 +26,7 @@
  *   Slots past numBoxes are zero.
  */
 import fs from "node:fs";
+import { basename } from "node:path";
 import { parseObj36Row, rawRowShape, readObj36TsvRows, scanTsvLines, featureDim, Obj36Error, type Obj36Record } from "./formats/obj36.ts";
 
 export interface RegionFeatures {
@@ -386,6 +387,8 @@ interface StoreHeader {
   dataOffset: number;
   layout: RecordLayout;
   ids: string[];
+  /** where the features came from, e.g. "grid" for the detector-free stand-in (absent: a detector's TSV) */
+  source?: string;
 }
 
 function recordLayout(dim: number, maxBoxes: number, dtype: FeatureDtype): { layout: RecordLayout; recordSize: number } {
@@ -421,6 +424,8 @@ export interface RegionStoreOptions {
   dim: number;
   maxBoxes: number;
   dtype?: FeatureDtype;
+  /** recorded in the header as `source` (e.g. "grid") */
+  source?: string;
 }
 
 /** Streams records into a vlp.regions file (written to `<path>.tmp-<pid>`, renamed on close). */
@@ -428,6 +433,7 @@ export class RegionStoreWriter {
   readonly dim: number;
   readonly maxBoxes: number;
   readonly dtype: FeatureDtype;
+  readonly source: string | undefined;
   private readonly layout: RecordLayout;
   private readonly recordSize: number;
   private readonly record: Buffer;
@@ -437,13 +443,14 @@ export class RegionStoreWriter {
   private readonly seen = new Set<string>();
 
   constructor(readonly path: string, opts: RegionStoreOptions) {
-    const { dim, maxBoxes, dtype = "float32" } = opts;
+    const { dim, maxBoxes, dtype = "float32", source } = opts;
     if (!Number.isInteger(dim) || dim <= 0) throw new Error(`${path}: dim must be a positive integer, got ${dim}`);
     if (!Number.isInteger(maxBoxes) || maxBoxes <= 0) throw new Error(`${path}: maxBoxes must be a positive integer, got ${maxBoxes}`);
     if (dtype !== "float32" && dtype !== "float16") throw new Error(`${path}: dtype must be float32 or float16, got ${dtype}`);
     this.dim = dim;
     this.maxBoxes = maxBoxes;
     this.dtype = dtype;
+    this.source = source;
     ({ layout: this.layout, recordSize: this.recordSize } = recordLayout(dim, maxBoxes, dtype));
     this.record = Buffer.allocUnsafeSlow(this.recordSize);
     this.tmpPath = `${path}.tmp-${process.pid}`;
@@ -515,6 +522,7 @@ export class RegionStoreWriter {
     const header: StoreHeader = {
       format: "vlp.regions", version: VERSION, dtype: this.dtype, dim: this.dim, maxBoxes: this.maxBoxes,
       count: this.idList.length, recordSize: this.recordSize, dataOffset: DATA_OFFSET, layout: this.layout, ids: this.idList,
+      ...(this.source === undefined ? {} : { source: this.source }),
     };
     const json = Buffer.from(JSON.stringify(header), "utf8");
     const trailer = Buffer.alloc(TRAILER_SIZE);
@@ -544,6 +552,8 @@ export class RegionStore implements RegionSource {
   readonly maxBoxes: number;
   readonly dtype: FeatureDtype;
   readonly count: number;
+  /** the header's `source` ("grid" for detector-free features), if any */
+  readonly source: string | undefined;
   private readonly recordSize: number;
   private readonly dataOffset: number;
   private readonly layout: RecordLayout;
@@ -559,6 +569,7 @@ export class RegionStore implements RegionSource {
     this.maxBoxes = h.maxBoxes;
     this.dtype = h.dtype;
     this.count = h.count;
+    this.source = typeof h.source === "string" ? h.source : undefined;
     this.recordSize = h.recordSize;
     this.dataOffset = h.dataOffset;
     this.layout = h.layout;
@@ -682,6 +693,39 @@ export interface ConvertResult {
   bytes: number;
 }
 
+/**
+ * The checks a TSV gets on its way into a store, row by row: an img_id seen on an earlier
+ * line, a feature dimension other than the first row with boxes. Errors name the TSV's
+ * path and line. `dim` / `dimLine` may be given (from a first pass); otherwise the first
+ * row with boxes sets them.
+ */
+export class Obj36RowChecker {
+  private readonly firstLine = new Map<string, number>();
+
+  constructor(readonly tsvPath: string, public dim = 0, public dimLine = 0) {}
+
+  dimError(lineNo: number, imgId: string, d: number): Obj36Error {
+    return new Obj36Error(`${this.tsvPath}: line ${lineNo} (img_id ${imgId}): feature dim ${d} differs from ${this.dim} (the first row with boxes, line ${this.dimLine})`);
+  }
+
+  /** null if the row may go into the store (and is then remembered), else what is wrong with it. */
+  check(rec: Obj36Record, lineNo: number): Obj36Error | null {
+    const first = this.firstLine.get(rec.img_id);
+    if (first !== undefined) return new Obj36Error(`${this.tsvPath}: line ${lineNo} (img_id ${rec.img_id}): duplicate img_id, first at line ${first}`);
+    if (rec.num_boxes > 0) {
+      const d = featureDim(rec);
+      if (this.dim === 0) {
+        this.dim = d;
+        this.dimLine = lineNo;
+      } else if (d !== this.dim) {
+        return this.dimError(lineNo, rec.img_id, d);
+      }
+    }
+    this.firstLine.set(rec.img_id, lineNo);
+    return null;
+  }
+}
+
 export interface ConvertOptions {
   dtype?: FeatureDtype;
   /**
@@ -706,8 +750,6 @@ export async function convertTsvToStore(tsvPath: string, outPath: string, opts: 
   let dimLine = 0;
   let maxBoxes = 0;
   let rows = 0;
-  const dimError = (lineNo: number, id: string, d: number) =>
-    new Obj36Error(`${tsvPath}: line ${lineNo} (img_id ${id}): feature dim ${d} differs from ${dim} (the first row with boxes, line ${dimLine})`);
   for await (const { bytes, lineNo } of scanTsvLines(tsvPath)) {
     if (bytes.length === 0) continue;
     rows++;
@@ -718,33 +760,24 @@ export async function convertTsvToStore(tsvPath: string, outPath: string, opts: 
       dimLine = lineNo;
     } else if (shape.dim !== dim) {
       if (opts.skipInvalid) continue; // reported (with its line) by the second pass
-      throw dimError(lineNo, bytes.subarray(0, bytes.indexOf(9)).toString("utf8"), shape.dim);
+      throw new Obj36RowChecker(tsvPath, dim, dimLine).dimError(lineNo, bytes.subarray(0, bytes.indexOf(9)).toString("utf8"), shape.dim);
     }
     maxBoxes = Math.max(maxBoxes, shape.numBoxes);
   }
   if (dim === 0) throw new Error(`${tsvPath}: no row with boxes and features`);
   const dtype = opts.dtype ?? "float32";
-  const writer = new RegionStoreWriter(outPath, { dim, maxBoxes, dtype });
-  const firstLine = new Map<string, number>();
+  const writer = new RegionStoreWriter(outPath, { dim, maxBoxes, dtype, source: `obj36 TSV ${basename(tsvPath)}` });
+  const checker = new Obj36RowChecker(tsvPath, dim, dimLine);
   let done = 0;
-  const skip = (err: Error) => {
-    if (!opts.skipInvalid) throw err;
-    opts.onSkip?.(err);
-  };
   try {
     for await (const { record: rec, lineNo } of readObj36TsvRows(tsvPath, { skipInvalid: opts.skipInvalid, onSkip: opts.onSkip })) {
       opts.onProgress?.(++done, rows);
-      const first = firstLine.get(rec.img_id);
-      if (first !== undefined) {
-        skip(new Obj36Error(`${tsvPath}: line ${lineNo} (img_id ${rec.img_id}): duplicate img_id, first at line ${first}`));
+      const err = checker.check(rec, lineNo);
+      if (err) {
+        if (!opts.skipInvalid) throw err;
+        opts.onSkip?.(err);
         continue;
       }
-      const d = featureDim(rec);
-      if (rec.num_boxes > 0 && d !== dim) {
-        skip(dimError(lineNo, rec.img_id, d));
-        continue;
-      }
-      firstLine.set(rec.img_id, lineNo);
       writer.add(fromObj36(rec, dim));
     }
     opts.onProgress?.(rows, rows);
