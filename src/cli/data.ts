@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 import { convertTsvToStore } from "../data/regionstore.ts";
 import { inspectPath, type InspectReport } from "../data/inspect/index.ts";
 import { buildAnswerVocab, normalizeVqaAnswer, readVqaAnnotations, writeAnswerVocab, type VqaAnnotation } from "../data/formats/vqa.ts";
-import { ProgressBar } from "./progress.ts";
+import { lazyProgress } from "./progress.ts";
 
 const CONVERT_USAGE = `usage: vlp data convert-regions IN.tsv OUT.regions [--float16] [--skip-invalid] [--quiet]
 
@@ -53,7 +53,7 @@ function wantsHelp(argv: string[], usage: string): boolean {
   return true;
 }
 
-function positiveInt(v: string, flag: string): number {
+export function positiveInt(v: string, flag: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected a positive integer, got "${v}"`);
   return n;
@@ -71,19 +71,15 @@ async function convertRegionsMain(argv: string[]): Promise<void> {
   const [input, output] = positionals;
   if (!fs.existsSync(input)) throw new Error(`${input}: no such file`);
   const t0 = performance.now();
-  let bar: ProgressBar | null = null;
+  const progress = lazyProgress("convert-regions", values.quiet);
   const skipped: string[] = [];
   const res = await convertTsvToStore(input, output, {
     dtype: values.float16 ? "float16" : "float32",
     skipInvalid: values["skip-invalid"],
     onSkip: (err) => skipped.push(err.message),
-    onProgress: (done, total) => {
-      if (values.quiet) return;
-      bar ??= new ProgressBar(total, { label: "convert-regions" });
-      bar.update(done);
-    },
+    onProgress: progress.onProgress,
   });
-  (bar as ProgressBar | null)?.finish();
+  progress.finish();
   const seconds = (performance.now() - t0) / 1000;
   for (const m of skipped.slice(0, 20)) console.error(`skipped: ${m}`);
   if (skipped.length > 20) console.error(`skipped: ... and ${skipped.length - 20} more`);

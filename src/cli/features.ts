@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { gridRegionsFromImage, RegionStoreWriter } from "../data/regionstore.ts";
 import { listImages } from "../data/image_files.ts";
 import { ProgressBar } from "./progress.ts";
+import { positiveInt } from "./data.ts";
 
 const USAGE = `usage: vlp features grid --images DIR --out F.regions [--k 6] [--dim 2048] [--float16] [--limit N] [--quiet]
 
@@ -47,14 +48,9 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   for (const k of ["images", "out"] as const) if (!values[k]) throw new Error(`--${k} is required\n${USAGE}`);
-  const posInt = (v: string, flag: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected a positive integer, got "${v}"`);
-    return n;
-  };
-  const k = posInt(values.k!, "--k");
-  const dim = posInt(values.dim!, "--dim");
-  const limit = values.limit === undefined ? Infinity : posInt(values.limit, "--limit");
+  const k = positiveInt(values.k!, "--k");
+  const dim = positiveInt(values.dim!, "--dim");
+  const limit = values.limit === undefined ? Infinity : positiveInt(values.limit, "--limit");
   await writeGridFeatures(values.images!, values.out!, { k, dim, float16: values.float16, limit, quiet: values.quiet });
 }
 

@@ -45,6 +45,30 @@ function checkNlvr2Uids(records: Json[]): string[] {
   return [`${bad.length} uids are not LXMERT's form nlvr2_<train|valid|test>_<i> (record ${bad[0].i}: "${bad[0].uid}")`];
 }
 
+/** LXMERT's VQA or GQA json: a list of {img_id, sent, question_id, label?}. */
+function lxmertQaFormat(name: string, what: string, read: JsonFormat["read"], idType: "number" | "string"): JsonFormat {
+  return {
+    name,
+    what: `LXMERT's ${what}`,
+    match: (d) => has(first(d), "img_id", "sent", "question_id") && typeof (first(d) as Json).question_id === idType,
+    read,
+    id: (r) => String(r.question_id),
+    counts: (rs) => ({ questions: rs.length, images: distinct(rs, "img_id"), labelled: rs.filter((r) => r.label !== undefined).length }),
+  };
+}
+
+/** A Visual Genome file: a list of images, each with its id field and a list of `listKey` items. */
+function vgFormat(name: string, what: string, read: JsonFormat["read"], idKey: string, listKey: string, counted: string): JsonFormat {
+  return {
+    name,
+    what: `Visual Genome ${what}`,
+    match: (d) => has(first(d), listKey, idKey),
+    read,
+    id: (r) => String(r[idKey]),
+    counts: (rs) => ({ images: rs.length, [counted]: sum(rs, (r) => len(r[listKey])) }),
+  };
+}
+
 export const JSON_FORMATS: JsonFormat[] = [
   {
     name: "lxmert-pretrain",
@@ -69,22 +93,9 @@ export const JSON_FORMATS: JsonFormat[] = [
     counts: (rs) => ({ statements: rs.length, true: rs.filter((r) => r.label === 1).length }),
     check: checkNlvr2Uids,
   },
-  {
-    name: "lxmert-vqa",
-    what: "LXMERT's VQA json (data/vqa/train.json, nominival.json, minival.json, test.json)",
-    match: (d) => has(first(d), "img_id", "sent", "question_id") && typeof (first(d) as Json).question_id === "number",
-    read: readLxmertVqa,
-    id: (r) => String(r.question_id),
-    counts: (rs) => ({ questions: rs.length, images: distinct(rs, "img_id"), labelled: rs.filter((r) => r.label !== undefined).length }),
-  },
-  {
-    name: "lxmert-gqa",
-    what: "LXMERT's GQA json (data/gqa/train.json, valid.json, testdev.json, submit.json)",
-    match: (d) => has(first(d), "img_id", "sent", "question_id") && typeof (first(d) as Json).question_id === "string",
-    read: readLxmertGqa,
-    id: (r) => String(r.question_id),
-    counts: (rs) => ({ questions: rs.length, images: distinct(rs, "img_id"), labelled: rs.filter((r) => r.label !== undefined).length }),
-  },
+  // LXMERT's VQA question ids are numbers, its GQA ones strings
+  lxmertQaFormat("lxmert-vqa", "VQA json (data/vqa/train.json, nominival.json, minival.json, test.json)", readLxmertVqa, "number"),
+  lxmertQaFormat("lxmert-gqa", "GQA json (data/gqa/train.json, valid.json, testdev.json, submit.json)", readLxmertGqa, "string"),
   {
     name: "nlvr2-jsonl",
     what: "official NLVR2 statements, one JSON object a line (nlvr2/data/train.json, dev.json, test1.json)",
@@ -145,30 +156,9 @@ export const JSON_FORMATS: JsonFormat[] = [
     id: (r) => String(r.qid),
     counts: (rs) => ({ questions: rs.length, images: distinct(rs, "imageId"), answered: rs.filter((r) => r.answer !== undefined).length }),
   },
-  {
-    name: "vg-regions",
-    what: "Visual Genome region descriptions (region_descriptions.json)",
-    match: (d) => has(first(d), "regions", "id"),
-    read: readVgRegionDescriptions,
-    id: (r) => String(r.id),
-    counts: (rs) => ({ images: rs.length, regions: sum(rs, (r) => len(r.regions)) }),
-  },
-  {
-    name: "vg-objects",
-    what: "Visual Genome objects (objects.json)",
-    match: (d) => has(first(d), "objects", "image_id"),
-    read: readVgObjects,
-    id: (r) => String(r.image_id),
-    counts: (rs) => ({ images: rs.length, objects: sum(rs, (r) => len(r.objects)) }),
-  },
-  {
-    name: "vg-attributes",
-    what: "Visual Genome attributes (attributes.json)",
-    match: (d) => has(first(d), "attributes", "image_id"),
-    read: readVgAttributes,
-    id: (r) => String(r.image_id),
-    counts: (rs) => ({ images: rs.length, objects: sum(rs, (r) => len(r.attributes)) }),
-  },
+  vgFormat("vg-regions", "region descriptions (region_descriptions.json)", readVgRegionDescriptions, "id", "regions", "regions"),
+  vgFormat("vg-objects", "objects (objects.json)", readVgObjects, "image_id", "objects", "objects"),
+  vgFormat("vg-attributes", "attributes (attributes.json)", readVgAttributes, "image_id", "attributes", "objects"),
   {
     name: "hard-negatives",
     what: "hard negative pool ({train_image_list, train_hard_pool})",
