@@ -59,10 +59,10 @@ function annotation(qid: number, image: number, answer: string): VqaAnnotation {
 /** An LXMERT-style data/ tree plus COCO/Karpathy/VG files, an Arrow table and WebDataset shards. */
 async function writeTree(root: string): Promise<void> {
   const d = path.join(root, "data");
-  // features: line 3 repeats img_id a, line 4 has dim 6 instead of 4, line 5 has no boxes
-  writeTsv(path.join(d, "mscoco_imgfeat/val2014_obj36.tsv"), [
-    record("a", 2, 4, 1), record("b", 3, 4, 2), record("a", 1, 4, 3), record("c", 2, 6, 4), record("e", 0, 4, 5),
-  ]);
+  // features: line 3 repeats img_id a, line 4 has dim 6 instead of 4, line 5 has no boxes, line 6 is cut short
+  const tsv = path.join(d, "mscoco_imgfeat/val2014_obj36.tsv");
+  writeTsv(tsv, [record("a", 2, 4, 1), record("b", 3, 4, 2), record("a", 1, 4, 3), record("c", 2, 6, 4), record("e", 0, 4, 5)]);
+  fs.appendFileSync(tsv, "broken\t480\r\n");
   writeLxmertVqa(path.join(d, "vqa/minival.json"), [
     { img_id: "COCO_val2014_000000000042", question_id: 420, sent: "What is it?", label: { cat: 1 } },
     { img_id: "COCO_val2014_000000000042", question_id: 420, sent: "Again?", label: { dog: 0.3 } },
@@ -122,11 +122,12 @@ test("vlp data inspect: detects every format in a tree, counts it, decodes a sam
 
   const tsv = by.get("data/mscoco_imgfeat/val2014_obj36.tsv")!;
   const tsvPath = path.join(root, "data/mscoco_imgfeat/val2014_obj36.tsv");
-  assert.deepEqual(tsv.counts, { rows: 5, valid: 3, boxes: 5, zero_box_rows: 1, dim: 4, max_boxes: 3 });
+  assert.deepEqual(tsv.counts, { rows: 6, valid: 3, boxes: 5, zero_box_rows: 1, dim: 4, max_boxes: 3 });
   assert.deepEqual(tsv.problems, [
     `${tsvPath}: line 3 (img_id a): duplicate img_id, first at line 1`,
     `${tsvPath}: line 4 (img_id c): feature dim 6 differs from 4 (the first row with boxes, line 1)`,
-  ]);
+    `${tsvPath}: line 6 (img_id broken): expected 10 tab-separated fields, got 2`,
+  ], "in file order");
   assert.equal((tsv.sample as { imgId: string }).imgId, "a");
   assert.match((tsv.sample as { features: string }).features, /^Float32Array\(8\) \[/);
 

@@ -7,7 +7,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { readObj36TsvRows, rawRowShape, scanTsvLines } from "../formats/obj36.ts";
+import { OBJ36_FIELDS, readObj36TsvRows, scanTsvLines } from "../formats/obj36.ts";
 import { RegionStore, Obj36RowChecker, fromObj36 } from "../regionstore.ts";
 import { ArrowFile, CaptionArrowReader, Nlvr2ArrowReader, VqaArrowReader } from "../formats/arrow.ts";
 import { WdsReader } from "../formats/wds.ts";
@@ -136,7 +136,9 @@ function inspectJson(file: string, max: number): InspectReport {
 async function inspectTsv(file: string, max: number): Promise<InspectReport> {
   for await (const { bytes } of scanTsvLines(file)) {
     if (bytes.length === 0) continue;
-    if (!rawRowShape(bytes)) return unknown(file, "a .tsv whose first row is not an obj36 row (10 tab-separated fields)");
+    let tabs = 0;
+    for (let p = bytes.indexOf(9); p >= 0; p = bytes.indexOf(9, p + 1)) tabs++;
+    if (tabs !== OBJ36_FIELDS.length - 1) return unknown(file, "a .tsv whose first row is not an obj36 row (10 tab-separated fields)");
     break;
   }
   const problems = new Problems(max);
