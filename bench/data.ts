@@ -10,6 +10,15 @@
  * written, so reads are mostly served from the page cache (not controlled: nothing is
  * dropped or pinned); page-cache pages are not part of the process RSS. The load
  * average is printed because other processes on the machine change the numbers a lot.
+ *
+ *   node --import tsx bench/data.ts --streams [--images 20000] [--world DIR] [--keep]
+ *
+ * Streaming sources instead: a ViLT/VLMo caption Arrow table and WebDataset shards
+ * (1,000 samples each) of 2k and N (default 20k) images, each passed over once in a
+ * fresh child process (every row's text and image bytes touched), printing peak RSS
+ * and the ratio of peak RSS at N to 2k. The images are the PNGs of a synthetic world
+ * (`--world`, e.g. one written by `vlp data synth`, used in a cycle) or, without it,
+ * 6 KB of random bytes each.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -17,6 +26,9 @@ import path from "node:path";
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { Obj36Writer } from "../src/data/formats/obj36.ts";
+import { CaptionArrowReader, CaptionArrowWriter } from "../src/data/formats/arrow.ts";
+import { WdsReader, WdsShardedWriter } from "../src/data/formats/wds.ts";
+import { listImages } from "../src/data/image_files.ts";
 import {
   RegionStore, RegionStoreWriter, TsvRegionReader, buildTsvIndex, type FeatureDtype, type RegionSource,
 } from "../src/data/regionstore.ts";
@@ -171,8 +183,118 @@ async function main(): Promise<void> {
   console.log("Files were just written (page cache not controlled); peak RSS sampled every 64 reads in a fresh child process per source.");
 }
 
+// ---------------------------------------------------------------- streaming sources (--streams)
+
+interface PassResult {
+  items: number;
+  seconds: number;
+  rssOpenMB: number;
+  rssPeakMB: number;
+  bytes: number;
+}
+
+/** One pass over an Arrow caption table or a brace pattern of shards, RSS sampled every 64 items. */
+async function childPass(kind: string, target: string): Promise<void> {
+  let peak = 0;
+  let items = 0;
+  let bytes = 0;
+  const t0 = process.hrtime.bigint();
+  const rssOpen = process.memoryUsage().rss;
+  const seen = (n: number) => {
+    bytes += n;
+    if ((++items & 63) === 0) peak = Math.max(peak, process.memoryUsage().rss);
+  };
+  if (kind === "arrow") {
+    const r = CaptionArrowReader.open(target);
+    for (let i = 0; i < r.numRows; i++) seen(r.row(i).caption.join(" ").length + r.image(i).length);
+    r.close();
+  } else {
+    for await (const s of new WdsReader(target)) seen(s.files.png.length + s.files.txt.length);
+  }
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const out: PassResult = { items, seconds, rssOpenMB: MB(rssOpen), rssPeakMB: MB(Math.max(peak, process.memoryUsage().rss)), bytes };
+  process.stdout.write(JSON.stringify(out));
+}
+
+function imageSource(world: string | null): (i: number) => Uint8Array {
+  if (world) {
+    const root = path.join(world, "images");
+    const files = listImages(root).slice(0, 500).map((f) => fs.readFileSync(path.join(root, f)));
+    if (files.length === 0) throw new Error(`${root}: no images`);
+    return (i) => files[i % files.length];
+  }
+  const rand = rng(5);
+  const pool = Array.from({ length: 64 }, () => Uint8Array.from({ length: 6144 }, () => Math.floor(rand() * 256)));
+  return (i) => pool[i % pool.length];
+}
+
+const captions = (i: number) => [`image ${i}: a small red ball left of a blue box.`, `the ${i % 7} shapes on a grey background`, `caption ${i} three`];
+
+async function writeStreams(dir: string, n: number, image: (i: number) => Uint8Array): Promise<{ arrow: string; shards: string }> {
+  const arrow = path.join(dir, `gcc_train_${n}.arrow`);
+  const aw = new CaptionArrowWriter(arrow);
+  const ww = new WdsShardedWriter(path.join(dir, `wds-${n}`, "shard-%06d.tar"), { maxCount: 1000 });
+  for (let i = 0; i < n; i++) {
+    await aw.write({ image: image(i), caption: captions(i), image_id: `img_${i}`, split: "train" });
+    await ww.write({ key: `img_${String(i).padStart(8, "0")}`, files: { png: image(i), txt: captions(i).join("\n") } });
+  }
+  await aw.close();
+  await ww.close();
+  const last = String(ww.shards.length - 1).padStart(6, "0");
+  return { arrow, shards: path.join(dir, `wds-${n}`, `shard-{000000..${last}}.tar`) };
+}
+
+function runPass(kind: string, target: string): PassResult {
+  const self = fileURLToPath(import.meta.url);
+  const out = execFileSync(process.execPath, [...process.execArgv, self, "--child-pass", kind, target], { encoding: "utf8", maxBuffer: 1 << 20 });
+  return JSON.parse(out) as PassResult;
+}
+
+async function mainStreams(): Promise<void> {
+  const images = arg("images", 20000);
+  const wi = process.argv.indexOf("--world");
+  const world = wi >= 0 ? process.argv[wi + 1] : null;
+  const keep = process.argv.includes("--keep");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vlp-bench-streams-"));
+  console.log(`# streaming sources: one pass over a caption Arrow table and WebDataset shards (1,000 samples a shard)`);
+  console.log(`temp dir ${dir}; images ${world ? `from ${world}/images` : "6 KB random bytes"}; ${os.cpus().length} CPUs, node ${process.version}`);
+  console.log(`load average at start: ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}\n`);
+  const image = imageSource(world);
+  const rows: { kind: string; n: number; size: number; r: PassResult }[] = [];
+  try {
+    for (const n of [2000, images]) {
+      process.stderr.write(`writing ${n} images as Arrow + shards ... `);
+      const { arrow, shards } = await writeStreams(dir, n, image);
+      process.stderr.write("passing ... ");
+      rows.push({ kind: "Arrow (caption table)", n, size: fs.statSync(arrow).size, r: runPass("arrow", arrow) });
+      const shardDir = path.dirname(shards);
+      const size = fs.readdirSync(shardDir).reduce((t, f) => t + fs.statSync(path.join(shardDir, f)).size, 0);
+      rows.push({ kind: "WebDataset (tar shards)", n, size, r: runPass("wds", shards) });
+      process.stderr.write("done\n");
+    }
+  } finally {
+    if (!keep) fs.rmSync(dir, { recursive: true, force: true });
+  }
+  console.log("| source | images | file(s) MB | samples/s | RSS after open MB | peak RSS MB |");
+  console.log("|---|---:|---:|---:|---:|---:|");
+  for (const { kind, n, size, r } of rows) {
+    console.log(`| ${kind} | ${n} | ${MB(size).toFixed(0)} | ${(r.items / r.seconds).toFixed(0)} | ${r.rssOpenMB.toFixed(0)} | ${r.rssPeakMB.toFixed(0)} |`);
+  }
+  for (const kind of new Set(rows.map((x) => x.kind))) {
+    const [small, large] = rows.filter((x) => x.kind === kind);
+    console.log(`\n${kind}: ${(large.size / small.size).toFixed(1)}x the data, peak RSS ${small.r.rssPeakMB.toFixed(0)} → ${large.r.rssPeakMB.toFixed(0)} MB ` +
+      `(ratio ${large.n} / ${small.n} images: ${(large.r.rssPeakMB / small.r.rssPeakMB).toFixed(2)})`);
+  }
+  console.log(`\nload average at end: ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
+}
+
 if (process.argv[2] === "--child") {
   await childRead(process.argv[3], process.argv[4], Number(process.argv[5]));
+} else if (process.argv[2] === "--child-pass") {
+  await childPass(process.argv[3], process.argv[4]);
+} else if (process.argv.includes("--streams")) {
+  await mainStreams();
 } else {
   await main();
 }
+

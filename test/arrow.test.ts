@@ -242,3 +242,20 @@ test("row access does not load the images: ~100 MB single-batch file, small RSS 
   r.close();
   assert.ok(growth < 30e6, `RSS grew ${(growth / 1e6).toFixed(1)} MB for a ${(size / 1e6).toFixed(0)} MB file`);
 });
+
+test("a pass over many record batches keeps the text buffers of two batches only", async (t) => {
+  const dir = tmpDir(t);
+  const file = path.join(dir, "gcc_train_0.arrow");
+  const w = new CaptionArrowWriter(file, { batchRows: 10 });
+  for (let i = 0; i < 95; i++) await w.write({ image: bytesOf(i, 16), caption: [`caption ${i}`, "x"], image_id: `img_${i}`, split: "train" });
+  await w.close();
+  const f = ArrowFile.open(file);
+  assert.equal(f.numBatches, 10);
+  for (let i = 0; i < f.numRows; i++) {
+    assert.deepEqual(f.value(i, "caption"), [`caption ${i}`, "x"]);
+    assert.ok(f.cachedBatchCount <= 2, `row ${i}: ${f.cachedBatchCount} batches cached`);
+  }
+  assert.deepEqual([f.value(3, "image_id"), f.value(94, "image_id"), f.value(3, "image_id")], ["img_3", "img_94", "img_3"], "evicted batches are read again");
+  assert.equal(f.cachedBatchCount, 2);
+  f.close();
+});

@@ -196,7 +196,10 @@ test("NLVR2: official jsonl, image ids, LXMERT conversion", () => {
   assert.deepEqual(nlvr2ImageIds("test1-0-1-0").img1, "test1-0-1-img1");
   const lx = nlvr2ToLxmert(s.records);
   assert.deepEqual(lx.slice(0, 2), readLxmertNlvr2(fixture("lxmert_nlvr2_valid.json")).records);
-  assert.equal(lx[2].uid, "nlvr2_test1_2");
+  // LXMERT's converter names dev.json "valid" and test1.json "test", indexing within each file
+  assert.deepEqual(lx.map((d) => d.uid), ["nlvr2_valid_0", "nlvr2_valid_1", "nlvr2_test_0"]);
+  const train = nlvr2ToLxmert(["train-10171-0-0", "train-10171-0-1"].map((identifier) => ({ identifier, sentence: "s", label: "True" as const })));
+  assert.deepEqual(train.map((d) => d.uid), ["nlvr2_train_0", "nlvr2_train_1"]);
 });
 
 test("NLVR2: prediction CSV", () => {

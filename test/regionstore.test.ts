@@ -315,3 +315,59 @@ test("grid regions from an encoded image match the raw-pixel features", async ()
   assert.ok(fromRaw.features.some((v) => v > 0.3));
   await assert.rejects(gridRegionsFromImage("broken.jpg", new Uint8Array([1, 2, 3])), /image broken\.jpg: cannot decode \(3 bytes\)/);
 });
+
+test("TSV → store: a duplicate img_id names the TSV's path and line, and is skipped under skipInvalid", async (t) => {
+  const dir = tmpDir(t);
+  const tsv = path.join(dir, "dup.tsv");
+  const rows = [makeRecord("a", 2, 4, 1), makeRecord("b", 3, 4, 2), makeRecord("a", 1, 4, 3)];
+  fs.writeFileSync(tsv, rows.map((r) => encodeObj36Row(r) + "\r\n").join(""));
+  const out = path.join(dir, "dup.regions");
+  await assert.rejects(convertTsvToStore(tsv, out), (err: Error) => {
+    assert.match(err.message, /dup\.tsv: line 3 \(img_id a\): duplicate img_id, first at line 1$/);
+    assert.doesNotMatch(err.message, /dup\.regions/);
+    return true;
+  });
+  assert.ok(!fs.existsSync(out), "no store left behind");
+  assert.deepEqual(fs.readdirSync(dir), ["dup.tsv"], "no temporary file left behind");
+  const skipped: Error[] = [];
+  const res = await convertTsvToStore(tsv, out, { skipInvalid: true, onSkip: (e) => skipped.push(e) });
+  assert.equal(res.count, 2);
+  assert.deepEqual(skipped.map((e) => e.message), [`${tsv}: line 3 (img_id a): duplicate img_id, first at line 1`]);
+  const s = RegionStore.open(out);
+  assert.deepEqual(s.get("a"), fromObj36(rows[0]), "the first row is kept");
+  s.close();
+});
+
+test("TSV → store under skipInvalid: a feature-dimension mismatch names the offending row, not the first", async (t) => {
+  const dir = tmpDir(t);
+  const tsv = path.join(dir, "dims.tsv");
+  const rows = [makeRecord("r0", 2, 4, 1), makeRecord("r1", 2, 4, 2), makeRecord("odd", 5, 6, 3), makeRecord("r3", 1, 4, 4)];
+  fs.writeFileSync(tsv, rows.map((r) => encodeObj36Row(r) + "\n").join(""));
+  const out = path.join(dir, "dims.regions");
+  await assert.rejects(convertTsvToStore(tsv, out), /dims\.tsv: line 3 \(img_id odd\): feature dim 6 differs from 4 \(the first row with boxes, line 1\)/);
+  const skipped: string[] = [];
+  const res = await convertTsvToStore(tsv, out, { skipInvalid: true, onSkip: (e) => skipped.push(e.message) });
+  assert.deepEqual(skipped, [`${tsv}: line 3 (img_id odd): feature dim 6 differs from 4 (the first row with boxes, line 1)`]);
+  assert.deepEqual([res.count, res.dim, res.maxBoxes], [3, 4, 2], "the skipped row's 5 boxes do not size the records");
+});
+
+test("a 0-box row has the file's feature dimension in the TSV reader and in the store", async (t) => {
+  const dir = tmpDir(t);
+  const tsv = path.join(dir, "empty.tsv");
+  const rows = [makeRecord("none", 0, 8, 1), makeRecord("some", 3, 8, 2)];
+  fs.writeFileSync(tsv, rows.map((r) => encodeObj36Row(r) + "\n").join(""));
+  const out = path.join(dir, "empty.regions");
+  await convertTsvToStore(tsv, out);
+  const store = RegionStore.open(out);
+  const reader = await TsvRegionReader.open(tsv);
+  assert.equal(reader.dim, 8);
+  for (const id of ["none", "some"]) {
+    const a = reader.get(id);
+    const b = store.get(id);
+    assert.equal(a.dim, 8, id);
+    assert.deepEqual(a, b, id);
+  }
+  assert.equal(reader.get("none").features.length, 0);
+  reader.close();
+  store.close();
+});

@@ -6,7 +6,7 @@
 import {
   defaultEmojiCache, emojiPackages, installEmojiPackages, writeEmojiDataset, type EmojiOptions, type EmojiSummary,
 } from "../data/emoji.ts";
-import { ProgressBar } from "./progress.ts";
+import { lazyProgress } from "./progress.ts";
 
 export interface EmojiArgs extends Omit<EmojiOptions, "onProgress" | "nodeModules"> {
   /** Where the packages are installed (npm --prefix); default ~/.cache/vlpkit/emoji. */
@@ -21,17 +21,9 @@ export async function runEmoji(args: EmojiArgs): Promise<EmojiSummary & { second
   const { quiet: _quiet, pkgs, ...options } = args;
   const prefix = pkgs ?? defaultEmojiCache();
   const nodeModules = await installEmojiPackages(prefix, emojiPackages(options.styles ?? ["google", "twitter", "openmoji"]), { log });
-  let bar: ProgressBar | null = null;
-  const summary = await writeEmojiDataset({
-    ...options,
-    nodeModules,
-    onProgress: (done, total) => {
-      if (args.quiet) return;
-      bar ??= new ProgressBar(total, { label: "emoji" });
-      bar.update(done);
-    },
-  });
-  (bar as ProgressBar | null)?.finish();
+  const progress = lazyProgress("emoji", args.quiet);
+  const summary = await writeEmojiDataset({ ...options, nodeModules, onProgress: progress.onProgress });
+  progress.finish();
   const seconds = (performance.now() - t0) / 1000;
   if (log) {
     const s = summary.splits;

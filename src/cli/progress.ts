@@ -80,3 +80,16 @@ export class ProgressBar {
     return `${head}[${bar}] ${this.count}/${this.total} ${(frac * 100).toFixed(0)}% ${rate.toFixed(1)}/s ${eta}${this.status ? ` ${this.status}` : ""}`;
   }
 }
+
+/** An `onProgress(done, total)` callback drawing a bar made on its first call (once the total is known); `finish` prints the last line. */
+export function lazyProgress(label: string, quiet = false): { onProgress: (done: number, total: number) => void; finish: () => void } {
+  let bar: ProgressBar | null = null;
+  return {
+    onProgress: (done, total) => {
+      if (quiet) return;
+      bar ??= new ProgressBar(total, { label });
+      bar.update(done);
+    },
+    finish: () => bar?.finish(),
+  };
+}

@@ -16,6 +16,14 @@ commands:
   data emoji                 real images: emoji artwork of several styles with their names and keywords, one style held out as test
       --out DIR [--styles google,twitter,openmoji] [--test-style twitter] [--size 64] [--limit N] [--seed S]
       [--pkgs DIR]  (the artwork packages are npm-installed there on demand; default ~/.cache/vlpkit/emoji)
+  data convert-regions IN.tsv OUT.regions [--float16] [--skip-invalid]
+                             an obj36 region-feature TSV (LXMERT's data/mscoco_imgfeat/*.tsv) into a .regions store
+  data inspect PATH          detect a file's or folder's dataset format; print counts, one sample and the problems found
+      [--json] [--max-problems N]
+  data vqa-vocab ANNOTATIONS.json... --out DIR [--min-count 9]
+                             the VQA answer vocabulary as LXMERT and ViLT/VLMo build it (trainval_ans2label.json)
+  features grid --images DIR --out F.regions [--k 6] [--dim 2048] [--float16]
+                             detector-free grid region features for a folder of images (a stand-in for a detector)
   pretrain --recipe FILE     pre-train with a recipe (recipes/*.json) [--set k=v] [--out DIR] [--resume DIR]
       [--nproc N] [--nnodes N --node-rank R --master-addr HOST --master-port P]  (data-parallel on c10d)
   finetune <task>            fine-tune on vqa, gqa, nlvr2 or retrieval --recipe FILE (--from RUN | --scratch)
@@ -40,6 +48,7 @@ const commands: Record<string, Command> = {
   eval: async (argv) => (await import("./finetune.ts")).evalMain(argv),
   baseline: async (argv) => (await import("./baseline.ts")).main(argv),
   index: async (argv) => (await import("./index-build.ts")).main(argv),
+  features: async (argv) => (await import("./features.ts")).main(argv),
   serve: async (argv) => (await import("./serve.ts")).main(argv),
   info: async () => {
     const { buildInfo, getNumThreads } = await import("../engine/index.ts");
@@ -49,7 +58,8 @@ const commands: Record<string, Command> = {
   data: async (argv) => {
     const [sub, ...rest] = argv;
     if (sub === "emoji") return emojiCommand(rest);
-    if (sub !== "synth") throw new UsageError(`unknown data command "${sub ?? ""}" (expected: synth, emoji)`);
+    if (sub === "convert-regions" || sub === "inspect" || sub === "vqa-vocab") return (await import("./data.ts")).dataToolMain(sub, rest);
+    if (sub !== "synth") throw new UsageError(`unknown data command "${sub ?? ""}" (expected: synth, emoji, convert-regions, inspect, vqa-vocab)`);
     const { values } = parseArgs({
       args: rest,
       options: {

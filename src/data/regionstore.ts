@@ -26,7 +26,8 @@
  *   Slots past numBoxes are zero.
  */
 import fs from "node:fs";
-import { parseObj36Row, readObj36Tsv, scanTsvLines, featureDim, type Obj36Record } from "./formats/obj36.ts";
+import { basename } from "node:path";
+import { parseObj36Row, rawRowShape, readObj36TsvRows, scanTsvLines, featureDim, Obj36Error, type Obj36Record } from "./formats/obj36.ts";
 
 export interface RegionFeatures {
   imgId: string;
@@ -66,13 +67,18 @@ export function normalizeBoxes(boxes: Float32Array, imgW: number, imgH: number):
   return out;
 }
 
-export function fromObj36(rec: Obj36Record): RegionFeatures {
+/**
+ * A TSV record as region features. `fileDim` is the file's feature dimension, given to a
+ * 0-box row (whose own features say nothing about it) so that it reports the same `dim`
+ * as the other rows and as a `RegionStore` made from the file.
+ */
+export function fromObj36(rec: Obj36Record, fileDim?: number): RegionFeatures {
   return {
     imgId: rec.img_id,
     imgH: rec.img_h,
     imgW: rec.img_w,
     numBoxes: rec.num_boxes,
-    dim: featureDim(rec),
+    dim: rec.num_boxes === 0 ? fileDim ?? 0 : featureDim(rec),
     boxes: rec.boxes,
     normBoxes: normalizeBoxes(rec.boxes, rec.img_w, rec.img_h),
     features: rec.features,
@@ -200,14 +206,33 @@ export async function buildTsvIndex(
 /** Random access to an obj36 TSV: one positioned read + parse per `get`. */
 export class TsvRegionReader implements RegionSource {
   private fd: number | null;
+  /** feature dimension of the first row with boxes (0 if no row has boxes); 0-box rows report it too */
+  readonly dim: number;
 
   private constructor(readonly path: string, private readonly index: TsvIndex, fd: number) {
     this.fd = fd;
+    this.dim = this.firstFeatureDim();
   }
 
   static async open(tsvPath: string, opts: { indexPath?: string } = {}): Promise<TsvRegionReader> {
     const index = await buildTsvIndex(tsvPath, opts);
     return new TsvRegionReader(tsvPath, index, fs.openSync(tsvPath, "r"));
+  }
+
+  private readRow(imgId: string, e: TsvIndexEntry): Buffer {
+    if (this.fd === null) throw new Error(`${this.path}: reader is closed`);
+    const buf = Buffer.allocUnsafeSlow(e.length);
+    readFully(this.fd, buf, e.offset, `${this.path}: line ${e.line} (img_id ${imgId})`);
+    return buf;
+  }
+
+  /** Rows are read in file order until one has boxes (usually the first). */
+  private firstFeatureDim(): number {
+    for (const [id, e] of this.index) {
+      const shape = rawRowShape(this.readRow(id, e));
+      if (shape && shape.numBoxes > 0) return shape.dim;
+    }
+    return 0;
   }
 
   get size(): number {
@@ -226,8 +251,7 @@ export class TsvRegionReader implements RegionSource {
     if (this.fd === null) throw new Error(`${this.path}: reader is closed`);
     const e = this.index.get(imgId);
     if (!e) throw new Error(`${this.path}: no row with img_id ${JSON.stringify(imgId)} (${this.index.size} rows indexed)`);
-    const buf = Buffer.allocUnsafeSlow(e.length);
-    readFully(this.fd, buf, e.offset, `${this.path}: line ${e.line} (img_id ${imgId})`);
+    const buf = this.readRow(imgId, e);
     const rec = parseObj36Row(buf.toString("utf8"), `${this.path}: line ${e.line}`);
     if (rec.img_id !== imgId) {
       throw new Error(`${this.path}: line ${e.line}: index says img_id ${imgId} but the row has ${rec.img_id}; delete ${tsvIndexPath(this.path)}`);
@@ -236,7 +260,7 @@ export class TsvRegionReader implements RegionSource {
   }
 
   get(imgId: string): RegionFeatures {
-    return fromObj36(this.getRecord(imgId));
+    return fromObj36(this.getRecord(imgId), this.dim);
   }
 
   close(): void {
@@ -363,6 +387,8 @@ interface StoreHeader {
   dataOffset: number;
   layout: RecordLayout;
   ids: string[];
+  /** where the features came from, e.g. "grid" for the detector-free stand-in (absent: a detector's TSV) */
+  source?: string;
 }
 
 function recordLayout(dim: number, maxBoxes: number, dtype: FeatureDtype): { layout: RecordLayout; recordSize: number } {
@@ -398,6 +424,8 @@ export interface RegionStoreOptions {
   dim: number;
   maxBoxes: number;
   dtype?: FeatureDtype;
+  /** recorded in the header as `source` (e.g. "grid") */
+  source?: string;
 }
 
 /** Streams records into a vlp.regions file (written to `<path>.tmp-<pid>`, renamed on close). */
@@ -405,6 +433,7 @@ export class RegionStoreWriter {
   readonly dim: number;
   readonly maxBoxes: number;
   readonly dtype: FeatureDtype;
+  readonly source: string | undefined;
   private readonly layout: RecordLayout;
   private readonly recordSize: number;
   private readonly record: Buffer;
@@ -414,13 +443,14 @@ export class RegionStoreWriter {
   private readonly seen = new Set<string>();
 
   constructor(readonly path: string, opts: RegionStoreOptions) {
-    const { dim, maxBoxes, dtype = "float32" } = opts;
+    const { dim, maxBoxes, dtype = "float32", source } = opts;
     if (!Number.isInteger(dim) || dim <= 0) throw new Error(`${path}: dim must be a positive integer, got ${dim}`);
     if (!Number.isInteger(maxBoxes) || maxBoxes <= 0) throw new Error(`${path}: maxBoxes must be a positive integer, got ${maxBoxes}`);
     if (dtype !== "float32" && dtype !== "float16") throw new Error(`${path}: dtype must be float32 or float16, got ${dtype}`);
     this.dim = dim;
     this.maxBoxes = maxBoxes;
     this.dtype = dtype;
+    this.source = source;
     ({ layout: this.layout, recordSize: this.recordSize } = recordLayout(dim, maxBoxes, dtype));
     this.record = Buffer.allocUnsafeSlow(this.recordSize);
     this.tmpPath = `${path}.tmp-${process.pid}`;
@@ -492,6 +522,7 @@ export class RegionStoreWriter {
     const header: StoreHeader = {
       format: "vlp.regions", version: VERSION, dtype: this.dtype, dim: this.dim, maxBoxes: this.maxBoxes,
       count: this.idList.length, recordSize: this.recordSize, dataOffset: DATA_OFFSET, layout: this.layout, ids: this.idList,
+      ...(this.source === undefined ? {} : { source: this.source }),
     };
     const json = Buffer.from(JSON.stringify(header), "utf8");
     const trailer = Buffer.alloc(TRAILER_SIZE);
@@ -521,6 +552,8 @@ export class RegionStore implements RegionSource {
   readonly maxBoxes: number;
   readonly dtype: FeatureDtype;
   readonly count: number;
+  /** the header's `source` ("grid" for detector-free features), if any */
+  readonly source: string | undefined;
   private readonly recordSize: number;
   private readonly dataOffset: number;
   private readonly layout: RecordLayout;
@@ -536,6 +569,7 @@ export class RegionStore implements RegionSource {
     this.maxBoxes = h.maxBoxes;
     this.dtype = h.dtype;
     this.count = h.count;
+    this.source = typeof h.source === "string" ? h.source : undefined;
     this.recordSize = h.recordSize;
     this.dataOffset = h.dataOffset;
     this.layout = h.layout;
@@ -660,53 +694,93 @@ export interface ConvertResult {
 }
 
 /**
+ * The checks a TSV gets on its way into a store, row by row: an img_id seen on an earlier
+ * line, a feature dimension other than the first row with boxes. Errors name the TSV's
+ * path and line. `dim` / `dimLine` may be given (from a first pass); otherwise the first
+ * row with boxes sets them.
+ */
+export class Obj36RowChecker {
+  private readonly firstLine = new Map<string, number>();
+
+  constructor(readonly tsvPath: string, public dim = 0, public dimLine = 0) {}
+
+  dimError(lineNo: number, imgId: string, d: number): Obj36Error {
+    return new Obj36Error(`${this.tsvPath}: line ${lineNo} (img_id ${imgId}): feature dim ${d} differs from ${this.dim} (the first row with boxes, line ${this.dimLine})`);
+  }
+
+  /** null if the row may go into the store (and is then remembered), else what is wrong with it. */
+  check(rec: Obj36Record, lineNo: number): Obj36Error | null {
+    const first = this.firstLine.get(rec.img_id);
+    if (first !== undefined) return new Obj36Error(`${this.tsvPath}: line ${lineNo} (img_id ${rec.img_id}): duplicate img_id, first at line ${first}`);
+    if (rec.num_boxes > 0) {
+      const d = featureDim(rec);
+      if (this.dim === 0) {
+        this.dim = d;
+        this.dimLine = lineNo;
+      } else if (d !== this.dim) {
+        return this.dimError(lineNo, rec.img_id, d);
+      }
+    }
+    this.firstLine.set(rec.img_id, lineNo);
+    return null;
+  }
+}
+
+export interface ConvertOptions {
+  dtype?: FeatureDtype;
+  /**
+   * Skip rows that are malformed, repeat an earlier img_id, or have another feature
+   * dimension than the first row with boxes; each is passed to `onSkip`, naming the
+   * TSV's path, line and img_id.
+   */
+  skipInvalid?: boolean;
+  onSkip?: (err: Error) => void;
+  /** Called after each row of the second pass with the rows done and the total. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
  * obj36 TSV → vlp.regions. A first pass reads only num_boxes and the features
  * field's length to size the records (dim, maxBoxes); the second pass parses and
- * validates every row.
+ * validates every row. The store is written to a temporary file and renamed into
+ * place at the end, so `outPath` is either the old file or the complete new one.
  */
-export async function convertTsvToStore(
-  tsvPath: string,
-  outPath: string,
-  opts: { dtype?: FeatureDtype; skipInvalid?: boolean; onSkip?: (err: Error) => void } = {},
-): Promise<ConvertResult> {
+export async function convertTsvToStore(tsvPath: string, outPath: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
   let dim = 0;
   let dimLine = 0;
   let maxBoxes = 0;
+  let rows = 0;
   for await (const { bytes, lineNo } of scanTsvLines(tsvPath)) {
     if (bytes.length === 0) continue;
-    const tabs: number[] = [];
-    for (let p = bytes.indexOf(9); p >= 0 && tabs.length < 10; p = bytes.indexOf(9, p + 1)) tabs.push(p);
-    if (tabs.length !== 9) continue; // malformed: the parse pass reports it
-    const n = Number(bytes.subarray(tabs[6] + 1, tabs[7]).toString("latin1"));
-    let feat = bytes.subarray(tabs[8] + 1);
-    if (feat[0] === 98 && feat[1] === 39) feat = feat.subarray(2, feat.length - 1); // b'...'
-    const pad = feat[feat.length - 1] === 61 ? (feat[feat.length - 2] === 61 ? 2 : 1) : 0;
-    const featBytes = (feat.length / 4) * 3 - pad;
-    if (!Number.isInteger(n) || n <= 0 || !Number.isInteger(featBytes / (4 * n))) continue;
-    const d = featBytes / (4 * n);
+    rows++;
+    const shape = rawRowShape(bytes);
+    if (!shape || shape.numBoxes === 0) continue; // malformed: the parse pass reports it
     if (dim === 0) {
-      dim = d;
+      dim = shape.dim;
       dimLine = lineNo;
-    } else if (d !== dim && !opts.skipInvalid) {
-      const id = bytes.subarray(0, tabs[0]).toString("utf8");
-      throw new Error(`${tsvPath}: line ${lineNo} (img_id ${id}): feature dim ${d} differs from ${dim} (line ${dimLine})`);
+    } else if (shape.dim !== dim) {
+      if (opts.skipInvalid) continue; // reported (with its line) by the second pass
+      throw new Obj36RowChecker(tsvPath, dim, dimLine).dimError(lineNo, bytes.subarray(0, bytes.indexOf(9)).toString("utf8"), shape.dim);
     }
-    maxBoxes = Math.max(maxBoxes, n);
+    maxBoxes = Math.max(maxBoxes, shape.numBoxes);
   }
   if (dim === 0) throw new Error(`${tsvPath}: no row with boxes and features`);
   const dtype = opts.dtype ?? "float32";
-  const writer = new RegionStoreWriter(outPath, { dim, maxBoxes, dtype });
+  const writer = new RegionStoreWriter(outPath, { dim, maxBoxes, dtype, source: `obj36 TSV ${basename(tsvPath)}` });
+  const checker = new Obj36RowChecker(tsvPath, dim, dimLine);
+  let done = 0;
   try {
-    for await (const rec of readObj36Tsv(tsvPath, { skipInvalid: opts.skipInvalid, onSkip: opts.onSkip })) {
-      const d = featureDim(rec);
-      if (rec.num_boxes > 0 && d !== dim) {
-        const err = new Error(`${tsvPath}: img_id ${rec.img_id}: feature dim ${d} differs from ${dim} (line ${dimLine})`);
+    for await (const { record: rec, lineNo } of readObj36TsvRows(tsvPath, { skipInvalid: opts.skipInvalid, onSkip: opts.onSkip })) {
+      opts.onProgress?.(++done, rows);
+      const err = checker.check(rec, lineNo);
+      if (err) {
         if (!opts.skipInvalid) throw err;
         opts.onSkip?.(err);
         continue;
       }
-      writer.add(fromObj36(rec));
+      writer.add(fromObj36(rec, dim));
     }
+    opts.onProgress?.(rows, rows);
     await writer.close();
   } catch (err) {
     writer.abort();

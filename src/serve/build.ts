@@ -2,13 +2,14 @@
 // with its captions) with a checkpoint's dual encoder and store the vectors. Incremental: ids
 // already in the index are skipped, so re-running over a grown folder embeds only the new images.
 import { existsSync, readdirSync, statSync } from "node:fs";
-import { dirname, join, relative, resolve, sep, extname } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { readKarpathy, karpathySubset } from "../data/formats/karpathy.ts";
+import { IMAGE_EXTS, listImages } from "../data/image_files.ts";
 import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
 import { Inference, type ServedModel } from "./model.ts";
 import { VectorIndex, type IndexDType } from "./vindex.ts";
 
-export const IMAGE_EXTS = new Set([".png", ".jpg", ".jpeg", ".webp"]);
+export { IMAGE_EXTS, listImages };
 
 export interface Collection {
   /** Folder the image ids are relative to. */
@@ -17,25 +18,6 @@ export interface Collection {
   images: string[];
   /** Captions (dataset input only): id "<image id>#<k>". */
   captions: { id: string; text: string }[];
-}
-
-/** All image files under a folder (sorted, up to `depth` levels of subfolders). */
-export function listImages(root: string, depth = 4): string[] {
-  const out: string[] = [];
-  const walk = (dir: string, d: number) => {
-    for (const e of readdirSync(dir).sort()) {
-      if (e.startsWith(".")) continue;
-      const p = join(dir, e);
-      const s = statSync(p);
-      if (s.isDirectory()) {
-        if (d < depth) walk(p, d + 1);
-      } else if (IMAGE_EXTS.has(extname(e).toLowerCase())) {
-        out.push(relative(root, p).split(sep).join("/"));
-      }
-    }
-  };
-  walk(root, 0);
-  return out;
 }
 
 /**

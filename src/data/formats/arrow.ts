@@ -13,8 +13,9 @@
  *
  * Reading never loads the file: `ArrowFile` walks the IPC messages (metadata only),
  * then reads column buffers with positioned reads. Text and number buffers of a
- * record batch are read whole on first use and cached; binary (image) bytes are read
- * per row on demand, so a 20 GB file of JPEGs costs only its offsets in memory.
+ * record batch are read whole on first use and cached, for the two most recently used
+ * batches only; binary (image) bytes are read per row on demand, so a pass over a 20 GB
+ * file of JPEGs holds about two batches' offsets and text in memory.
  * Writers stream record batches of `batchRows` rows through apache-arrow's
  * RecordBatchFileWriter.
  */
@@ -67,6 +68,9 @@ interface BatchInfo {
 
 const MAGIC = Buffer.from("ARROW1", "latin1");
 
+/** record batches whose text/number buffers stay cached (see ArrowFile.touch) */
+const CACHED_BATCHES = 2;
+
 /** Buffers per array in an IPC record batch, by type (Arrow columnar format, metadata V5). */
 function bufferCount(type: DataType): number | null {
   switch (type.typeId) {
@@ -94,6 +98,8 @@ export class ArrowFile {
   readonly schema: Schema;
   readonly numRows: number;
   private readonly batches: BatchInfo[] = [];
+  /** batches whose buffers may be cached, least recently used first */
+  private readonly recentBatches: BatchInfo[] = [];
   private fd: number | null;
 
   private constructor(readonly path: string, fd: number) {
@@ -120,6 +126,12 @@ export class ArrowFile {
 
   get numBatches(): number {
     return this.batches.length;
+  }
+
+  /** record batches that hold cached buffers now (at most two, however many were read) */
+  get cachedBatchCount(): number {
+    const cached = (n: ColumnNode): boolean => n.cache.some((b) => b !== undefined) || n.children.some(cached);
+    return this.batches.filter((b) => b.columns.some(cached)).length;
   }
 
   columnType(name: string): DataType | null {
@@ -263,7 +275,27 @@ export class ArrowFile {
       else hi = mid - 1;
     }
     const b = this.batches[lo];
+    this.touch(b);
     return { node: b.columns[c], i: row - b.rowStart };
+  }
+
+  /**
+   * Keep the cached buffers of the CACHED_BATCHES most recently used record batches only,
+   * so that a pass over a large table holds one batch's text, not the whole file's.
+   */
+  private touch(b: BatchInfo): void {
+    const recent = this.recentBatches;
+    if (recent[recent.length - 1] === b) return;
+    const k = recent.indexOf(b);
+    if (k >= 0) recent.splice(k, 1);
+    recent.push(b);
+    while (recent.length > CACHED_BATCHES) {
+      const clear = (n: ColumnNode): void => {
+        n.cache = [];
+        n.children.forEach(clear);
+      };
+      recent.shift()!.columns.forEach(clear);
+    }
   }
 
   private buffer(node: ColumnNode, k: number, where: string): Uint8Array {

@@ -60,11 +60,31 @@ export function writeNlvr2Jsonl(path: string, statements: Nlvr2Statement[]): voi
   writeJsonLines(path, statements);
 }
 
-/** LXMERT records; uid is "nlvr2_<split>_<index>" as in LXMERT's converted files. */
+/**
+ * LXMERT's name for an official NLVR2 split: its converter (data/nlvr2/process_raw_data_scripts)
+ * writes train.json → train.json, dev.json → valid.json, test1.json → test.json. Other split
+ * names (e.g. a synthetic "val") are kept as they are.
+ */
+export const LXMERT_NLVR2_SPLITS: Readonly<Record<string, string>> = { train: "train", dev: "valid", test1: "test" };
+
+export function lxmertNlvr2Split(officialSplit: string): string {
+  return Object.hasOwn(LXMERT_NLVR2_SPLITS, officialSplit) ? LXMERT_NLVR2_SPLITS[officialSplit] : officialSplit;
+}
+
+/**
+ * LXMERT records, as LXMERT's converted files have them: uid "nlvr2_<LXMERT split>_<index>",
+ * e.g. "nlvr2_valid_0" for the first statement of dev.json. LXMERT converts one file at a
+ * time, so the index counts statements of the same split (statements of several splits in
+ * one list are numbered per split).
+ */
 export function nlvr2ToLxmert(statements: Nlvr2Statement[]): LxmertNlvr2Datum[] {
-  return statements.map((s, i) => {
+  const next = new Map<string, number>();
+  return statements.map((s) => {
     const { split, img0, img1 } = nlvr2ImageIds(s.identifier);
-    return { identifier: s.identifier, img0, img1, label: s.label === "True" ? 1 : 0, sent: s.sentence, uid: `nlvr2_${split}_${i}` };
+    const lxSplit = lxmertNlvr2Split(split);
+    const index = next.get(lxSplit) ?? 0;
+    next.set(lxSplit, index + 1);
+    return { identifier: s.identifier, img0, img1, label: s.label === "True" ? 1 : 0, sent: s.sentence, uid: `nlvr2_${lxSplit}_${index}` };
   });
 }
 

@@ -241,6 +241,30 @@ export async function* scanTsvLines(path: string): AsyncGenerator<TsvLine> {
   if (pending.length > 0) yield { bytes: finish(Buffer.alloc(0)), lineNo: ++lineNo, offset: lineStart };
 }
 
+/**
+ * num_boxes and the feature dimension of a raw row, read from the num_boxes field and the
+ * features field's base64 length without decoding anything (dim 0 for a 0-box row).
+ * null when the row does not have ten fields or the lengths do not fit; the full parse
+ * reports what is wrong.
+ */
+export function rawRowShape(bytes: Buffer): { numBoxes: number; dim: number } | null {
+  const tabs: number[] = [];
+  for (let p = bytes.indexOf(9); p >= 0 && tabs.length < OBJ36_FIELDS.length; p = bytes.indexOf(9, p + 1)) tabs.push(p);
+  if (tabs.length !== OBJ36_FIELDS.length - 1) return null;
+  const nField = bytes.subarray(tabs[6] + 1, tabs[7]).toString("latin1");
+  if (!INTEGER.test(nField)) return null;
+  const n = Number(nField);
+  let feat = bytes.subarray(tabs[8] + 1);
+  if (feat[feat.length - 1] === 13) feat = feat.subarray(0, feat.length - 1);
+  if (feat[0] === 98 && feat[1] === 39) feat = feat.subarray(2, feat.length - 1); // b'...'
+  const pad = feat[feat.length - 1] === 61 ? (feat[feat.length - 2] === 61 ? 2 : 1) : 0;
+  const featBytes = (feat.length / 4) * 3 - pad;
+  if (!Number.isSafeInteger(n) || !Number.isInteger(featBytes) || featBytes < 0) return null;
+  if (n === 0) return featBytes === 0 ? { numBoxes: 0, dim: 0 } : null;
+  const dim = featBytes / (4 * n);
+  return Number.isInteger(dim) && dim > 0 ? { numBoxes: n, dim } : null;
+}
+
 export interface ReadObj36Options {
   /** skip malformed rows instead of throwing (empty lines are always skipped) */
   skipInvalid?: boolean;
@@ -250,6 +274,11 @@ export interface ReadObj36Options {
 
 /** Stream the records of an obj36 TSV file one at a time (never holds the file in memory). */
 export async function* readObj36Tsv(path: string, opts: ReadObj36Options = {}): AsyncGenerator<Obj36Record> {
+  for await (const { record } of readObj36TsvRows(path, opts)) yield record;
+}
+
+/** `readObj36Tsv` with each record's 1-based line number, for messages that point into the file. */
+export async function* readObj36TsvRows(path: string, opts: ReadObj36Options = {}): AsyncGenerator<{ record: Obj36Record; lineNo: number }> {
   for await (const { bytes, lineNo } of scanTsvLines(path)) {
     if (bytes.length === 0) continue;
     let rec: Obj36Record;
@@ -262,7 +291,7 @@ export async function* readObj36Tsv(path: string, opts: ReadObj36Options = {}): 
       }
       throw err;
     }
-    yield rec;
+    yield { record: rec, lineNo };
   }
 }
 
