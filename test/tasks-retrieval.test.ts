@@ -29,6 +29,7 @@ import {
   semvlpRankStep, vlmoItcStep, RETRIEVAL_DEFAULTS, type RegionMatcher,
 } from "../src/tasks/retrieval.ts";
 import { chanceRecall, retrievalMetrics } from "../src/tasks/ranking.ts";
+import { autocastAsync } from "../src/engine/precision.ts";
 import type { VLMoModel } from "../src/models/vlmo.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-retrieval-"));
@@ -221,6 +222,26 @@ test("scoring: every pair in image blocks x caption chunks equals pair-by-pair s
   const r = retrievalMetrics(rr.i2t, set6.captionImage, 12, { t2i: rr.t2i });
   for (const k of ["ir_r5", "ir_r10", "tr_r5", "tr_r10"] as const) close(r[k], a[k], 1e-9, k);
   for (let i = 0; i < plain.i2t.length; i++) if (!(Math.abs(rr.i2t[i] - plain.i2t[i]) < 1e-4 || rr.i2t[i] < plain.i2t[i] - 50)) assert.fail(`i2t[${i}] outside the top 5 should be ITC - 100`);
+});
+
+test("scoring under bf16 autocast (vlp eval --precision bf16): score matrices are read as numbers, within bf16 error of float32", { timeout: 60_000 }, async () => {
+  manualSeed(3);
+  const set = evalSet(readRetrievalSplit(world, "train"), 4);
+  const m = (await buildRetrievalModel("msp", MODELS.msp, null, RETRIEVAL_DEFAULTS)).model as RegionMatcher;
+  const o = { regions: join(world, "features", "obj36.tsv"), maxTextLen: 20, maxBoxes: 36, batchSize: 45, quiet: true };
+  const f32 = await scoreAllPairs(m, set, o);
+  const b16 = await autocastAsync("bfloat16", () => scoreAllPairs(m, set, o));
+  const v = (await buildRetrievalModel("vlmo", MODELS.vlmo, null, RETRIEVAL_DEFAULTS)).model as VLMoModel;
+  const set12 = evalSet(readRetrievalSplit(world, "train"), 12);
+  const d32 = await scoreDual(v, set12, { world, maxTextLen: 16, batchSize: 5, rerank: 0, quiet: true });
+  const d16 = await autocastAsync("bfloat16", () => scoreDual(v, set12, { world, maxTextLen: 16, batchSize: 5, rerank: 0, quiet: true }));
+  for (const [a, b, what] of [[f32.i2t, b16.i2t, "LXMERT-S ITM scores"], [d32.i2t, d16.i2t, "VLMo ITC scores"]] as const) {
+    assert.equal(b.length, a.length, `${what}: one score per pair (bf16 read as raw 16-bit values gave the wrong numbers)`);
+    const scale = Math.max(...Array.from(a, Math.abs));
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    assert.ok(worst <= 0.05 * scale + 1e-3, `${what}: max |bf16 - fp32| ${worst} against a scale of ${scale}`);
+  }
 });
 
 /** A micro pre-training run (a couple of steps) in `dir`, with its recipe.json like `vlp pretrain` writes. */

@@ -84,7 +84,7 @@ async function vlmoPairScores(model: VLMoModel, set: EvalSet, pairs: ItmPairs, w
           const ii = toDevice(tensor(Array.from(pairs.image.subarray(s, s + n)), { dtype: "int64" }), device);
           const f = model.inferFusion(text.input_ids.indexSelect(0, ci), text.attention_mask.indexSelect(0, ci), px.indexSelect(0, ii));
           const l: Tensor = model.itmLogits(f);
-          out.set(l.select(1, 1).sub(l.select(1, 0)).data() as Float32Array, s);
+          out.set(l.select(1, 1).sub(l.select(1, 0)).toFloat32Array(), s);
         });
       }
     }));

@@ -226,7 +226,7 @@ function scoreNoGrad(m: RegionMatcher, t: TextInputs, r: RegionInputs, textIdx: 
       tidy(() => noGrad(() => {
         const ti = idxTensor(textIdx.slice(s, s + chunk), t.ids.device);
         const ri = idxTensor(regIdx.slice(s, s + chunk), r.feats.device);
-        out.set(m.score(pickText(t, ti), pickRegions(r, ri)).data() as Float32Array, s);
+        out.set(m.score(pickText(t, ti), pickRegions(r, ri)).toFloat32Array(), s);
       }));
     }
   } finally {
@@ -357,7 +357,7 @@ export async function scoreAllPairs(m: RegionMatcher, set: EvalSet, o: { regions
             const c = Math.min(chunk, Nt - c0);
             const t: TextInputs = { ids: all.ids.narrow(0, c0, c).repeat(nb, 1), mask: all.mask.narrow(0, c0, c).repeat(nb, 1), wpos: all.wpos.narrow(0, c0, c).repeat(nb, 1) };
             const r: RegionInputs = { feats: reg.feats.repeatInterleave(c, 0), boxes: reg.boxes.repeatInterleave(c, 0), valid: reg.region_valid.repeatInterleave(c, 0) };
-            const s = m.score(t, r).data() as Float32Array;
+            const s = m.score(t, r).toFloat32Array();
             for (let b = 0; b < nb; b++) out.set(s.subarray(b * c, (b + 1) * c), (i0 + b) * Nt + c0);
           });
           pb?.tick(nb * Math.min(chunk, Nt - c0));
@@ -416,9 +416,9 @@ export async function scoreDual(model: VLMoModel, set: EvalSet, o: { world: stri
     pb?.finish();
     return tidy(() => noGrad(() => {
       const scores = itcScores(cat(imgEmb), cat(txtEmb));
-      if (o.rerank <= 0) return { i2t: new Float32Array(scores.data() as Float32Array), seconds: (performance.now() - t0) / 1000 };
+      if (o.rerank <= 0) return { i2t: scores.toFloat32Array(), seconds: (performance.now() - t0) / 1000 };
       const rr = rerankWithItm(model, scores, cat(pixels), text.input_ids, text.attention_mask, o.rerank);
-      return { i2t: new Float32Array(rr.i2t.data() as Float32Array), t2i: new Float32Array(rr.t2i.data() as Float32Array), seconds: (performance.now() - t0) / 1000 };
+      return { i2t: rr.i2t.toFloat32Array(), t2i: rr.t2i.toFloat32Array(), seconds: (performance.now() - t0) / 1000 };
     }));
   } finally {
     pb?.finish();
