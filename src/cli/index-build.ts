@@ -6,16 +6,18 @@ import { ProgressBar } from "./progress.ts";
 import { loadServedModel } from "../serve/model.ts";
 import { buildIndex, resolveCollection } from "../serve/build.ts";
 import { DEVICE_OPTION, deviceFlag, usableDevice } from "./device.ts";
+import { autocastAsync, precisionDtype, type Precision } from "../engine/precision.ts";
 
 const USAGE = `vlp index build --checkpoint <run dir> --images <folder|dataset> --out <dir>
-    [--dtype float32|float16] [--split train|val|test|all] [--image-root DIR] [--limit N] [--batch N] [--no-captions] [--device D] [--quiet]
+    [--dtype float32|float16] [--split train|val|test|all] [--image-root DIR] [--limit N] [--batch N] [--no-captions] [--device D] [--precision fp32|bf16|fp16] [--quiet]
 
   --images   a folder of .png/.jpg/.webp images (searched 4 levels deep), a dataset folder
              (a synthetic world: karpathy/*.json + images/) or a Karpathy split JSON; a dataset's
              captions are embedded too (for image -> caption search)
   --out      the index folder; if it holds an index of the same checkpoint, only new ids are added
   --dtype    stored vectors: float32 (default) or float16 (half the memory)
-  --device   cpu (default), cuda or cuda:N: where the encoders run`;
+  --device   cpu (default), cuda or cuda:N: where the encoders run
+  --precision fp32 (default), or bf16 / fp16 (CUDA only) autocast for the encoders (embeddings are stored in --dtype)`;
 
 export async function main(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
@@ -37,6 +39,7 @@ export async function main(argv: string[]): Promise<void> {
       batch: { type: "string", default: "64" },
       "no-captions": { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
+      precision: { type: "string", default: "fp32" },
       help: { type: "boolean", default: false },
       ...DEVICE_OPTION,
     },
@@ -59,7 +62,8 @@ export async function main(argv: string[]): Promise<void> {
   const served = await loadServedModel(values.checkpoint!, undefined, device);
   const col = resolveCollection(values.images!, { split: values.split as "all", imageRoot: values["image-root"], limit: posInt(values.limit, "--limit") });
   const bars: Record<string, ProgressBar> = {};
-  const summary = await buildIndex(served, col, {
+  // nothing else computes in this process, so an autocast scope spanning the awaits is safe
+  const summary = await autocastAsync(precisionDtype(values.precision as Precision, device), () => buildIndex(served, col, {
     out: values.out!,
     dtype: values.dtype as "float32" | "float16" | undefined,
     batch: posInt(values.batch, "--batch"),
@@ -69,7 +73,7 @@ export async function main(argv: string[]): Promise<void> {
       bars[kind].update(done);
       if (done >= total && total > 0) bars[kind].finish();
     },
-  });
+  }), device);
   for (const b of Object.values(bars)) b.finish();
   const s = summary;
   const rate = (n: number, t: number) => (t > 0 ? `${(n / t).toFixed(1)}/s` : "-");
