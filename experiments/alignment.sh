@@ -47,10 +47,10 @@ MSP0=(--set model.overrides.itmRead=pooled --set msp.itc=0 --set msp.itmPaired=f
 run M1-msp-pool-mean recipes/msp-small.json "${MSP0[@]}" --set model.overrides.pool=mean --set train.evalEvery=250 --set msp.stages.token.steps=500 --set msp.stages.phrase.steps=500 --set msp.stages.sentence.steps=750
 run M2-msp-hard-quarter recipes/msp-small.json "${MSP0[@]}" --set model.overrides.pool=mean --set msp.hardFraction=0.25 --set msp.stages.token.steps=300 --set msp.stages.phrase.steps=300 --set msp.stages.sentence.steps=1500 --set train.evalEvery=250
 # session 4: the product ITM read-out + ITC on the cross layers run one stream at a time + paired ITM (M3),
-# with the ITM loss x4 (M5 = recipes/msp-small.json as shipped), 3,000 sentence steps (M6), the tiny recipe (M4)
-run M3-msp-prod-itc-paired recipes/msp-small.json --set msp.stages.sentence.losses.itm=1
-run M5-msp-small recipes/msp-small.json
-run M6-msp-small-3000 recipes/msp-small.json --set msp.stages.sentence.steps=3000
+# with the ITM loss x4 (M5), 3,000 sentence steps (M6 = recipes/msp-small.json as shipped), the tiny recipe (M4)
+run M3-msp-prod-itc-paired recipes/msp-small.json --set msp.stages.sentence.losses.itm=1 --set msp.stages.sentence.steps=1500
+run M5-msp-small-1500 recipes/msp-small.json --set msp.stages.sentence.steps=1500
+run M6-msp-small recipes/msp-small.json
 run M4-msp-tiny recipes/msp-tiny.json
 # VLMo, image-text stage only: [CLS] ITC as official (V1), mean ITC (V3), + product ITM and 8-px patches (V6)
 run V1-vlmo-64px-p8-cls recipes/vlmo-tiny.json --set data.world=data/world-tiny --set train.lr=0.0005 --set 'model.overrides={"imageSize":64,"patchSize":8}' --set 'vlmo.order=["image-text"]' --set vlmo.stages.image-text.steps=1000 --set train.evalEvery=250
@@ -70,5 +70,5 @@ STEPS=3000 VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts
 run E1-vlmo-emoji recipes/vlmo-small.json --set data.world=data/emoji --set data.karpathy=karpathy/dataset_emoji.json --set vlmo.stages.image.steps=200 --set vlmo.stages.text.steps=200 --set vlmo.stages.image-text.steps=1200 --set train.evalEvery=300 --set model.overrides.itmRead=prod
 for d in "$OUT"/*/; do node --import tsx experiments/curves.ts "$d"; done
 node --import tsx experiments/heldout.ts --limit 100 "$OUT"/S1-semvlp-small "$OUT"/P1-itm-prod "$OUT"/L1-semvlp-small-4000 "$OUT"/P2-itm-prod-qa "$OUT"/M2-msp-hard-quarter "$OUT"/V6-vlmo-itm-prod-p8 \
-  "$OUT"/M3-msp-prod-itc-paired "$OUT"/M5-msp-small "$OUT"/M6-msp-small-3000 "$OUT"/M4-msp-tiny "$OUT"/V7-vlmo-128px
+  "$OUT"/M3-msp-prod-itc-paired "$OUT"/M5-msp-small-1500 "$OUT"/M6-msp-small "$OUT"/M4-msp-tiny "$OUT"/V7-vlmo-128px
 node --import tsx experiments/heldout.ts "$OUT"/E1-vlmo-emoji
