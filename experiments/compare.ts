@@ -249,12 +249,13 @@ lines.push("All numbers are percentages on the world's test split (comp = the he
 lines.push("");
 if (groups.has("A")) {
   lines.push("**A. Pre-trained vs from scratch**", "");
-  head(["method", "init", "VQA", "VQA comp", "GQA", "GQA comp", "NLVR2", "NLVR2 comp", "retrieval", "retrieval comp", "retrieval ZS"]);
+  const gqa = tasks.has("gqa");
+  head(["method", "init", "VQA", "VQA comp", ...(gqa ? ["GQA", "GQA comp"] : []), "NLVR2", "NLVR2 comp", "retrieval", "retrieval comp", "retrieval ZS"]);
   for (const [method, pre] of [["semvlp", "semvlp-both"], ["msp", "msp-TPS"], ["vlmo", "vlmo-mome-stagewise"]] as const) {
     if (!methods.has(method)) continue;
     for (const p of [pre, null]) {
       const c = (t: Task, split: string) => cell(p, method, t, split, seeds);
-      row([method, p ? `pre-trained (${p})` : "scratch", c("vqa", "test"), c("vqa", "test_comp"), c("gqa", "test"), c("gqa", "test_comp"), c("nlvr2", "test"), c("nlvr2", "test_comp"), c("retrieval", "test"), c("retrieval", "test_comp"), p ? zs(p) : "–"]);
+      row([method, p ? `pre-trained (${p})` : "scratch", c("vqa", "test"), c("vqa", "test_comp"), ...(gqa ? [c("gqa", "test"), c("gqa", "test_comp")] : []), c("nlvr2", "test"), c("nlvr2", "test_comp"), c("retrieval", "test"), c("retrieval", "test_comp"), p ? zs(p) : "–"]);
     }
   }
   lines.push("", "Transfer (pre-trained − scratch, points) against twice the larger seed standard deviation:", "");
