@@ -68,11 +68,13 @@ export interface RetrievalOptions {
   evalBatchSize: number;
   /** The split evaluated at the end of fine-tuning (the returned metrics). */
   evalSplit: RetrievalSplit;
+  /** Only the split's first N images in that evaluation (0 = all; a fusion model scores every pair, N x 5N forwards). */
+  evalLimit: number;
   /** VLMo: re-rank each query's top k with the ITM head in the end-of-training evaluation (0 = off). */
   rerank: number;
 }
 
-export const RETRIEVAL_DEFAULTS: RetrievalOptions = { mode: "single", margin: 0.2, negPool: 0, hardNegatives: 1, maxTextLen: null, maxBoxes: 36, evalBatchSize: 500, evalSplit: "val", rerank: 0 };
+export const RETRIEVAL_DEFAULTS: RetrievalOptions = { mode: "single", margin: 0.2, negPool: 0, hardNegatives: 1, maxTextLen: null, maxBoxes: 36, evalBatchSize: 500, evalSplit: "val", evalLimit: 0, rerank: 0 };
 
 /** Checks `recipe.options` of a retrieval recipe; unknown keys and bad values are rejected naming the key. */
 export function retrievalOptions(raw: Record<string, unknown> | undefined, where = "recipe.options"): RetrievalOptions {
@@ -92,6 +94,7 @@ export function retrievalOptions(raw: Record<string, unknown> | undefined, where
     maxBoxes: { int: true, min: 1, max: 1024 },
     evalBatchSize: { int: true, min: 1, max: 1 << 20 },
     rerank: { int: true, min: 0, max: 1 << 16 },
+    evalLimit: { int: true, min: 0, max: 1 << 30 },
   });
   if (!["train", "val", "test", "test_comp"].includes(r.evalSplit)) throw new Error(`${where}.evalSplit: expected train, val, test or test_comp, got ${JSON.stringify(r.evalSplit)}`);
   if (r.negPool > 0 && r.hardNegatives > r.negPool) throw new Error(`${where}.hardNegatives (${r.hardNegatives}) exceeds negPool (${r.negPool})`);
@@ -573,7 +576,7 @@ export async function finetune(a: FinetuneArgs): Promise<Record<string, number>>
   });
   const metrics = await evaluateRetrievalModel(rm, {
     world: r.data.world, split: o.evalSplit, regions: r.data.regions, batchSize: o.evalBatchSize, rerank: rm.kind === "dual" ? o.rerank : 0,
-    maxTextLen: L, maxBoxes: o.maxBoxes, quiet: a.quiet,
+    maxTextLen: L, maxBoxes: o.maxBoxes, quiet: a.quiet, limit: o.evalLimit || undefined,
   });
   model.dispose();
   const last = summary.retrieval ?? {};
