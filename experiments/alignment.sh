@@ -39,7 +39,9 @@ run X10-lr2e-3-code recipes/semvlp-tiny.json "${SEM0[@]}" --set data.world=data/
 run S1-semvlp-small recipes/semvlp-small.json --set model.overrides.itmRead=pooled --set train.steps=1000
 run W1-text-warmup recipes/semvlp-small.json --set model.overrides.itmRead=pooled --set semvlp.textWarmup.steps=1500 --set train.steps=500
 run P1-itm-prod recipes/semvlp-small.json --set model.overrides.itmRead=prod --set train.steps=2000 --set train.evalEvery=250
-run L1-semvlp-small-4000 recipes/semvlp-small.json
+run L1-semvlp-small-4000 recipes/semvlp-small.json --set semvlp.losses.itm=1
+# session 4: the ITM loss x4 (S4 = recipes/semvlp-small.json as shipped)
+run S4-semvlp-small-itm4 recipes/semvlp-small.json
 run P2-itm-prod-qa recipes/semvlp-small.json --set model.overrides.itmRead=prod --set train.steps=800 --set train.evalEvery=200 --set semvlp.qa=true --set 'semvlp.textSources=["mscoco","vqa","gqa"]' --set 'semvlp.itmSources=["mscoco"]'
 # MSP: the paper's product pooler on sequence means (M1), plus a quarter of hard negatives (M2)
 # (recipes/msp-small.json now ships session 4's levers: M1/M2 switch them off)
@@ -69,6 +71,6 @@ STEPS=3000 VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts
 [ -f data/emoji/meta.json ] || vlp data emoji --out data/emoji
 run E1-vlmo-emoji recipes/vlmo-small.json --set data.world=data/emoji --set data.karpathy=karpathy/dataset_emoji.json --set vlmo.stages.image.steps=200 --set vlmo.stages.text.steps=200 --set vlmo.stages.image-text.steps=1200 --set train.evalEvery=300 --set model.overrides.itmRead=prod
 for d in "$OUT"/*/; do node --import tsx experiments/curves.ts "$d"; done
-node --import tsx experiments/heldout.ts --limit 100 "$OUT"/S1-semvlp-small "$OUT"/P1-itm-prod "$OUT"/L1-semvlp-small-4000 "$OUT"/P2-itm-prod-qa "$OUT"/M2-msp-hard-quarter "$OUT"/V6-vlmo-itm-prod-p8 \
+node --import tsx experiments/heldout.ts --limit 100 "$OUT"/S1-semvlp-small "$OUT"/P1-itm-prod "$OUT"/L1-semvlp-small-4000 "$OUT"/S4-semvlp-small-itm4 "$OUT"/P2-itm-prod-qa "$OUT"/M2-msp-hard-quarter "$OUT"/V6-vlmo-itm-prod-p8 \
   "$OUT"/M3-msp-prod-itc-paired "$OUT"/M5-msp-small-1500 "$OUT"/M6-msp-small "$OUT"/M4-msp-tiny "$OUT"/V7-vlmo-128px
 node --import tsx experiments/heldout.ts "$OUT"/E1-vlmo-emoji
