@@ -8,7 +8,7 @@ import { where } from "../engine/index.ts";
 import type { BuilderSpec } from "../data/loader.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import type { RegionTextArgs } from "./builder.ts";
-import { computeMlm, targetPositions, type LossOut } from "../objectives/losses.ts";
+import { computeMlm, computeItcKeyed, targetPositions, type LossOut } from "../objectives/losses.ts";
 
 export const BUILDER_MODULE = new URL("./builder.ts", import.meta.url).href;
 
@@ -98,4 +98,16 @@ export function maskedLm(hidden: Tensor, labels: Tensor, head: (x: Tensor) => Te
   const idx = targetPositions(labels);
   const h = hidden.size(-1);
   return computeMlm(head(hidden.reshape(-1, h).indexSelect(0, idx)), labels.reshape(-1).indexSelect(0, idx));
+}
+
+/**
+ * vlpkit's align-before-fuse ITC over the batch rows `rows` ([R] int64, the matched pairs): `features`
+ * encodes those rows alone (`pick` selects them from any batch tensor) into unit-norm text and image
+ * embeddings; rows showing the same image (`img_key`) are all positives. Undefined with fewer than 2 rows.
+ */
+export function matchedItc(batch: Record<string, Tensor>, rows: Tensor, logitScale: Tensor, features: (pick: (t: Tensor) => Tensor) => { text: Tensor; image: Tensor }): LossOut | undefined {
+  if (rows.size(0) < 2) return undefined;
+  const pick = (t: Tensor) => t.indexSelect(0, rows);
+  const f = features(pick);
+  return computeItcKeyed(f.image, f.text, logitScale, pick(batch.img_key));
 }

@@ -8,12 +8,12 @@
 import { LxmertForPreTraining, lxmertConfig, type LxmertPreset, type LxmertConfig, type LxmertInputs } from "../models/lxmert.ts";
 import { IFRSHead } from "../models/heads.ts";
 import { initBertWeights, maskedMean } from "../models/bert.ts";
-import { computeObjectPrediction, computeItm, computeIfrs, computeTopic, computeItcKeyed, type LossOut, type ObjectLossWeighting } from "../objectives/losses.ts";
+import { computeObjectPrediction, computeItm, computeIfrs, computeTopic, type LossOut, type ObjectLossWeighting } from "../objectives/losses.ts";
 import { shuffleTriplets } from "../objectives/masking.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Source, Stage, StepContext } from "./trainer.ts";
 import { F, Linear, full, type Tensor, type Generator } from "../engine/index.ts";
-import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets, maskedLm, mlmVocab, type MlmVocab } from "./common.ts";
+import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets, maskedLm, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
 
 /**
  * LXMERT-S with its pre-training heads plus the IFRS feature-reconstruction head (`ifrs_head`, which
@@ -175,11 +175,8 @@ function mspStep(model: LxmertSForMSP, g: Granularity, losses: Record<string, nu
 
 /** The align-before-fuse ITC of a sentence batch (MSP_ITC_DIM's comment), on its matched pairs. */
 function mspItc(model: LxmertSForMSP, batch: Record<string, Tensor>): LossOut | undefined {
-  const rows = batch.matched.nonzero().squeeze(1);
-  if (rows.size(0) < 2) return undefined;
-  const pick = (t: Tensor) => t.indexSelect(0, rows);
-  const f = model.itcFeatures({ inputIds: pick(batch.input_ids), attentionMask: pick(batch.attention_mask), positionIds: pick(batch.word_position_ids), visualFeats: pick(batch.feats), visualPos: pick(batch.boxes), visualAttentionMask: pick(batch.region_valid) });
-  return computeItcKeyed(f.image, f.text, model.logit_scale!, pick(batch.img_key));
+  return matchedItc(batch, batch.matched.nonzero().squeeze(1), model.logit_scale!, (pick) =>
+    model.itcFeatures({ inputIds: pick(batch.input_ids), attentionMask: pick(batch.attention_mask), positionIds: pick(batch.word_position_ids), visualFeats: pick(batch.feats), visualPos: pick(batch.boxes), visualAttentionMask: pick(batch.region_valid) }));
 }
 
 export { GRANULARITIES };

@@ -4,11 +4,11 @@
 // default. Tasks: MLM, masked object prediction (feature regression + label classification),
 // ITM (50% random negatives) and image QA; MLM, object and QA losses only on matched pairs.
 import { SemVLPForPreTraining, semvlpConfig, type SemVLPMode, type SemVLPPreset } from "../models/semvlp.ts";
-import { computeObjectPrediction, computeItm, computeQa, computeItcKeyed, type LossOut } from "../objectives/losses.ts";
+import { computeObjectPrediction, computeItm, computeQa } from "../objectives/losses.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Tensor, Generator } from "../engine/index.ts";
 import type { Stage } from "./trainer.ts";
-import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted, maskedLm, renameMetrics, mlmVocab, type MlmVocab } from "./common.ts";
+import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted, maskedLm, renameMetrics, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
 
 /** The paper's tasks, weight 1 each; `itc` (vlpkit's align-before-fuse term, not in the paper) is off by default. */
 export const SEMVLP_LOSSES = { mlm: 1, obj: 1, attr: 1, feat: 1, itm: 1, qa: 1, itc: 0 };
@@ -64,15 +64,10 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
         const visual = model.obj_predict_head?.forward(out.regionOutput);
         const answer = model.answer_head?.forward(out.pooledOutput);
         // align before fuse (vlpkit, optional): ITC between the unimodal h_CLS and o_IMG of the pairs that match
-        let itc: LossOut | undefined;
-        if (losses.itc > 0) {
-          const rows = matched.logicalAnd(batch.itm_target.ne(-1)).nonzero().squeeze(1);
-          if (rows.size(0) > 1) {
-            const pick = (t: Tensor) => t.indexSelect(0, rows);
-            const f = model.itcFeatures({ inputIds: pick(batch.input_ids), attentionMask: pick(batch.attention_mask), visualFeats: pick(batch.feats), visualPos: pick(batch.boxes), visualAttentionMask: pick(batch.region_valid) });
-            itc = computeItcKeyed(f.image, f.text, model.logit_scale!, pick(batch.img_key));
-          }
-        }
+        const itc = losses.itc > 0
+          ? matchedItc(batch, matched.logicalAnd(batch.itm_target.ne(-1)).nonzero().squeeze(1), model.logit_scale!, (pick) =>
+            model.itcFeatures({ inputIds: pick(batch.input_ids), attentionMask: pick(batch.attention_mask), visualFeats: pick(batch.feats), visualPos: pick(batch.boxes), visualAttentionMask: pick(batch.region_valid) }))
+          : undefined;
         const res = weighted({
           itc,
           mlm: maskedLm(out.textOutput, text.labels, (x) => model.cls.predictions.forward(x)),
