@@ -13,6 +13,7 @@ import { validateRecipe, type Recipe } from "../src/pretrain/recipe.ts";
 import { validateFinetuneRecipe } from "../src/tasks/task.ts";
 import { generateWorld } from "../src/data/synth/world.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
+import { precisionFlag } from "../src/cli/device.ts";
 import { train } from "../src/pretrain/trainer.ts";
 import { buildInfo, manualSeed } from "../src/engine/index.ts";
 import { readSafetensors } from "../src/engine/serialize/safetensors.ts";
@@ -127,4 +128,13 @@ test("device cpu: a checkpoint saved mid-run and resumed gives the uninterrupted
   const w = (dir: string) => readFileSync(join(root, dir, "model.safetensors"));
   assert.ok(w("whole").equals(w("cut")), "the resumed run's weights differ from the uninterrupted run's");
   assert.deepEqual([...readSafetensors(join(root, "cut", "ckpt-3", "rng.safetensors")).tensors.keys()].sort(), ["default", "generator.trainer"]);
+});
+
+test("--precision (vlp eval, vlp index build): fp32 is no autocast, bf16 anywhere, fp16 on CUDA only; errors name the flag", () => {
+  assert.equal(precisionFlag(undefined, "cpu"), null);
+  assert.equal(precisionFlag("fp32", "cpu"), null);
+  assert.equal(precisionFlag("bf16", "cpu"), "bfloat16");
+  assert.equal(precisionFlag("fp16", "cuda:0"), "float16");
+  assert.throws(() => precisionFlag("fp16", "cpu"), /^Error: --precision fp16: .*CUDA/);
+  assert.throws(() => precisionFlag("bf17", "cpu"), /--precision: expected fp32, bf16, fp16, got "bf17"/);
 });

@@ -4,8 +4,8 @@ import { basename, join } from "node:path";
 import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 import { claimRunDir } from "../pretrain/rundir.ts";
 import { loadFinetuneRecipe, loadTask } from "../tasks/task.ts";
-import { DEVICE_HELP, DEVICE_OPTION, deviceFlag, usableDevice } from "./device.ts";
-import { autocastAsync, precisionDtype, type Precision } from "../engine/precision.ts";
+import { DEVICE_HELP, DEVICE_OPTION, PRECISION_OPTION, deviceFlag, precisionFlag, usableDevice } from "./device.ts";
+import { autocastAsync } from "../engine/precision.ts";
 
 const FT_HELP = `vlp finetune <vqa|gqa|nlvr2|retrieval> --recipe FILE [--from PRETRAIN_RUN | --scratch] [--out DIR] [--set k=v ...] [--device D] [--resume | --overwrite] [--quiet]
   --from DIR    a pre-training run (recipe.json + model.safetensors); its method and model are used
@@ -40,6 +40,7 @@ export async function finetuneMain(argv: string[]): Promise<void> {
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
       ...DEVICE_OPTION,
+      ...PRECISION_OPTION,
     },
     strict: true,
   });
@@ -86,8 +87,8 @@ export async function evalMain(argv: string[]): Promise<void> {
       metrics: { type: "string" },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
-      precision: { type: "string", default: "fp32" },
       ...DEVICE_OPTION,
+      ...PRECISION_OPTION,
     },
     strict: true,
   });
@@ -104,7 +105,7 @@ export async function evalMain(argv: string[]): Promise<void> {
     return n;
   };
   const mod = await loadTask(task);
-  const low = precisionDtype(values.precision as Precision, device);
+  const low = precisionFlag(values.precision, device);
   // nothing else computes in this process, so a scope spanning the awaits is safe (see autocastAsync)
   const metrics = await autocastAsync(low, () => mod.evaluate({
     checkpoint: values.checkpoint!,

@@ -5,8 +5,8 @@ import { parseArgs } from "node:util";
 import { ProgressBar } from "./progress.ts";
 import { loadServedModel } from "../serve/model.ts";
 import { buildIndex, resolveCollection } from "../serve/build.ts";
-import { DEVICE_OPTION, deviceFlag, usableDevice } from "./device.ts";
-import { autocastAsync, precisionDtype, type Precision } from "../engine/precision.ts";
+import { DEVICE_OPTION, PRECISION_OPTION, deviceFlag, precisionFlag, usableDevice } from "./device.ts";
+import { autocastAsync } from "../engine/precision.ts";
 
 const USAGE = `vlp index build --checkpoint <run dir> --images <folder|dataset> --out <dir>
     [--dtype float32|float16] [--split train|val|test|all] [--image-root DIR] [--limit N] [--batch N] [--no-captions] [--device D] [--precision fp32|bf16|fp16] [--quiet]
@@ -39,9 +39,9 @@ export async function main(argv: string[]): Promise<void> {
       batch: { type: "string", default: "64" },
       "no-captions": { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
-      precision: { type: "string", default: "fp32" },
       help: { type: "boolean", default: false },
       ...DEVICE_OPTION,
+      ...PRECISION_OPTION,
     },
     strict: true,
   });
@@ -63,7 +63,7 @@ export async function main(argv: string[]): Promise<void> {
   const col = resolveCollection(values.images!, { split: values.split as "all", imageRoot: values["image-root"], limit: posInt(values.limit, "--limit") });
   const bars: Record<string, ProgressBar> = {};
   // nothing else computes in this process, so an autocast scope spanning the awaits is safe
-  const summary = await autocastAsync(precisionDtype(values.precision as Precision, device), () => buildIndex(served, col, {
+  const summary = await autocastAsync(precisionFlag(values.precision, device), () => buildIndex(served, col, {
     out: values.out!,
     dtype: values.dtype as "float32" | "float16" | undefined,
     batch: posInt(values.batch, "--batch"),
