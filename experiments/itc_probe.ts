@@ -13,23 +13,69 @@ import { AdamW } from "../src/engine/optim.ts";
 import { clipGradNorm } from "../src/engine/grad.ts";
 import { maskedMean } from "../src/models/bert.ts";
 import { computeItc } from "../src/objectives/losses.ts";
+import { Conv2d, Sequential, Module, Linear } from "../src/engine/nn.ts";
+import { tensor } from "../src/engine/index.ts";
+import { openRegions } from "../src/pretrain/builder.ts";
 
 const sets = ["data.world=data/world-small", ...(process.env.SETS ? process.env.SETS.split(";") : [])];
 const steps = Number(process.env.STEPS ?? 400), lr = Number(process.env.LR ?? 1e-3), bow = process.env.BOW === "1";
+const img = process.env.IMG ?? "vit";
 const { model, stages } = buildVLMo(loadRecipe("recipes/vlmo-small.json", sets));
+const h = model.config.hiddenSize, grid = model.transformer.patch_embed.gridSize;
+class Relu extends Module {
+  forward(x: Tensor): Tensor {
+    return x.relu();
+  }
+}
+// IMG=cnn: a 4-conv network, mean-pooled (is a pixel encoder of another kind off the plateau?);
+// IMG=linear: the mean of the patch projections (the issue's linear baseline);
+// IMG=stem: VLMo with a stride-2 conv stem in place of the patch projection (Xiao et al. 2021).
+const convs = (out: number, n: number): Sequential => {
+  const layers: Module[] = [];
+  let c = 3;
+  for (let i = 0; i < n; i++) {
+    const o = i === n - 1 ? out : Math.min(32 << i, 128);
+    layers.push(new Conv2d(c, o, 3, 2, 1), new Relu());
+    c = o;
+  }
+  layers.pop();
+  return new Sequential(...(layers as (Module & { forward(x: Tensor): Tensor })[]));
+};
+const extra: Sequential | null = img === "cnn" ? convs(h, 4) : img === "stem" ? convs(h, Math.log2(model.config.patchSize)) : null;
+if (img === "stem") (model.transformer.patch_embed as unknown as { forward(x: Tensor): Tensor }).forward = (px: Tensor) => extra!.forward(px);
+const imageItc = (px: Tensor): Tensor => {
+  if (img === "region") return F.normalize(model.itc_image_proj!.forward(regionFc!.forward(px).relu().mean([1])), 2, -1);
+  if (img === "cnn") return F.normalize(model.itc_image_proj!.forward(extra!.forward(px).flatten(2).mean([2])), 2, -1);
+  if (img === "linear") return F.normalize(model.itc_image_proj!.forward(model.transformer.patch_embed.forward(px).flatten(2).mean([2])), 2, -1);
+  return model.inferImage(px, { vlBranch: false }).itc!;
+};
+void grid;
+// IMG=region: the world's region features (36 boxes, features + box) through a per-box linear + ReLU,
+// mean-pooled: the ceiling the captions allow when the image side sees the objects.
+const regions = img === "region" ? await openRegions("data/world-small/features/obj36.tsv") : null;
+const regionFc = img === "region" ? new Linear(regions!.get(regions!.ids()[0]).dim + 4, h) : null;
+const regionInput = (files: string[]): Tensor => {
+  const rs = files.map((f) => regions!.get(f.replace(/\.[a-z]+$/, "")));
+  const n = rs[0].numBoxes, d = rs[0].dim;
+  const data = new Float32Array(files.length * n * (d + 4));
+  rs.forEach((r, k) => { for (let i = 0; i < n; i++) { data.set(r.features.subarray(i * d, (i + 1) * d), (k * n + i) * (d + 4)); data.set(r.normBoxes.subarray(i * 4, i * 4 + 4), (k * n + i) * (d + 4) + d); } });
+  return tensor(data, { shape: [files.length, n, d + 4] });
+};
 const src = stages.find((s) => s.name === "image-text")!.sources[0];
 const train = await Loader.create(src.data, { batchSize: 32, seed: 0, shuffle: true, dropLast: true, workers: 0 });
 const val = await Loader.create(src.evalData!, { batchSize: 32, seed: 0, shuffle: false, dropLast: true, workers: 0 });
 const valBatches: Record<string, Tensor>[] = [];
 for (let i = 0; i < 7; i++) {
-  const b = toTensors(await val.next());
+  const hb = await val.next();
+  const b = toTensors(hb);
+  if (regions) { b.pixels.dispose(); b.pixels = regionInput((hb.meta as { files: string[] }).files); }
   for (const t of Object.values(b)) t.keep();
   valBatches.push(b);
 }
 
 const textItc = (ids: Tensor, mask: Tensor): Tensor =>
   bow ? F.normalize(model.itc_text_proj!.forward(maskedMean(model.text_embeddings.word_embeddings.forward(ids), mask)), 2, -1) : model.inferText(ids, mask, { vlBranch: false }).itc!;
-const itc = (b: Record<string, Tensor>) => computeItc(model.inferImage(b.pixels, { vlBranch: false }).itc!, textItc(b.input_ids, b.attention_mask), model.logit_scale!);
+const itc = (b: Record<string, Tensor>) => computeItc(imageItc(b.pixels), textItc(b.input_ids, b.attention_mask), model.logit_scale!);
 
 function evalVal(): [number, number] {
   model.eval();
@@ -45,13 +91,15 @@ function evalVal(): [number, number] {
   return [i2t / valBatches.length, t2i / valBatches.length];
 }
 
-const opt = new AdamW(model.parameters(), { lr, weightDecay: 0.01 });
+const opt = new AdamW([...model.parameters(), ...(extra ? extra.parameters() : []), ...(regionFc ? regionFc.parameters() : [])], { lr, weightDecay: 0.01 });
 const warmup = 0.05 * steps;
 const t0 = Date.now();
 let running = 0;
 model.train();
 for (let s = 1; s <= steps; s++) {
-  const b = toTensors(await train.next());
+  const hb = await train.next();
+  const b = toTensors(hb);
+  if (regions) { b.pixels.dispose(); b.pixels = regionInput((hb.meta as { files: string[] }).files); }
   const m = tidy(() => {
     const out = itc(b);
     out.loss.backward();
@@ -59,13 +107,13 @@ for (let s = 1; s <= steps; s++) {
   });
   for (const t of Object.values(b)) t.dispose();
   opt.setLr(s <= warmup ? (lr * s) / warmup : (lr * (steps - s)) / (steps - warmup));
-  clipGradNorm(model.parameters(), 1.0);
+  clipGradNorm([...model.parameters(), ...(extra ? extra.parameters() : []), ...(regionFc ? regionFc.parameters() : [])], 1.0);
   noGrad(() => opt.step());
   opt.zeroGrad();
   running = 0.9 * running + 0.1 * m.itc_i2t_acc;
   if (s % 100 === 0) {
     const [vi, vt] = evalVal();
-    console.log(`${process.env.SETS || "recipe"}${bow ? " +bow text" : ""} step ${s}: train~${running.toFixed(3)} val i2t ${vi.toFixed(3)} t2i ${vt.toFixed(3)} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    console.log(`${process.env.SETS || "recipe"} img=${img}${bow ? " +bow text" : ""} step ${s}: train~${running.toFixed(3)} val i2t ${vi.toFixed(3)} t2i ${vt.toFixed(3)} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
   }
 }
 await train.close();

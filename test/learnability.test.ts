@@ -11,6 +11,8 @@ import { createBuilder } from "../src/pretrain/builder.ts";
 import { readPretrainExamples } from "../src/pretrain/examples.ts";
 import { readHardNegatives } from "../src/data/formats/hardneg.ts";
 import { toTensors } from "../src/data/loader.ts";
+import { createBuilder as createImageTextBuilder } from "../src/pretrain/imagetext.ts";
+import { readKarpathy, karpathySubset } from "../src/data/formats/karpathy.ts";
 import { SemVLPForPreTraining, semvlpConfig } from "../src/models/semvlp.ts";
 import { manualSeed, noGrad, tidy, type Tensor } from "../src/engine/index.ts";
 
@@ -44,6 +46,28 @@ test("ITM_HS builder: the hard pool's own image is never drawn as a negative, va
   // val images have no pool (the file covers train images): their negatives are random images, never their own
   assert.ok(pairs > (split === "train" ? 100 : 5), `${split}: ${pairs} pairs`);
   }
+});
+
+test("VLMo held-out pairs: an unshuffled val batch holds distinct images (caption-major), train keeps every caption", async () => {
+  const args = { karpathy: join(world, "karpathy/dataset_synth.json"), images: join(world, "images"), mode: "pair" as const, imageSize: 32, maxTextLen: 16 };
+  const val = await createImageTextBuilder({ ...args, split: "val" });
+  const images = karpathySubset(readKarpathy(args.karpathy).images, "val").length;
+  assert.ok(images >= 2, "precondition: the world has several val images");
+  const first = await val.build(Array.from({ length: images }, (_, k) => k), 0);
+  const files = first.meta.files as string[];
+  assert.equal(new Set(files).size, images, `val batch repeats an image: ${files.join(", ")}`);
+  // the same pairs as before, only reordered: as many examples as captions
+  const train = await createImageTextBuilder({ ...args, split: "train" });
+  const head = (await train.build([0, 1], 0)).meta.files as string[];
+  assert.equal(head[0], head[1], "train stays image-major (its loader shuffles)");
+  assert.ok(val.length >= 2 * images);
+  // the region-text builder of SemVLP/MSP: the same order for its held-out specs
+  const spec = { examples: [{ path: join(world, "lxmert/mscoco_val.json") }], regions: join(world, "features/obj36.tsv"), maxTextLen: 16, maxBoxes: 12, seed: 1 };
+  const rt = await createBuilder({ ...spec, interleave: true });
+  const valImages = new Set(readPretrainExamples(spec.examples[0].path).map((e) => e.imgId)).size;
+  const ids = (await rt.build(Array.from({ length: valImages }, (_, k) => k), 0)).meta.imgIds as string[];
+  assert.equal(new Set(ids).size, valImages, `region-text val batch repeats an image: ${ids.join(", ")}`);
+  assert.equal(rt.length, (await createBuilder(spec)).length);
 });
 
 test("SemVLP: the pooled output (ITM input) reads both the image and the text in both modes, and ITM gradients reach both inputs", () => {

@@ -8,7 +8,7 @@ import { TsvRegionReader, RegionStore, type RegionSource, type RegionFeatures } 
 import { readHardNegatives } from "../data/formats/hardneg.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { Rng, sampleAnswer } from "../objectives/sampling.ts";
-import { readPretrainExamples, type PretrainExample } from "./examples.ts";
+import { readPretrainExamples, interleaveByImage, type PretrainExample } from "./examples.ts";
 
 export interface RegionTextArgs {
   examples: { path: string; sources?: string[]; granularity?: string }[];
@@ -39,6 +39,8 @@ export interface RegionTextArgs {
      */
     hardFraction?: number;
   };
+  /** Held-out sets: consecutive examples from different images (interleaveByImage), for unshuffled evaluation. */
+  interleave?: boolean;
   /** ans2label JSON: sample one answer per question for the pre-training QA loss. */
   answers?: string;
   /** objects_vocab.txt: detected label id -> word, for MSP's topic labels. */
@@ -52,7 +54,8 @@ export async function openRegions(path: string): Promise<RegionSource> {
 export const stepRng = (seed: number, step: number, salt = 0): Rng => new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ salt) | 0);
 
 export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
-  const examples: PretrainExample[] = a.examples.flatMap((e) => readPretrainExamples(e.path, e));
+  const read: PretrainExample[] = a.examples.flatMap((e) => readPretrainExamples(e.path, e));
+  const examples = a.interleave ? interleaveByImage(read, (e) => e.imgId) : read;
   const regions = await openRegions(a.regions);
   const known = new Set(regions.ids());
   const missing = examples.find((e) => !known.has(e.imgId));

@@ -38,6 +38,26 @@ function checkLabel(l: unknown, where: string): Record<string, number> {
  * Examples of one file. `sources` keeps only those sentence sources (e.g. ["mscoco"] for captions
  * only, or ["mscoco", "vqa", "gqa"] for LXMERT's captions + QA); MSP lists are sourced by `granularity`.
  */
+/**
+ * Examples reordered so that consecutive ones come from different images: every image's first
+ * text, then every image's second, ... (stable within an image). For held-out sets, which are read
+ * unshuffled: in file order a batch of 32 held ~6 images five times over, and an in-batch ITC
+ * accuracy could not pass ~1/5 whatever the model (an image cannot tell its own captions apart).
+ */
+export function interleaveByImage<T>(examples: T[], image: (e: T) => string): T[] {
+  const groups = new Map<string, T[]>();
+  for (const e of examples) {
+    const k = image(e);
+    const g = groups.get(k);
+    if (g) g.push(e);
+    else groups.set(k, [e]);
+  }
+  const out: T[] = [];
+  const lists = [...groups.values()];
+  for (let k = 0; out.length < examples.length; k++) for (const g of lists) if (k < g.length) out.push(g[k]);
+  return out;
+}
+
 export function readPretrainExamples(path: string, o: { sources?: string[]; granularity?: string } = {}): PretrainExample[] {
   const data = readJson(path);
   if (!Array.isArray(data)) throw new Error(`${path}: expected a JSON list of records`);

@@ -7,6 +7,7 @@ import type { BatchBuilder, HostBatch } from "../data/loader.ts";
 import { readKarpathy, karpathySubset } from "../data/formats/karpathy.ts";
 import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
+import { interleaveByImage } from "./examples.ts";
 
 export interface ImageTextArgs {
   karpathy: string;
@@ -23,7 +24,9 @@ export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
   // one example per caption (pair/text) or per image (image)
   const examples = a.mode === "image"
     ? images.map((im) => ({ file: im.filename, text: "" }))
-    : images.flatMap((im) => im.sentences.map((s) => ({ file: im.filename, text: s.raw })));
+    : a.split === "train"
+      ? images.flatMap((im) => im.sentences.map((s) => ({ file: im.filename, text: s.raw })))
+      : interleaveByImage(images.flatMap((im) => im.sentences.map((s) => ({ file: im.filename, text: s.raw }))), (e) => e.file);
   const tok = a.mode === "image" ? null : BertTokenizer.load();
   return {
     length: examples.length,
