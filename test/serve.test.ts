@@ -410,3 +410,41 @@ test("--token: every route but the web app's files needs the bearer token (or th
     await locked.close();
   }
 });
+
+test("--precision bf16: every pass runs under autocast inside the request only; answers agree with float32", T, async () => {
+  const { autocastState } = await import("../src/engine/precision.ts");
+  const f32 = new Inference(vqa);
+  const b16 = new Inference(vqa, "bfloat16");
+  const img = await prepareImage(pngBytes, f32.imageSize, "t");
+  const texts = ["a red ball", "two blue stars"];
+  const cos = (a: Float32Array, b: Float32Array) => a.reduce((s, x, i) => s + x * b[i], 0);
+  const [e32, e16] = [f32.embedTexts(texts), b16.embedTexts(texts)];
+  const [i32, i16] = [f32.embedImages([img]), b16.embedImages([img])];
+  for (const [a, b] of [...e32.map((e, i) => [e, e16[i]]), [i32[0], i16[0]]]) {
+    assert.ok(cos(a, b) > 0.99, `bf16 embedding drifts from float32: cosine ${cos(a, b)}`);
+    assert.ok(a.some((x, i) => x !== b[i]), "the bf16 pass computed in float32 (no autocast)");
+  }
+  const [m32, m16] = [f32.itm(img, texts), b16.itm(img, texts)];
+  m32.forEach((m, i) => assert.ok(Math.abs(m.match - m16[i].match) < 0.02, `ITM ${m.match} vs ${m16[i].match}`));
+  assert.deepEqual(b16.vqa(img, "What color is the ball?", 3).map((a) => a.answer).length, 3);
+  assert.equal(autocastState("cpu").enabled, false, "the autocast scope leaked out of a request");
+  const srv = await buildServer({ models: [pre], precision: "bfloat16" });
+  try {
+    const r = await srv.inject({ method: "POST", url: "/embed", payload: { texts } });
+    assert.equal(r.statusCode, 200);
+    const got = (JSON.parse(r.body).texts as number[][]).map((v) => Float32Array.from(v));
+    const want16 = new Inference(pre, "bfloat16").embedTexts(texts), want32 = new Inference(pre).embedTexts(texts);
+    got.forEach((v, i) => {
+      assert.ok(v.every((x, j) => Math.abs(x - want16[i][j]) < 1e-6), "the server's /embed is not the bf16 pass");
+      assert.ok(v.some((x, j) => x !== want32[i][j]), "the server computed in float32");
+    });
+  } finally {
+    await srv.close();
+  }
+  assert.throws(() => spawnSyncServe(["--precision", "fp8"]), /--precision: expected fp32, bf16, fp16, got "fp8"/);
+});
+
+function spawnSyncServe(args: string[]): void {
+  const r = spawnSync(process.execPath, ["--import", "tsx", "src/cli/vlp.ts", "serve", "--checkpoint", join(root, "pre"), ...args], { encoding: "utf8", timeout: 60_000 });
+  if (r.status !== 0) throw new Error(r.stderr);
+}

@@ -8,9 +8,9 @@ import { VectorIndex } from "../serve/vindex.ts";
 import { buildServer, DEFAULT_BODY_LIMIT } from "../serve/server.ts";
 import { isLoopback } from "../serve/guard.ts";
 import { hostname, networkInterfaces } from "node:os";
-import { DEVICE_OPTION, deviceFlag, usableDevice } from "./device.ts";
+import { DEVICE_OPTION, PRECISION_OPTION, deviceFlag, precisionFlag, usableDevice } from "./device.ts";
 
-const USAGE = `vlp serve --checkpoint <run dir> [--vqa <finetune dir>] [--index <dir>] [--images <dir>] [--runs <dir>] [--host H] [--port N] [--token T] [--allow-host NAME ...] [--body-limit MB] [--device D]
+const USAGE = `vlp serve --checkpoint <run dir> [--vqa <finetune dir>] [--index <dir>] [--images <dir>] [--runs <dir>] [--host H] [--port N] [--token T] [--allow-host NAME ...] [--body-limit MB] [--device D] [--precision fp32|bf16|fp16]
 
   --checkpoint  a VLMo run directory (pre-training or fine-tuning): /embed, /search, /itm, /attention
   --vqa         a VQA fine-tuned VLMo run (vlp finetune vqa) for /vqa, when --checkpoint has no VQA head
@@ -23,7 +23,8 @@ const USAGE = `vlp serve --checkpoint <run dir> [--vqa <finetune dir>] [--index 
   --token       require \`Authorization: Bearer T\` on every request but the web app's files (env VLP_TOKEN; web app: /#token=T)
   --allow-host  on a non-loopback bind, a Host name answered besides the bound address (repeatable; with 0.0.0.0 the
                 machine's addresses and host name are allowed); other Host headers get 421
-  --device      cpu (default), cuda or cuda:N: where the models run (the index stays in host memory)`;
+  --device      cpu (default), cuda or cuda:N: where the models run (the index stays in host memory)
+  --precision   fp32 (default), or bf16 / fp16 (CUDA only) autocast for every forward pass (weights stay float32)`;
 
 export async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -42,6 +43,7 @@ export async function main(argv: string[]): Promise<void> {
       log: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
       ...DEVICE_OPTION,
+      ...PRECISION_OPTION,
     },
     strict: true,
   });
@@ -56,6 +58,7 @@ export async function main(argv: string[]): Promise<void> {
   if (!(limitMb > 0 && limitMb <= 1024)) throw new Error(`--body-limit: expected megabytes in (0, 1024], got "${values["body-limit"]}"`);
 
   const device = await usableDevice(deviceFlag(values.device) ?? "cpu", true);
+  const precision = precisionFlag(values.precision, device);
   const models: ServedModel[] = [await loadServedModel(values.checkpoint, undefined, device)];
   if (values.vqa) {
     const v = await loadServedModel(values.vqa, undefined, device);
@@ -82,10 +85,10 @@ export async function main(argv: string[]): Promise<void> {
   if (token !== null && token.length < 16) throw new Error("--token / VLP_TOKEN: use at least 16 characters");
   const allowedHosts = isLoopback(values.host!) ? null : [...bindNames(values.host!), ...values["allow-host"]!];
   if (!isLoopback(values.host!) && !token) console.error(`vlp serve: warning: listening on ${values.host} without --token: anyone who can reach this port can use every route`);
-  const app = await buildServer({ models, index, indexModel, runsRoot, bodyLimit: limitMb * 1048576, logger: values.log, imagesRoot: values.images ?? null, token, allowedHosts });
+  const app = await buildServer({ models, index, indexModel, runsRoot, bodyLimit: limitMb * 1048576, logger: values.log, imagesRoot: values.images ?? null, token, allowedHosts, precision });
   const address = await app.listen({ host: values.host, port });
   const vqa = models.find((m) => m.labels);
-  console.log(`vlp serve: ${models.map((m) => m.name).join(", ")}${device !== "cpu" ? ` (${device})` : ""} on ${address} (web app ${address}/, API docs ${address}/docs.html)`);
+  console.log(`vlp serve: ${models.map((m) => m.name).join(", ")}${device !== "cpu" ? ` (${device})` : ""}${precision ? ` [${values.precision} autocast]` : ""} on ${address} (web app ${address}/, API docs ${address}/docs.html)`);
   console.log(`  index: ${index ? `${index.part("image")?.count ?? 0} images, ${index.part("text")?.count ?? 0} captions (${index.dtype})` : "none (/search answers 409; build one with vlp index build)"}; ` +
     `VQA: ${vqa ? vqa.name : "none (/vqa answers 409; pass --vqa <vlp finetune vqa run>)"}; runs: ${runsRoot ?? "none"}; ` +
     `images: ${values.images ? `under ${values.images}` : index?.manifest.imagesRoot ? `not served (pass --images ${index.manifest.imagesRoot})` : "none"}${token ? "; token required" : ""}`);

@@ -2,10 +2,13 @@
 // dual encoder), ITM match scores and VQA answers (the fusion encoder), and the fusion encoder's
 // attention from a text token to the image patches. Every call runs without gradients inside
 // tidy(), so the native memory of a request is freed when it returns; results are plain arrays.
+// `vlp serve --precision bf16` runs each pass under autocast (Inference.precision).
 import { basename, resolve } from "node:path";
 import sharp, { type Metadata } from "sharp";
 import { tensor, tidy, noGrad, Module, type Tensor, type Device } from "../engine/index.ts";
 import { moduleDevice, placeDevice, toDevice } from "../engine/placement.ts";
+import { autocast } from "../engine/precision.ts";
+import type { AutocastDType } from "../engine/dtype.ts";
 import type { VLMoModel } from "../models/vlmo.ts";
 import { loadVLMoRun, type RunInfo } from "../tasks/checkpoint.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
@@ -143,8 +146,18 @@ export class Inference {
   readonly tokenizer = BertTokenizer.load();
   /** Where the model is: request tensors are sent there, answers read back. */
   readonly device: Device;
-  constructor(readonly served: ServedModel) {
+  /**
+   * `precision`: the autocast dtype of every forward pass (`vlp serve --precision`; null = float32).
+   * The scope opens and closes inside each synchronous pass, so concurrent requests never see
+   * another's autocast state; answers are read back as float32.
+   */
+  constructor(readonly served: ServedModel, readonly precision: AutocastDType | null = null) {
     this.device = moduleDevice(served.model);
+  }
+
+  /** A forward pass of one request: no gradients, the precision's autocast, native memory freed on return. */
+  private run<T>(fn: () => T): T {
+    return noGrad(() => autocast(this.precision, () => tidy(fn), this.device));
   }
 
   get model(): VLMoModel {
@@ -199,44 +212,44 @@ export class Inference {
   embedTexts(texts: string[]): Float32Array[] {
     this.needItc();
     if (texts.length === 0) return [];
-    return noGrad(() => tidy(() => {
+    return this.run(() => {
       const { ids, mask } = this.textTensors(texts);
       const e = this.model.inferText(ids, mask, { vlBranch: false }).itc!;
       return rows(e);
-    }));
+    });
   }
 
   /** Normalised ITC embeddings of prepared images (prepareImage). */
   embedImages(images: Float32Array[]): Float32Array[] {
     this.needItc();
     if (images.length === 0) return [];
-    return noGrad(() => tidy(() => rows(this.model.inferImage(this.pixels(images), { vlBranch: false }).itc!)));
+    return this.run(() => rows(this.model.inferImage(this.pixels(images), { vlBranch: false }).itc!));
   }
 
   /** ITM: the probability that each text matches the image (softmax of the ITM head), with the raw logits. */
   itm(image: Float32Array, texts: string[]): { match: number; logit: number }[] {
     if (!this.hasItm) throw new RequestError(409, `checkpoint ${this.served.name} has no ITM head (itm_score)`);
-    return noGrad(() => tidy(() => {
+    return this.run(() => {
       const { ids, mask } = this.textTensors(texts);
       const px = this.pixels([image]).expand(texts.length, -1, -1, -1);
       const logits = this.model.itmLogits(this.model.inferFusion(ids, mask, px));
       const p = logits.softmax(-1).select(1, 1).toFloat32Array();
       const l = logits.select(1, 1).toFloat32Array();
       return Array.from(p, (m, i) => ({ match: m, logit: l[i] }));
-    }));
+    });
   }
 
   /** The top-k answers to a question about an image, scored by the VQA head's sigmoid (as trained with BCE). */
   vqa(image: Float32Array, question: string, k: number): { answer: string; score: number }[] {
     const labels = this.served.labels;
     if (!labels) throw new RequestError(409, `checkpoint ${this.served.name} has no VQA head`);
-    return noGrad(() => tidy(() => {
+    return this.run(() => {
       const { ids, mask } = this.textTensors([question]);
       const logits = this.model.vqaLogits(this.model.inferFusion(ids, mask, this.pixels([image]))).select(0, 0);
       const [v, i] = logits.sigmoid().topk(Math.min(k, labels.length));
       const idx = i.toArray();
       return Array.from(v.toFloat32Array(), (s, j) => ({ answer: labels[idx[j]], score: s }));
-    }));
+    });
   }
 
   /**
@@ -247,7 +260,7 @@ export class Inference {
   attention(image: Float32Array, text: string, layers = 1): AttentionMaps {
     const L = this.model.numLayers;
     const nl = Math.max(1, Math.min(layers, L));
-    return noGrad(() => tidy(() => {
+    return this.run(() => {
       const { ids, mask, tokens } = this.textTensors([text]);
       const T = ids.size(1);
       const g = this.model.gridSize;
@@ -269,7 +282,7 @@ export class Inference {
         maps: Array.from({ length: T }, (_, t) => Array.from(m.subarray(t * P, (t + 1) * P))),
         imageShare: Array.from(share.toFloat32Array()),
       };
-    }));
+    });
   }
 }
 

@@ -18,6 +18,7 @@ import fastifySwagger from "@fastify/swagger";
 import { Inference, RequestError, MAX_IMAGE_PIXELS, decodeForModel, imageBytesFromBase64, probeImage, type ServedModel } from "./model.ts";
 import { PixelBudget, checkHost, checkToken, confinedImage, isInside, realDir } from "./guard.ts";
 import type { VectorIndex } from "./vindex.ts";
+import type { AutocastDType } from "../engine/dtype.ts";
 import { tensor, tidy } from "../engine/index.ts";
 import { RunsFolder } from "./runs.ts";
 
@@ -45,6 +46,8 @@ export interface ServeOptions {
   maxRequestPixels?: number;
   /** Decoded image pixels across all requests in flight (default 4 x 4096 x 4096); beyond it: 503 + Retry-After. */
   maxInflightPixels?: number;
+  /** Autocast dtype of every forward pass (`--precision`); null or absent: float32. */
+  precision?: AutocastDType | null;
 }
 
 export const DEFAULT_BODY_LIMIT = 16 * 1024 * 1024;
@@ -68,7 +71,7 @@ export const imageUrl = (id: string) => `/images/${id.split("/").map(encodeURICo
 
 export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
   if (o.models.length === 0) throw new Error("buildServer: no model to serve");
-  const engines = new Map(o.models.map((m) => [m.name, new Inference(m)]));
+  const engines = new Map(o.models.map((m) => [m.name, new Inference(m, o.precision ?? null)]));
   if (engines.size !== o.models.length) throw new Error(`buildServer: two served checkpoints have the same name (${o.models.map((m) => m.name).join(", ")})`);
   const first = engines.get(o.models[0].name)!;
   const index = o.index ?? null;
