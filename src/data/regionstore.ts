@@ -945,12 +945,12 @@ export function gridRegionFeatures(
 export async function gridRegionsFromImage(
   imgId: string, encoded: Uint8Array, opts: { k?: number; dim?: number } = {},
 ): Promise<RegionFeatures> {
-  const { default: sharp } = await import("sharp");
+  const { openImage, decodeErrorMessage } = await import("../vision/image.ts");
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
-    decoded = await sharp(encoded).removeAlpha().toColourspace("srgb").raw().toBuffer({ resolveWithObject: true });
+    decoded = await openImage(encoded).removeAlpha().toColourspace("srgb").raw().toBuffer({ resolveWithObject: true });
   } catch (err) {
-    throw new Error(`image ${imgId}: cannot decode (${encoded.length} bytes): ${(err as Error).message}`);
+    throw new Error(`image ${imgId}: cannot decode (${encoded.length} bytes): ${await decodeErrorMessage(encoded, err)}`);
   }
   const { data, info } = decoded;
   const pixels = new Uint8Array(data.buffer, data.byteOffset, data.length);
