@@ -143,6 +143,18 @@ export function str(o: Json, name: string): string {
   return v;
 }
 
+/**
+ * A file name relative to an image folder: no absolute path, no `..` segment, no NUL. Readers
+ * join it to the folder, so "../../etc/passwd" would read outside it.
+ */
+export function relPath(o: Json, name: string): string {
+  const v = str(o, name);
+  if (v === "" || v.includes("\0") || /^([/\\]|[A-Za-z]:)/.test(v) || v.split(/[/\\]/).includes("..")) {
+    throw new FieldError(`field "${name}" should be a file name inside the image folder (no "..", not absolute), got ${JSON.stringify(v.slice(0, 200))}`);
+  }
+  return v;
+}
+
 export function num(o: Json, name: string): number {
   const v = field(o, name);
   if (typeof v !== "number" || !Number.isFinite(v)) throw wrongType(name, "a number", v);
