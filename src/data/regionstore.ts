@@ -27,7 +27,7 @@
  */
 import fs from "node:fs";
 import { basename } from "node:path";
-import { parseObj36Row, rawRowShape, readObj36TsvRows, scanTsvLines, featureDim, Obj36Error, type Obj36Record } from "./formats/obj36.ts";
+import { parseObj36Row, rawRowShape, readObj36TsvRows, scanTsvLines, featureDim, nonFiniteMessage, Obj36Error, type Obj36Record } from "./formats/obj36.ts";
 
 export interface RegionFeatures {
   imgId: string;
@@ -484,6 +484,8 @@ export class RegionStoreWriter {
     need("objectsConf", r.objectsConf, n);
     need("attrsId", r.attrsId, n);
     need("attrsConf", r.attrsConf, n);
+    const bad = nonFiniteMessage("boxes", r.boxes, 4) ?? nonFiniteMessage("features", r.features, this.dim);
+    if (bad) throw new Error(`${where}: ${bad}`);
 
     const buf = this.record;
     const L = this.layout;
@@ -671,6 +673,9 @@ export class RegionStore implements RegionSource {
       readFully(this.fd, new Uint8Array(half.buffer, 0, 2 * nf), base + L.features, where);
       features = decodeHalfArray(half);
     }
+    // a store written before the writer checked, or damaged since
+    const bad = nonFiniteMessage("boxes", boxes, 4) ?? nonFiniteMessage("features", features, this.dim);
+    if (bad) throw new Error(`${where}: ${bad}`);
     return {
       imgId, imgH, imgW, numBoxes: n, dim: this.dim,
       boxes, normBoxes: normalizeBoxes(boxes, imgW, imgH), features,
