@@ -53,6 +53,8 @@ export interface RegionFeatures {
 export interface RegionSource {
   ids(): string[];
   get(imgId: string): RegionFeatures;
+  /** Where an image's record is, for messages: "<file>: line 17 (img_id X)" or "<file>: record 3 (img_id X)". */
+  where(imgId: string): string;
   close(): void;
 }
 
@@ -261,6 +263,11 @@ export class TsvRegionReader implements RegionSource {
 
   get(imgId: string): RegionFeatures {
     return fromObj36(this.getRecord(imgId), this.dim);
+  }
+
+  where(imgId: string): string {
+    const e = this.index.get(imgId);
+    return `${this.path}: ${e ? `line ${e.line}` : "no row"} (img_id ${imgId})`;
   }
 
   close(): void {
@@ -641,6 +648,11 @@ export class RegionStore implements RegionSource {
     const i = this.position.get(imgId);
     if (i === undefined) throw new Error(`${this.path}: no record for img_id ${JSON.stringify(imgId)} (${this.count} records)`);
     return this.getAt(i);
+  }
+
+  where(imgId: string): string {
+    const i = this.position.get(imgId);
+    return `${this.path}: ${i === undefined ? "no record" : `record ${i}`} (img_id ${imgId})`;
   }
 
   /** Record by position (0 ≤ i < count), in the order the writer added them. */
