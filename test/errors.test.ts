@@ -55,3 +55,16 @@ test("a corrupt recipe.json on --resume names its path", async () => {
   writeFileSync(join(run, "recipe.json"), '{"method": "semvlp", "model": {"pres');
   await assert.rejects(main(["--resume", run]), new RegExp(`${run}/recipe\\.json: invalid JSON`));
 });
+
+test("VLMo's image-text stage with batch size 1 explains that its negatives need a batch of 2", async () => {
+  const { validateRecipe } = await import("../src/pretrain/recipe.ts");
+  const { buildVLMo } = await import("../src/pretrain/vlmo.ts");
+  const { sampleHardNegatives } = await import("../src/objectives/losses.ts");
+  const { tensor, tidy } = await import("../src/engine/index.ts");
+  const recipe = (train: Record<string, unknown>, vlmo: Record<string, unknown> = {}) =>
+    validateRecipe({ method: "vlmo", model: { preset: "tiny" }, data: { world: join(root, "no-world") }, train, vlmo: { order: ["image-text"], ...vlmo } });
+  assert.throws(() => buildVLMo(recipe({ batchSize: 1 })), /recipe\.train\.batchSize: the image-text stage needs a batch of at least 2, got 1: image-text matching pairs each image with another text of the batch \(a hard negative drawn/);
+  assert.throws(() => buildVLMo(recipe({ batchSize: 8 }, { stages: { "image-text": { batchSize: 1 } } })), /recipe\.vlmo\.stages\.image-text\.batchSize: the image-text stage needs a batch of at least 2/);
+  // a batch that shrinks to one row on the way (a last partial batch) gets the same explanation
+  tidy(() => assert.throws(() => sampleHardNegatives(tensor([[0.5]]), 0), /hard negatives need a batch of at least 2 \(each row's negative is another item of the batch\); this batch has 1/));
+});
