@@ -68,3 +68,18 @@ test("VLMo's image-text stage with batch size 1 explains that its negatives need
   // a batch that shrinks to one row on the way (a last partial batch) gets the same explanation
   tidy(() => assert.throws(() => sampleHardNegatives(tensor([[0.5]]), 0), /hard negatives need a batch of at least 2 \(each row's negative is another item of the batch\); this batch has 1/));
 });
+
+test("`vlp data synth --help` prints its options (it was 'Unknown option --help')", async () => {
+  const { spawnSync } = await import("node:child_process");
+  const repo = join(import.meta.dirname, "..");
+  const vlp = (...args: string[]) => spawnSync(process.execPath, ["--import", "tsx", join(repo, "src/cli/vlp.ts"), ...args], { cwd: repo, encoding: "utf8" });
+  for (const args of [["data", "synth", "--help"], ["data", "synth", "-h"], ["data", "emoji", "--help"]]) {
+    const r = vlp(...args);
+    assert.equal(r.status, 0, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`^usage: vlp data ${args[1]} --out DIR`), args.join(" "));
+  }
+  assert.match(vlp("data", "synth", "--help").stdout, /--code-dim K .*\n\s+\(the tiny recipes expect --code-dim 32\)/);
+  const none = vlp("data", "synth");
+  assert.equal(none.status, 2);
+  assert.match(none.stderr, /--out DIR is required\nusage: vlp data synth/);
+});
