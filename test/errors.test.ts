@@ -83,3 +83,18 @@ test("`vlp data synth --help` prints its options (it was 'Unknown option --help'
   assert.equal(none.status, 2);
   assert.match(none.stderr, /--out DIR is required\nusage: vlp data synth/);
 });
+
+test("a full disk (ENOSPC) names the file being written", { skip: process.platform !== "linux" && "needs /dev/full" }, async () => {
+  const { Obj36Writer } = await import("../src/data/formats/obj36.ts");
+  const { writeJson } = await import("../src/data/formats/util.ts");
+  const { writingTo } = await import("../src/engine/serialize/atomic.ts");
+  const { appendFileSync } = await import("node:fs");
+  // /dev/full accepts opens and fails every write with ENOSPC, like a full disk
+  const full = /^(Error: )?\/dev\/full: cannot write: no space left on the device \(ENOSPC\)$/;
+  const w = new Obj36Writer("/dev/full");
+  assert.throws(() => w.write(record("img0", [1])), (e: Error & { code?: string }) => full.test(e.message) && e.code === "ENOSPC");
+  await w.close();
+  assert.throws(() => writeJson("/dev/full", { big: "x".repeat(100_000) }), full);
+  // the trainer's metrics.jsonl and changes.jsonl appends go through writingTo
+  assert.throws(() => writingTo("/dev/full", () => appendFileSync("/dev/full", "{}\n")), full);
+});

@@ -27,6 +27,7 @@
  */
 import fs from "node:fs";
 import { basename } from "node:path";
+import { writingTo } from "../engine/serialize/atomic.ts";
 import { parseObj36Row, rawRowShape, readObj36TsvRows, scanTsvLines, featureDim, nonFiniteMessage, Obj36Error, type Obj36Record } from "./formats/obj36.ts";
 
 export interface RegionFeatures {
@@ -100,9 +101,12 @@ function readFully(fd: number, buf: Uint8Array, position: number, what: string):
   }
 }
 
-function writeFully(fd: number, buf: Uint8Array): void {
+/** Writes all of `buf`; a filesystem error (a full disk) names `path`. */
+function writeFully(fd: number, buf: Uint8Array, path: string): void {
   let done = 0;
-  while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done);
+  writingTo(path, () => {
+    while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done);
+  });
 }
 
 // ================================================================ TSV offset index
@@ -465,7 +469,7 @@ export class RegionStoreWriter {
     const pre = Buffer.alloc(DATA_OFFSET);
     MAGIC.copy(pre, 0);
     pre.writeUInt32LE(VERSION, 8);
-    writeFully(this.fd, pre);
+    writeFully(this.fd, pre, this.tmpPath);
   }
 
   get count(): number {
@@ -518,7 +522,7 @@ export class RegionStoreWriter {
         throw new Error(`${where}: feature ${r.features[bad]} (box ${Math.floor(bad / this.dim)}, dim ${bad % this.dim}) overflows float16 (max 65504); use dtype float32`);
       }
     }
-    writeFully(this.fd, buf);
+    writeFully(this.fd, buf, this.tmpPath);
     this.idList.push(r.imgId);
     this.seen.add(r.imgId);
   }
@@ -539,8 +543,8 @@ export class RegionStoreWriter {
     trailer.writeUInt32LE(json.length, 8);
     TRAILER_MAGIC.copy(trailer, 16);
     try {
-      writeFully(fd, json);
-      writeFully(fd, trailer);
+      writeFully(fd, json, this.tmpPath);
+      writeFully(fd, trailer, this.tmpPath);
     } finally {
       fs.closeSync(fd);
     }

@@ -12,6 +12,7 @@
  */
 import fs from "node:fs";
 import os from "node:os";
+import { writingTo } from "../../engine/serialize/atomic.ts";
 
 export const OBJ36_FIELDS = [
   "img_id", "img_h", "img_w", "objects_id", "objects_conf",
@@ -329,7 +330,10 @@ export class Obj36Writer {
     if (this.fd === null) throw new Error(`${this.path}: Obj36Writer.write after close`);
     const line = Buffer.from(encodeObj36Row(rec) + "\n", "utf8");
     let done = 0;
-    while (done < line.length) done += fs.writeSync(this.fd, line, done, line.length - done);
+    const fd = this.fd;
+    writingTo(this.path, () => {
+      while (done < line.length) done += fs.writeSync(fd, line, done, line.length - done);
+    });
     this.count++;
   }
 

@@ -3,6 +3,7 @@
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
+import { writingTo } from "../../engine/serialize/atomic.ts";
 
 export type Json = Record<string, unknown>;
 
@@ -41,8 +42,10 @@ export function readJson(path: string): unknown {
 }
 
 export function writeText(path: string, text: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, text);
+  writingTo(path, () => {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, text);
+  });
 }
 
 export function writeJson(path: string, data: unknown): void {
