@@ -20,6 +20,7 @@
  * RecordBatchFileWriter.
  */
 import fs from "node:fs";
+import { namedFsError } from "../../engine/serialize/atomic.ts";
 import {
   Message, RecordBatchFileWriter, RecordBatch, Schema, Field, Struct, List, Utf8, Binary, Int64, Float64,
   Type, makeData, vectorFromArray, type DataType,
@@ -810,7 +811,7 @@ class TableWriter<Row extends object> {
         while (done < chunk.byteLength) done += fs.writeSync(fd, chunk, done, chunk.byteLength - done);
       }
     })().catch((err) => {
-      this.pumpError = err;
+      this.pumpError = namedFsError(this.path, err); // a full disk names the table
     });
   }
 
