@@ -259,3 +259,43 @@ test("a pass over many record batches keeps the text buffers of two batches only
   assert.equal(f.cachedBatchCount, 2);
   f.close();
 });
+
+test("damaged files: every byte of a table overwritten in turn is an ArrowFormatError naming the file, with bounded memory", async (t) => {
+  const dir = tmpDir(t);
+  const good = path.join(dir, "good.arrow");
+  const w = new CaptionArrowWriter(good, { batchRows: 3 });
+  for (let i = 0; i < 10; i++) w.write({ image: new Uint8Array(20 + i).fill(i), caption: [`cap ${i}`, "x"], image_id: `img${i}.jpg`, split: "train" });
+  await w.close();
+  const bytes = fs.readFileSync(good);
+  const file = path.join(dir, "damaged.arrow");
+  const r0 = process.memoryUsage().rss;
+  let failures = 0;
+  // 0x77 as the high byte of a length claims ~2e9 entries (a footer's schema fields: the heap ran
+  // out at 4 GB); 0xff makes offsets negative and int64 values unsafe (a bare TypeError)
+  for (const value of [0x77, 0xff]) {
+    for (let at = 0; at < bytes.length; at++) {
+      if (bytes[at] === value) continue;
+      const b = Buffer.from(bytes);
+      b[at] = value;
+      fs.writeFileSync(file, b);
+      try {
+        const r = CaptionArrowReader.open(file);
+        try {
+          for (let i = 0; i < r.numRows; i++) {
+            r.row(i);
+            r.image(i);
+          }
+        } finally {
+          r.close();
+        }
+      } catch (e) {
+        failures++;
+        assert.ok(e instanceof ArrowFormatError, `byte ${at} = ${value}: ${(e as Error).name}: ${(e as Error).message}`);
+        assert.ok((e as Error).message.startsWith(`${file}: `), (e as Error).message);
+      }
+    }
+  }
+  assert.ok(failures > 100, `${failures} damaged files refused`);
+  const grew = process.memoryUsage().rss - r0;
+  assert.ok(grew < 200e6, `rss grew ${grew} bytes`);
+});

@@ -286,6 +286,26 @@ test("Karpathy: malformed records", () => {
   assertRecordError(() => readKarpathy(badTokens), "dataset_f30k.json", 0, null, /sentences\[0\]: field "tokens" should be a list/);
 });
 
+test("Karpathy and COCO: file names that leave the image folder are refused", () => {
+  const img = (filename: string, filepath?: string) => ({
+    filename, ...(filepath === undefined ? {} : { filepath }), imgid: 3, split: "train", sentids: [0],
+    sentences: [{ raw: "A dog.", tokens: ["a", "dog"], imgid: 3, sentid: 0 }],
+  });
+  for (const [filename, filepath] of [["../../etc/passwd", undefined], ["a.jpg", "val2014/../../.."], ["/etc/passwd", undefined], ["..\\x.jpg", undefined]] as const) {
+    const path = handWritten("dataset_coco.json", JSON.stringify({ dataset: "coco", images: [img("ok.jpg", "val2014"), img(filename, filepath)] }));
+    const fieldName = filepath === undefined ? "filename" : "filepath";
+    assertRecordError(() => readKarpathy(path), "dataset_coco.json", 1, null, new RegExp(`field "${fieldName}" should be a file name inside the image folder`));
+    assert.equal(readKarpathy(path, { skipInvalid: true }).skipped, 1);
+  }
+  // dots inside a name are fine
+  const dots = handWritten("dataset_coco.json", JSON.stringify({ dataset: "coco", images: [img("a..b.jpg", "val2014")] }));
+  assert.equal(readKarpathy(dots).images[0].filename, "a..b.jpg");
+  const coco = handWritten("captions_val2014.json", JSON.stringify({
+    images: [{ id: 9, file_name: "../secret.jpg", height: 480, width: 640 }], annotations: [],
+  }));
+  assertRecordError(() => readCocoCaptions(coco), "captions_val2014.json", 0, "image id 9", /field "file_name" should be a file name inside the image folder \(no "\.\.", not absolute\), got "\.\.\/secret\.jpg"/);
+});
+
 // ---------------- Visual Genome ----------------
 
 test("Visual Genome: region descriptions, objects, attributes", () => {

@@ -158,3 +158,28 @@ test("augmentation ops by hand: solarize, posterize, magnitude 0, integer transl
   const shifted = affine(rgb(3, 1, [10, 10, 10, 20, 20, 20, 30, 30, 30]), [1, 0, -1, 0, 1, 0]);
   assert.deepEqual([...shifted.data], [128, 128, 128, 10, 10, 10, 20, 20, 20]);
 });
+
+test("a decompression bomb is refused from its header wherever images are decoded", async () => {
+  const { pngBomb } = await import("./fixtures/hostile.ts");
+  const { loadImageTensor, MAX_IMAGE_PIXELS } = await import("../src/vision/image.ts");
+  const { gridRegionsFromImage } = await import("../src/data/regionstore.ts");
+  const bomb = pngBomb(16000, 16000); // ~31 KB; 768 MB as RGB
+  assert.ok(bomb.length < 64_000);
+  const dir = mkdtempSync(join(tmpdir(), "bomb-"));
+  try {
+    const path = join(dir, "bomb.png");
+    writeFileSync(path, bomb);
+    const r0 = process.memoryUsage().rss;
+    // training and `vlp index build` decode with loadImageTensor; region extraction with gridRegionsFromImage
+    await assert.rejects(loadImageTensor(path, { mode: "square", size: 32 }), /bomb\.png: cannot decode image \(16000x16000 pixels, more than the 16777216 \(4096x4096\) decoded\)/);
+    await assert.rejects(gridRegionsFromImage("img7", bomb), /image img7: cannot decode .*16000x16000 pixels, more than/);
+    const grew = process.memoryUsage().rss - r0;
+    assert.ok(grew < 200e6, `rss grew ${grew} bytes`);
+    // an image at the cap still decodes (from its header the same code path)
+    assert.equal(MAX_IMAGE_PIXELS, 4096 * 4096);
+    const edge = await decodeImage(pngBomb(4096, 4096), "edge.png");
+    assert.equal(edge.width * edge.height, MAX_IMAGE_PIXELS);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -2,7 +2,7 @@
 // adds (files and memory), recovery from a torn add, and `vlp index build` over a small world.
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, statSync, appendFileSync, readFileSync, writeFileSync, mkdirSync, copyFileSync } from "node:fs";
+import { mkdtempSync, statSync, appendFileSync, readFileSync, writeFileSync, mkdirSync, copyFileSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
@@ -194,4 +194,21 @@ test("vlp index build (CLI) over a plain image folder, float16, with a progress 
   const bad = spawnSync(process.execPath, ["--import", "tsx", cli, "index", "build", "--checkpoint", join(root, "nope"), "--images", folder, "--out", out], { encoding: "utf8", timeout: 60_000 });
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /nope: checkpoint directory not found/);
+});
+
+test("--images DIR stays inside DIR: links out of it and dangling links are skipped, links inside followed", () => {
+  const dir = mkdtempSync(join(tmpdir(), "vlp-links-"));
+  const outside = mkdtempSync(join(tmpdir(), "vlp-outside-"));
+  writeFileSync(join(outside, "secret.png"), "x");
+  mkdirSync(join(dir, "sub"));
+  for (const f of ["a.png", "sub/c.jpg", "notes.txt"]) writeFileSync(join(dir, f), "x");
+  symlinkSync(outside, join(dir, "etc")); // a folder outside
+  symlinkSync(join(outside, "secret.png"), join(dir, "b.png")); // a file outside
+  symlinkSync(join(dir, "gone.png"), join(dir, "dangling.png"));
+  symlinkSync(join(dir, "sub"), join(dir, "inner")); // inside: followed
+  assert.deepEqual(resolveCollection(dir).images, ["a.png", "inner/c.jpg", "sub/c.jpg"]);
+  // a folder of nothing but links out of it has no images, and says so with the folder's name
+  const only = mkdtempSync(join(tmpdir(), "vlp-only-"));
+  symlinkSync(outside, join(only, "etc"));
+  assert.throws(() => resolveCollection(only), new RegExp(`--images ${only}: no \\.png/`));
 });

@@ -45,3 +45,20 @@ test("Loader: worker threads build the same batches as the main thread, ahead of
     await work.close();
   }
 });
+
+test("Loader: a worker that dies is one line on the batches it owes, not a crash with a stack trace", async () => {
+  const why = "/data/feats.tsv: line 3 (img_id 7): cannot be read in this thread";
+  const l = await Loader.create({ ...spec, args: { n: 50, startFailure: why } }, { batchSize: 4, seed: 1, workers: 2 });
+  try {
+    // an unheard "error" event from the worker ended the process here
+    await new Promise((r) => setTimeout(r, 1500));
+    for (let k = 0; k < 3; k++) {
+      await assert.rejects(l.next(), (e: Error) => {
+        assert.equal(e.message, `loader worker stopped: ${why}`);
+        return true;
+      });
+    }
+  } finally {
+    await l.close();
+  }
+});

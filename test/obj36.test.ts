@@ -148,3 +148,26 @@ test("encode rejects inconsistent records", () => {
   assert.throws(() => encodeObj36Row({ ...r, img_id: "a\tb" }), /without tabs/);
   assert.throws(() => encodeObj36Row({ ...r, img_w: 1.5 }), /img_w must be a non-negative integer/);
 });
+
+test("NaN or infinite features, boxes and confidences name file, line, img_id, field, box and dim", () => {
+  const rec = makeRecord("COCO_val2014_000000000042", 3, 4, 9);
+  const where = "feats.tsv: line 17";
+  const cases: [Partial<Obj36Record>, string][] = [];
+  const f = rec.features.slice();
+  f[2 * 4 + 3] = NaN;
+  cases.push([{ features: f }, `field features box 2 dim 3 is NaN`]);
+  const b = rec.boxes.slice();
+  b[4 + 1] = -Infinity;
+  cases.push([{ boxes: b }, `field boxes box 1 coordinate 1 is -Infinity`]);
+  const c = rec.objects_conf.slice();
+  c[0] = Infinity;
+  cases.push([{ objects_conf: c }, `field objects_conf[0] is Infinity`]);
+  for (const [change, msg] of cases) {
+    const line = encodeObj36Row({ ...rec, ...change });
+    assert.throws(() => parseObj36Row(line, where), (err: Error) => {
+      assert.ok(err instanceof Obj36Error, `${err}`);
+      assert.equal(err.message, `feats.tsv: line 17 (img_id COCO_val2014_000000000042): ${msg}`);
+      return true;
+    });
+  }
+});

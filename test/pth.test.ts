@@ -15,6 +15,7 @@ import {
 } from "../src/engine/serialize/pickle.ts";
 import { ZipReader, gatherStrided, loadPth, loadPthStateDict } from "../src/engine/serialize/pth.ts";
 import { type RawTensor, isRawTensor } from "../src/engine/serialize/raw.ts";
+import { pthZip } from "./fixtures/hostile.ts";
 
 const PYTHON = "/usr/bin/python3";
 const torchCheck = spawnSync(PYTHON, ["-c", "import torch"], { encoding: "utf8" });
@@ -467,5 +468,45 @@ describe("strided gather", () => {
         assert.deepEqual(got, want, `es=${es} offset=${offset} size=[${size}] stride=[${stride}]`);
       }
     }
+  });
+});
+
+describe("hostile checkpoints stay bounded", () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "pth-hostile-"));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const growth = (f: () => void): number => {
+    const r0 = process.memoryUsage().rss;
+    f();
+    return process.memoryUsage().rss - r0;
+  };
+
+  test("a small file claiming a 1 GiB expanded tensor is refused before anything is copied", () => {
+    // one float32 element, viewed with stride 0 as 2^28 elements (torch keeps expanded views' strides)
+    const path = join(dir, "expand.pth");
+    writeFileSync(path, pthZip([{ name: "w", storageNumel: 1, size: [1 << 28], stride: [0] }], new Uint8Array(4)));
+    assert.ok(readFileSync(path).length < 1000);
+    const grew = growth(() => assert.throws(() => loadPth(path), /expand\.pth: tensor of size \[268435456\] stride \[0\] on storage "0" would bring/));
+    assert.ok(grew < 200e6, `rss grew ${grew} bytes`);
+    // the same view at a legitimate size still loads
+    writeFileSync(path, pthZip([{ name: "w", storageNumel: 1, size: [1, 512], stride: [0, 0] }], new Uint8Array(new Float32Array([7]).buffer)));
+    const t = (loadPth(path) as Map<string, RawTensor>).get("w")!;
+    assert.deepEqual(new Float32Array(t.data.slice().buffer), new Float32Array(512).fill(7));
+  });
+
+  test("a DEFLATEd entry may not expand more than 100x (zip bomb)", () => {
+    const zeros = new Uint8Array(64 << 20);
+    const path = join(dir, "bomb.pth");
+    writeFileSync(path, pthZip([{ name: "w", storageNumel: zeros.length / 4, size: [zeros.length / 4], stride: [1] }], zeros, { deflate: true }));
+    assert.ok(readFileSync(path).length < 200_000);
+    const grew = growth(() => assert.throws(() => loadPth(path), /bomb\.pth: zip entry "archive\/data\/0": \d+ compressed bytes claim 67108864, more than 100x/));
+    assert.ok(grew < 32e6, `rss grew ${grew} bytes`);
+    // ordinary float data inflates fine
+    const noise = new Float32Array(1000).map((_, i) => Math.sin(i));
+    writeFileSync(path, pthZip([{ name: "w", storageNumel: 1000, size: [1000], stride: [1] }], new Uint8Array(noise.buffer), { deflate: true }));
+    assert.deepEqual(new Float32Array((loadPth(path) as Map<string, RawTensor>).get("w")!.data.slice().buffer), noise);
   });
 });

@@ -207,6 +207,29 @@ test("vlp.regions writer: partial boxes, missing labels, validation; damaged fil
   assert.throws(() => RegionStore.open(notStore), /other\.bin: not a valid vlp\.regions store: bad magic/);
 });
 
+test("vlp.regions: a NaN or infinite feature is refused by the writer and, in a damaged store, by get, naming record and img_id", async (t) => {
+  const dir = tmpDir(t);
+  const file = path.join(dir, "nan.vlp.regions");
+  const w = new RegionStoreWriter(file, { dim: 3, maxBoxes: 2 });
+  assert.throws(() => w.add({ imgId: "bad", imgH: 10, imgW: 10, numBoxes: 2, boxes: [0, 0, 1, 1, 0, 0, 2, 2], features: [1, 2, 3, 4, NaN, 6] }),
+    /nan\.vlp\.regions: record 0 \(img_id bad\): features box 1 dim 1 is NaN/);
+  assert.throws(() => w.add({ imgId: "bad", imgH: 10, imgW: 10, numBoxes: 1, boxes: [0, Infinity, 1, 1], features: [1, 2, 3] }),
+    /record 0 \(img_id bad\): boxes box 0 coordinate 1 is Infinity/);
+  w.add({ imgId: "a", imgH: 10, imgW: 10, numBoxes: 1, boxes: [0, 0, 1, 1], features: [1, 2, 3] });
+  w.add({ imgId: "b", imgH: 10, imgW: 10, numBoxes: 2, boxes: [0, 0, 1, 1, 0, 0, 2, 2], features: [4, 5, 6, 7, 8.5, 9] });
+  await w.close();
+  // damage the store: 8.5 (box 1, dim 1 of "b") becomes NaN
+  const bytes = fs.readFileSync(file);
+  const at = bytes.indexOf(Buffer.from(new Float32Array([8.5]).buffer));
+  assert.ok(at > 0);
+  bytes.writeFloatLE(NaN, at);
+  fs.writeFileSync(file, bytes);
+  const s = RegionStore.open(file);
+  t.after(() => s.close());
+  assert.deepEqual(Array.from(s.get("a").features), [1, 2, 3]);
+  assert.throws(() => s.get("b"), /nan\.vlp\.regions: record 1 \(img_id b\): features box 1 dim 1 is NaN/);
+});
+
 test("RegionStore.get over a ~200 MB store does not load the file (RSS growth well below its size)", async (t) => {
   const dir = tmpDir(t);
   const file = path.join(dir, "big.vlp.regions");

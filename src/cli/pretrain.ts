@@ -3,7 +3,7 @@
 // --master-addr/--master-port` join machines; a worker started with torchrun's environment
 // (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) joins its group directly.
 import { parseArgs } from "node:util";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadRecipe, validateRecipe, applySets, readRecipeJson, type Recipe } from "../pretrain/recipe.ts";
@@ -165,7 +165,7 @@ export async function main(argv: string[]): Promise<void> {
         runDir = values.resume;
         const saved = join(runDir, "recipe.json");
         if (!existsSync(saved)) throw new Error(`--resume ${runDir}: no recipe.json there (not a vlp run directory)`);
-        const before = JSON.parse(readFileSync(saved, "utf8"));
+        const before = readRecipeJson(saved);
         const raw = structuredClone(before);
         applySets(raw, sets);
         recipe = validateRecipe(raw, saved);

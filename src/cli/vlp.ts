@@ -38,6 +38,33 @@ commands:
 pretrain, finetune, eval, serve and index build take --device cpu|cuda|cuda:N (default cpu; for training, the recipe's train.device).
 run \`vlp <command> --help\` for a command's options.`;
 
+const SYNTH_USAGE = `usage: vlp data synth --out DIR [--images N] [--seed S] [--size PX] [--feat-dim D] [--code-dim K] [--boxes K] [--arrow] [--workers N]
+
+  --out DIR      the world's folder (see src/data/synth/README.md for what is written)
+  --images N     scenes (default 1000), split into train / val / test / test_comp
+  --seed S       the world's seed (default 0): the same seed writes the same bytes
+  --size PX      image side in pixels (default 128, at least 48)
+  --feat-dim D   region feature dimension of the stand-in detector (default 64)
+  --code-dim K   append the detector's class/attribute code (K dims) to each region's features
+                 (the tiny recipes expect --code-dim 32)
+  --boxes K      regions per image (default 36)
+  --arrow        also write the ViLT/VLMo Arrow tables (a second copy of every image)
+  --workers N    worker threads rendering images (default 2 from 200 images on)`;
+
+const EMOJI_USAGE = `usage: vlp data emoji --out DIR [--styles google,twitter,openmoji] [--test-style twitter] [--size 64] [--limit N] [--seed S] [--pkgs DIR]
+
+  real images: emoji artwork of several styles with their names and keywords, one style held out as
+  test; the artwork packages are npm-installed under --pkgs on demand (default ~/.cache/vlpkit/emoji)`;
+
+const DATA_USAGE = `usage: vlp data <synth|emoji|convert-regions|inspect|vqa-vocab> [options]; \`vlp data <tool> --help\` for a tool's options`;
+
+/** Prints `usage` and returns true when argv asks for help (parseArgs would call --help an unknown option). */
+function wantsHelp(argv: string[], usage: string): boolean {
+  if (!argv.includes("--help") && !argv.includes("-h")) return false;
+  console.log(usage);
+  return true;
+}
+
 type Command = (argv: string[]) => Promise<void>;
 
 const commands: Record<string, Command> = {
@@ -57,9 +84,14 @@ const commands: Record<string, Command> = {
   },
   data: async (argv) => {
     const [sub, ...rest] = argv;
+    if (sub === undefined || sub === "--help" || sub === "-h") {
+      console.log(DATA_USAGE);
+      return;
+    }
     if (sub === "emoji") return emojiCommand(rest);
     if (sub === "convert-regions" || sub === "inspect" || sub === "vqa-vocab") return (await import("./data.ts")).dataToolMain(sub, rest);
     if (sub !== "synth") throw new UsageError(`unknown data command "${sub ?? ""}" (expected: synth, emoji, convert-regions, inspect, vqa-vocab)`);
+    if (wantsHelp(rest, SYNTH_USAGE)) return;
     const { values } = parseArgs({
       args: rest,
       options: {
@@ -75,7 +107,7 @@ const commands: Record<string, Command> = {
       },
       strict: true,
     });
-    if (!values.out) throw new UsageError("data synth: --out DIR is required");
+    if (!values.out) throw new UsageError(`data synth: --out DIR is required\n${SYNTH_USAGE}`);
     const { runSynth } = await import("./synth.ts");
     await runSynth({
       images: int(values.images!, "--images"),
@@ -92,6 +124,7 @@ const commands: Record<string, Command> = {
 };
 
 async function emojiCommand(argv: string[]): Promise<void> {
+  if (wantsHelp(argv, EMOJI_USAGE)) return;
   const { values } = parseArgs({
     args: argv,
     options: {

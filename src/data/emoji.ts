@@ -21,7 +21,7 @@ import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import sharp from "sharp";
+import { openImage } from "../vision/image.ts";
 import { Rng } from "./synth/rng.ts";
 import { karpathyTokens } from "./synth/text.ts";
 import type { KarpathyDataset, KarpathyImage, KarpathySplit } from "./formats/karpathy.ts";
@@ -260,7 +260,7 @@ export interface EmojiSummary {
 async function convert(src: string, dst: string, size: number): Promise<void> {
   const svg = src.endsWith(".svg");
   // SVGs (72 px at 72 dpi) are rendered at about twice the output size, then downsampled.
-  await sharp(src, svg ? { density: Math.max(72, 2 * size) } : {})
+  await openImage(src, svg ? { density: Math.max(72, 2 * size) } : {})
     .flatten({ background: "#ffffff" })
     .resize(size, size, { fit: "contain", background: "#ffffff", kernel: "lanczos3" })
     .removeAlpha()

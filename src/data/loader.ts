@@ -82,8 +82,17 @@ export interface LoaderPosition {
  * Yields batches of `batchSize` in the sampler's order, epoch after epoch, starting at a position
  * (for exact resume). With workers > 0, up to `prefetch` batches are built ahead in worker threads.
  */
+/** A worker thread and the batches it owes (by request id). */
+interface WorkerSlot {
+  worker: Worker;
+  waiting: Map<number, { resolve: (b: HostBatch) => void; reject: (e: Error) => void }>;
+  /** Set once the worker has died: every batch it owed or is asked for fails with it. */
+  failure?: Error;
+}
+
 export class Loader {
-  private workers: Worker[] = [];
+  private workers: WorkerSlot[] = [];
+  private closing = false;
   private local?: BatchBuilder;
   private pending = new Map<number, Promise<HostBatch>>();
   private seq = 0;
@@ -104,10 +113,30 @@ export class Loader {
     return l;
   }
 
-  private spawn(): Worker {
-    const w = new Worker(new URL("./loader_worker.mjs", import.meta.url), { workerData: this.spec });
-    w.unref();
-    return w;
+  private spawn(): WorkerSlot {
+    const worker = new Worker(new URL("./loader_worker.mjs", import.meta.url), { workerData: this.spec });
+    worker.unref();
+    const slot: WorkerSlot = { worker, waiting: new Map() };
+    worker.on("message", (m: { id: number; batch?: HostBatch; error?: string }) => {
+      const p = slot.waiting.get(m.id);
+      if (!p) return;
+      slot.waiting.delete(m.id);
+      if (m.error) p.reject(new Error(m.error));
+      else p.resolve(m.batch!);
+    });
+    // A worker whose builder fails to start, or that throws outside build(), emits "error": with no
+    // listener Node ends the whole process with the worker's stack trace. Its message (the builder's
+    // errors name file and record) becomes the error of every batch the worker owes, one line.
+    const fail = (why: string) => {
+      slot.failure ??= new Error(`loader worker stopped: ${why}`);
+      for (const p of slot.waiting.values()) p.reject(slot.failure);
+      slot.waiting.clear();
+    };
+    worker.on("error", (e: Error) => fail(e.message));
+    worker.on("exit", (code) => {
+      if (!this.closing) fail(`it exited with code ${code}`);
+    });
+    return slot;
   }
 
   get sampler(): Sampler {
@@ -125,23 +154,12 @@ export class Loader {
 
   private request(indices: number[], step: number): Promise<HostBatch> {
     if (this.workers.length === 0) return Promise.resolve(this.local!.build(indices, step));
-    const w = this.workers[this.seq++ % this.workers.length];
+    const slot = this.workers[this.seq++ % this.workers.length];
+    if (slot.failure) return Promise.reject(slot.failure);
+    const id = this.seq;
     return new Promise<HostBatch>((resolve, reject) => {
-      const id = this.seq;
-      const onMsg = (m: { id: number; batch?: HostBatch; error?: string }) => {
-        if (m.id !== id) return;
-        w.off("message", onMsg);
-        w.off("error", onErr);
-        if (m.error) reject(new Error(m.error));
-        else resolve(m.batch!);
-      };
-      const onErr = (e: Error) => {
-        w.off("message", onMsg);
-        reject(e);
-      };
-      w.on("message", onMsg);
-      w.on("error", onErr);
-      w.postMessage({ id, indices, step });
+      slot.waiting.set(id, { resolve, reject });
+      slot.worker.postMessage({ id, indices, step });
     });
   }
 
@@ -178,7 +196,8 @@ export class Loader {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    this.closing = true;
+    await Promise.all(this.workers.map((w) => w.worker.terminate()));
     this.workers = [];
   }
 }

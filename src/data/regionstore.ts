@@ -27,7 +27,8 @@
  */
 import fs from "node:fs";
 import { basename } from "node:path";
-import { parseObj36Row, rawRowShape, readObj36TsvRows, scanTsvLines, featureDim, Obj36Error, type Obj36Record } from "./formats/obj36.ts";
+import { writingTo } from "../engine/serialize/atomic.ts";
+import { parseObj36Row, rawRowShape, readObj36TsvRows, scanTsvLines, featureDim, nonFiniteMessage, Obj36Error, type Obj36Record } from "./formats/obj36.ts";
 
 export interface RegionFeatures {
   imgId: string;
@@ -53,6 +54,8 @@ export interface RegionFeatures {
 export interface RegionSource {
   ids(): string[];
   get(imgId: string): RegionFeatures;
+  /** Where an image's record is, for messages: "<file>: line 17 (img_id X)" or "<file>: record 3 (img_id X)". */
+  where(imgId: string): string;
   close(): void;
 }
 
@@ -98,9 +101,12 @@ function readFully(fd: number, buf: Uint8Array, position: number, what: string):
   }
 }
 
-function writeFully(fd: number, buf: Uint8Array): void {
+/** Writes all of `buf`; a filesystem error (a full disk) names `path`. */
+function writeFully(fd: number, buf: Uint8Array, path: string): void {
   let done = 0;
-  while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done);
+  writingTo(path, () => {
+    while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done);
+  });
 }
 
 // ================================================================ TSV offset index
@@ -261,6 +267,11 @@ export class TsvRegionReader implements RegionSource {
 
   get(imgId: string): RegionFeatures {
     return fromObj36(this.getRecord(imgId), this.dim);
+  }
+
+  where(imgId: string): string {
+    const e = this.index.get(imgId);
+    return `${this.path}: ${e ? `line ${e.line}` : "no row"} (img_id ${imgId})`;
   }
 
   close(): void {
@@ -458,7 +469,7 @@ export class RegionStoreWriter {
     const pre = Buffer.alloc(DATA_OFFSET);
     MAGIC.copy(pre, 0);
     pre.writeUInt32LE(VERSION, 8);
-    writeFully(this.fd, pre);
+    writeFully(this.fd, pre, this.tmpPath);
   }
 
   get count(): number {
@@ -484,6 +495,8 @@ export class RegionStoreWriter {
     need("objectsConf", r.objectsConf, n);
     need("attrsId", r.attrsId, n);
     need("attrsConf", r.attrsConf, n);
+    const bad = nonFiniteMessage("boxes", r.boxes, 4) ?? nonFiniteMessage("features", r.features, this.dim);
+    if (bad) throw new Error(`${where}: ${bad}`);
 
     const buf = this.record;
     const L = this.layout;
@@ -509,7 +522,7 @@ export class RegionStoreWriter {
         throw new Error(`${where}: feature ${r.features[bad]} (box ${Math.floor(bad / this.dim)}, dim ${bad % this.dim}) overflows float16 (max 65504); use dtype float32`);
       }
     }
-    writeFully(this.fd, buf);
+    writeFully(this.fd, buf, this.tmpPath);
     this.idList.push(r.imgId);
     this.seen.add(r.imgId);
   }
@@ -530,8 +543,8 @@ export class RegionStoreWriter {
     trailer.writeUInt32LE(json.length, 8);
     TRAILER_MAGIC.copy(trailer, 16);
     try {
-      writeFully(fd, json);
-      writeFully(fd, trailer);
+      writeFully(fd, json, this.tmpPath);
+      writeFully(fd, trailer, this.tmpPath);
     } finally {
       fs.closeSync(fd);
     }
@@ -641,6 +654,11 @@ export class RegionStore implements RegionSource {
     return this.getAt(i);
   }
 
+  where(imgId: string): string {
+    const i = this.position.get(imgId);
+    return `${this.path}: ${i === undefined ? "no record" : `record ${i}`} (img_id ${imgId})`;
+  }
+
   /** Record by position (0 ≤ i < count), in the order the writer added them. */
   getAt(i: number): RegionFeatures {
     if (this.fd === null) throw new Error(`${this.path}: store is closed`);
@@ -671,6 +689,9 @@ export class RegionStore implements RegionSource {
       readFully(this.fd, new Uint8Array(half.buffer, 0, 2 * nf), base + L.features, where);
       features = decodeHalfArray(half);
     }
+    // a store written before the writer checked, or damaged since
+    const bad = nonFiniteMessage("boxes", boxes, 4) ?? nonFiniteMessage("features", features, this.dim);
+    if (bad) throw new Error(`${where}: ${bad}`);
     return {
       imgId, imgH, imgW, numBoxes: n, dim: this.dim,
       boxes, normBoxes: normalizeBoxes(boxes, imgW, imgH), features,
@@ -945,12 +966,12 @@ export function gridRegionFeatures(
 export async function gridRegionsFromImage(
   imgId: string, encoded: Uint8Array, opts: { k?: number; dim?: number } = {},
 ): Promise<RegionFeatures> {
-  const { default: sharp } = await import("sharp");
+  const { openImage, decodeErrorMessage } = await import("../vision/image.ts");
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
-    decoded = await sharp(encoded).removeAlpha().toColourspace("srgb").raw().toBuffer({ resolveWithObject: true });
+    decoded = await openImage(encoded).removeAlpha().toColourspace("srgb").raw().toBuffer({ resolveWithObject: true });
   } catch (err) {
-    throw new Error(`image ${imgId}: cannot decode (${encoded.length} bytes): ${(err as Error).message}`);
+    throw new Error(`image ${imgId}: cannot decode (${encoded.length} bytes): ${await decodeErrorMessage(encoded, err)}`);
   }
   const { data, info } = decoded;
   const pixels = new Uint8Array(data.buffer, data.byteOffset, data.length);

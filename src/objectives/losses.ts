@@ -135,6 +135,8 @@ export function computeItcKeyed(img: Tensor, txt: Tensor, logitScale: Tensor, ke
  * one column from softmax(sim) with the positive (column offset + i) given zero weight.
  */
 export function sampleHardNegatives(sim: Tensor, offset: number, generator?: Generator): Tensor {
+  // with one column the only candidate is the positive: softmax of [-inf] is NaN and multinomial fails
+  if (sim.size(1) < 2) throw new Error(`hard negatives need a batch of at least 2 (each row's negative is another item of the batch); this batch has ${sim.size(1)}`);
   return noGrad(() => {
     const b = sim.size(0);
     const pos = arange(b, undefined, 1, { device: sim.device }).add(offset).unsqueeze(1);

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import type { BatchBuilder, HostBatch } from "../data/loader.ts";
 import { TsvRegionReader, RegionStore, type RegionSource, type RegionFeatures } from "../data/regionstore.ts";
 import { readHardNegatives } from "../data/formats/hardneg.ts";
+import { readAns2Label } from "../data/formats/vqa.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { Rng, sampleAnswer } from "../objectives/sampling.ts";
 import { readPretrainExamples, interleaveByImage, type PretrainExample } from "./examples.ts";
@@ -45,6 +46,20 @@ export interface RegionTextArgs {
   answers?: string;
   /** objects_vocab.txt: detected label id -> word, for MSP's topic labels. */
   objectVocab?: string;
+  /**
+   * The model's object and attribute label counts: a detector label outside them is an error naming
+   * the region file, line and field (in the loss it was a bare "Target 1000000 is out of bounds").
+   */
+  labels?: { objects: number; attrs: number };
+}
+
+/** Throws naming file, line/record and field unless every label of `ids` is -1 (none) or in [0, count). */
+function checkLabels(ids: Int32Array, n: number, count: number, field: string, what: string, where: () => string): void {
+  for (let j = 0; j < n; j++) {
+    if (ids[j] < -1 || ids[j] >= count) {
+      throw new Error(`${where()}: field "${field}"[${j}] = ${ids[j]} is outside the model's ${count} ${what} labels (0..${count - 1}, or -1 for none)`);
+    }
+  }
 }
 
 export async function openRegions(path: string): Promise<RegionSource> {
@@ -62,7 +77,7 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
   if (missing) throw new Error(`${a.regions}: no regions for img_id ${missing.imgId} (used by ${a.examples.map((e) => e.path).join(", ")})`);
   const tok = BertTokenizer.load();
   const imgIds = [...new Set(examples.map((e) => e.imgId))];
-  const ans2label: Map<string, number> | undefined = a.answers ? new Map(Object.entries(JSON.parse(readFileSync(a.answers, "utf8")) as Record<string, number>)) : undefined;
+  const ans2label: Map<string, number> | undefined = a.answers ? readAns2Label(a.answers) : undefined;
   let hardPool: Map<string, string[]> | undefined;
   if (a.itm?.hardPool) {
     const hn = readHardNegatives(a.itm.hardPool);
@@ -133,6 +148,10 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
         const r = regs[k];
         if (r.dim !== D) throw new Error(`${a.regions}: img_id ${r.imgId} has ${r.dim}-d features, the batch has ${D}-d`);
         const n = Math.min(r.numBoxes, N);
+        if (a.labels) {
+          checkLabels(r.objectsId, n, a.labels.objects, "objects_id", "object", () => regions.where(r.imgId));
+          checkLabels(r.attrsId, n, a.labels.attrs, "attrs_id", "attribute", () => regions.where(r.imgId));
+        }
         feats.set(r.features.subarray(0, n * D), k * N * D);
         boxes.set(r.normBoxes.subarray(0, n * 4), k * N * 4);
         for (let j = 0; j < n; j++) {

@@ -1,12 +1,13 @@
 // Pieces the region-text strategies share: where the world's files are, the builder spec, MLM and
 // region masking of a batch, and weighted sums of losses.
 import { join } from "node:path";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { Tensor, tensor, zeros, type Generator } from "../engine/index.ts";
 import { maskTokens, maskRegions, IGNORE } from "../objectives/masking.ts";
 import { where } from "../engine/index.ts";
 import type { BuilderSpec } from "../data/loader.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
+import { readAns2Label } from "../data/formats/vqa.ts";
 import type { RegionTextArgs } from "./builder.ts";
 import { computeMlm, computeItcKeyed, targetPositions, type LossOut } from "../objectives/losses.ts";
 
@@ -23,7 +24,7 @@ export function regionTextSpec(args: RegionTextArgs): BuilderSpec {
 }
 
 export function answerCount(path: string): number {
-  return Object.keys(JSON.parse(readFileSync(path, "utf8"))).length;
+  return readAns2Label(path).size;
 }
 
 /** What MLM masking needs to know about the vocabulary: its size (the model's) and the tokenizer's special ids. */

@@ -107,6 +107,7 @@ export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
     seed: r.train.seed,
     itm: g === "sentence" ? { prob: 0.5, hardPool: worldFile(w, "hardneg/hard_negative.json"), hardFraction: m.hardFraction, paired: m.itmPaired || undefined } : undefined,
     objectVocab: g === "token" ? undefined : objectVocab,
+    labels: { objects: config.numObjectLabels, attrs: config.numAttrLabels },
     interleave: split !== "train" || undefined,
   });
   const source = (g: Granularity): Source => {

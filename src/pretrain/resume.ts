@@ -1,6 +1,7 @@
 // What a resumed run must agree on with its checkpoint, and the summary of a run rebuilt from its
 // metrics.jsonl (a resumed process trained only part of the run but reports all of it).
 import { appendFileSync } from "node:fs";
+import { writingTo } from "../engine/serialize/atomic.ts";
 import { join } from "node:path";
 import type { Stage, TrainOptions } from "./trainer.ts";
 
@@ -55,7 +56,8 @@ export function checkResumeSettings(saved: Settings | undefined, now: Settings, 
   for (const k of new Set([...a.keys(), ...b.keys()])) if (a.get(k) !== b.get(k)) changes[k] = [a.get(k) ?? null, b.get(k) ?? null];
   if (Object.keys(changes).length === 0) return;
   o.warn(`--resume ${o.runDir} at step ${o.step} with changed settings: ${Object.entries(changes).map(([k, [x, y]]) => `${k} ${JSON.stringify(x)} -> ${JSON.stringify(y)}`).join(", ")} (recorded in ${join(o.runDir, "changes.jsonl")})`);
-  appendFileSync(join(o.runDir, "changes.jsonl"), JSON.stringify({ time: Date.now(), step: o.step, checkpoint: o.checkpoint, changes }) + "\n");
+  const file = join(o.runDir, "changes.jsonl");
+  writingTo(file, () => appendFileSync(file, JSON.stringify({ time: Date.now(), step: o.step, checkpoint: o.checkpoint, changes }) + "\n"));
 }
 
 /** A stage asked to end before the step its checkpoint has reached. */

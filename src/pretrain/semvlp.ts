@@ -43,6 +43,7 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
     seed: r.train.seed,
     itm: withItm ? { prob: 0.5, sources: s.itmSources, paired: s.itmPaired } : undefined,
     answers: s.qa ? answers : undefined,
+    labels: { objects: config.numObjectLabels, attrs: config.numAttrLabels },
     interleave: split !== "train" || undefined,
   });
   const stage: Stage = {

@@ -11,7 +11,7 @@ import { withPrecision, precisionDtype, type Precision } from "../engine/precisi
 import { clipGradNorm } from "../engine/grad.ts";
 import { GradScaler, type ScalerState } from "../engine/scaler.ts";
 import { saveCheckpoint, loadCheckpoint, latestCheckpoint, checkpointDir, saveStateDict, readTrainerState, pruneCheckpoints } from "../engine/checkpoint.ts";
-import { writeFileAtomic } from "../engine/serialize/atomic.ts";
+import { writeFileAtomic, writingTo } from "../engine/serialize/atomic.ts";
 import { runFiles } from "./rundir.ts";
 import { runSettings, checkResumeSettings, summarizeHistory, pushRecent, stageSummary, stepsBelow, type Settings, type MetricsRow } from "./resume.ts";
 import { Loader, toTensors, type BuilderSpec, type HostBatch, type LoaderPosition } from "../data/loader.ts";
@@ -20,6 +20,9 @@ import { Rng } from "../objectives/sampling.ts";
 import { renderRunPlot } from "./plot.ts";
 import type { Dist } from "../engine/dist.ts";
 import { DataParallel, broadcastModule, broadcastOptimizer, reduceMetrics, type DDPOptions } from "../engine/ddp.ts";
+
+/** Appends a metrics line; a full disk names the file rather than a bare "ENOSPC ... write". */
+const appendTo = (path: string, text: string) => writingTo(path, () => appendFileSync(path, text));
 
 export interface StepContext {
   /** PRNG for this step's choices (mode, source), seeded by (seed, global step). */
@@ -325,7 +328,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
         state = { ...state, stage: si, stageStep: step, globalStep: global, positions: { ...state.positions, ...Object.fromEntries(stage.sources.map((s, k) => [s.name, loaders[k].position])) }, ...(scaler ? { scaler: scaler.stateDict() } : {}) };
         const scaling = scaler ? { loss_scale: lossScale, skipped: stepped ? 0 : 1 } : {};
         const line = { step: global, stage: stage.name, stage_step: step, source: tag, lr: stage.lr * lrFactor, loss: lossSum, grad_norm: gradNorm, ...scaling, time: Date.now(), ...metrics };
-        if (main) appendFileSync(metricsFile, JSON.stringify(line) + "\n");
+        if (main) appendTo(metricsFile, JSON.stringify(line) + "\n");
         pushRecent(recent, { loss: lossSum, ...metrics });
         if (bar) {
           bar.status = `loss ${lossSum.toFixed(3)}`;
@@ -334,7 +337,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
         const last = step === steps;
         if (stage.sources.some((x) => x.evalData) && ((o.evalEvery && global % o.evalEvery === 0) || last)) {
           const val = await evaluate(model, stage, o, global);
-          if (main) appendFileSync(metricsFile, JSON.stringify({ step: global, stage: stage.name, stage_step: step, source: "val", time: Date.now(), ...val }) + "\n");
+          if (main) appendTo(metricsFile, JSON.stringify({ step: global, stage: stage.name, stage_step: step, source: "val", time: Date.now(), ...val }) + "\n");
           Object.assign(evalSummary, val);
         }
         if (main && ((o.checkpointEvery && global % o.checkpointEvery === 0) || last)) {

@@ -195,7 +195,10 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     switch (name) {
       case "image": return { ...common, name, sources: [{ name, batchSize, data: spec("image"), evalData: spec("image", "val"), step: stepImage }] };
       case "text": return { ...common, name, frozen: (n: string) => STAGE2_FROZEN.test(n), sources: [{ name, batchSize, data: spec("text"), evalData: spec("text", "val"), step: stepText }] };
-      case "image-text": return { ...common, name, sources: [{ name, batchSize, data: spec("pair"), evalData: spec("pair", "val"), step: stepPair }] };
+      case "image-text":
+        // ITM pairs every image with another text of its batch (hard or random negatives): one is not enough
+        if (batchSize < 2) throw new Error(`${st.batchSize !== undefined ? "recipe.vlmo.stages.image-text.batchSize" : "recipe.train.batchSize"}: the image-text stage needs a batch of at least 2, got ${batchSize}: image-text matching pairs each image with another text of the batch (${v.itmHardNegatives ? "a hard negative drawn from the batch's ITC similarities" : "a random other text"})`);
+        return { ...common, name, sources: [{ name, batchSize, data: spec("pair"), evalData: spec("pair", "val"), step: stepPair }] };
       default: throw new Error(`recipe.vlmo.order: unknown stage "${name}" (expected image, text or image-text)`);
     }
   });

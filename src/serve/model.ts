@@ -12,7 +12,7 @@ import type { AutocastDType } from "../engine/dtype.ts";
 import type { VLMoModel } from "../models/vlmo.ts";
 import { loadVLMoRun, type RunInfo } from "../tasks/checkpoint.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import { decodeImage, resizeImage, toChw, VLMO_NORM } from "../vision/image.ts";
+import { MAX_IMAGE_PIXELS, decodeImage, resizeImage, toChw, VLMO_NORM } from "../vision/image.ts";
 
 /** A client mistake (bad image, unknown checkpoint...): the server answers it with `status`. */
 export class RequestError extends Error {
@@ -66,8 +66,8 @@ export function evalEverywhere(m: Module, seen = new Set<Module>()): void {
 // ---- images ---------------------------------------------------------------------------------
 
 export const IMAGE_FORMATS = ["png", "jpeg", "webp"] as const;
-/** Largest accepted image, in pixels (a header check before decoding: no decompression bombs). */
-export const MAX_IMAGE_PIXELS = 4096 * 4096;
+/** One image's most pixels: the cap every decoder applies (vision/image.ts). */
+export { MAX_IMAGE_PIXELS };
 
 /** The format of an image by its magic bytes, or null. */
 export function sniffImage(b: Uint8Array): (typeof IMAGE_FORMATS)[number] | null {

@@ -6,11 +6,10 @@
 // and the targets: `target` [B, answers] soft scores (QA), `label` [B] int64 (NLVR2). Unlabelled
 // splits get zeros. `meta.ids` holds the question ids / identifiers in batch order.
 import { join } from "node:path";
-import { readFileSync } from "node:fs";
 import type { BatchBuilder, HostArray, HostBatch } from "../data/loader.ts";
 import { openRegions } from "../pretrain/builder.ts";
 import type { RegionSource } from "../data/regionstore.ts";
-import { readLxmertVqa } from "../data/formats/vqa.ts";
+import { readAns2Label, readLxmertVqa } from "../data/formats/vqa.ts";
 import { readLxmertGqa } from "../data/formats/gqa.ts";
 import { readLxmertNlvr2 } from "../data/formats/nlvr2.ts";
 import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
@@ -94,14 +93,7 @@ export function readTaskExamples(format: TaskFormat, path: string): TaskExample[
 }
 
 export function readAnswers(path: string): Map<string, number> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(path, "utf8"));
-  } catch (e) {
-    throw new Error(`${path}: cannot read the answer set (${(e as Error).message})`);
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error(`${path}: expected {answer: label index}`);
-  return new Map(Object.entries(raw as Record<string, number>));
+  return readAns2Label(path);
 }
 
 export interface BalanceOptions {

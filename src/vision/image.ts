@@ -3,7 +3,7 @@
  * convert to normalised float CHW, and cut into ViT patches.
  */
 import { readFile } from "node:fs/promises";
-import sharp from "sharp";
+import sharp, { type Sharp, type SharpOptions } from "sharp";
 
 /** 8-bit RGB image, row-major HWC (data[(y * width + x) * 3 + c]). */
 export interface RgbImage {
@@ -29,6 +29,30 @@ export interface Normalization {
 export const VLMO_NORM: Normalization = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
 export const IMAGENET_NORM: Normalization = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
 
+/**
+ * The most pixels any image may have where images are decoded (training, `vlp index build`, the
+ * server, region extraction): 4096 x 4096, 48 MB as 8-bit RGB. A PNG of zeros compresses ~1000x,
+ * so without the cap a 250 KB file of 16000 x 16000 decodes to 3.4 GB.
+ */
+export const MAX_IMAGE_PIXELS = 4096 * 4096;
+
+/** sharp on an encoded image, refusing from its header one of more than MAX_IMAGE_PIXELS. */
+export function openImage(input: string | Uint8Array, options: SharpOptions = {}): Sharp {
+  return sharp(input, { limitInputPixels: MAX_IMAGE_PIXELS, ...options });
+}
+
+/** A decode error's message; sharp's bare "exceeds pixel limit" gets the image's size. */
+export async function decodeErrorMessage(input: string | Uint8Array, e: unknown): Promise<string> {
+  const msg = (e as Error).message.trim();
+  if (!/pixel limit/i.test(msg)) return msg;
+  try {
+    const { width, height } = await sharp(input, { limitInputPixels: false }).metadata();
+    return `${width}x${height} pixels, more than the ${MAX_IMAGE_PIXELS} (4096x4096) decoded`;
+  } catch {
+    return msg;
+  }
+}
+
 /** Decode an image file or buffer to RGB. `name` labels errors (defaults to the path). */
 export async function decodeImage(input: string | Uint8Array, name?: string): Promise<RgbImage> {
   const label = name ?? (typeof input === "string" ? input : "<buffer>");
@@ -43,7 +67,7 @@ export async function decodeImage(input: string | Uint8Array, name?: string): Pr
     bytes = input;
   }
   try {
-    const { data, info } = await sharp(bytes, { failOn: "error" })
+    const { data, info } = await openImage(bytes, { failOn: "error" })
       .autoOrient()
       .flatten({ background: "#ffffff" })
       .toColourspace("srgb")
@@ -53,7 +77,7 @@ export async function decodeImage(input: string | Uint8Array, name?: string): Pr
     if (info.channels !== 3) throw new Error(`expected 3 channels, got ${info.channels}`);
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
   } catch (e) {
-    throw new Error(`${label}: cannot decode image (${(e as Error).message.trim()})`);
+    throw new Error(`${label}: cannot decode image (${await decodeErrorMessage(bytes, e)})`);
   }
 }
 

@@ -20,6 +20,7 @@
  * RecordBatchFileWriter.
  */
 import fs from "node:fs";
+import { namedFsError } from "../../engine/serialize/atomic.ts";
 import {
   Message, RecordBatchFileWriter, RecordBatch, Schema, Field, Struct, List, Utf8, Binary, Int64, Float64,
   Type, makeData, vectorFromArray, type DataType,
@@ -38,6 +39,107 @@ function readFully(fd: number, buf: Uint8Array, position: number, what: string):
     const n = fs.readSync(fd, buf, done, buf.length - done, position + done);
     if (n === 0) throw new ArrowFormatError(`${what}: unexpected end of file at byte ${position + done}`);
     done += n;
+  }
+}
+
+// ================================================================ flatbuffer size checks
+
+/**
+ * Checks that every vector the Arrow metadata decoder will walk (schema fields and their children,
+ * custom metadata, record batch field nodes and buffers, the footer's blocks) lies inside `buf`,
+ * before apache-arrow decodes it: a damaged length makes the decoder build billions of objects
+ * (a 2.8 KB file ran the heap out at 4 GB) or read past the buffer into undefined (a bare
+ * TypeError). Flatbuffers: a table starts with an int32 back-offset to its vtable of uint16 field
+ * offsets; an offset field holds a uint32 forward offset; a vector is a uint32 length, then items.
+ */
+class FlatbufferCheck {
+  private tables = 0;
+  constructor(private readonly buf: Uint8Array, private readonly fail: (msg: string) => never) {}
+  private u32(at: number): number {
+    if (at < 0 || at + 4 > this.buf.length) this.fail(`flatbuffer offset ${at} outside the ${this.buf.length}-byte metadata`);
+    return this.buf[at] | (this.buf[at + 1] << 8) | (this.buf[at + 2] << 16) | ((this.buf[at + 3] << 24) >>> 0);
+  }
+  private u16(at: number): number {
+    if (at < 0 || at + 2 > this.buf.length) this.fail(`flatbuffer offset ${at} outside the ${this.buf.length}-byte metadata`);
+    return this.buf[at] | (this.buf[at + 1] << 8);
+  }
+  root(): number {
+    return this.table(this.u32(0));
+  }
+  private table(t: number): number {
+    if (++this.tables > this.buf.length / 4) this.fail("flatbuffer tables loop");
+    const vt = t - (this.u32(t) | 0);
+    this.u16(vt);
+    return t;
+  }
+  /** Position of field `i` of table `t`, or -1 when absent. */
+  private field(t: number, i: number): number {
+    const vt = t - (this.u32(t) | 0);
+    const size = this.u16(vt);
+    if (4 + 2 * i >= size) return -1;
+    const off = this.u16(vt + 4 + 2 * i);
+    return off === 0 ? -1 : t + off;
+  }
+  u8Field(t: number, i: number): number {
+    const f = this.field(t, i);
+    return f < 0 ? 0 : this.buf[f] ?? this.fail(`flatbuffer field outside the metadata`);
+  }
+  /** Table at offset field `i`, or -1. */
+  sub(t: number, i: number): number {
+    const f = this.field(t, i);
+    return f < 0 ? -1 : this.table(f + this.u32(f));
+  }
+  /** Item count of vector field `i` of `itemSize`-byte items, checked to fit; [start, count]. */
+  vector(t: number, i: number, itemSize: number, what: string): [number, number] {
+    const f = this.field(t, i);
+    if (f < 0) return [0, 0];
+    const v = f + this.u32(f);
+    const n = this.u32(v);
+    if (v + 4 + n * itemSize > this.buf.length) this.fail(`${what}: ${n} entries claimed, more than the ${this.buf.length}-byte metadata holds`);
+    return [v + 4, n];
+  }
+  /** The tables of vector field `i`. */
+  tableList(t: number, i: number, what: string): number[] {
+    const [start, n] = this.vector(t, i, 4, what);
+    return Array.from({ length: n }, (_, k) => this.table(start + 4 * k + this.u32(start + 4 * k)));
+  }
+  keyValues(t: number, i: number): void {
+    for (const kv of this.tableList(t, i, "custom metadata")) {
+      this.vector(kv, 0, 1, "metadata key");
+      this.vector(kv, 1, 1, "metadata value");
+    }
+  }
+  schema(t: number): void {
+    for (const f of this.tableList(t, 1, "schema fields")) this.fieldTable(f, 0);
+    this.keyValues(t, 2);
+    this.vector(t, 3, 8, "schema features");
+  }
+  private fieldTable(t: number, depth: number): void {
+    if (depth > 64) this.fail("fields nested more than 64 deep");
+    this.vector(t, 0, 1, "field name");
+    for (const c of this.tableList(t, 5, "field children")) this.fieldTable(c, depth + 1);
+    this.keyValues(t, 6);
+  }
+  footer(): void {
+    const t = this.root();
+    const schema = this.sub(t, 1);
+    if (schema < 0) this.fail("the footer has no schema");
+    this.schema(schema);
+    this.vector(t, 2, 24, "dictionary blocks");
+    this.vector(t, 3, 24, "record batch blocks");
+    this.keyValues(t, 4);
+  }
+  message(): void {
+    const t = this.root();
+    const type = this.u8Field(t, 1);
+    const header = this.sub(t, 2);
+    if (header >= 0 && type === 1) this.schema(header);
+    if (header >= 0 && type === 3) {
+      this.vector(header, 1, 16, "record batch field nodes");
+      this.vector(header, 2, 16, "record batch buffers");
+      this.vector(header, 4, 8, "record batch variadic buffer counts");
+    }
+    this.keyValues(t, 4);
   }
 }
 
@@ -162,22 +264,28 @@ export class ArrowFile {
     const raw = Buffer.allocUnsafeSlow(footerLen);
     readFully(fd, raw, footerStart, this.path);
     let footer: Footer;
+    const where = `the footer (bytes ${footerStart}..${footerStart + footerLen})`;
     try {
+      new FlatbufferCheck(raw, (m) => this.fail(`${where}: ${m}`)).footer();
       footer = Footer.decode(raw);
     } catch (err) {
-      return this.fail(`cannot decode the footer: ${(err as Error).message}`);
+      if (err instanceof ArrowFormatError) throw err;
+      return this.fail(`cannot decode ${where}: ${(err as Error).message}`);
     }
-    const schema = this.checkSchema(footer.schema);
+    const schema = this.guard(where, () => this.checkSchema(footer.schema));
     if (footer.numDictionaries > 0) this.fail("dictionary batches are not supported");
     const batches: BatchInfo[] = [];
     let rowStart = 0;
     for (let k = 0; k < footer.numRecordBatches; k++) {
-      const block = footer.getRecordBatch(k)!;
-      const { msg, bodyStart } = this.readMessage(fd, block.offset, footerStart);
-      if (!msg?.isRecordBatch()) this.fail(`footer block ${k} at byte ${block.offset} is not a record batch`);
-      if (bodyStart !== block.offset + block.metaDataLength) this.fail(`footer block ${k}: metadata length disagrees with the message`);
-      if (bodyStart + msg.bodyLength > footerStart) this.fail(`record batch ${k} runs past the footer`);
-      const b = this.layoutBatch(schema, msg, bodyStart, rowStart);
+      const block = this.guard(`footer block ${k}`, () => footer.getRecordBatch(k)!);
+      if (!Number.isSafeInteger(block.offset) || block.offset < 0) this.fail(`footer block ${k}: bad offset ${block.offset}`);
+      const b = this.guard(`record batch ${k} (footer block at byte ${block.offset})`, () => {
+        const { msg, bodyStart } = this.readMessage(fd, block.offset, footerStart);
+        if (!msg?.isRecordBatch()) this.fail(`footer block ${k} at byte ${block.offset} is not a record batch`);
+        if (bodyStart !== block.offset + block.metaDataLength) this.fail(`footer block ${k}: metadata length disagrees with the message`);
+        if (bodyStart + msg.bodyLength > footerStart) this.fail(`record batch ${k} runs past the footer`);
+        return this.layoutBatch(schema, msg, bodyStart, rowStart);
+      });
       batches.push(b);
       rowStart += b.numRows;
     }
@@ -195,20 +303,35 @@ export class ArrowFile {
       if (!r.msg) break; // end-of-stream marker
       const { msg, bodyStart } = r;
       if (bodyStart + msg.bodyLength > size) this.fail(`message at byte ${pos} has a body past the end of the file`);
-      if (msg.isSchema()) {
-        schema = this.checkSchema(msg.header());
-      } else if (msg.isRecordBatch()) {
-        if (!schema) this.fail(`record batch before the schema at byte ${pos}`);
-        const b = this.layoutBatch(schema, msg, bodyStart, rowStart);
-        batches.push(b);
-        rowStart += b.numRows;
-      } else if (msg.isDictionaryBatch()) {
-        this.fail("dictionary batches are not supported");
-      }
+      this.guard(`the message at byte ${pos}`, () => {
+        if (msg.isSchema()) {
+          schema = this.checkSchema(msg.header());
+        } else if (msg.isRecordBatch()) {
+          if (!schema) this.fail(`record batch before the schema at byte ${pos}`);
+          const b = this.layoutBatch(schema, msg, bodyStart, rowStart);
+          batches.push(b);
+          rowStart += b.numRows;
+        } else if (msg.isDictionaryBatch()) {
+          this.fail("dictionary batches are not supported");
+        }
+      });
       pos = bodyStart + msg.bodyLength;
     }
     if (!schema) this.fail("not an Arrow IPC file or stream (no schema message)");
     return { schema, batches };
+  }
+
+  /**
+   * `fn()`, with any error that is not already an ArrowFormatError (apache-arrow's decoders meet
+   * damaged metadata as a bare TypeError or RangeError) named with the file and `block`.
+   */
+  private guard<T>(block: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof ArrowFormatError) throw err;
+      return this.fail(`${block}: damaged metadata (${(err as Error).message})`);
+    }
   }
 
   private checkSchema(schema: Schema): Schema {
@@ -233,8 +356,12 @@ export class ArrowFile {
     const meta = Buffer.allocUnsafeSlow(metaLen);
     readFully(fd, meta, pos + prefix, this.path);
     try {
-      return { msg: Message.decode(meta), bodyStart: pos + prefix + metaLen };
+      new FlatbufferCheck(meta, (m) => this.fail(`the message at byte ${pos}: ${m}`)).message();
+      const msg = Message.decode(meta);
+      if (!Number.isSafeInteger(msg.bodyLength) || msg.bodyLength < 0) this.fail(`the message at byte ${pos}: bad body length ${msg.bodyLength}`);
+      return { msg, bodyStart: pos + prefix + metaLen };
     } catch (err) {
+      if (err instanceof ArrowFormatError) throw err;
       return this.fail(`cannot decode the message at byte ${pos}: ${(err as Error).message}`);
     }
   }
@@ -410,7 +537,13 @@ export class ArrowFile {
   /** The JS value of one cell: strings, numbers (int64 → number when safe, else bigint), arrays, Uint8Array for binary, null. */
   value(row: number, column: string): unknown {
     const { node, i } = this.locate(row, column);
-    return this.decode(node, i, `${this.path}: row ${row} column "${column}"`);
+    const where = `${this.path}: row ${row} column "${column}"`;
+    try {
+      return this.decode(node, i, where);
+    } catch (err) {
+      if (err instanceof ArrowFormatError) throw err;
+      throw new ArrowFormatError(`${where}: damaged data (${(err as Error).message})`);
+    }
   }
 
   close(): void {
@@ -678,7 +811,7 @@ class TableWriter<Row extends object> {
         while (done < chunk.byteLength) done += fs.writeSync(fd, chunk, done, chunk.byteLength - done);
       }
     })().catch((err) => {
-      this.pumpError = err;
+      this.pumpError = namedFsError(this.path, err); // a full disk names the table
     });
   }
 

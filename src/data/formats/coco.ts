@@ -3,7 +3,7 @@
 
 import {
   type Json, type ReadOptions, int, isObject, optional, parseRecords, readJson, str, topArray, withoutUndefined, writeJson,
-  FieldError,
+  FieldError, relPath,
 } from "./util.ts";
 
 export interface CocoImage {
@@ -23,7 +23,7 @@ export interface CocoCaptions { info?: unknown; licenses?: unknown; images: Coco
 
 const parseImage = (r: Json): CocoImage => withoutUndefined({
   id: int(r, "id"),
-  file_name: str(r, "file_name"),
+  file_name: relPath(r, "file_name"),
   height: int(r, "height"),
   width: int(r, "width"),
   coco_url: optional(r, "coco_url", str),

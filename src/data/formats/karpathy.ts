@@ -3,7 +3,7 @@
 
 import {
   type Json, type ReadOptions, FieldError, int, intList, nested, optional, parseRecords, readJson, str, strList, topArray,
-  topObject, withoutUndefined, writeJson, idLabel,
+  topObject, withoutUndefined, writeJson, idLabel, relPath,
 } from "./util.ts";
 
 export type KarpathySplit = "train" | "val" | "test" | "restval";
@@ -31,8 +31,8 @@ const parseImage = (r: Json): KarpathyImage => {
   const split = str(r, "split");
   if (!SPLITS.has(split)) throw new FieldError(`field "split" should be train, val, test or restval, got "${split}"`);
   const img = withoutUndefined({
-    filename: str(r, "filename"),
-    filepath: optional(r, "filepath", str),
+    filename: relPath(r, "filename"),
+    filepath: optional(r, "filepath", relPath),
     imgid: int(r, "imgid"),
     split: split as KarpathySplit,
     sentids: intList(r, "sentids"),

@@ -12,6 +12,7 @@
  */
 import fs from "node:fs";
 import os from "node:os";
+import { writingTo } from "../../engine/serialize/atomic.ts";
 
 export const OBJ36_FIELDS = [
   "img_id", "img_h", "img_w", "objects_id", "objects_conf",
@@ -40,6 +41,23 @@ export class Obj36Error extends Error {
 
 if (os.endianness() !== "LE") {
   throw new Error("obj36.ts: the obj36 format stores little-endian arrays; this host is big-endian");
+}
+
+/**
+ * Index of the first NaN or infinity in `a`, or -1. A non-finite feature or box reaches the loss
+ * as "non-finite loss at step 1", far from the file and image that hold it, so readers check.
+ */
+export function firstNonFinite(a: ArrayLike<number>): number {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return i;
+  return -1;
+}
+
+/** "features box 3 dim 17 is NaN" for the first non-finite value of a per-box array, or null. */
+export function nonFiniteMessage(name: string, a: ArrayLike<number>, perBox: number): string | null {
+  const i = firstNonFinite(a);
+  if (i < 0) return null;
+  const at = perBox === 1 ? `[${i}]` : ` box ${Math.floor(i / perBox)} ${name === "boxes" ? "coordinate" : "dim"} ${i % perBox}`;
+  return `${name}${at} is ${a[i]}`;
 }
 
 /** Feature dimension D of a record (features.length / num_boxes; 0 when there are no boxes). */
@@ -198,6 +216,10 @@ export function parseObj36Row(line: string, where: string): Obj36Record {
     fail(`field "features" has ${featBytes.length} bytes, not a positive multiple of ${4 * n} (float32 x ${n} boxes)`);
   }
   const features = f32(featBytes);
+  const dim = n === 0 ? 0 : features.length / n;
+  const bad = nonFiniteMessage("boxes", boxes, 4) ?? nonFiniteMessage("features", features, dim)
+    ?? nonFiniteMessage("objects_conf", objects_conf, 1) ?? nonFiniteMessage("attrs_conf", attrs_conf, 1);
+  if (bad) fail(`field ${bad}`);
   return { img_id: imgId, img_h, img_w, num_boxes: n, objects_id, objects_conf, attrs_id, attrs_conf, boxes, features };
 }
 
@@ -308,7 +330,10 @@ export class Obj36Writer {
     if (this.fd === null) throw new Error(`${this.path}: Obj36Writer.write after close`);
     const line = Buffer.from(encodeObj36Row(rec) + "\n", "utf8");
     let done = 0;
-    while (done < line.length) done += fs.writeSync(this.fd, line, done, line.length - done);
+    const fd = this.fd;
+    writingTo(this.path, () => {
+      while (done < line.length) done += fs.writeSync(fd, line, done, line.length - done);
+    });
     this.count++;
   }
 

@@ -3,6 +3,7 @@
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
+import { writingTo } from "../../engine/serialize/atomic.ts";
 
 export type Json = Record<string, unknown>;
 
@@ -41,8 +42,10 @@ export function readJson(path: string): unknown {
 }
 
 export function writeText(path: string, text: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, text);
+  writingTo(path, () => {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, text);
+  });
 }
 
 export function writeJson(path: string, data: unknown): void {
@@ -140,6 +143,18 @@ const wrongType = (name: string, want: string, v: unknown) =>
 export function str(o: Json, name: string): string {
   const v = field(o, name);
   if (typeof v !== "string") throw wrongType(name, "a string", v);
+  return v;
+}
+
+/**
+ * A file name relative to an image folder: no absolute path, no `..` segment, no NUL. Readers
+ * join it to the folder, so "../../etc/passwd" would read outside it.
+ */
+export function relPath(o: Json, name: string): string {
+  const v = str(o, name);
+  if (v === "" || v.includes("\0") || /^([/\\]|[A-Za-z]:)/.test(v) || v.split(/[/\\]/).includes("..")) {
+    throw new FieldError(`field "${name}" should be a file name inside the image folder (no "..", not absolute), got ${JSON.stringify(v.slice(0, 200))}`);
+  }
   return v;
 }
 

@@ -154,6 +154,27 @@ export function writeAnswerVocab(dir: string, vocab: AnswerVocab): void {
   writeJson(join(dir, "trainval_label2ans.json"), vocab.label2ans);
 }
 
+/**
+ * An ans2label file ({answer: label}) as a Map, checked: labels are distinct integers in [0, n).
+ * A vocabulary cut short (or from another model) otherwise reaches the loss as a bare
+ * "Target 3120 is out of bounds", far from the file.
+ */
+export function readAns2Label(path: string): Map<string, number> {
+  const raw = readJson(path);
+  if (!isObject(raw)) throw new Error(`${path}: expected {answer: label index}`);
+  const n = Object.keys(raw).length;
+  const seen = new Map<number, string>();
+  for (const [ans, label] of Object.entries(raw)) {
+    if (typeof label !== "number" || !Number.isInteger(label) || label < 0 || label >= n) {
+      throw new Error(`${path}: answer ${JSON.stringify(ans)} has label ${JSON.stringify(label)}, not an integer in [0, ${n}) (${n} answers: a truncated or mismatched vocabulary?)`);
+    }
+    const other = seen.get(label);
+    if (other !== undefined) throw new Error(`${path}: answers ${JSON.stringify(other)} and ${JSON.stringify(ans)} both have label ${label}`);
+    seen.set(label, ans);
+  }
+  return new Map(Object.entries(raw as Record<string, number>));
+}
+
 export function readAnswerVocab(dir: string): AnswerVocab {
   const ansPath = join(dir, "trainval_ans2label.json");
   const labelPath = join(dir, "trainval_label2ans.json");

@@ -43,6 +43,27 @@ function errCode(e: unknown): string | undefined {
   return typeof e === "object" && e !== null ? (e as NodeJS.ErrnoException).code : undefined;
 }
 
+/**
+ * A filesystem error as one that names `path`: Node's says "ENOSPC: no space left on device,
+ * write" without saying which file, so a full disk during a long run named nothing. Other errors
+ * (and those that already name the path) pass unchanged; the code is kept.
+ */
+export function namedFsError(path: string, e: unknown): unknown {
+  const code = errCode(e);
+  if (code === undefined || (e as Error).message.includes(path)) return e;
+  const why = code === "ENOSPC" ? "no space left on the device (ENOSPC)" : (e as Error).message;
+  return Object.assign(new Error(`${path}: cannot write: ${why}`, { cause: e }), { code });
+}
+
+/** `fn()`, with a filesystem error naming `path`. */
+export function writingTo<T>(path: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw namedFsError(path, e);
+  }
+}
+
 /** The file we really replace: follow a symlink so the link itself survives. */
 function resolveTarget(path: string): string {
   try {
@@ -122,9 +143,9 @@ export function writeFileAtomic(
     } catch {
       // the temp file may not exist any more (e.g. rename half-succeeded); ignore
     }
-    throw e;
+    throw namedFsError(path, e);
   }
-  fsyncDirectory(dir);
+  writingTo(path, () => fsyncDirectory(dir));
 }
 
 export interface JsonAtomicOptions extends AtomicWriteOptions {

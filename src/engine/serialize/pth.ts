@@ -30,6 +30,20 @@ import { type DType, type RawTensor, elementSize, isRawTensor } from "./raw.ts";
 
 const READ_CHUNK = 1 << 30;
 
+/**
+ * A DEFLATEd entry may expand at most this many times. Float weights compress ~1.1x and torch
+ * itself stores entries uncompressed; a zip bomb expands ~1000x, so a 1 MB file could otherwise
+ * claim (and get) a gigabyte.
+ */
+export const MAX_INFLATE_RATIO = 100;
+
+/**
+ * Bytes a file's non-contiguous tensors may copy out of their storages, beyond twice the file's
+ * size: a stride-0 (expanded) view of one element can claim any size, so a 600-byte file could
+ * otherwise allocate gigabytes. Legitimate views (transposes, expanded position ids) stay far below.
+ */
+export const MAX_GATHER_SLACK = 64 << 20;
+
 function readAt(fd: number, position: number, length: number, where: string): Uint8Array {
   const out = new Uint8Array(length);
   let off = 0;
@@ -75,6 +89,10 @@ export class ZipReader {
   readonly entries = new Map<string, ZipEntry>();
   private fd: number | undefined;
   private readonly size: number;
+
+  get fileSize(): number {
+    return this.size;
+  }
 
   constructor(path: string) {
     this.path = path;
@@ -214,6 +232,9 @@ export class ZipReader {
       if (entry.compressedSize !== entry.size) throw new Error(`${at}: stored entry has compressed size ${entry.compressedSize} != size ${entry.size}`);
       data = raw;
     } else if (entry.method === 8) {
+      if (entry.size > Math.max(entry.compressedSize, 1) * MAX_INFLATE_RATIO) {
+        throw new Error(`${at}: ${entry.compressedSize} compressed bytes claim ${entry.size}, more than ${MAX_INFLATE_RATIO}x (a zip bomb?; torch.save stores entries uncompressed)`);
+      }
       let out: Buffer;
       try {
         out = inflateRawSync(raw, { maxOutputLength: Math.max(1, entry.size) });
@@ -383,6 +404,24 @@ function materialize(f: Fixup, storageBytes: Uint8Array, where: string): void {
     f.tensor.data = storageBytes.subarray(offset * es, (offset + n) * es);
   } else {
     f.tensor.data = gatherStrided(storageBytes, es, offset, size, stride);
+  }
+}
+
+/**
+ * Refuses, before anything is copied, tensors whose strided copies together need more than twice
+ * the file plus MAX_GATHER_SLACK (contiguous tensors are views of their storage and cost nothing).
+ */
+function checkGatherBudget(fixups: readonly Fixup[], fileSize: number, path: string): void {
+  const budget = 2 * fileSize + MAX_GATHER_SLACK;
+  let total = 0;
+  for (const f of fixups) {
+    if (isContiguous(f.size, f.stride)) continue;
+    total += f.size.reduce((a, d) => a * d, 1) * elementSize(f.storage.dtype);
+    if (total > budget) {
+      throw new Error(
+        `${path}: tensor of size [${f.size.join(", ")}] stride [${f.stride.join(", ")}] on storage "${f.storage.rootKey}" would bring the copies of non-contiguous tensors to ${total} bytes, more than the ${budget} a ${fileSize}-byte file may need`,
+      );
+    }
   }
 }
 
@@ -560,6 +599,7 @@ function loadZip(path: string, options: LoadPthOptions): unknown {
     });
     if (end !== pkl.length) throw new Error(`${path}: ${pkl.length - end} trailing bytes after the pickle in ${prefix}data.pkl`);
 
+    checkGatherBudget(ctx.fixups, zip.fileSize, path);
     // Attach storage bytes, one storage at a time.
     const byKey = new Map<string, Fixup[]>();
     for (const f of ctx.fixups) {
@@ -571,13 +611,15 @@ function loadZip(path: string, options: LoadPthOptions): unknown {
       const storage = storages.get(key)!;
       const entry = `${prefix}data/${key}`;
       if (!zip.has(entry)) throw new Error(`${path}: storage "${key}" is missing from the archive (no entry ${entry})`);
-      let bytes = zip.read(entry);
       const es = elementSize(storage.dtype);
-      if (bytes.byteLength !== storage.numel * es) {
+      // the size the directory claims, checked before reading (read() checks it against the data)
+      const claimed = zip.entries.get(entry)!.size;
+      if (claimed !== storage.numel * es) {
         throw new Error(
-          `${path}: ${entry} has ${bytes.byteLength} bytes but ${storage.typeName} of ${storage.numel} elements needs ${storage.numel * es}`,
+          `${path}: ${entry} has ${claimed} bytes but ${storage.typeName} of ${storage.numel} elements needs ${storage.numel * es}`,
         );
       }
+      let bytes = zip.read(entry);
       if (bigEndian) bytes = swapBytes(bytes, es);
       for (const f of fixups) materialize(f, bytes, `${path}: ${entry}`);
     }
@@ -663,6 +705,7 @@ function loadLegacy(path: string, fd: number, size: number, options: LoadPthOpti
         rootBytes.set(key, readAt(fd, pos + 8, nbytes, path));
         pos += 8 + nbytes;
       }
+      checkGatherBudget(ctx.fixups, size, path);
       for (const f of ctx.fixups) {
         const bytes = rootBytes.get(f.storage.rootKey);
         if (bytes === undefined) throw new Error(`${path}: storage "${f.storage.rootKey}" is used by a tensor but its data is missing`);
