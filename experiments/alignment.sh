@@ -60,7 +60,12 @@ run V3-vlmo-small-itc-mean recipes/vlmo-small.json --set 'vlmo.order=["image-tex
 run V6-vlmo-itm-prod-p8 recipes/vlmo-small.json --set model.overrides.itmRead=prod --set model.overrides.patchSize=8 --set train.evalEvery=250 --set 'vlmo.order=["image-text"]'
 # session 4: 128-px input through all three stages (V7; stopped after 400 image-text steps in the README's row)
 run V7-vlmo-128px recipes/vlmo-small.json --set model.overrides.imageSize=128 --set model.overrides.itmRead=prod --set vlmo.stages.image.steps=300 --set vlmo.stages.text.steps=300 --set vlmo.stages.image-text.steps=1500
-# the ITC-only probe (README "Where VLMo's ITC stops"), 600 steps each, and the recipe's model for 3,000
+# session 5: the recipe as it stands, with held-out batches of distinct images (V8)
+run V8-vlmo-small recipes/vlmo-small.json --set train.evalEvery=250
+# session 5: the ITC-only probe with held-out batches of distinct images, four image encoders and the region-feature side
+for img in vit cnn stem linear region; do STEPS=1500 IMG=$img VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1; done
+STEPS=1500 SETS=model.overrides.imageSize=128 VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1
+# session 4 (before the held-out order fix, so capped near 1/5): the ITC-only probe, 600 steps each, and the recipe's model for 3,000
 for v in "" "model.overrides.layerScaleInit=1" "model.overrides.patchSize=8" "model.overrides.imageSize=128" "model.overrides.itcPool=cls" "model.preset=small"; do
   STEPS=600 SETS="$v" VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1
 done
@@ -72,5 +77,5 @@ STEPS=3000 VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts
 run E1-vlmo-emoji recipes/vlmo-small.json --set data.world=data/emoji --set data.karpathy=karpathy/dataset_emoji.json --set vlmo.stages.image.steps=200 --set vlmo.stages.text.steps=200 --set vlmo.stages.image-text.steps=1200 --set train.evalEvery=300 --set model.overrides.itmRead=prod
 for d in "$OUT"/*/; do node --import tsx experiments/curves.ts "$d"; done
 node --import tsx experiments/heldout.ts --limit 100 "$OUT"/S1-semvlp-small "$OUT"/P1-itm-prod "$OUT"/L1-semvlp-small-4000 "$OUT"/S4-semvlp-small-itm4 "$OUT"/P2-itm-prod-qa "$OUT"/M2-msp-hard-quarter "$OUT"/V6-vlmo-itm-prod-p8 \
-  "$OUT"/M3-msp-prod-itc-paired "$OUT"/M5-msp-small-1500 "$OUT"/M6-msp-small "$OUT"/M4-msp-tiny "$OUT"/V7-vlmo-128px
+  "$OUT"/M3-msp-prod-itc-paired "$OUT"/M5-msp-small-1500 "$OUT"/M6-msp-small "$OUT"/M4-msp-tiny "$OUT"/V7-vlmo-128px "$OUT"/V8-vlmo-small
 node --import tsx experiments/heldout.ts "$OUT"/E1-vlmo-emoji
