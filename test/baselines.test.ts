@@ -50,6 +50,17 @@ test("linear baseline: metrics.json complete", { timeout: 120_000 }, async () =>
   const m = readMetrics(out);
   checkFractions(m, ZS);
   assert.equal(m.steps, 100);
+  // --preset small: VLMo-small's 64-px images in 16-px patches (the floor for recipes/vlmo-small.json)
+  const logs: string[] = [];
+  const log = console.log;
+  console.log = (...a: unknown[]) => logs.push(a.join(" "));
+  try {
+    await main(["linear", "--world", world, "--steps", "5", "--preset", "small", "--out", join(root, "linear-small"), "--quiet"]);
+  } finally {
+    console.log = log;
+  }
+  assert.match(logs.join("\n"), /linear: 64 px \/ 16 px patches \(VLMo small\)/);
+  await assert.rejects(main(["linear", "--world", world, "--preset", "huge"]), /--preset: expected one of .*tiny.*got "huge"/);
 });
 
 test("ITM pairs are balanced and fixed; the threshold search and the sub-matrix are exact", () => {

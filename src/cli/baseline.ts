@@ -9,6 +9,7 @@ const HELP = `usage: vlp baseline <bow|linear> --world DIR [--steps N] [--seed S
   bow     bag-of-words x mean region feature, bilinear score (ITM BCE + in-batch contrastive)
   linear  dual encoder: linear patch projection + mean pooling, bag of words; in-batch ITC
 options: [--batch-size B] [--lr LR] [--dim D] [--loss itm|itc|itm+itc (bow)] [--box-hidden H (bow)]
+         [--preset tiny|small|... (linear: the VLMo preset whose image and patch size it uses; default tiny)]
          [--log-every N] [--quiet]
 writes RUN_DIR/metrics.json (default runs/baseline-<kind>-seed<S>) and prints the metrics with chance levels`;
 
@@ -26,6 +27,7 @@ export async function main(argv: string[]): Promise<void> {
       dim: { type: "string" },
       loss: { type: "string" },
       "box-hidden": { type: "string" },
+      preset: { type: "string" },
       "log-every": { type: "string" },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
@@ -59,6 +61,7 @@ export async function main(argv: string[]): Promise<void> {
   const defined = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
   let run;
   if (kind === "bow") {
+    if (values.preset !== undefined) throw new Error("--preset is a linear option");
     const loss = values.loss;
     if (loss !== undefined && loss !== "itm" && loss !== "itc" && loss !== "itm+itc") throw new Error(`--loss: expected itm, itc or itm+itc, got "${loss}"`);
     const { runBow } = await import("../baselines/bow.ts");
@@ -66,7 +69,10 @@ export async function main(argv: string[]): Promise<void> {
   } else {
     if (values.loss !== undefined || values["box-hidden"] !== undefined) throw new Error("--loss and --box-hidden are bow options");
     const { runLinear } = await import("../baselines/linear.ts");
-    run = await runLinear({ ...defined(common), world: values.world });
+    const { VLMO_PRESETS } = await import("../models/vlmo.ts");
+    const preset = values.preset;
+    if (preset !== undefined && !Object.hasOwn(VLMO_PRESETS, preset)) throw new Error(`--preset: expected one of ${Object.keys(VLMO_PRESETS).join(", ")}, got "${preset}"`);
+    run = await runLinear({ ...defined(common), world: values.world, ...defined({ preset: preset as keyof typeof VLMO_PRESETS | undefined }) });
   }
   const out = values.out ?? join("runs", `baseline-${kind}-seed${seed}`);
   mkdirSync(out, { recursive: true });
