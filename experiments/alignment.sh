@@ -54,6 +54,9 @@ run M3-msp-prod-itc-paired recipes/msp-small.json --set msp.stages.sentence.loss
 run M5-msp-small-1500 recipes/msp-small.json --set msp.stages.sentence.steps=1500
 run M6-msp-small recipes/msp-small.json
 run M4-msp-tiny recipes/msp-tiny.json
+# session 5: seed 1 of the two small recipes (S4 and M6 are seed 0)
+run S4-semvlp-small-itm4-seed1 recipes/semvlp-small.json --set train.seed=1
+run M6-msp-small-seed1 recipes/msp-small.json --set train.seed=1
 # VLMo, image-text stage only: [CLS] ITC as official (V1), mean ITC (V3), + product ITM and 8-px patches (V6)
 run V1-vlmo-64px-p8-cls recipes/vlmo-tiny.json --set data.world=data/world-tiny --set train.lr=0.0005 --set 'model.overrides={"imageSize":64,"patchSize":8}' --set 'vlmo.order=["image-text"]' --set vlmo.stages.image-text.steps=1000 --set train.evalEvery=250
 run V3-vlmo-small-itc-mean recipes/vlmo-small.json --set 'vlmo.order=["image-text"]'
@@ -77,5 +80,5 @@ STEPS=3000 VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts
 run E1-vlmo-emoji recipes/vlmo-small.json --set data.world=data/emoji --set data.karpathy=karpathy/dataset_emoji.json --set vlmo.stages.image.steps=200 --set vlmo.stages.text.steps=200 --set vlmo.stages.image-text.steps=1200 --set train.evalEvery=300 --set model.overrides.itmRead=prod
 for d in "$OUT"/*/; do node --import tsx experiments/curves.ts "$d"; done
 node --import tsx experiments/heldout.ts --limit 100 "$OUT"/S1-semvlp-small "$OUT"/P1-itm-prod "$OUT"/L1-semvlp-small-4000 "$OUT"/S4-semvlp-small-itm4 "$OUT"/P2-itm-prod-qa "$OUT"/M2-msp-hard-quarter "$OUT"/V6-vlmo-itm-prod-p8 \
-  "$OUT"/M3-msp-prod-itc-paired "$OUT"/M5-msp-small-1500 "$OUT"/M6-msp-small "$OUT"/M4-msp-tiny "$OUT"/V7-vlmo-128px "$OUT"/V8-vlmo-small
+  "$OUT"/M3-msp-prod-itc-paired "$OUT"/M5-msp-small-1500 "$OUT"/M6-msp-small "$OUT"/M4-msp-tiny "$OUT"/V7-vlmo-128px "$OUT"/V8-vlmo-small "$OUT"/S4-semvlp-small-itm4-seed1 "$OUT"/M6-msp-small-seed1
 node --import tsx experiments/heldout.ts "$OUT"/E1-vlmo-emoji
