@@ -68,6 +68,7 @@ run V8-vlmo-small recipes/vlmo-small.json --set train.evalEvery=250
 # session 5: the ITC-only probe with held-out batches of distinct images, four image encoders and the region-feature side
 for img in vit cnn stem linear region; do STEPS=1500 IMG=$img VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1; done
 STEPS=1500 SETS=model.overrides.imageSize=128 VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1
+for img in vit cnn; do STEPS=1500 BOW=1 IMG=$img VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1; done
 # session 4 (before the held-out order fix, so capped near 1/5): the ITC-only probe, 600 steps each, and the recipe's model for 3,000
 for v in "" "model.overrides.layerScaleInit=1" "model.overrides.patchSize=8" "model.overrides.imageSize=128" "model.overrides.itcPool=cls" "model.preset=small"; do
   STEPS=600 SETS="$v" VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1
