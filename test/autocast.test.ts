@@ -162,16 +162,22 @@ with torch.autocast("cpu", dtype=torch.bfloat16):
   tidy(() => undefined);
 });
 
-test("a short bf16 pre-training run: finite losses, float32 checkpoints and model", async () => {
-  const root = mkdtempSync(join(tmpdir(), "vlp-autocast-"));
+/** A 24-image world in a fresh temp folder and a 4-step bf16 recipe of a 2-layer SemVLP on it (checkpoint every 2 steps). */
+async function bf16SemVLPRecipe(prefix: string, worldSeed: number, trainSeed: number) {
+  const root = mkdtempSync(join(tmpdir(), prefix));
   const world = join(root, "world");
-  await generateWorld({ images: 24, seed: 5, out: world, size: 64, featDim: 32, boxes: 12 });
+  await generateWorld({ images: 24, seed: worldSeed, out: world, size: 64, featDim: 32, boxes: 12 });
   const r = validateRecipe({
     method: "semvlp",
     model: { preset: "tiny", overrides: { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, visualFeatDim: 32, numHiddenLayers: 2, crossLayerStart: 1 } },
     data: { world },
-    train: { seed: 3, batchSize: 8, lr: 1e-3, warmup: 0.1, steps: 4, clip: 1, workers: 0, precision: "bf16", checkpointEvery: 2 },
+    train: { seed: trainSeed, batchSize: 8, lr: 1e-3, warmup: 0.1, steps: 4, clip: 1, workers: 0, precision: "bf16", checkpointEvery: 2 },
   });
+  return { root, r };
+}
+
+test("a short bf16 pre-training run: finite losses, float32 checkpoints and model", async () => {
+  const { root, r } = await bf16SemVLPRecipe("vlp-autocast-", 5, 3);
   manualSeed(r.train.seed);
   const { model, stages } = await buildStrategy(r);
   const dir = join(root, "run");
@@ -194,15 +200,7 @@ test("a short bf16 pre-training run: finite losses, float32 checkpoints and mode
 });
 
 test("bf16 pre-training resumes exactly: stopped after step 2 and resumed, the weights equal an uninterrupted run's byte for byte", async () => {
-  const root = mkdtempSync(join(tmpdir(), "vlp-autocast-resume-"));
-  const world = join(root, "world");
-  await generateWorld({ images: 24, seed: 6, out: world, size: 64, featDim: 32, boxes: 12 });
-  const r = validateRecipe({
-    method: "semvlp",
-    model: { preset: "tiny", overrides: { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, visualFeatDim: 32, numHiddenLayers: 2, crossLayerStart: 1 } },
-    data: { world },
-    train: { seed: 4, batchSize: 8, lr: 1e-3, warmup: 0.1, steps: 4, clip: 1, workers: 0, precision: "bf16", checkpointEvery: 2 },
-  });
+  const { root, r } = await bf16SemVLPRecipe("vlp-autocast-resume-", 6, 4);
   const run = async (dir: string, extra: { stopAfter?: number; resume?: boolean }) => {
     manualSeed(r.train.seed);
     const { model, stages } = await buildStrategy(r);

@@ -35,10 +35,6 @@ function checkLabel(l: unknown, where: string): Record<string, number> {
 }
 
 /**
- * Examples of one file. `sources` keeps only those sentence sources (e.g. ["mscoco"] for captions
- * only, or ["mscoco", "vqa", "gqa"] for LXMERT's captions + QA); MSP lists are sourced by `granularity`.
- */
-/**
  * Examples reordered so that consecutive ones come from different images: every image's first
  * text, then every image's second, ... (stable within an image). For held-out sets, which are read
  * unshuffled: in file order a batch of 32 held ~6 images five times over, and an in-batch ITC
@@ -58,6 +54,10 @@ export function interleaveByImage<T>(examples: T[], image: (e: T) => string): T[
   return out;
 }
 
+/**
+ * Examples of one file. `sources` keeps only those sentence sources (e.g. ["mscoco"] for captions
+ * only, or ["mscoco", "vqa", "gqa"] for LXMERT's captions + QA); MSP lists are sourced by `granularity`.
+ */
 export function readPretrainExamples(path: string, o: { sources?: string[]; granularity?: string } = {}): PretrainExample[] {
   const data = readJson(path);
   if (!Array.isArray(data)) throw new Error(`${path}: expected a JSON list of records`);

@@ -21,12 +21,11 @@ export interface ImageTextArgs {
 export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
   const images = karpathySubset(readKarpathy(a.karpathy).images, a.split);
   if (images.length === 0) throw new Error(`${a.karpathy}: no ${a.split} images`);
-  // one example per caption (pair/text) or per image (image)
+  // one example per caption (pair/text) or per image (image); held-out captions in caption-major order
+  const captions = () => images.flatMap((im) => im.sentences.map((s) => ({ file: im.filename, text: s.raw })));
   const examples = a.mode === "image"
     ? images.map((im) => ({ file: im.filename, text: "" }))
-    : a.split === "train"
-      ? images.flatMap((im) => im.sentences.map((s) => ({ file: im.filename, text: s.raw })))
-      : interleaveByImage(images.flatMap((im) => im.sentences.map((s) => ({ file: im.filename, text: s.raw }))), (e) => e.file);
+    : a.split === "train" ? captions() : interleaveByImage(captions(), (e) => e.file);
   const tok = a.mode === "image" ? null : BertTokenizer.load();
   return {
     length: examples.length,
