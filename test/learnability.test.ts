@@ -56,6 +56,14 @@ test("VLMo held-out pairs: an unshuffled val batch holds distinct images (captio
   const first = await val.build(Array.from({ length: images }, (_, k) => k), 0);
   const files = first.meta.files as string[];
   assert.equal(new Set(files).size, images, `val batch repeats an image: ${files.join(", ")}`);
+  // ... and mixes the kinds of caption: the world's caption k of every image is of one kind (k = 0
+  // names the count and background), so the first batches must not hold caption 0 alone
+  const karpathy = readKarpathy(args.karpathy).images;
+  const captionIndex = (file: string, text: string) => karpathy.find((im) => im.filename === file)!.sentences.findIndex((s) => s.raw === text);
+  const firstTexts = (first.meta.texts ?? []) as string[];
+  assert.equal(firstTexts.length, images, "the builder reports its texts");
+  const kinds = new Set(files.map((f, k) => captionIndex(f, firstTexts[k])));
+  assert.ok(kinds.size >= Math.min(3, images), `the first held-out batch holds caption positions ${[...kinds].join(", ")} only`);
   // the same pairs as before, only reordered: as many examples as captions
   const train = await createImageTextBuilder({ ...args, split: "train" });
   const head = (await train.build([0, 1], 0)).meta.files as string[];

@@ -57,6 +57,24 @@ export function maskText(batch: Record<string, Tensor>, g: Generator, vocab: Mlm
   return { inputIds: m.inputIds, labels };
 }
 
+/**
+ * The batch with its text tensors (input_ids, attention_mask, word_ids) cut to the longest text of
+ * the batch: builders pad every text to maxTextLen (official VLMo pads to 40), and the positions
+ * past the longest one are padding in every row, masked out of attention and pooling, so every
+ * unpadded output is the same; only the work shrinks (the synthetic captions fill about half of
+ * 40). Not for data-parallel steps that gather text across ranks (the lengths would differ).
+ */
+export function trimTextPadding(batch: Record<string, Tensor>): Record<string, Tensor> {
+  const mask = batch.attention_mask;
+  if (!mask || mask.ndim !== 2) return batch;
+  // right padding: the longest row's length covers every row's tokens
+  const longest = mask.sum(1).max().item();
+  if (longest >= mask.size(1) || longest === 0) return batch;
+  const out = { ...batch };
+  for (const k of ["input_ids", "attention_mask", "word_ids"]) if (out[k]) out[k] = out[k].slice(1, 0, longest);
+  return out;
+}
+
 export function maskVisual(batch: Record<string, Tensor>, g: Generator): { feats: Tensor; mask: Tensor } {
   return maskRegions(batch.feats, { valid: batch.region_valid, generator: g });
 }

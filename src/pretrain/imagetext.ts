@@ -54,7 +54,7 @@ export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
         arrays.attention_mask = { data: mask, shape: [b, L], dtype: "int64" };
         arrays.word_ids = { data: words, shape: [b, L], dtype: "int64" };
       }
-      return { arrays, meta: { files: indices.map((i) => examples[i].file) } };
+      return { arrays, meta: { files: indices.map((i) => examples[i].file), texts: indices.map((i) => examples[i].text) } };
     },
   };
 }

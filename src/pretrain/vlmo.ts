@@ -19,7 +19,7 @@ import type { Recipe } from "./recipe.ts";
 import type { Stage, StepContext } from "./trainer.ts";
 import type { Dist } from "../engine/dist.ts";
 import type { LossOut } from "../objectives/losses.ts";
-import { worldFile, weighted, maskedLm, maskText, mlmVocab, renameMetrics, type MlmVocab } from "./common.ts";
+import { worldFile, trimTextPadding, weighted, maskedLm, maskText, mlmVocab, renameMetrics, type MlmVocab } from "./common.ts";
 import type { ImageTextArgs } from "./imagetext.ts";
 
 const IMAGETEXT_MODULE = new URL("./imagetext.ts", import.meta.url).href;
@@ -114,8 +114,8 @@ export function vlmoItc(model: VLMoModel, img: VLMoUnimodalOutput, txt: VLMoUnim
 }
 
 export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage[] } {
-  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: VLMO_MLM_WEIGHT, stages: {}, ...(r.vlmo ?? {}) } as {
-    order: string[]; standard: boolean; itmHardNegatives: boolean; mlmWeight: number; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number }>;
+  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: VLMO_MLM_WEIGHT, itmWeight: 1, trimPadding: true, stages: {}, ...(r.vlmo ?? {}) } as {
+    order: string[]; standard: boolean; itmHardNegatives: boolean; mlmWeight: number; itmWeight: number; trimPadding: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number }>;
   };
   const config = vlmoConfig(r.model.preset as VLMoPreset, { standard: v.standard, ...(r.model.overrides ?? {}) } as Partial<VLMoConfig>);
   const model = new VLMoForPretraining(config);
@@ -141,13 +141,18 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     return { ...weighted({ mim: computeMim(pred, patchesOf(batch.pixels, p), mask) }, {}), tag: "image" };
   };
 
-  const stepText = (batch: Record<string, Tensor>, _m: unknown, ctx: StepContext) => {
+  const stepText = (full: Record<string, Tensor>, _m: unknown, ctx: StepContext) => {
+    const batch = v.trimPadding ? trimTextPadding(full) : full;
     const { inputIds, labels } = mlmInputs(batch, ctx, vocab, true);
     const out = model.inferText(inputIds, batch.attention_mask, { vlBranch: false });
     return { ...weighted({ textmlm: renameMetrics(maskedLm(out.hidden, labels, (x) => model.mlmLogits(x)), "text_") }, {}), tag: "text" };
   };
 
-  const stepPair = (batch: Record<string, Tensor>, _m: unknown, ctx: StepContext) => {
+  const stepPair = (full: Record<string, Tensor>, _m: unknown, ctx: StepContext) => {
+    // data parallel: ITC and the hard negatives use the global batch (every rank's, this rank's first)
+    const dist = ctx.dist && ctx.dist.world > 1 ? ctx.dist : undefined;
+    // texts gathered across ranks need one length: trim only on one process
+    const batch = v.trimPadding && !dist ? trimTextPadding(full) : full;
     const ids = batch.input_ids;
     const mask = batch.attention_mask;
     const b = ids.size(0);
@@ -156,8 +161,6 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const vlBranch = model.logit_vl_scale !== null;
     const txt = model.inferText(ids, mask, { vlBranch });
     const img = model.inferImage(batch.pixels, { vlBranch });
-    // data parallel: ITC and the hard negatives use the global batch (every rank's, this rank's first)
-    const dist = ctx.dist && ctx.dist.world > 1 ? ctx.dist : undefined;
     const itc = vlmoItc(model, img, txt, dist);
     // ITM: one hard negative text per image and one hard negative image per text, sampled from the ITC similarities
     const randomOther = () => toDevice(tensor(Array.from({ length: b }, (_, i) => (i + 1 + ctx.rng.int(b - 1)) % b), { dtype: "int64" }), dev);
@@ -185,7 +188,7 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const m = mlmInputs(batch, ctx, vocab, true);
     const mlmOut = model.inferFusion(m.inputIds, mask, batch.pixels);
     const mlm = maskedLm(mlmOut.textFeats, m.labels, (x) => model.mlmLogits(x));
-    return { ...weighted({ itc, itm, mlm }, { mlm: v.mlmWeight }), tag: "image-text" };
+    return { ...weighted({ itc, itm, mlm }, { mlm: v.mlmWeight, itm: v.itmWeight }), tag: "image-text" };
   };
 
   const stages: Stage[] = v.order.map((name) => {
