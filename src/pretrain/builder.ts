@@ -13,8 +13,11 @@ import { readPretrainExamples, interleaveByImage, type PretrainExample } from ".
 
 export interface RegionTextArgs {
   examples: { path: string; sources?: string[]; granularity?: string }[];
-  /** obj36 TSV (indexed on first use) or a `.regions` store. */
-  regions: string;
+  /**
+   * obj36 TSV (indexed on first use) or a `.regions` store; several (LXMERT's train2014, val2014
+   * and vg_gqa files) are read as one, an image taken from the first file that has it.
+   */
+  regions: string | string[];
   maxTextLen: number;
   maxBoxes: number;
   seed: number;
@@ -62,9 +65,47 @@ function checkLabels(ids: Int32Array, n: number, count: number, field: string, w
   }
 }
 
-export async function openRegions(path: string): Promise<RegionSource> {
+/** Several region files read as one: each image from the first file that holds it. */
+class RegionUnion implements RegionSource {
+  private readonly owner = new Map<string, RegionSource>();
+  constructor(private readonly paths: string[], private readonly parts: RegionSource[]) {
+    for (const p of parts) for (const id of p.ids()) if (!this.owner.has(id)) this.owner.set(id, p);
+  }
+
+  ids(): string[] {
+    return [...this.owner.keys()];
+  }
+
+  get(imgId: string): RegionFeatures {
+    const p = this.owner.get(imgId);
+    if (!p) throw new Error(`${this.paths.join(", ")}: no record for img_id ${JSON.stringify(imgId)}`);
+    return p.get(imgId);
+  }
+
+  where(imgId: string): string {
+    return this.owner.get(imgId)?.where(imgId) ?? `${this.paths.join(", ")}: no record (img_id ${imgId})`;
+  }
+
+  close(): void {
+    for (const p of this.parts) p.close();
+  }
+}
+
+async function openRegionFile(path: string): Promise<RegionSource> {
   return path.endsWith(".tsv") ? TsvRegionReader.open(path) : RegionStore.open(path);
 }
+
+/** An obj36 TSV or `.regions` store, or several read as one. */
+export async function openRegions(path: string | string[]): Promise<RegionSource> {
+  if (typeof path === "string") return openRegionFile(path);
+  if (path.length === 1) return openRegionFile(path[0]);
+  const parts: RegionSource[] = [];
+  for (const p of path) parts.push(await openRegionFile(p));
+  return new RegionUnion(path, parts);
+}
+
+/** The region file(s) of a builder, for messages. */
+const regionsLabel = (r: string | string[]): string => (typeof r === "string" ? r : r.join(", "));
 
 export const stepRng = (seed: number, step: number, salt = 0): Rng => new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ salt) | 0);
 
@@ -74,7 +115,7 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
   const regions = await openRegions(a.regions);
   const known = new Set(regions.ids());
   const missing = examples.find((e) => !known.has(e.imgId));
-  if (missing) throw new Error(`${a.regions}: no regions for img_id ${missing.imgId} (used by ${a.examples.map((e) => e.path).join(", ")})`);
+  if (missing) throw new Error(`${regionsLabel(a.regions)}: no regions for img_id ${missing.imgId} (used by ${a.examples.map((e) => e.path).join(", ")})`);
   const tok = BertTokenizer.load();
   const imgIds = [...new Set(examples.map((e) => e.imgId))];
   const ans2label: Map<string, number> | undefined = a.answers ? readAns2Label(a.answers) : undefined;
@@ -146,7 +187,7 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
           wordIds[k * L + j] = BigInt(enc.wordIds[j]);
         }
         const r = regs[k];
-        if (r.dim !== D) throw new Error(`${a.regions}: img_id ${r.imgId} has ${r.dim}-d features, the batch has ${D}-d`);
+        if (r.dim !== D) throw new Error(`${regionsLabel(a.regions)}: img_id ${r.imgId} has ${r.dim}-d features, the batch has ${D}-d`);
         const n = Math.min(r.numBoxes, N);
         if (a.labels) {
           checkLabels(r.objectsId, n, a.labels.objects, "objects_id", "object", () => regions.where(r.imgId));

@@ -14,6 +14,7 @@ import type { Recipe } from "./recipe.ts";
 import type { Source, Stage, StepContext } from "./trainer.ts";
 import { F, Linear, full, type Tensor, type Generator } from "../engine/index.ts";
 import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets, maskedLm, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
+import { sourcesFor, sharedFile, lxmertInputs, sourceName, REGION_TEXT_FORMATS, type DataSource } from "./sources.ts";
 
 /**
  * LXMERT-S with its pre-training heads plus the IFRS feature-reconstruction head (`ifrs_head`, which
@@ -90,47 +91,80 @@ export function parseOrder(order: string[]): Granularity[] {
 export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
   const m = { order: ["token", "phrase", "sentence"], joint: false, stages: {}, visualWeighting: "mask" as const, ...MSP_DEFAULTS, ...(r.msp ?? {}) };
   const order = parseOrder(m.order);
-  const w = r.data.world;
+  const sources = sourcesFor(r.data, "msp", REGION_TEXT_FORMATS);
+  checkMspSources(sources, order);
   const overrides = (r.model.overrides ?? {}) as Partial<LxmertConfig>;
   const itcDim = m.itc > 0 ? (overrides.itcDim || MSP_ITC_DIM) : overrides.itcDim;
   const config = lxmertConfig(r.model.preset as LxmertPreset, { taskQa: false, topicHead: true, ...overrides, itcDim } as Partial<LxmertConfig>);
   const model = new LxmertSForMSP(config);
   const vocab = mlmVocab(config.vocabSize);
-  const regions = r.data.regions ?? worldFile(w, "features/obj36.tsv");
-  const objectVocab = worldFile(w, "vocab/objects_vocab.txt");
+  const objectVocab = sharedFile(sources, "objectVocab", (src) => (src.format === "synth" ? worldFile(src.world!, "vocab/objects_vocab.txt") : src.objectVocab));
 
-  const spec = (g: Granularity, split: string) => regionTextSpec({
-    examples: [{ path: worldFile(w, `msp/${g}_${split}.json`), granularity: g }],
-    regions,
-    maxTextLen: g === "token" ? 40 : 20,
-    maxBoxes: 36,
-    seed: r.train.seed,
-    itm: g === "sentence" ? { prob: 0.5, hardPool: worldFile(w, "hardneg/hard_negative.json"), hardFraction: m.hardFraction, paired: m.itmPaired || undefined } : undefined,
-    objectVocab: g === "token" ? undefined : objectVocab,
-    labels: { objects: config.numObjectLabels, attrs: config.numAttrLabels },
-    interleave: split !== "train" || undefined,
-  });
-  const source = (g: Granularity): Source => {
+  const spec = (src: DataSource, g: Granularity, split: "train" | "val") => {
+    const inputs = mspInputFiles(src, g, split);
+    return inputs && regionTextSpec({
+      examples: inputs.examples,
+      regions: inputs.regions,
+      maxTextLen: g === "token" ? 40 : 20,
+      maxBoxes: 36,
+      seed: r.train.seed,
+      itm: g === "sentence" ? { prob: 0.5, hardPool: inputs.hardPool, hardFraction: m.hardFraction, paired: m.itmPaired || undefined } : undefined,
+      objectVocab: g === "token" ? undefined : objectVocab,
+      labels: { objects: config.numObjectLabels, attrs: config.numAttrLabels },
+      interleave: split !== "train" || undefined,
+    });
+  };
+  // one trainer source per granularity and data source (named by the granularity alone when one data source feeds it)
+  const sourcesOf = (g: Granularity): Source[] => {
     const st = (m.stages as Record<string, { batchSize?: number; losses?: Record<string, number> }>)[g] ?? {};
     const losses = { ...MSP_LOSSES[g], ...(g === "sentence" && m.itc > 0 ? { itc: m.itc } : {}), ...(st.losses ?? {}) };
-    return {
-      name: g,
+    return sources.map((src) => ({
+      name: sourceName(g, src, sources.length),
+      weight: src.weight,
       batchSize: st.batchSize ?? r.train.batchSize,
-      data: spec(g, "train"),
-      evalData: spec(g, "val"),
+      data: spec(src, g, "train")!,
+      evalData: spec(src, g, "val"),
       step: (batch, _meta, ctx) => mspStep(model, g, losses, { weighting: m.visualWeighting, vocab, lossesOnMismatched: m.lossesOnMismatched }, batch, ctx),
-    };
+    }));
   };
 
   const stageOf = (g: Granularity): Stage => {
     const st = (m.stages as Record<string, { epochs?: number; steps?: number; lr?: number }>)[g] ?? {};
-    return { name: g, sources: [source(g)], lr: st.lr ?? r.train.lr, warmup: r.train.warmup, epochs: st.epochs ?? r.train.epochs, steps: st.steps ?? r.train.steps, weightDecay: r.train.weightDecay };
+    return { name: g, sources: sourcesOf(g), lr: st.lr ?? r.train.lr, warmup: r.train.warmup, epochs: st.epochs ?? r.train.epochs, steps: st.steps ?? r.train.steps, weightDecay: r.train.weightDecay };
   };
   if (m.joint) {
-    const srcs = order.map(source);
+    const srcs = order.flatMap(sourcesOf);
     return { model, stages: [{ name: "joint", sources: srcs, lr: r.train.lr, warmup: r.train.warmup, epochs: r.train.epochs, steps: r.train.steps, weightDecay: r.train.weightDecay }] };
   }
   return { model, stages: order.map(stageOf) };
+}
+
+/**
+ * MSP's data: a synthetic world has every granularity (msp/{token,phrase,sentence}_{split}.json);
+ * an lxmert source feeds the sentence stage (its captions) and needs the detector's object
+ * vocabulary for the sentence-level topic labels (TITS).
+ */
+function checkMspSources(sources: DataSource[], order: Granularity[]): void {
+  sources.forEach((src, i) => {
+    if (src.format !== "lxmert") return;
+    const other = order.find((g) => g !== "sentence");
+    if (other) throw new Error(`recipe.msp.order: the ${other} stage has no data in sources[${i}] ("${src.name}", format lxmert: captions for the sentence stage only); set msp.order to ["sentence"] or add a synth source`);
+    if (!src.objectVocab) throw new Error(`recipe.data.sources[${i}].objectVocab: required by MSP (the sentence stage's topic labels, TITS): the detector's objects_vocab.txt`);
+  });
+}
+
+/** A source's examples, regions and hard-negative pool for one granularity and split (undefined: no such held-out split). */
+function mspInputFiles(src: DataSource, g: Granularity, split: "train" | "val") {
+  if (src.format === "lxmert") {
+    const inputs = lxmertInputs(src, split, ["mscoco"]);
+    return inputs && { ...inputs, hardPool: src.hardNegatives };
+  }
+  const w = src.world!;
+  return {
+    examples: [{ path: worldFile(w, `msp/${g}_${split}.json`), granularity: g }],
+    regions: src.regions ?? worldFile(w, "features/obj36.tsv"),
+    hardPool: g === "sentence" ? worldFile(w, "hardneg/hard_negative.json") : undefined,
+  };
 }
 
 /**
