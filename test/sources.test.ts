@@ -81,7 +81,7 @@ test("data.sources: a missing file, an unknown key or format and a bad value are
   assert.throws(() => v([LXMERT_SOURCE, missing]), new RegExp(`recipe\\.data\\.sources\\[1\\]\\.regions: no such file ${tree}/data/mscoco_imgfeat/test2015_obj36\\.tsv`));
   assert.throws(() => v([{ ...LXMERT_SOURCE, json: ["data/lxmert/mscoco_train.json", "data/lxmert/nope.json"] }]), /recipe\.data\.sources\[0\]\.json\[1\]: no such file .*data\/lxmert\/nope\.json/);
   assert.throws(() => v([{ ...LXMERT_SOURCE, images: "data/coco/images" }]), /sources\[0\]\.images: unknown key for format "lxmert"/);
-  assert.throws(() => v([{ ...LXMERT_SOURCE, format: "lxmrt" }]), /sources\[0\]\.format: expected one of synth, lxmert, karpathy, coco-captions, vilt-arrow, got "lxmrt"/);
+  assert.throws(() => v([{ ...LXMERT_SOURCE, format: "lxmrt" }]), /sources\[0\]\.format: expected one of synth, lxmert, vg, karpathy, coco-captions, vilt-arrow, got "lxmrt"/);
   assert.throws(() => v([LXMERT_SOURCE, LXMERT_SOURCE]), /sources\[1\]\.name: "lxmert" names an earlier source too/);
   assert.throws(() => v([{ ...LXMERT_SOURCE, weight: 0 }]), /sources\[0\]\.weight: expected a number > 0/);
   assert.throws(() => v([{ name: "c", format: "karpathy", json: "data/coco/dataset_coco.json" }]), /sources\[0\]\.images: required for format "karpathy"/);
@@ -104,7 +104,7 @@ test("data.sources: a pipeline refuses a format it cannot read, naming the sourc
   await assert.rejects(buildStrategy(validateRecipe(sourcesRecipe("vlmo", [LXMERT_SOURCE]))), /sources\[0\]\.format: "lxmert" does not feed vlmo/);
   await assert.rejects(buildStrategy(validateRecipe(sourcesRecipe("semvlp", [LXMERT_SOURCE]))), /sources\[0\]\.answers: required while SemVLP's QA task is on/);
   await assert.rejects(buildStrategy(validateRecipe(sourcesRecipe("msp", [LXMERT_SOURCE], { msp: { order: ["sentence"] } }))), /sources\[0\]\.objectVocab: required by MSP/);
-  await assert.rejects(buildStrategy(validateRecipe(sourcesRecipe("msp", [{ ...LXMERT_SOURCE, objectVocab: "data/genome/1600-400-20/objects_vocab.txt" }]))), /recipe\.msp\.order: the token stage has no data in sources\[0\]/);
+  await assert.rejects(buildStrategy(validateRecipe(sourcesRecipe("msp", [{ ...LXMERT_SOURCE, objectVocab: "data/genome/1600-400-20/objects_vocab.txt" }]))), /recipe\.msp\.order: no source feeds the token stage \(a synth source, or vg with objects\)/);
 });
 
 test("data.world is the shorthand of one synth source: the same run, loss for loss", async () => {
@@ -146,11 +146,29 @@ test("SemVLP over LXMERT's data/ tree (recipes/real/semvlp-lxmert.json): caption
   assert.ok(val && Number.isFinite(val.val_loss), "a held-out evaluation on mscoco_minival");
 });
 
-test("MSP's sentence stage over LXMERT's data/ tree (recipes/real/msp-lxmert.json): TITS topics from the detector vocabulary", async () => {
-  const { rows } = await pretrainReal("msp-lxmert", "msp", ['msp.stages={"sentence":{"steps":3}}']);
+test("MSP over LXMERT's data/ tree and Visual Genome (recipes/real/msp-lxmert.json): tokens and phrases from VG, sentences from LXMERT", async () => {
+  const { rows } = await pretrainReal("msp-lxmert", "msp", ['msp.stages={"token":{"steps":2},"phrase":{"steps":2},"sentence":{"steps":2}}']);
   const steps = rows.filter((x) => x.source !== "val");
-  assert.deepEqual(steps.map((x) => x.source), ["sentence", "sentence", "sentence"]);
+  assert.deepEqual(steps.map((x) => x.source), ["token", "token", "phrase", "phrase", "sentence", "sentence"]);
+  assert.ok(finite(steps, "ifrs_loss") && finite(steps, "titp_loss"), "token (IFRS) and phrase (TITP) objectives");
   for (const k of ["tits_loss", "itm_loss", "mlm_loss"]) assert.ok(finite(steps, k), k);
+  // VG has no held-out split here: only the sentence stage (LXMERT's minival) is evaluated
+  assert.deepEqual(rows.filter((x) => x.source === "val").map((x) => x.stage), ["sentence"]);
+});
+
+test("vg: region descriptions and objects become MSP's phrase and token texts, keyed by VG image id", async () => {
+  const r = validateRecipe(sourcesRecipe("msp", [{ name: "vg", format: "vg", regionDescriptions: "data/vg/region_descriptions.json", objects: "data/vg/objects.json", regions: "data/vg_gqa_imgfeat/vg_gqa_obj36.tsv" }]));
+  const src = r.data.sources![0];
+  const vg = JSON.parse(readFileSync(src.regionDescriptions!, "utf8")) as { id: number; regions: { phrase: string }[] }[];
+  const phrases = await createRegionTextBuilder({ examples: [{ path: src.regionDescriptions!, granularity: "phrase", format: "vg-phrases" }], regions: src.regions!, maxTextLen: 64, maxBoxes: 8, seed: 0 });
+  assert.equal(phrases.length, vg.filter((im) => im.regions.length > 0).length);
+  const b = await phrases.build([0], 0);
+  assert.deepEqual((b.meta as { imgIds: string[] }).imgIds, [String(vg[0].id)]);
+  assert.deepEqual(b.arrays.feats.shape, [1, 8, FEAT]);
+  // a vg source has no sentences, and a stage without data is refused naming the order
+  await assert.rejects(buildStrategy(r), /recipe\.msp\.order: no source feeds the sentence stage/);
+  assert.throws(() => validateRecipe(sourcesRecipe("msp", [{ name: "vg", format: "vg", regions: "data/vg_gqa_imgfeat/vg_gqa_obj36.tsv" }])), /sources\[0\]: a vg source needs regionDescriptions/);
+  await assert.rejects(buildStrategy(validateRecipe(sourcesRecipe("semvlp", [src]))), /"vg" does not feed semvlp/);
 });
 
 test("VLMo over a ViLT Arrow root (recipes/real/vlmo-vilt-arrow.json): four sources by weight, held out on the val tables", async () => {

@@ -7,12 +7,20 @@ import type { BatchBuilder, HostBatch } from "../data/loader.ts";
 import { TsvRegionReader, RegionStore, type RegionSource, type RegionFeatures } from "../data/regionstore.ts";
 import { readHardNegatives } from "../data/formats/hardneg.ts";
 import { readAns2Label } from "../data/formats/vqa.ts";
+import { readVgRegionDescriptions, readVgObjects } from "../data/formats/vg.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { Rng, sampleAnswer } from "../objectives/sampling.ts";
 import { readPretrainExamples, interleaveByImage, type PretrainExample } from "./examples.ts";
 
+/**
+ * A file of examples: LXMERT's pre-training JSON or the MSP lists (default), or Visual Genome's
+ * region_descriptions.json ("vg-phrases": an image's phrases joined by commas) or objects.json
+ * ("vg-objects": its objects' first names in order), whose images are the regions' VG ids.
+ */
+export interface ExamplesFile { path: string; sources?: string[]; granularity?: string; format?: "vg-phrases" | "vg-objects" }
+
 export interface RegionTextArgs {
-  examples: { path: string; sources?: string[]; granularity?: string }[];
+  examples: ExamplesFile[];
   /**
    * obj36 TSV (indexed on first use) or a `.regions` store; several (LXMERT's train2014, val2014
    * and vg_gqa files) are read as one, an image taken from the first file that has it.
@@ -65,6 +73,20 @@ function checkLabels(ids: Int32Array, n: number, count: number, field: string, w
   }
 }
 
+/** The examples of one file, by its format; images without text are left out. */
+function readExamples(e: ExamplesFile): PretrainExample[] {
+  const source = e.granularity ?? "text";
+  if (e.format === "vg-phrases") {
+    return readVgRegionDescriptions(e.path).records.filter((im) => im.regions.length > 0)
+      .map((im) => ({ imgId: String(im.id), text: im.regions.map((r) => r.phrase).join(", "), source }));
+  }
+  if (e.format === "vg-objects") {
+    return readVgObjects(e.path).records.filter((im) => im.objects.length > 0)
+      .map((im) => ({ imgId: String(im.image_id), text: im.objects.map((o) => o.names[0] ?? "").join(" ").trim(), source }));
+  }
+  return readPretrainExamples(e.path, e);
+}
+
 /** Several region files read as one: each image from the first file that holds it. */
 class RegionUnion implements RegionSource {
   private readonly owner = new Map<string, RegionSource>();
@@ -110,7 +132,7 @@ const regionsLabel = (r: string | string[]): string => (typeof r === "string" ? 
 export const stepRng = (seed: number, step: number, salt = 0): Rng => new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ salt) | 0);
 
 export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
-  const read: PretrainExample[] = a.examples.flatMap((e) => readPretrainExamples(e.path, e));
+  const read: PretrainExample[] = a.examples.flatMap(readExamples);
   const examples = a.interleave ? interleaveByImage(read, (e) => e.imgId) : read;
   const regions = await openRegions(a.regions);
   const known = new Set(regions.ids());

@@ -14,7 +14,7 @@ import type { Recipe } from "./recipe.ts";
 import type { Source, Stage, StepContext } from "./trainer.ts";
 import { F, Linear, full, type Tensor, type Generator } from "../engine/index.ts";
 import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets, maskedLm, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
-import { sourcesFor, sharedFile, lxmertInputs, sourceName, REGION_TEXT_FORMATS, type DataSource } from "./sources.ts";
+import { sourcesFor, sharedFile, lxmertInputs, splitOf, sourceName, REGION_TEXT_FORMATS, type DataSource } from "./sources.ts";
 
 /**
  * LXMERT-S with its pre-training heads plus the IFRS feature-reconstruction head (`ifrs_head`, which
@@ -118,8 +118,9 @@ export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
   const sourcesOf = (g: Granularity): Source[] => {
     const st = (m.stages as Record<string, { batchSize?: number; losses?: Record<string, number> }>)[g] ?? {};
     const losses = { ...MSP_LOSSES[g], ...(g === "sentence" && m.itc > 0 ? { itc: m.itc } : {}), ...(st.losses ?? {}) };
-    return sources.map((src) => ({
-      name: sourceName(g, src, sources.length),
+    const feeding = sources.filter((src) => feeds(src, g));
+    return feeding.map((src) => ({
+      name: sourceName(g, src, feeding.length),
       weight: src.weight,
       batchSize: st.batchSize ?? r.train.batchSize,
       data: spec(src, g, "train")!,
@@ -140,16 +141,30 @@ export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
 }
 
 /**
- * MSP's data: a synthetic world has every granularity (msp/{token,phrase,sentence}_{split}.json);
- * an lxmert source feeds the sentence stage (its captions) and needs the detector's object
- * vocabulary for the sentence-level topic labels (TITS).
+ * Whether a source has data for a granularity: a synthetic world has all three (msp/*.json); an
+ * lxmert source the sentences (its captions); a vg source the phrases (region descriptions) and
+ * tokens (the names of its objects), as MSP's paper takes them from Visual Genome.
+ */
+function feeds(src: DataSource, g: Granularity): boolean {
+  if (src.format === "lxmert") return g === "sentence";
+  if (src.format === "vg") return (g === "phrase" && !!src.regionDescriptions) || (g === "token" && !!src.objects);
+  return true;
+}
+
+/**
+ * Every stage of `order` needs a source that feeds it, and the topic labels of the phrase and
+ * sentence stages (TITP, TITS) need the detector's object vocabulary.
  */
 function checkMspSources(sources: DataSource[], order: Granularity[]): void {
+  for (const g of order) {
+    if (!sources.some((src) => feeds(src, g))) {
+      throw new Error(`recipe.msp.order: no source feeds the ${g} stage (${g === "sentence" ? "a synth or lxmert source" : g === "phrase" ? "a synth source, or vg with regionDescriptions" : "a synth source, or vg with objects"}); the sources are ${sources.map((s) => `${s.name} (${s.format})`).join(", ")}`);
+    }
+  }
   sources.forEach((src, i) => {
-    if (src.format !== "lxmert") return;
-    const other = order.find((g) => g !== "sentence");
-    if (other) throw new Error(`recipe.msp.order: the ${other} stage has no data in sources[${i}] ("${src.name}", format lxmert: captions for the sentence stage only); set msp.order to ["sentence"] or add a synth source`);
-    if (!src.objectVocab) throw new Error(`recipe.data.sources[${i}].objectVocab: required by MSP (the sentence stage's topic labels, TITS): the detector's objects_vocab.txt`);
+    if (src.format !== "synth" && !src.objectVocab && order.some((g) => g !== "token" && feeds(src, g))) {
+      throw new Error(`recipe.data.sources[${i}].objectVocab: required by MSP (the topic labels of its phrase and sentence stages, TITP/TITS): the detector's objects_vocab.txt`);
+    }
   });
 }
 
@@ -158,6 +173,11 @@ function mspInputFiles(src: DataSource, g: Granularity, split: "train" | "val") 
   if (src.format === "lxmert") {
     const inputs = lxmertInputs(src, split, ["mscoco"]);
     return inputs && { ...inputs, hardPool: src.hardNegatives };
+  }
+  if (src.format === "vg") {
+    const sp = splitOf(src, split);
+    const path = sp && (g === "phrase" ? sp.regionDescriptions : sp.objects);
+    return path ? { examples: [{ path, granularity: g, format: g === "phrase" ? "vg-phrases" as const : "vg-objects" as const }], regions: sp.regions!, hardPool: undefined } : undefined;
   }
   const w = src.world!;
   return {

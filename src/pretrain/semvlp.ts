@@ -27,7 +27,7 @@ export function semvlpInputs(batch: Record<string, Tensor>, generator: Generator
 export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: Stage[] } {
   const s = { singleRatio: 0.5, losses: SEMVLP_LOSSES, visualWeighting: "mask" as const, qa: true, itmSources: undefined as string[] | undefined, textSources: ["mscoco", "vqa", "gqa"], itmPaired: false, textWarmup: undefined as { steps: number; lr?: number } | undefined, ...(r.semvlp ?? {}) };
   if (s.singleRatio < 0 || s.singleRatio > 1) throw new Error(`recipe.semvlp.singleRatio: a fraction in [0, 1], got ${s.singleRatio}`);
-  const sources = sourcesFor(r.data, "semvlp", REGION_TEXT_FORMATS);
+  const sources = sourcesFor(r.data, "semvlp", REGION_TEXT_FORMATS.filter((f) => f !== "vg"));
   const answers = semvlpAnswers(sources, s.qa);
   const losses = { ...SEMVLP_LOSSES, ...s.losses };
   const base = semvlpConfig(r.model.preset as SemVLPPreset, r.model.overrides ?? {});

@@ -6,14 +6,14 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 
-export const SOURCE_FORMATS = ["synth", "lxmert", "karpathy", "coco-captions", "vilt-arrow"] as const;
+export const SOURCE_FORMATS = ["synth", "lxmert", "vg", "karpathy", "coco-captions", "vilt-arrow"] as const;
 export type SourceFormat = (typeof SOURCE_FORMATS)[number];
 
 /** The part of a source that can differ for the held-out split (`eval`). */
 export interface SourceSplit {
   /** lxmert: pre-training JSON files; karpathy / coco-captions: the annotation file. */
   json?: string | string[];
-  /** lxmert: obj36 TSV files or `.regions` stores (several: their union). */
+  /** lxmert, vg: obj36 TSV files or `.regions` stores (several: their union; vg: keyed by VG image id). */
   regions?: string | string[];
   /** karpathy / coco-captions: the image root (Karpathy's `filepath`/`filename` or COCO's `file_name` below it). */
   images?: string;
@@ -37,7 +37,11 @@ export interface DataSource extends SourceSplit {
   root?: string;
   /** lxmert: the ans2label JSON of the QA head (LXMERT ships data/vqa/trainval_ans2label.json). */
   answers?: string;
-  /** lxmert: the detector's objects_vocab.txt (MSP's topic labels). */
+  /** vg: region_descriptions.json (MSP's phrase stage). */
+  regionDescriptions?: string;
+  /** vg: objects.json (MSP's token stage: the objects' names in order). */
+  objects?: string;
+  /** lxmert, vg: the detector's objects_vocab.txt (MSP's topic labels). */
   objectVocab?: string;
   /** lxmert: a ViLBERT-style hard-negative pool (MSP's ITM_HS); without it, random negatives. */
   hardNegatives?: string;
@@ -57,6 +61,11 @@ const FORMAT_KEYS: Record<SourceFormat, { keys: Record<string, Kind>; required: 
     required: ["json", "regions"],
     eval: ["json", "regions"],
   },
+  vg: {
+    keys: { regionDescriptions: "file", objects: "file", regions: "files", objectVocab: "file", eval: "object" },
+    required: ["regions"],
+    eval: ["regionDescriptions", "objects", "regions"],
+  },
   karpathy: { keys: { json: "file", images: "dir", split: "strings", text: "string", eval: "object" }, required: ["json", "images"], eval: ["split"] },
   "coco-captions": { keys: { json: "file", images: "dir", eval: "object" }, required: ["json", "images"], eval: ["json", "images"] },
   "vilt-arrow": { keys: { root: "dir", tables: "strings", eval: "object" }, required: ["root", "tables"], eval: ["tables"] },
@@ -65,7 +74,7 @@ const FORMAT_KEYS: Record<SourceFormat, { keys: Record<string, Kind>; required: 
 const KARPATHY_SPLITS = ["train", "val", "test", "restval"];
 
 /** The pipelines a format feeds. */
-export const REGION_TEXT_FORMATS: SourceFormat[] = ["synth", "lxmert"];
+export const REGION_TEXT_FORMATS: SourceFormat[] = ["synth", "lxmert", "vg"];
 export const IMAGE_TEXT_FORMATS: SourceFormat[] = ["synth", "karpathy", "coco-captions", "vilt-arrow"];
 
 function describe(k: Kind): string {
@@ -137,6 +146,7 @@ function checkFormatValues(s: DataSource, where: string): void {
     arrowTables(s.root!, s.tables!, `${where}.tables`);
     if (s.eval?.tables) arrowTables(s.root!, s.eval.tables, `${where}.eval.tables`);
   }
+  if (s.format === "vg" && !s.regionDescriptions && !s.objects) throw new Error(`${where}: a vg source needs regionDescriptions (MSP's phrase stage) or objects (its token stage)`);
   if (s.format === "synth") {
     const k = join(s.world!, s.karpathy ?? "karpathy/dataset_synth.json");
     if (s.karpathy && !existsSync(k)) throw new Error(`${where}.karpathy: no such file ${k}`);
