@@ -7,14 +7,25 @@ import type { BatchBuilder, HostBatch } from "../data/loader.ts";
 import { TsvRegionReader, RegionStore, type RegionSource, type RegionFeatures } from "../data/regionstore.ts";
 import { readHardNegatives } from "../data/formats/hardneg.ts";
 import { readAns2Label } from "../data/formats/vqa.ts";
+import { readVgRegionDescriptions, readVgObjects } from "../data/formats/vg.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { Rng, sampleAnswer } from "../objectives/sampling.ts";
 import { readPretrainExamples, interleaveByImage, type PretrainExample } from "./examples.ts";
 
+/**
+ * A file of examples: LXMERT's pre-training JSON or the MSP lists (default), or Visual Genome's
+ * region_descriptions.json ("vg-phrases": an image's phrases joined by commas) or objects.json
+ * ("vg-objects": its objects' first names in order), whose images are the regions' VG ids.
+ */
+export interface ExamplesFile { path: string; sources?: string[]; granularity?: string; format?: "vg-phrases" | "vg-objects" }
+
 export interface RegionTextArgs {
-  examples: { path: string; sources?: string[]; granularity?: string }[];
-  /** obj36 TSV (indexed on first use) or a `.regions` store. */
-  regions: string;
+  examples: ExamplesFile[];
+  /**
+   * obj36 TSV (indexed on first use) or a `.regions` store; several (LXMERT's train2014, val2014
+   * and vg_gqa files) are read as one, an image taken from the first file that has it.
+   */
+  regions: string | string[];
   maxTextLen: number;
   maxBoxes: number;
   seed: number;
@@ -62,19 +73,71 @@ function checkLabels(ids: Int32Array, n: number, count: number, field: string, w
   }
 }
 
-export async function openRegions(path: string): Promise<RegionSource> {
+/** The examples of one file, by its format; images without text are left out. */
+function readExamples(e: ExamplesFile): PretrainExample[] {
+  const source = e.granularity ?? "text";
+  if (e.format === "vg-phrases") {
+    return readVgRegionDescriptions(e.path).records.filter((im) => im.regions.length > 0)
+      .map((im) => ({ imgId: String(im.id), text: im.regions.map((r) => r.phrase).join(", "), source }));
+  }
+  if (e.format === "vg-objects") {
+    return readVgObjects(e.path).records.filter((im) => im.objects.length > 0)
+      .map((im) => ({ imgId: String(im.image_id), text: im.objects.map((o) => o.names[0] ?? "").join(" ").trim(), source }));
+  }
+  return readPretrainExamples(e.path, e);
+}
+
+/** Several region files read as one: each image from the first file that holds it. */
+class RegionUnion implements RegionSource {
+  private readonly owner = new Map<string, RegionSource>();
+  constructor(private readonly paths: string[], private readonly parts: RegionSource[]) {
+    for (const p of parts) for (const id of p.ids()) if (!this.owner.has(id)) this.owner.set(id, p);
+  }
+
+  ids(): string[] {
+    return [...this.owner.keys()];
+  }
+
+  get(imgId: string): RegionFeatures {
+    const p = this.owner.get(imgId);
+    if (!p) throw new Error(`${this.paths.join(", ")}: no record for img_id ${JSON.stringify(imgId)}`);
+    return p.get(imgId);
+  }
+
+  where(imgId: string): string {
+    return this.owner.get(imgId)?.where(imgId) ?? `${this.paths.join(", ")}: no record (img_id ${imgId})`;
+  }
+
+  close(): void {
+    for (const p of this.parts) p.close();
+  }
+}
+
+async function openRegionFile(path: string): Promise<RegionSource> {
   return path.endsWith(".tsv") ? TsvRegionReader.open(path) : RegionStore.open(path);
 }
+
+/** An obj36 TSV or `.regions` store, or several read as one. */
+export async function openRegions(path: string | string[]): Promise<RegionSource> {
+  if (typeof path === "string") return openRegionFile(path);
+  if (path.length === 1) return openRegionFile(path[0]);
+  const parts: RegionSource[] = [];
+  for (const p of path) parts.push(await openRegionFile(p));
+  return new RegionUnion(path, parts);
+}
+
+/** The region file(s) of a builder, for messages. */
+const regionsLabel = (r: string | string[]): string => (typeof r === "string" ? r : r.join(", "));
 
 export const stepRng = (seed: number, step: number, salt = 0): Rng => new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ salt) | 0);
 
 export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
-  const read: PretrainExample[] = a.examples.flatMap((e) => readPretrainExamples(e.path, e));
+  const read: PretrainExample[] = a.examples.flatMap(readExamples);
   const examples = a.interleave ? interleaveByImage(read, (e) => e.imgId) : read;
   const regions = await openRegions(a.regions);
   const known = new Set(regions.ids());
   const missing = examples.find((e) => !known.has(e.imgId));
-  if (missing) throw new Error(`${a.regions}: no regions for img_id ${missing.imgId} (used by ${a.examples.map((e) => e.path).join(", ")})`);
+  if (missing) throw new Error(`${regionsLabel(a.regions)}: no regions for img_id ${missing.imgId} (used by ${a.examples.map((e) => e.path).join(", ")})`);
   const tok = BertTokenizer.load();
   const imgIds = [...new Set(examples.map((e) => e.imgId))];
   const ans2label: Map<string, number> | undefined = a.answers ? readAns2Label(a.answers) : undefined;
@@ -146,7 +209,7 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
           wordIds[k * L + j] = BigInt(enc.wordIds[j]);
         }
         const r = regs[k];
-        if (r.dim !== D) throw new Error(`${a.regions}: img_id ${r.imgId} has ${r.dim}-d features, the batch has ${D}-d`);
+        if (r.dim !== D) throw new Error(`${regionsLabel(a.regions)}: img_id ${r.imgId} has ${r.dim}-d features, the batch has ${D}-d`);
         const n = Math.min(r.numBoxes, N);
         if (a.labels) {
           checkLabels(r.objectsId, n, a.labels.objects, "objects_id", "object", () => regions.where(r.imgId));

@@ -1,30 +1,46 @@
 // The image(-text) batch builder of VLMo pre-training: images decoded and resized with sharp,
-// normalised with mean = std = 0.5, and captions tokenised; read from the Karpathy split JSON and
-// the image folder. `mode` selects what a batch holds: "image" (stage 1), "text" (stage 2) or
-// "pair" (stage 3). Runs in the loader's worker threads.
-import { join } from "node:path";
+// normalised with mean = std = 0.5, and captions tokenised; read from a Karpathy split JSON and
+// image folder, COCO caption annotations, or ViLT Arrow tables (imagetext_input.ts). `mode`
+// selects what a batch holds: "image" (stage 1), "text" (stage 2) or "pair" (stage 3). Runs in the
+// loader's worker threads.
 import type { BatchBuilder, HostBatch } from "../data/loader.ts";
-import { readKarpathy, karpathySubset } from "../data/formats/karpathy.ts";
-import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
+import { decodeImage, resizeImage, toChw, VLMO_NORM, type ChwImage } from "../vision/image.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { interleaveByImage } from "./examples.ts";
+import { readImageText, type ImageTextInput, type ImageTextItem } from "./imagetext_input.ts";
 
 export interface ImageTextArgs {
-  karpathy: string;
-  images: string;
+  /** The data (`input`), or the Karpathy file + image folder of `split` (train = train + restval). */
+  input?: ImageTextInput;
+  karpathy?: string;
+  images?: string;
+  /** "train" is read in file order; a held-out split in caption-major order (interleaveByImage). */
   split: "train" | "val" | "test";
   mode: "image" | "text" | "pair";
   imageSize: number;
   maxTextLen: number;
 }
 
+/** The input of a builder's arguments: `input`, or the Karpathy file and image folder of `split`. */
+function inputOf(a: ImageTextArgs): ImageTextInput {
+  if (a.input) return a.input;
+  if (!a.karpathy || !a.images) throw new Error("image-text builder: needs input, or karpathy and images");
+  return { format: "karpathy", json: a.karpathy, images: a.images, splits: a.split === "train" ? ["train", "restval"] : [a.split] };
+}
+
+/** An item's image decoded, resized to a `size` square and normalised as VLMo's are. */
+async function loadImage(item: ImageTextItem, size: number): Promise<ChwImage> {
+  const src = item.image();
+  const img = await decodeImage(src, typeof src === "string" ? undefined : item.key);
+  return toChw(await resizeImage(img, { mode: "square", size }), VLMO_NORM);
+}
+
 export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
-  const images = karpathySubset(readKarpathy(a.karpathy).images, a.split);
-  if (images.length === 0) throw new Error(`${a.karpathy}: no ${a.split} images`);
+  const images = readImageText(inputOf(a));
   // one example per caption (pair/text) or per image (image); held-out captions in caption-major order
-  const captions = () => images.flatMap((im) => im.sentences.map((s) => ({ file: im.filename, text: s.raw })));
+  const captions = () => images.flatMap((im) => im.captions.map((text) => ({ file: im.key, item: im, text })));
   const examples = a.mode === "image"
-    ? images.map((im) => ({ file: im.filename, text: "" }))
+    ? images.map((im) => ({ file: im.key, item: im, text: "" }))
     : a.split === "train" ? captions() : interleaveByImage(captions(), (e) => e.file);
   const tok = a.mode === "image" ? null : BertTokenizer.load();
   return {
@@ -35,7 +51,7 @@ export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
       if (a.mode !== "text") {
         const S = a.imageSize;
         const pixels = new Float32Array(b * 3 * S * S);
-        const loaded = await Promise.all(indices.map((i) => loadImageTensor(join(a.images, examples[i].file), { mode: "square", size: S }, VLMO_NORM)));
+        const loaded = await Promise.all(indices.map((i) => loadImage(examples[i].item, S)));
         loaded.forEach((img, k) => pixels.set(img.data, k * 3 * S * S));
         arrays.pixels = { data: pixels, shape: [b, 3, S, S], dtype: "float32" };
       }

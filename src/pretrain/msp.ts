@@ -14,6 +14,7 @@ import type { Recipe } from "./recipe.ts";
 import type { Source, Stage, StepContext } from "./trainer.ts";
 import { F, Linear, full, type Tensor, type Generator } from "../engine/index.ts";
 import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets, maskedLm, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
+import { sourcesFor, sharedFile, lxmertInputs, splitOf, sourceName, REGION_TEXT_FORMATS, type DataSource } from "./sources.ts";
 
 /**
  * LXMERT-S with its pre-training heads plus the IFRS feature-reconstruction head (`ifrs_head`, which
@@ -90,47 +91,100 @@ export function parseOrder(order: string[]): Granularity[] {
 export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
   const m = { order: ["token", "phrase", "sentence"], joint: false, stages: {}, visualWeighting: "mask" as const, ...MSP_DEFAULTS, ...(r.msp ?? {}) };
   const order = parseOrder(m.order);
-  const w = r.data.world;
+  const sources = sourcesFor(r.data, "msp", REGION_TEXT_FORMATS);
+  checkMspSources(sources, order);
   const overrides = (r.model.overrides ?? {}) as Partial<LxmertConfig>;
   const itcDim = m.itc > 0 ? (overrides.itcDim || MSP_ITC_DIM) : overrides.itcDim;
   const config = lxmertConfig(r.model.preset as LxmertPreset, { taskQa: false, topicHead: true, ...overrides, itcDim } as Partial<LxmertConfig>);
   const model = new LxmertSForMSP(config);
   const vocab = mlmVocab(config.vocabSize);
-  const regions = r.data.regions ?? worldFile(w, "features/obj36.tsv");
-  const objectVocab = worldFile(w, "vocab/objects_vocab.txt");
+  const objectVocab = sharedFile(sources, "objectVocab", (src) => (src.format === "synth" ? worldFile(src.world!, "vocab/objects_vocab.txt") : src.objectVocab));
 
-  const spec = (g: Granularity, split: string) => regionTextSpec({
-    examples: [{ path: worldFile(w, `msp/${g}_${split}.json`), granularity: g }],
-    regions,
-    maxTextLen: g === "token" ? 40 : 20,
-    maxBoxes: 36,
-    seed: r.train.seed,
-    itm: g === "sentence" ? { prob: 0.5, hardPool: worldFile(w, "hardneg/hard_negative.json"), hardFraction: m.hardFraction, paired: m.itmPaired || undefined } : undefined,
-    objectVocab: g === "token" ? undefined : objectVocab,
-    labels: { objects: config.numObjectLabels, attrs: config.numAttrLabels },
-    interleave: split !== "train" || undefined,
-  });
-  const source = (g: Granularity): Source => {
+  const spec = (src: DataSource, g: Granularity, split: "train" | "val") => {
+    const inputs = mspInputFiles(src, g, split);
+    return inputs && regionTextSpec({
+      examples: inputs.examples,
+      regions: inputs.regions,
+      maxTextLen: g === "token" ? 40 : 20,
+      maxBoxes: 36,
+      seed: r.train.seed,
+      itm: g === "sentence" ? { prob: 0.5, hardPool: inputs.hardPool, hardFraction: m.hardFraction, paired: m.itmPaired || undefined } : undefined,
+      objectVocab: g === "token" ? undefined : objectVocab,
+      labels: { objects: config.numObjectLabels, attrs: config.numAttrLabels },
+      interleave: split !== "train" || undefined,
+    });
+  };
+  // one trainer source per granularity and data source (named by the granularity alone when one data source feeds it)
+  const sourcesOf = (g: Granularity): Source[] => {
     const st = (m.stages as Record<string, { batchSize?: number; losses?: Record<string, number> }>)[g] ?? {};
     const losses = { ...MSP_LOSSES[g], ...(g === "sentence" && m.itc > 0 ? { itc: m.itc } : {}), ...(st.losses ?? {}) };
-    return {
-      name: g,
+    const feeding = sources.filter((src) => feeds(src, g));
+    return feeding.map((src) => ({
+      name: sourceName(g, src, feeding.length),
+      weight: src.weight,
       batchSize: st.batchSize ?? r.train.batchSize,
-      data: spec(g, "train"),
-      evalData: spec(g, "val"),
+      data: spec(src, g, "train")!,
+      evalData: spec(src, g, "val"),
       step: (batch, _meta, ctx) => mspStep(model, g, losses, { weighting: m.visualWeighting, vocab, lossesOnMismatched: m.lossesOnMismatched }, batch, ctx),
-    };
+    }));
   };
 
   const stageOf = (g: Granularity): Stage => {
     const st = (m.stages as Record<string, { epochs?: number; steps?: number; lr?: number }>)[g] ?? {};
-    return { name: g, sources: [source(g)], lr: st.lr ?? r.train.lr, warmup: r.train.warmup, epochs: st.epochs ?? r.train.epochs, steps: st.steps ?? r.train.steps, weightDecay: r.train.weightDecay };
+    return { name: g, sources: sourcesOf(g), lr: st.lr ?? r.train.lr, warmup: r.train.warmup, epochs: st.epochs ?? r.train.epochs, steps: st.steps ?? r.train.steps, weightDecay: r.train.weightDecay };
   };
   if (m.joint) {
-    const srcs = order.map(source);
+    const srcs = order.flatMap(sourcesOf);
     return { model, stages: [{ name: "joint", sources: srcs, lr: r.train.lr, warmup: r.train.warmup, epochs: r.train.epochs, steps: r.train.steps, weightDecay: r.train.weightDecay }] };
   }
   return { model, stages: order.map(stageOf) };
+}
+
+/**
+ * Whether a source has data for a granularity: a synthetic world has all three (msp/*.json); an
+ * lxmert source the sentences (its captions); a vg source the phrases (region descriptions) and
+ * tokens (the names of its objects), as MSP's paper takes them from Visual Genome.
+ */
+function feeds(src: DataSource, g: Granularity): boolean {
+  if (src.format === "lxmert") return g === "sentence";
+  if (src.format === "vg") return (g === "phrase" && !!src.regionDescriptions) || (g === "token" && !!src.objects);
+  return true;
+}
+
+/**
+ * Every stage of `order` needs a source that feeds it, and the topic labels of the phrase and
+ * sentence stages (TITP, TITS) need the detector's object vocabulary.
+ */
+function checkMspSources(sources: DataSource[], order: Granularity[]): void {
+  for (const g of order) {
+    if (!sources.some((src) => feeds(src, g))) {
+      throw new Error(`recipe.msp.order: no source feeds the ${g} stage (${g === "sentence" ? "a synth or lxmert source" : g === "phrase" ? "a synth source, or vg with regionDescriptions" : "a synth source, or vg with objects"}); the sources are ${sources.map((s) => `${s.name} (${s.format})`).join(", ")}`);
+    }
+  }
+  sources.forEach((src, i) => {
+    if (src.format !== "synth" && !src.objectVocab && order.some((g) => g !== "token" && feeds(src, g))) {
+      throw new Error(`recipe.data.sources[${i}].objectVocab: required by MSP (the topic labels of its phrase and sentence stages, TITP/TITS): the detector's objects_vocab.txt`);
+    }
+  });
+}
+
+/** A source's examples, regions and hard-negative pool for one granularity and split (undefined: no such held-out split). */
+function mspInputFiles(src: DataSource, g: Granularity, split: "train" | "val") {
+  if (src.format === "lxmert") {
+    const inputs = lxmertInputs(src, split, ["mscoco"]);
+    return inputs && { ...inputs, hardPool: src.hardNegatives };
+  }
+  if (src.format === "vg") {
+    const sp = splitOf(src, split);
+    const path = sp && (g === "phrase" ? sp.regionDescriptions : sp.objects);
+    return path ? { examples: [{ path, granularity: g, format: g === "phrase" ? "vg-phrases" as const : "vg-objects" as const }], regions: sp.regions!, hardPool: undefined } : undefined;
+  }
+  const w = src.world!;
+  return {
+    examples: [{ path: worldFile(w, `msp/${g}_${split}.json`), granularity: g }],
+    regions: src.regions ?? worldFile(w, "features/obj36.tsv"),
+    hardPool: g === "sentence" ? worldFile(w, "hardneg/hard_negative.json") : undefined,
+  };
 }
 
 /**

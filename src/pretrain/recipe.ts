@@ -5,6 +5,7 @@ import { resolve } from "node:path";
 import { precisionDtype, PRECISIONS, type Precision } from "../engine/dtype.ts";
 import { parseDevice } from "../engine/device.ts";
 import { checkRange, checkRanges, TRAIN_RANGES, RATIO, WEIGHT } from "./ranges.ts";
+import { checkSources, type DataSource } from "./sources.ts";
 
 export interface TrainSection {
   seed: number;
@@ -37,11 +38,14 @@ export interface Recipe {
   description?: string;
   model: { preset: string; overrides?: Record<string, unknown> };
   /**
-   * The synthetic world (or a folder laid out like it) that holds the data files. `karpathy`: the
-   * image-text split file VLMo reads, relative to the world (default karpathy/dataset_synth.json;
-   * karpathy/dataset_emoji.json for a folder written by `vlp data emoji`).
+   * The data: either `world`, the synthetic world (or a folder laid out like it) that holds the data
+   * files, or `sources`, datasets named by format and path (src/pretrain/sources.ts; `world` is the
+   * shorthand of one `synth` source). `karpathy`: the image-text split file VLMo reads, relative to
+   * the world (default karpathy/dataset_synth.json; karpathy/dataset_emoji.json for a folder written
+   * by `vlp data emoji`). `root`: the folder relative source paths start from (default: the current
+   * folder), so that one `--set data.root=DIR` points a recipe at another copy of the same tree.
    */
-  data: { world: string; regions?: string; karpathy?: string };
+  data: { world?: string; regions?: string; karpathy?: string; root?: string; sources?: DataSource[] };
   train: TrainSection;
   semvlp?: { singleRatio: number; losses: Record<string, number>; visualWeighting: "mask" | "confidence" | "mask*confidence"; qa: boolean; itmSources?: string[]; textSources?: string[]; itmPaired?: boolean; textWarmup?: { steps: number; lr?: number } };
   msp?: { order: string[]; joint: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number; losses?: Record<string, number> }>; visualWeighting: "mask" | "confidence" | "mask*confidence"; lossesOnMismatched?: boolean; hardFraction?: number; itc?: number; itmPaired?: boolean };
@@ -54,7 +58,7 @@ type Shape = "number" | "string" | "boolean" | "object" | "string[]" | "any";
 const SCHEMA: Record<string, Record<string, Shape>> = {
   "": { method: "string", description: "string", model: "object", data: "object", train: "object", semvlp: "object", msp: "object", vlmo: "object", $schema: "string" },
   model: { preset: "string", overrides: "object" },
-  data: { world: "string", regions: "string", karpathy: "string" },
+  data: { world: "string", regions: "string", karpathy: "string", root: "string", sources: "any" },
   train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", keepCheckpoints: "number", evalEvery: "number", workers: "number", weightDecay: "number", precision: "string", device: "string" },
   semvlp: { singleRatio: "number", losses: "object", visualWeighting: "string", qa: "boolean", itmSources: "string[]", textSources: "string[]", itmPaired: "boolean", textWarmup: "object" },
   msp: { order: "string[]", joint: "boolean", stages: "object", visualWeighting: "string", lossesOnMismatched: "boolean", hardFraction: "number", itc: "number", itmPaired: "boolean" },
@@ -83,13 +87,34 @@ export function validateRecipe(r: unknown, where = "recipe"): Recipe {
   const rec = r as Recipe;
   if (!["semvlp", "msp", "vlmo"].includes(rec.method)) throw new Error(`${where}.method: expected "semvlp", "msp" or "vlmo", got ${JSON.stringify(rec.method)}`);
   if (!rec.model?.preset) throw new Error(`${where}.model.preset: required`);
-  if (!rec.data?.world) throw new Error(`${where}.data.world: required`);
+  checkData(rec, where);
   rec.train = { ...TRAIN_DEFAULTS, ...(rec.train ?? {}) };
   const t = rec.train;
   checkRanges(t as unknown as Record<string, unknown>, `${where}.train`, TRAIN_RANGES);
   checkTrainDevice(t, where);
   checkStrategyRanges(rec, where);
   return rec;
+}
+
+/**
+ * `data.world` (the synthetic world) or `data.sources` (checked, their paths resolved against
+ * `data.root`, itself against the current folder), not both.
+ */
+function checkData(rec: Recipe, where: string): void {
+  const d = rec.data;
+  if (d?.sources === undefined) {
+    if (!d?.world) throw new Error(`${where}.data.world: required (or data.sources)`);
+    if (d.root !== undefined) throw new Error(`${where}.data.root: only used with data.sources`);
+    return;
+  }
+  for (const k of ["world", "regions", "karpathy"] as const) {
+    if (d[k] !== undefined) throw new Error(`${where}.data.${k}: not with data.sources (a synthetic world is the source {"format": "synth", "world": ...})`);
+  }
+  if (d.root !== undefined) {
+    d.root = resolve(d.root);
+    if (!existsSync(d.root)) throw new Error(`${where}.data.root: no such folder ${d.root}`);
+  }
+  d.sources = checkSources(d.sources, `${where}.data.sources`, d.root ?? process.cwd());
 }
 
 /** The numeric settings of each method's section (ratios, loss weights, per-stage steps and learning rates). */
@@ -186,6 +211,6 @@ export function readRecipeJson(path: string, sets: string[] = []): Record<string
 /** Read a recipe file; relative data paths are resolved against the current directory. */
 export function loadRecipe(path: string, sets: string[] = []): Recipe {
   const r = validateRecipe(readRecipeJson(path, sets), path);
-  r.data.world = resolve(r.data.world);
+  if (r.data.world !== undefined) r.data.world = resolve(r.data.world);
   return r;
 }

@@ -9,6 +9,7 @@ import type { Recipe } from "./recipe.ts";
 import type { Tensor, Generator } from "../engine/index.ts";
 import type { Stage } from "./trainer.ts";
 import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted, maskedLm, renameMetrics, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
+import { sourcesFor, sharedFile, lxmertInputs, sourceName, REGION_TEXT_FORMATS, type DataSource } from "./sources.ts";
 
 /** The paper's tasks, weight 1 each; `itc` (vlpkit's align-before-fuse term, not in the paper) is off by default. */
 export const SEMVLP_LOSSES = { mlm: 1, obj: 1, attr: 1, feat: 1, itm: 1, qa: 1, itc: 0 };
@@ -26,26 +27,28 @@ export function semvlpInputs(batch: Record<string, Tensor>, generator: Generator
 export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: Stage[] } {
   const s = { singleRatio: 0.5, losses: SEMVLP_LOSSES, visualWeighting: "mask" as const, qa: true, itmSources: undefined as string[] | undefined, textSources: ["mscoco", "vqa", "gqa"], itmPaired: false, textWarmup: undefined as { steps: number; lr?: number } | undefined, ...(r.semvlp ?? {}) };
   if (s.singleRatio < 0 || s.singleRatio > 1) throw new Error(`recipe.semvlp.singleRatio: a fraction in [0, 1], got ${s.singleRatio}`);
-  const w = r.data.world;
-  const answers = worldFile(w, "vqa/trainval_ans2label.json");
+  const sources = sourcesFor(r.data, "semvlp", REGION_TEXT_FORMATS.filter((f) => f !== "vg"));
+  const answers = semvlpAnswers(sources, s.qa);
   const losses = { ...SEMVLP_LOSSES, ...s.losses };
   const base = semvlpConfig(r.model.preset as SemVLPPreset, r.model.overrides ?? {});
   const itcDim = losses.itc > 0 ? (base.itcDim || base.hiddenSize) : base.itcDim;
-  const config = semvlpConfig(r.model.preset as SemVLPPreset, { ...(r.model.overrides ?? {}), numQaLabels: answerCount(answers), taskQa: s.qa, itcDim });
+  const config = semvlpConfig(r.model.preset as SemVLPPreset, { ...(r.model.overrides ?? {}), ...(answers ? { numQaLabels: answerCount(answers) } : {}), taskQa: s.qa, itcDim });
   const model = new SemVLPForPreTraining(config);
   const vocab = mlmVocab(config.vocabSize);
   // LXMERT's pre-training data: captions plus VQA/GQA questions, with 50% random ITM negatives
-  const spec = (split: string, withItm = true) => regionTextSpec({
-    examples: [{ path: worldFile(w, `lxmert/mscoco_${split}.json`), sources: s.textSources }],
-    regions: r.data.regions ?? worldFile(w, "features/obj36.tsv"),
-    maxTextLen: 20,
-    maxBoxes: 36,
-    seed: r.train.seed,
-    itm: withItm ? { prob: 0.5, sources: s.itmSources, paired: s.itmPaired } : undefined,
-    answers: s.qa ? answers : undefined,
-    labels: { objects: config.numObjectLabels, attrs: config.numAttrLabels },
-    interleave: split !== "train" || undefined,
-  });
+  const spec = (src: DataSource, split: "train" | "val", withItm = true) => {
+    const inputs = regionTextInputs(src, split, s.textSources);
+    return inputs && regionTextSpec({
+      ...inputs,
+      maxTextLen: 20,
+      maxBoxes: 36,
+      seed: r.train.seed,
+      itm: withItm ? { prob: 0.5, sources: s.itmSources, paired: s.itmPaired } : undefined,
+      answers: s.qa ? answers : undefined,
+      labels: { objects: config.numObjectLabels, attrs: config.numAttrLabels },
+      interleave: split !== "train" || undefined,
+    });
+  };
   const stage: Stage = {
     name: "semvlp",
     lr: r.train.lr,
@@ -53,11 +56,12 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
     epochs: r.train.epochs,
     steps: r.train.steps,
     weightDecay: r.train.weightDecay,
-    sources: [{
-      name: "image-text",
+    sources: sources.map((src) => ({
+      name: sourceName("image-text", src, sources.length),
+      weight: src.weight,
       batchSize: r.train.batchSize,
-      data: spec("train"),
-      evalData: spec("val"),
+      data: spec(src, "train")!,
+      evalData: spec(src, "val"),
       step(batch, _meta, ctx) {
         const mode: SemVLPMode = ctx.rng.next() < s.singleRatio ? "single" : "two";
         const { text, vis, matched } = semvlpInputs(batch, ctx.generator, vocab);
@@ -83,7 +87,7 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
         }, { mlm: losses.mlm, obj: 1, itm: losses.itm, qa: losses.qa, itc: losses.itc });
         return { loss: res.loss, metrics: res.metrics, tag: mode };
       },
-    }],
+    })),
   };
   if (!s.textWarmup) return { model, stages: [stage] };
   // The paper starts the shared blocks from StructBERT, a text encoder; from scratch, vlpkit can warm
@@ -96,18 +100,36 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
     warmup: r.train.warmup,
     steps: tw.steps,
     weightDecay: r.train.weightDecay,
-    sources: [{
-      name: "text",
+    sources: sources.map((src) => ({
+      name: sourceName("text", src, sources.length),
+      weight: src.weight,
       batchSize: r.train.batchSize,
-      data: spec("train", false),
-      evalData: spec("val", false),
+      data: spec(src, "train", false)!,
+      evalData: spec(src, "val", false),
       step(batch, _meta, ctx) {
         const m = maskText(batch, ctx.generator, vocab);
         const h = model.bert.encodeText({ inputIds: m.inputIds, attentionMask: batch.attention_mask });
         const mlm = renameMetrics(maskedLm(h, m.labels, (x) => model.cls.predictions.forward(x)), "text_");
         return { loss: mlm.loss, metrics: mlm.metrics, tag: "text" };
       },
-    }],
+    })),
   };
   return { model, stages: [text, stage] };
+}
+
+/**
+ * The QA head's answer vocabulary: a synthetic world's vqa/trainval_ans2label.json, an lxmert
+ * source's `answers` (one file for all sources). Required while the QA task is on.
+ */
+function semvlpAnswers(sources: DataSource[], qa: boolean): string | undefined {
+  const answers = sharedFile(sources, "answers", (src) => (src.format === "synth" ? worldFile(src.world!, "vqa/trainval_ans2label.json") : src.answers));
+  if (qa && !answers) throw new Error(`recipe.data.sources[0].answers: required while SemVLP's QA task is on (semvlp.qa): the ans2label JSON of the answers (LXMERT's data/vqa/trainval_ans2label.json); or set semvlp.qa to false`);
+  return answers;
+}
+
+/** A source's examples and regions for one split (undefined: a held-out split the source does not have). */
+function regionTextInputs(src: DataSource, split: "train" | "val", textSources: string[]) {
+  if (src.format === "lxmert") return lxmertInputs(src, split, textSources);
+  const w = src.world!;
+  return { examples: [{ path: worldFile(w, `lxmert/mscoco_${split}.json`), sources: textSources }], regions: src.regions ?? worldFile(w, "features/obj36.tsv") };
 }

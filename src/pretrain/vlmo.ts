@@ -16,11 +16,14 @@ import { Linear } from "../engine/nn.ts";
 import { computeItc, computeItm, computeMim, sampleHardNegatives } from "../objectives/losses.ts";
 import type { Rng } from "../objectives/sampling.ts";
 import type { Recipe } from "./recipe.ts";
-import type { Stage, StepContext } from "./trainer.ts";
+import type { Source, Stage, StepContext } from "./trainer.ts";
 import type { Dist } from "../engine/dist.ts";
 import type { LossOut } from "../objectives/losses.ts";
 import { worldFile, trimTextPadding, weighted, maskedLm, maskText, mlmVocab, renameMetrics, type MlmVocab } from "./common.ts";
 import type { ImageTextArgs } from "./imagetext.ts";
+import type { ImageTextInput } from "./imagetext_input.ts";
+import { sourcesFor, splitOf, arrowTables, sourceName, IMAGE_TEXT_FORMATS, type DataSource } from "./sources.ts";
+import type { BuilderSpec } from "../data/loader.ts";
 
 const IMAGETEXT_MODULE = new URL("./imagetext.ts", import.meta.url).href;
 
@@ -120,11 +123,15 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
   const config = vlmoConfig(r.model.preset as VLMoPreset, { standard: v.standard, ...(r.model.overrides ?? {}) } as Partial<VLMoConfig>);
   const model = new VLMoForPretraining(config);
   const vocab = mlmVocab(config.vocabSize);
-  const w = r.data.world;
-  const spec = (mode: ImageTextArgs["mode"], split: ImageTextArgs["split"] = "train") => ({
-    module: IMAGETEXT_MODULE,
-    args: { karpathy: worldFile(w, r.data.karpathy ?? "karpathy/dataset_synth.json"), images: worldFile(w, "images"), split, mode, imageSize: config.imageSize, maxTextLen: config.maxTextLen } satisfies ImageTextArgs,
-  });
+  const sources = sourcesFor(r.data, "vlmo", IMAGE_TEXT_FORMATS);
+  const spec = (src: DataSource, mode: ImageTextArgs["mode"], split: "train" | "val" = "train"): BuilderSpec | undefined => {
+    const input = imageTextInput(src, split);
+    return input && { module: IMAGETEXT_MODULE, args: { input, split, mode, imageSize: config.imageSize, maxTextLen: config.maxTextLen } satisfies ImageTextArgs };
+  };
+  // one trainer source per data source of a stage (named by the stage alone when one data source feeds it)
+  const sourcesOf = (name: string, batchSize: number, mode: ImageTextArgs["mode"], step: Source["step"]): Source[] => sources.map((src) => ({
+    name: sourceName(name, src, sources.length), weight: src.weight, batchSize, data: spec(src, mode)!, evalData: spec(src, mode, "val"), step,
+  }));
   const p = config.patchSize;
   const g = config.imageSize / p;
 
@@ -196,14 +203,33 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const common = { lr: st.lr ?? r.train.lr, warmup: r.train.warmup, epochs: st.epochs ?? r.train.epochs, steps: st.steps ?? r.train.steps, weightDecay: r.train.weightDecay, betas: [0.9, 0.98] as [number, number] };
     const batchSize = st.batchSize ?? r.train.batchSize;
     switch (name) {
-      case "image": return { ...common, name, sources: [{ name, batchSize, data: spec("image"), evalData: spec("image", "val"), step: stepImage }] };
-      case "text": return { ...common, name, frozen: (n: string) => STAGE2_FROZEN.test(n), sources: [{ name, batchSize, data: spec("text"), evalData: spec("text", "val"), step: stepText }] };
+      case "image": return { ...common, name, sources: sourcesOf(name, batchSize, "image", stepImage) };
+      case "text": return { ...common, name, frozen: (n: string) => STAGE2_FROZEN.test(n), sources: sourcesOf(name, batchSize, "text", stepText) };
       case "image-text":
         // ITM pairs every image with another text of its batch (hard or random negatives): one is not enough
         if (batchSize < 2) throw new Error(`${st.batchSize !== undefined ? "recipe.vlmo.stages.image-text.batchSize" : "recipe.train.batchSize"}: the image-text stage needs a batch of at least 2, got ${batchSize}: image-text matching pairs each image with another text of the batch (${v.itmHardNegatives ? "a hard negative drawn from the batch's ITC similarities" : "a random other text"})`);
-        return { ...common, name, sources: [{ name, batchSize, data: spec("pair"), evalData: spec("pair", "val"), step: stepPair }] };
+        return { ...common, name, sources: sourcesOf(name, batchSize, "pair", stepPair) };
       default: throw new Error(`recipe.vlmo.order: unknown stage "${name}" (expected image, text or image-text)`);
     }
   });
   return { model, stages };
+}
+
+/**
+ * Where a source's images and captions are for one split (undefined: a held-out split it does not
+ * have). The synthetic world is a Karpathy file (data.karpathy, relative to it) over its images/.
+ */
+function imageTextInput(src: DataSource, split: "train" | "val"): ImageTextInput | undefined {
+  const sp = splitOf(src, split);
+  const karpathySplits = split === "train" ? ["train", "restval"] : ["val"];
+  switch (src.format) {
+    case "synth": {
+      const w = src.world!;
+      return { format: "karpathy", json: worldFile(w, src.karpathy ?? "karpathy/dataset_synth.json"), images: worldFile(w, "images"), splits: karpathySplits };
+    }
+    case "karpathy": return { format: "karpathy", json: src.json as string, images: src.images!, splits: sp!.split ?? karpathySplits, text: src.text as "raw" | "tokens" | undefined };
+    case "coco-captions": return sp && { format: "coco-captions", json: sp.json as string, images: sp.images! };
+    case "vilt-arrow": return sp && { format: "vilt-arrow", tables: arrowTables(src.root!, sp.tables!, `recipe.data.sources (${src.name}).tables`) };
+    default: throw new Error(`recipe.data.sources (${src.name}): format ${src.format} does not feed vlmo`);
+  }
 }

@@ -52,6 +52,9 @@ export function readRunInfo(dir: string): RunInfo {
   }
   if (existsSync(pre)) {
     const r = read(pre) as { method: Method; model: RunInfo["model"]; data: { world: string; karpathy?: string }; vlmo?: { standard?: boolean } };
+    if (r.method && r.model && !r.data?.world && (r.data as { sources?: unknown } | undefined)?.sources) {
+      throw new Error(`${pre}: this run was pre-trained on data.sources; fine-tuning and evaluation read the synthetic world's layout only so far (a run pre-trained with data.world works)`);
+    }
     if (!r.method || !r.model || !r.data?.world) throw new Error(`${pre}: not a vlp recipe (method, model, data.world)`);
     // VLMo's Table 5 ablation is set outside `model` (recipe.vlmo.standard) but changes the network
     const model = r.method === "vlmo" && r.vlmo?.standard !== undefined ? { ...r.model, overrides: { standard: r.vlmo.standard, ...(r.model.overrides ?? {}) } } : r.model;
