@@ -3,6 +3,7 @@
 // steps the running train in-batch accuracy and the held-out one (7 val batches of 32; chance 1/32).
 //   STEPS=600 SETS='model.overrides.patchSize=8;model.overrides.layerScaleInit=1' LR=1e-3 BOW=0 \
 //     VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts
+// INIT=FILE: start from a run's model.safetensors (the image-only stage's, say).
 // SETS: recipe --set values over recipes/vlmo-small.json (world data/world-small); BOW=1 replaces the
 // text transformer by the mean of its word embeddings (is the text side the limit?).
 import { loadRecipe } from "../src/pretrain/recipe.ts";
@@ -15,12 +16,15 @@ import { maskedMean } from "../src/models/bert.ts";
 import { computeItc } from "../src/objectives/losses.ts";
 import { Conv2d, Sequential, Module, Linear } from "../src/engine/nn.ts";
 import { tensor } from "../src/engine/index.ts";
+import { loadStateDictFile } from "../src/engine/checkpoint.ts";
 import { openRegions } from "../src/pretrain/builder.ts";
 
 const sets = ["data.world=data/world-small", ...(process.env.SETS ? process.env.SETS.split(";") : [])];
 const steps = Number(process.env.STEPS ?? 400), lr = Number(process.env.LR ?? 1e-3), bow = process.env.BOW === "1";
 const img = process.env.IMG ?? "vit";
 const { model, stages } = buildVLMo(loadRecipe("recipes/vlmo-small.json", sets));
+// INIT=RUN/model.safetensors: start from a run's weights (e.g. a long image-only stage 1)
+if (process.env.INIT) model.loadStateDict(loadStateDictFile(process.env.INIT), { strict: false, where: process.env.INIT });
 const h = model.config.hiddenSize, grid = model.transformer.patch_embed.gridSize;
 class Relu extends Module {
   forward(x: Tensor): Tensor {
@@ -113,7 +117,7 @@ for (let s = 1; s <= steps; s++) {
   running = 0.9 * running + 0.1 * m.itc_i2t_acc;
   if (s % 100 === 0) {
     const [vi, vt] = evalVal();
-    console.log(`${process.env.SETS || "recipe"} img=${img}${bow ? " +bow text" : ""} step ${s}: train~${running.toFixed(3)} val i2t ${vi.toFixed(3)} t2i ${vt.toFixed(3)} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    console.log(`${process.env.SETS || "recipe"}${process.env.INIT ? ` init=${process.env.INIT}` : ""} img=${img}${bow ? " +bow text" : ""} step ${s}: train~${running.toFixed(3)} val i2t ${vi.toFixed(3)} t2i ${vt.toFixed(3)} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
   }
 }
 await train.close();
