@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { tensor, zeros, ones, randn, Generator, tidy, F, arange, full } from "../src/engine/index.ts";
 import { maskTokens, maskRegions, shuffleTriplets, topicLabels, IGNORE } from "../src/objectives/masking.ts";
 import { computeMlm, computeItc, computeItm, sampleHardNegatives, computeObjectPrediction, computeIfrs, computeTopic, computeQa, computeMim } from "../src/objectives/losses.ts";
-import { Rng, sampleMismatched, sampleHardImages, sampleAnswer } from "../src/objectives/sampling.ts";
+import { Rng } from "../src/engine/rng.ts";
+import { sampleMismatched, sampleHardImages, sampleAnswer } from "../src/objectives/sampling.ts";
 
 const close = (a: number, b: number, tol = 1e-5) => assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${a} != ${b}`);
 

@@ -19,7 +19,7 @@ import { validateRecipe, type Recipe } from "../src/pretrain/recipe.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
 import { train } from "../src/pretrain/trainer.ts";
 import { loadFinetuneRecipe, validateFinetuneRecipe } from "../src/tasks/task.ts";
-import { Rng } from "../src/objectives/sampling.ts";
+import { Rng } from "../src/engine/rng.ts";
 import {
   createBuilder, evalSet, pixelArray, readRetrievalSplit, type RetrievalDataArgs,
 } from "../src/tasks/retrieval_data.ts";

@@ -5,7 +5,7 @@
 import { Module, Embedding, tensor, tidy, F, type Tensor } from "../engine/index.ts";
 import { Adam } from "../engine/optim.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import { Rng } from "../objectives/sampling.ts";
+import { Rng } from "../engine/rng.ts";
 import type { EvalSet } from "../tasks/retrieval_data.ts";
 
 /** Compact word ids: index 0 = padding / special / unseen word (ignored by the mean), 1.. = BERT ids seen in training. */
@@ -130,6 +130,7 @@ export function trainBaseline(
   salt: number, log: { name: string; what: string }, lossOf: (s: StepSample) => Tensor, after?: () => void,
 ): void {
   const opt = new Adam(model.parameters(), { lr: o.lr });
+  // the baselines' own seed form (a float product, not mixSeed's imul), kept so their published runs reproduce
   const rng = new Rng((o.seed * 0x9e3779b1) ^ salt);
   const byImage = captionsByImage(set);
   let lossSum = 0;

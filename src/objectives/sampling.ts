@@ -1,19 +1,6 @@
 // Example construction on the data side: mismatched pairs for ITM, MSP's hard samples (ITM_HS) and
-// soft-label answer sampling for pre-training QA. Plain TypeScript (no engine): it runs in loader workers.
-
-/** A small seeded PRNG for data-side decisions (mulberry32); its state is one integer, saved on checkpoints. */
-export class Rng {
-  constructor(public state: number) {}
-  next(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) | 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-}
+// soft-label answer sampling for pre-training QA. Plain TypeScript (no libtorch): it runs in loader workers.
+import type { Rng } from "../engine/rng.ts";
 
 /**
  * ITM with random negatives: with probability p the sample's image is replaced by the image of

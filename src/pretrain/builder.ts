@@ -8,7 +8,8 @@ import { TsvRegionReader, RegionStore, type RegionSource, type RegionFeatures } 
 import { readHardNegatives } from "../data/formats/hardneg.ts";
 import { readAns2Label } from "../data/formats/vqa.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import { Rng, sampleAnswer } from "../objectives/sampling.ts";
+import { stepRng } from "../engine/rng.ts";
+import { sampleAnswer } from "../objectives/sampling.ts";
 import { readPretrainExamples, interleaveByImage, type PretrainExample } from "./examples.ts";
 
 export interface RegionTextArgs {
@@ -65,8 +66,6 @@ function checkLabels(ids: Int32Array, n: number, count: number, field: string, w
 export async function openRegions(path: string): Promise<RegionSource> {
   return path.endsWith(".tsv") ? TsvRegionReader.open(path) : RegionStore.open(path);
 }
-
-export const stepRng = (seed: number, step: number, salt = 0): Rng => new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ salt) | 0);
 
 export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
   const read: PretrainExample[] = a.examples.flatMap((e) => readPretrainExamples(e.path, e));

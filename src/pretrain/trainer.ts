@@ -16,7 +16,7 @@ import { runFiles } from "./rundir.ts";
 import { runSettings, checkResumeSettings, summarizeHistory, pushRecent, stageSummary, stepsBelow, type Settings, type MetricsRow } from "./resume.ts";
 import { Loader, toTensors, type BuilderSpec, type HostBatch, type LoaderPosition } from "../data/loader.ts";
 import { ProgressBar } from "../cli/progress.ts";
-import { Rng } from "../objectives/sampling.ts";
+import { Rng, mixSeed, stepRng } from "../engine/rng.ts";
 import { renderRunPlot } from "./plot.ts";
 import type { Dist } from "../engine/dist.ts";
 import { DataParallel, broadcastModule, broadcastOptimizer, reduceMetrics, type DDPOptions } from "../engine/ddp.ts";
@@ -125,9 +125,9 @@ function localBatch(src: Source, d: Dist | undefined): number {
  * uninterrupted one would without saving every rank's generator states.
  */
 function reseedRank(generator: Generator, seed: number, step: number, rank: number): void {
-  const h = (salt: number) => (Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step, 0x85ebca6b) ^ Math.imul(rank + 1, 0xc2b2ae35) ^ salt) >>> 0;
-  generator.manualSeed(h(0));
-  manualSeed(h(0x27d4eb2f));
+  // the global step is 1-based, mixSeed's step index 0-based
+  generator.manualSeed(mixSeed(seed, step - 1, { rank }));
+  manualSeed(mixSeed(seed, step - 1, { rank, salt: 0x27d4eb2f }));
 }
 // -------------------------------------------------------------------------------------------------
 
@@ -274,7 +274,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
     try {
       for (let step = first; step <= steps; step++) {
         const global = state.globalStep + 1;
-        const rng = new Rng((Math.imul(o.seed + 1, 0x9e3779b1) ^ Math.imul(global, 0x85ebca6b)) | 0);
+        const rng = stepRng(o.seed, global - 1);
         if (dist) reseedRank(generator, o.seed, global, dist.rank);
         const lrFactor = sched(step - 1);
         opt.setLrFactor(lrFactor);

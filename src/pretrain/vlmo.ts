@@ -14,7 +14,7 @@ import { toDevice } from "../engine/placement.ts";
 import { VLMoModel, vlmoConfig, type VLMoPreset, type VLMoConfig, type VLMoUnimodalOutput } from "../models/vlmo.ts";
 import { Linear } from "../engine/nn.ts";
 import { computeItc, computeItm, computeMim, sampleHardNegatives } from "../objectives/losses.ts";
-import type { Rng } from "../objectives/sampling.ts";
+import type { Rng } from "../engine/rng.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Stage, StepContext } from "./trainer.ts";
 import type { Dist } from "../engine/dist.ts";

@@ -14,7 +14,7 @@ import { readLxmertGqa } from "../data/formats/gqa.ts";
 import { readLxmertNlvr2 } from "../data/formats/nlvr2.ts";
 import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import { Rng } from "../objectives/sampling.ts";
+import { Rng } from "../engine/rng.ts";
 
 // ---- host arrays shared by the task builders (classification and retrieval) ----------------------
 

@@ -1,7 +1,7 @@
 // Held-out evaluation shared by the pre-trained models and the baselines: balanced ITM pairs of a
 // split (every caption with its own image and with a random other one), ITM accuracy from a score
 // matrix, and zero-shot retrieval metrics with their chance levels.
-import { Rng } from "../objectives/sampling.ts";
+import { Rng } from "../engine/rng.ts";
 import { retrievalMetrics, chanceRecall } from "./ranking.ts";
 import type { EvalSet } from "./retrieval_data.ts";
 

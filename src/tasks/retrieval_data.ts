@@ -20,7 +20,7 @@ import type { RegionSource } from "../data/regionstore.ts";
 import { openRegions } from "../pretrain/builder.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { encodeTexts, regionArrays } from "./data.ts";
-import { Rng } from "../objectives/sampling.ts";
+import { stepRng, type Rng } from "../engine/rng.ts";
 import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
 
 export const RETRIEVAL_DATA_MODULE = new URL("./retrieval_data.ts", import.meta.url).href;
@@ -104,7 +104,7 @@ export interface RetrievalDataArgs {
   fourWay?: { hardPool?: string };
 }
 
-const rngFor = (seed: number, step: number) => new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ 0x5bd1e995) | 0);
+const rngFor = (seed: number, step: number) => stepRng(seed, step, 0x5bd1e995);
 
 /** Another index in [0, n) than `not` (n >= 2). */
 function other(rng: Rng, n: number, not: number): number {
