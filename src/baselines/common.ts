@@ -6,6 +6,7 @@ import { Module, Embedding, tensor, tidy, F, type Tensor } from "../engine/index
 import { Adam } from "../engine/optim.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { Rng } from "../engine/rng.ts";
+import { sampleMismatched } from "../objectives/sampling.ts";
 import type { EvalSet } from "../tasks/retrieval_data.ts";
 
 /** Compact word ids: index 0 = padding / special / unseen word (ignored by the mean), 1.. = BERT ids seen in training. */
@@ -74,18 +75,8 @@ export function sampleStep(rng: Rng, set: EvalSet, byImage: number[][], b: numbe
   while (chosen.size < m) chosen.add(rng.int(n));
   const images = [...chosen];
   const captions = images.map((i) => byImage[i][rng.int(byImage[i].length)]);
-  const itmImages: number[] = [];
-  const matched: number[] = [];
-  for (const i of images) {
-    if (n > 1 && rng.next() < negProb) {
-      itmImages.push((i + 1 + rng.int(n - 1)) % n);
-      matched.push(0);
-    } else {
-      itmImages.push(i);
-      matched.push(1);
-    }
-  }
-  return { images, captions, itmImages, matched };
+  const itm = sampleMismatched(images, n, rng, negProb);
+  return { images, captions, itmImages: itm.imageIndex, matched: itm.matched.map(Number) };
 }
 
 export function captionsByImage(set: EvalSet): number[][] {

@@ -9,7 +9,8 @@ import { readHardNegatives } from "../data/formats/hardneg.ts";
 import { readAns2Label } from "../data/formats/vqa.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { stepRng } from "../engine/rng.ts";
-import { sampleAnswer } from "../objectives/sampling.ts";
+import { sampleAnswer, negativeImage } from "../objectives/sampling.ts";
+import { topicWords } from "../objectives/masking.ts";
 import { readPretrainExamples, interleaveByImage, type PretrainExample } from "./examples.ts";
 
 export interface RegionTextArgs {
@@ -94,18 +95,8 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
       const rng = stepRng(a.seed, step);
       const L = a.maxTextLen;
       const N = a.maxBoxes;
-      const negativeFor = (e: PretrainExample): string => {
-        const pool = hardPool?.get(e.imgId) ?? [];
-        let img = e.imgId;
-        // an image without a pool (the pool file covers the train images only: val, test) gets a random negative
-        const hard = pool.length > 0 && (a.itm?.hardFraction === undefined || rng.next() < a.itm.hardFraction);
-        if (hard) img = pool[rng.int(pool.length)];
-        else if (imgIds.length > 1) {
-          do img = imgIds[rng.int(imgIds.length)];
-          while (img === e.imgId);
-        }
-        return img;
-      };
+      // an image without a pool (the pool file covers the train images only: val, test) gets a random negative
+      const negativeFor = (e: PretrainExample): string => negativeImage(e.imgId, imgIds, rng, { pool: hardPool?.get(e.imgId), hardFraction: a.itm?.hardFraction });
       // ITM: which image each text is paired with; `paired`: each ITM text twice, with its image and with a negative
       const rows: { e: PretrainExample; img: string; inItm: boolean }[] = [];
       const twins: typeof rows = [];
@@ -164,7 +155,7 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
         if (labelWordIds) {
           const labelIds = new Set<number>();
           for (let j = 0; j < n; j++) for (const t of labelWordIds[r.objectsId[j]] ?? []) labelIds.add(t);
-          topicRows.push([...new Set(enc.inputIds.filter((t) => t > tok.maskId && labelIds.has(t)))]);
+          topicRows.push(topicWords(enc.inputIds, labelIds, tok.maskId + 1));
         }
       });
       const arrays: HostBatch["arrays"] = {
