@@ -2,7 +2,8 @@
 // SemVLP, MSP (LXMERT-S) and VLMo models on it with their recipes, and prints the measured
 // pre-training metrics next to their chance levels.
 import { parseArgs } from "node:util";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 import { join, resolve } from "node:path";
 import { runSynth } from "./synth.ts";
 import { loadRecipe } from "../pretrain/recipe.ts";
@@ -48,7 +49,7 @@ export async function main(argv: string[]): Promise<void> {
     startOver(runDir);
     // the recipe as run, so that `vlp finetune --from`, `vlp eval` and `vlp serve` can read the run
     mkdirSync(runDir, { recursive: true });
-    writeFileSync(join(runDir, "recipe.json"), JSON.stringify(r, null, 2));
+    writeJsonAtomic(join(runDir, "recipe.json"), r);
     console.log(`\n== ${name}: ${r.method}, ${model.numParameters().toLocaleString()} parameters, stages ${stages.map((s) => s.name).join(" -> ")} (${getNumThreads()} threads)`);
     const t0 = performance.now();
     const summary = await train(model, stages, { runDir, seed: r.train.seed, clip: r.train.clip, accumulate: r.train.accumulate, checkpointEvery: r.train.checkpointEvery, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device });
@@ -130,7 +131,7 @@ async function downstream(world: string, runs: string, names: string[], sets: st
     images[name] = align.images;
   }
   const file = join(runs, "summary.json");
-  writeFileSync(file, JSON.stringify(summary, null, 2) + "\n");
+  writeJsonAtomic(file, summary);
   console.log("\nWhat the pre-trained models learned (percent; held-out test split of the world; chance and the bag-of-words baseline beside):\n");
   const head = ["run", "ITM acc (chance)", "ZS IR R@1 (chance)", "ZS IR R@10 (chance)", "ZS TR R@1", "VQA from pre-trained", "VQA from scratch", "VQA comp", "VQA majority"];
   console.log(`| ${head.join(" | ")} |\n|${head.map(() => "---").join("|")}|`);
