@@ -8,10 +8,11 @@ import { join, resolve } from "node:path";
 import { runSynth } from "./synth.ts";
 import { loadRecipe } from "../pretrain/recipe.ts";
 import { buildStrategy } from "./pretrain.ts";
-import { train } from "../pretrain/trainer.ts";
-import { claimRunDir, runFiles } from "../pretrain/rundir.ts";
+import { train } from "../train/trainer.ts";
+import { claimRunDir, runFiles } from "../train/rundir.ts";
 import { manualSeed, getNumThreads } from "../engine/index.ts";
 import { vqaAccuracy } from "../tasks/metrics.ts";
+import { progressBars } from "./progress.ts";
 
 const RECIPES = ["semvlp-tiny", "msp-tiny", "vlmo-tiny"];
 /** Detector-code values per region in the demo's world (the tiny region recipes expect 64 + 32 features). */
@@ -52,7 +53,7 @@ export async function main(argv: string[]): Promise<void> {
     writeJsonAtomic(join(runDir, "recipe.json"), r);
     console.log(`\n== ${name}: ${r.method}, ${model.numParameters().toLocaleString()} parameters, stages ${stages.map((s) => s.name).join(" -> ")} (${getNumThreads()} threads)`);
     const t0 = performance.now();
-    const summary = await train(model, stages, { runDir, seed: r.train.seed, clip: r.train.clip, accumulate: r.train.accumulate, checkpointEvery: r.train.checkpointEvery, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device });
+    const summary = await train(model, stages, { runDir, seed: r.train.seed, clip: r.train.clip, accumulate: r.train.accumulate, checkpointEvery: r.train.checkpointEvery, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device, progress: progressBars });
     const sec = (performance.now() - t0) / 1000;
     const steps = readFileSync(join(runDir, "metrics.jsonl"), "utf8").trim().split("\n").filter((l) => !l.includes('"source":"val"')).length;
     for (const [stage, m] of Object.entries(summary)) {
@@ -107,7 +108,7 @@ async function downstream(world: string, runs: string, names: string[], sets: st
     const align = await evaluatePretraining(pre, { split: "test", limit: fusion ? 100 : undefined, quiet: true });
     const ft = (from: string | null, out: string) => vqa.finetune({
       recipe: loadFinetuneRecipe(join(recipesDir, "vqa-tiny.json"), [`data.world=${world}`, `method=${r.method}`, `model=${JSON.stringify(r.model)}`, ...sets]),
-      from, out, quiet: false,
+      from, out, quiet: false, progress: progressBars,
     });
     const outPre = join(runs, `${name}-vqa`), outScratch = join(runs, `${name}-vqa-scratch`);
     startOver(outPre);

@@ -977,3 +977,8 @@ export async function gridRegionsFromImage(
   const pixels = new Uint8Array(data.buffer, data.byteOffset, data.length);
   return gridRegionFeatures(imgId, pixels, info.width, info.height, { ...opts, channels: info.channels });
 }
+
+/** Opens region features by file type: an obj36 TSV (indexed on first use) or a `.regions` store. */
+export async function openRegions(path: string): Promise<RegionSource> {
+  return path.endsWith(".tsv") ? TsvRegionReader.open(path) : RegionStore.open(path);
+}

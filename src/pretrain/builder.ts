@@ -4,7 +4,7 @@
 // comes from a PRNG seeded by (seed, step), so a batch is the same wherever and whenever it is built.
 import { readFileSync } from "node:fs";
 import type { BatchBuilder, HostBatch } from "../data/loader.ts";
-import { TsvRegionReader, RegionStore, type RegionSource, type RegionFeatures } from "../data/regionstore.ts";
+import { openRegions, type RegionFeatures } from "../data/regionstore.ts";
 import { readHardNegatives } from "../data/formats/hardneg.ts";
 import { readAns2Label } from "../data/formats/vqa.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
@@ -62,10 +62,6 @@ function checkLabels(ids: Int32Array, n: number, count: number, field: string, w
       throw new Error(`${where()}: field "${field}"[${j}] = ${ids[j]} is outside the model's ${count} ${what} labels (0..${count - 1}, or -1 for none)`);
     }
   }
-}
-
-export async function openRegions(path: string): Promise<RegionSource> {
-  return path.endsWith(".tsv") ? TsvRegionReader.open(path) : RegionStore.open(path);
 }
 
 export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {

@@ -7,7 +7,7 @@ import { SemVLPForPreTraining, semvlpConfig, type SemVLPMode, type SemVLPPreset 
 import { computeObjectPrediction, computeItm, computeQa } from "../objectives/losses.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Tensor, Generator } from "../engine/index.ts";
-import type { Stage } from "./trainer.ts";
+import type { Stage } from "../train/trainer.ts";
 import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted, maskedLm, renameMetrics, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
 
 /** The paper's tasks, weight 1 each; `itc` (vlpkit's align-before-fuse term, not in the paper) is off by default. */

@@ -17,7 +17,7 @@ import { computeItc, computeItm, computeMim, sampleHardNegatives } from "../obje
 import { otherIndex } from "../objectives/sampling.ts";
 import type { Rng } from "../engine/rng.ts";
 import type { Recipe } from "./recipe.ts";
-import type { Stage, StepContext } from "./trainer.ts";
+import type { Stage, StepContext } from "../train/trainer.ts";
 import type { Dist } from "../engine/dist.ts";
 import type { LossOut } from "../objectives/losses.ts";
 import { worldFile, weighted, maskedLm, maskText, mlmVocab, renameMetrics, type MlmVocab } from "./common.ts";

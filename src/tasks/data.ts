@@ -7,7 +7,7 @@
 // splits get zeros. `meta.ids` holds the question ids / identifiers in batch order.
 import { join } from "node:path";
 import type { BatchBuilder, HostArray, HostBatch } from "../data/loader.ts";
-import { openRegions } from "../pretrain/builder.ts";
+import { openRegions } from "../data/regionstore.ts";
 import type { RegionSource } from "../data/regionstore.ts";
 import { readAns2Label, readLxmertVqa } from "../data/formats/vqa.ts";
 import { readLxmertGqa } from "../data/formats/gqa.ts";

@@ -17,7 +17,7 @@ import type { BatchBuilder, HostArray, HostBatch } from "../data/loader.ts";
 import { readKarpathy, karpathySubset } from "../data/formats/karpathy.ts";
 import { readHardNegatives } from "../data/formats/hardneg.ts";
 import type { RegionSource } from "../data/regionstore.ts";
-import { openRegions } from "../pretrain/builder.ts";
+import { openRegions } from "../data/regionstore.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { encodeTexts, regionArrays } from "./data.ts";
 import { stepRng } from "../engine/rng.ts";

@@ -15,7 +15,7 @@ import { writeFileAtomic, writingTo } from "../engine/serialize/atomic.ts";
 import { runFiles } from "./rundir.ts";
 import { runSettings, checkResumeSettings, summarizeHistory, pushRecent, stageSummary, stepsBelow, type Settings, type MetricsRow } from "./resume.ts";
 import { Loader, toTensors, type BuilderSpec, type HostBatch, type LoaderPosition } from "../data/loader.ts";
-import { ProgressBar } from "../cli/progress.ts";
+import type { ProgressFactory } from "./progress.ts";
 import { Rng, mixSeed, stepRng } from "../engine/rng.ts";
 import { renderRunPlot } from "./plot.ts";
 import type { Dist } from "../engine/dist.ts";
@@ -88,6 +88,8 @@ export interface TrainOptions {
   /** Stop after this many optimizer steps in total (for tests: simulate a kill). */
   stopAfter?: number;
   quiet?: boolean;
+  /** Draws each stage's progress (steps done, current loss), unless `quiet`; none when absent. */
+  progress?: ProgressFactory;
   /**
    * Data-parallel training over this group (world > 1): each source's batchSize is the global batch,
    * split evenly over the ranks; gradients and metrics are averaged over them; rank 0 alone reads
@@ -264,7 +266,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
       ddp = new DataParallel(dist, model.namedParameters().filter(([, p]) => p.requiresGrad), o.ddp);
     }
     const first = resuming ? state.stageStep + 1 : 1;
-    const bar = o.quiet ? null : new ProgressBar(steps, { label: `${stage.name}` });
+    const bar = o.quiet ? null : (o.progress?.(steps, stage.name) ?? null);
     bar?.update(first - 1);
     const recent: Record<string, number[]> = {};
     const evalSummary: Record<string, number> = {};
@@ -330,10 +332,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
         const line = { step: global, stage: stage.name, stage_step: step, source: tag, lr: stage.lr * lrFactor, loss: lossSum, grad_norm: gradNorm, ...scaling, time: Date.now(), ...metrics };
         if (main) appendTo(metricsFile, JSON.stringify(line) + "\n");
         pushRecent(recent, { loss: lossSum, ...metrics });
-        if (bar) {
-          bar.status = `loss ${lossSum.toFixed(3)}`;
-          bar.update(step);
-        }
+        bar?.update(step, `loss ${lossSum.toFixed(3)}`);
         const last = step === steps;
         if (stage.sources.some((x) => x.evalData) && ((o.evalEvery && global % o.evalEvery === 0) || last)) {
           const val = await evaluate(model, stage, o, global);
