@@ -28,7 +28,7 @@ import { tensor, cat, tidy, noGrad, manualSeed, setNumThreads, getNumThreads, ty
 import { saveStateDict } from "../src/engine/checkpoint.ts";
 import { VLMoModel, vlmoConfig, type VLMoPreset } from "../src/models/vlmo.ts";
 import { itcScores } from "../src/models/vlmo_heads.ts";
-import { Rng } from "../src/objectives/sampling.ts";
+import { Rng } from "../src/engine/rng.ts";
 import { PY_LOAD_SAFETENSORS, PYTHON } from "../test/torchref.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));

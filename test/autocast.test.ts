@@ -18,7 +18,7 @@ import { generateWorld } from "../src/data/synth/world.ts";
 import { validateRecipe } from "../src/pretrain/recipe.ts";
 import { validateFinetuneRecipe } from "../src/tasks/task.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
-import { train } from "../src/pretrain/trainer.ts";
+import { train } from "../src/train/trainer.ts";
 
 const TOL = 2 ** -6;
 function close(name: string, got: Tensor, want: RefTensor | null): void {

@@ -1,5 +1,5 @@
 // `vlp demo` (the main job) run twice into the same runs folder: the second run starts its runs over
-// (the trainer refuses to write a new run over an old one, see src/pretrain/rundir.ts).
+// (the trainer refuses to write a new run over an old one, see src/train/rundir.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, existsSync } from "node:fs";

@@ -14,7 +14,7 @@ import { validateFinetuneRecipe } from "../src/tasks/task.ts";
 import { generateWorld } from "../src/data/synth/world.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
 import { precisionFlag } from "../src/cli/device.ts";
-import { train } from "../src/pretrain/trainer.ts";
+import { train } from "../src/train/trainer.ts";
 import { buildInfo, manualSeed } from "../src/engine/index.ts";
 import { readSafetensors } from "../src/engine/serialize/safetensors.ts";
 

@@ -12,7 +12,7 @@ import { assignBuckets } from "../src/engine/ddp.ts";
 import { distConfigFromEnv, initDistributed, distBackends } from "../src/engine/dist.ts";
 import { loadStateDictFile } from "../src/engine/checkpoint.ts";
 import { launch, freePort } from "../src/cli/launch.ts";
-import { train } from "../src/pretrain/trainer.ts";
+import { train } from "../src/train/trainer.ts";
 import { generateWorld } from "../src/data/synth/world.ts";
 import { buildTiny, itcSetup, itcLoss, TRAIN_RUNS } from "./dist_worker.ts";
 

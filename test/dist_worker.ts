@@ -11,7 +11,7 @@ import { Module, Linear, manualSeed, randn, tensor, F, type Tensor } from "../sr
 import { distConfigFromEnv, initDistributed, type Dist } from "../src/engine/dist.ts";
 import { DataParallel, reduceMetrics, allReduceGradients, type DDPOptions } from "../src/engine/ddp.ts";
 import { computeItc } from "../src/objectives/losses.ts";
-import { train, type Stage } from "../src/pretrain/trainer.ts";
+import { train, type Stage } from "../src/train/trainer.ts";
 import { globalItc } from "../src/pretrain/vlmo.ts";
 import type { BatchBuilder } from "../src/data/loader.ts";
 

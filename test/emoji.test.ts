@@ -15,7 +15,7 @@ import { readKarpathy, karpathySubset } from "../src/data/formats/karpathy.ts";
 import { decodeImage } from "../src/vision/image.ts";
 import { BertTokenizer } from "../src/text/tokenizer.ts";
 import { createBuilder } from "../src/pretrain/imagetext.ts";
-import { Rng } from "../src/data/synth/rng.ts";
+import { Rng } from "../src/engine/rng.ts";
 import { validateRecipe } from "../src/pretrain/recipe.ts";
 
 const row = (name: string, unified: string, shorts: string[], category: string, subcategory: string, order: number, img: Record<string, boolean>) => ({

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Rng } from "../src/data/synth/rng.ts";
+import { Rng } from "../src/engine/rng.ts";
 import { encodeObj36Row, parseObj36Row, Obj36Error, type Obj36Record } from "../src/data/formats/obj36.ts";
 import { readKarpathy } from "../src/data/formats/karpathy.ts";
 import { readCocoCaptions } from "../src/data/formats/coco.ts";

@@ -9,7 +9,7 @@ import {
   type ChwImage, type RgbImage,
 } from "../src/vision/image.ts";
 import { AUG_OPS, affine, applyOp, randAugment } from "../src/vision/augment.ts";
-import { Rng } from "../src/data/synth/rng.ts";
+import { Rng } from "../src/engine/rng.ts";
 
 const rgb = (w: number, h: number, px: number[]): RgbImage => ({ data: Uint8Array.from(px), width: w, height: h });
 

@@ -1,9 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { tensor, zeros, ones, randn, Generator, tidy, F, arange, full } from "../src/engine/index.ts";
-import { maskTokens, maskRegions, shuffleTriplets, topicLabels, IGNORE } from "../src/objectives/masking.ts";
+import { maskTokens, maskRegions, shuffleTriplets, topicWords, IGNORE } from "../src/objectives/masking.ts";
 import { computeMlm, computeItc, computeItm, sampleHardNegatives, computeObjectPrediction, computeIfrs, computeTopic, computeQa, computeMim } from "../src/objectives/losses.ts";
-import { Rng, sampleMismatched, sampleHardImages, sampleAnswer } from "../src/objectives/sampling.ts";
+import { Rng } from "../src/engine/rng.ts";
+import { sampleMismatched, negativeImage, otherIndex, sampleAnswer } from "../src/objectives/sampling.ts";
 
 const close = (a: number, b: number, tol = 1e-5) => assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${a} != ${b}`);
 
@@ -169,19 +170,30 @@ test("computeItm / computeQa / computeTopic / computeMim basic values", () => ti
   close(mim.loss.item(), 0.75, 1e-4);
 }));
 
-test("topicLabels is W ∩ L without specials; sampling helpers respect their rules", () => {
-  const t = topicLabels([[101, 5, 6, 7, 102]], [[6, 7, 9, 101]], 12, new Set([101, 102]));
-  assert.deepEqual(t.toArray().map((x, i) => (x ? i : -1)).filter((i) => i >= 0), [6, 7]);
+test("topicWords is W ∩ L without specials, once each in text order; sampling helpers respect their rules", () => {
+  // [CLS] 5 6 7 6 [SEP] against labels {6, 7, 9, [CLS]}; ids below 104 (BERT's specials and [unused*]) are never topics
+  assert.deepEqual(topicWords([101, 2005, 2006, 2007, 2006, 102], new Set([2006, 2007, 2009, 101]), 104), [2006, 2007]);
+  assert.deepEqual(topicWords([101, 102], new Set([101, 102]), 104), []);
   const rng = new Rng(7);
   let neg = 0;
   for (let r = 0; r < 200; r++) {
-    const { imageIndex, matched } = sampleMismatched(6, rng);
+    const own = [0, 1, 2, 3, 4, 5];
+    const { imageIndex, matched } = sampleMismatched(own, 6, rng);
     imageIndex.forEach((j, i) => { if (!matched[i]) { assert.notEqual(j, i); neg++; } else assert.equal(j, i); });
   }
   assert.ok(neg / 1200 > 0.44 && neg / 1200 < 0.56);
-  const hard = sampleHardImages(["a", "b"], (id) => (id === "a" ? ["a", "c"] : []), new Rng(1), 1);
-  assert.deepEqual(hard.imgIds, ["c", "b"]);
-  assert.deepEqual(hard.matched, [false, true]);
+  // indices into a split bigger than the batch: the negative is any other of the n images
+  const far = sampleMismatched([3, 8], 10, new Rng(2), 1);
+  assert.deepEqual(far.matched, [false, false]);
+  far.imageIndex.forEach((j, k) => assert.ok(j !== [3, 8][k] && j >= 0 && j < 10));
+  for (let s = 0; s < 50; s++) assert.notEqual(otherIndex(new Rng(s), 3, 1), 1);
+  // ITM_HS: from the pool when there is one; a random other image when there is none or it is not drawn hard
+  const images = ["a", "b", "c", "d"];
+  assert.equal(negativeImage("a", images, new Rng(1), { pool: ["c"] }), "c");
+  for (let s = 0; s < 50; s++) assert.notEqual(negativeImage("b", images, new Rng(s)), "b");
+  const hardShare = Array.from({ length: 400 }, (_, s) => negativeImage("a", images, new Rng(s), { pool: ["c"], hardFraction: 0.25 }) === "c").filter(Boolean).length / 400;
+  assert.ok(hardShare > 0.25 && hardShare < 0.25 + 0.75 / 3 + 0.1, `hard share ${hardShare}`);
+  assert.equal(negativeImage("a", ["a"], new Rng(1)), "a");
   const a2l = new Map([["yes", 0], ["no", 1]]);
   assert.equal(sampleAnswer({ yes: 1 }, a2l, new Rng(3)), 0);
   assert.equal(sampleAnswer({ maybe: 1 }, a2l, new Rng(3)), -1);

@@ -10,7 +10,7 @@ import { generateWorld } from "../src/data/synth/world.ts";
 import { validateRecipe, type Recipe } from "../src/pretrain/recipe.ts";
 import { validateFinetuneRecipe } from "../src/tasks/task.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
-import { train, type Stage } from "../src/pretrain/trainer.ts";
+import { train, type Stage } from "../src/train/trainer.ts";
 import { buildInfo, manualSeed, type Module } from "../src/engine/index.ts";
 import { deviceProblem, placeDevice } from "../src/engine/device.ts";
 import { readSafetensors } from "../src/engine/serialize/safetensors.ts";

@@ -19,7 +19,7 @@ import { semvlpInputs } from "../src/pretrain/semvlp.ts";
 import { maskText, mlmVocab, topicTargets } from "../src/pretrain/common.ts";
 import { computeObjectPrediction } from "../src/objectives/losses.ts";
 import { IGNORE } from "../src/objectives/masking.ts";
-import { Rng } from "../src/objectives/sampling.ts";
+import { Rng } from "../src/engine/rng.ts";
 import { BertTokenizer } from "../src/text/tokenizer.ts";
 import { TorchRef, PYTHON } from "./torchref.ts";
 

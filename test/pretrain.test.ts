@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { generateWorld } from "../src/data/synth/world.ts";
 import { validateRecipe, applySets, type Recipe } from "../src/pretrain/recipe.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
-import { train } from "../src/pretrain/trainer.ts";
+import { train } from "../src/train/trainer.ts";
 import { manualSeed } from "../src/engine/index.ts";
 import { parseOrder } from "../src/pretrain/msp.ts";
 import { STAGE2_FROZEN } from "../src/pretrain/vlmo.ts";

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Linear, manualSeed, setNumThreads } from "../src/engine/index.ts";
 import { checkpointDir, latestCheckpoint, loadCheckpoint } from "../src/engine/checkpoint.ts";
-import { train, type Stage, type TrainOptions } from "../src/pretrain/trainer.ts";
+import { train, type Stage, type TrainOptions } from "../src/train/trainer.ts";
 
 setNumThreads(1);
 const repo = fileURLToPath(new URL("..", import.meta.url));

@@ -12,7 +12,7 @@ import { manualSeed, randn, tensor } from "../src/engine/index.ts";
 import { generateWorld } from "../src/data/synth/world.ts";
 import { validateRecipe } from "../src/pretrain/recipe.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
-import { train } from "../src/pretrain/trainer.ts";
+import { train } from "../src/train/trainer.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-scaler-"));
 const world = join(root, "world");

@@ -12,7 +12,7 @@ import { generateWorld } from "../src/data/synth/world.ts";
 import { validateRecipe, loadRecipe, type Recipe } from "../src/pretrain/recipe.ts";
 import { recipeSources } from "../src/pretrain/sources.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
-import { train } from "../src/pretrain/trainer.ts";
+import { train } from "../src/train/trainer.ts";
 import { manualSeed } from "../src/engine/index.ts";
 import { createBuilder as createImageTextBuilder } from "../src/pretrain/imagetext.ts";
 import { createBuilder as createRegionTextBuilder } from "../src/pretrain/builder.ts";

@@ -18,7 +18,7 @@ import { readVgAttributes, readVgObjects, readVgRegionDescriptions } from "../sr
 import { readLxmertVqa, readVqaAnnotations, readVqaQuestions } from "../src/data/formats/vqa.ts";
 import { ATTRIBUTE_VOCAB, CATEGORIES, COLORS, OBJECT_VOCAB } from "../src/data/synth/catalog.ts";
 import { regionFeatures } from "../src/data/synth/features.ts";
-import { Rng, hashSeed } from "../src/data/synth/rng.ts";
+import { Rng, hashSeed } from "../src/engine/rng.ts";
 import { decodeImage } from "../src/vision/image.ts";
 
 const N = 50;

@@ -12,7 +12,7 @@ import { generateWorld } from "../src/data/synth/world.ts";
 import { validateFinetuneRecipe, type FinetuneRecipe } from "../src/tasks/task.ts";
 import { validateRecipe } from "../src/pretrain/recipe.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
-import { train } from "../src/pretrain/trainer.ts";
+import { train } from "../src/train/trainer.ts";
 import { loadStateDictFile } from "../src/engine/checkpoint.ts";
 import { manualSeed, type Tensor } from "../src/engine/index.ts";
 import { readTaskExamples } from "../src/tasks/data.ts";

@@ -17,9 +17,9 @@ import { tidy, noGrad, manualSeed, cat, tensor, F, type Tensor } from "../src/en
 import { computeItc } from "../src/objectives/losses.ts";
 import { validateRecipe, type Recipe } from "../src/pretrain/recipe.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
-import { train } from "../src/pretrain/trainer.ts";
+import { train } from "../src/train/trainer.ts";
 import { loadFinetuneRecipe, validateFinetuneRecipe } from "../src/tasks/task.ts";
-import { Rng } from "../src/objectives/sampling.ts";
+import { Rng } from "../src/engine/rng.ts";
 import {
   createBuilder, evalSet, pixelArray, readRetrievalSplit, type RetrievalDataArgs,
 } from "../src/tasks/retrieval_data.ts";

@@ -5,7 +5,8 @@
 import { Module, Embedding, tensor, tidy, F, type Tensor } from "../engine/index.ts";
 import { Adam } from "../engine/optim.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import { Rng } from "../objectives/sampling.ts";
+import { Rng } from "../engine/rng.ts";
+import { sampleMismatched } from "../objectives/sampling.ts";
 import type { EvalSet } from "../tasks/retrieval_data.ts";
 
 /** Compact word ids: index 0 = padding / special / unseen word (ignored by the mean), 1.. = BERT ids seen in training. */
@@ -74,18 +75,8 @@ export function sampleStep(rng: Rng, set: EvalSet, byImage: number[][], b: numbe
   while (chosen.size < m) chosen.add(rng.int(n));
   const images = [...chosen];
   const captions = images.map((i) => byImage[i][rng.int(byImage[i].length)]);
-  const itmImages: number[] = [];
-  const matched: number[] = [];
-  for (const i of images) {
-    if (n > 1 && rng.next() < negProb) {
-      itmImages.push((i + 1 + rng.int(n - 1)) % n);
-      matched.push(0);
-    } else {
-      itmImages.push(i);
-      matched.push(1);
-    }
-  }
-  return { images, captions, itmImages, matched };
+  const itm = sampleMismatched(images, n, rng, negProb);
+  return { images, captions, itmImages: itm.imageIndex, matched: itm.matched.map(Number) };
 }
 
 export function captionsByImage(set: EvalSet): number[][] {
@@ -130,6 +121,7 @@ export function trainBaseline(
   salt: number, log: { name: string; what: string }, lossOf: (s: StepSample) => Tensor, after?: () => void,
 ): void {
   const opt = new Adam(model.parameters(), { lr: o.lr });
+  // the baselines' own seed form (a float product, not mixSeed's imul), kept so their published runs reproduce
   const rng = new Rng((o.seed * 0x9e3779b1) ^ salt);
   const byImage = captionsByImage(set);
   let lossSum = 0;

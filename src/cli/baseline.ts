@@ -2,7 +2,8 @@
 // baseline on a world's train split, evaluate it on held-out captions and write `metrics.json`
 // (see src/baselines/ and README "Baselines").
 import { parseArgs } from "node:util";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
+import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 import { join } from "node:path";
 
 const HELP = `usage: vlp baseline <bow|linear> --world DIR [--steps N] [--seed S] [--out RUN_DIR]
@@ -76,7 +77,7 @@ export async function main(argv: string[]): Promise<void> {
   }
   const out = values.out ?? join("runs", `baseline-${kind}-seed${seed}`);
   mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, "metrics.json"), JSON.stringify(run.metrics, null, 2) + "\n");
+  writeJsonAtomic(join(out, "metrics.json"), run.metrics);
   const { formatTable, metricRows } = await import("../baselines/common.ts");
   console.log(run.description);
   console.log(formatTable(`baseline ${kind} (${run.metrics.steps} steps, ${run.metrics.seconds.toFixed(1)} s)`, metricRows(run.metrics)));

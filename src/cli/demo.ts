@@ -2,15 +2,17 @@
 // SemVLP, MSP (LXMERT-S) and VLMo models on it with their recipes, and prints the measured
 // pre-training metrics next to their chance levels.
 import { parseArgs } from "node:util";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 import { join, resolve } from "node:path";
 import { runSynth } from "./synth.ts";
 import { loadRecipe } from "../pretrain/recipe.ts";
 import { buildStrategy } from "./pretrain.ts";
-import { train } from "../pretrain/trainer.ts";
-import { claimRunDir, runFiles } from "../pretrain/rundir.ts";
+import { train } from "../train/trainer.ts";
+import { claimRunDir, runFiles } from "../train/rundir.ts";
 import { manualSeed, getNumThreads } from "../engine/index.ts";
 import { vqaAccuracy } from "../tasks/metrics.ts";
+import { progressBars } from "./progress.ts";
 
 const RECIPES = ["semvlp-tiny", "msp-tiny", "vlmo-tiny"];
 /** Detector-code values per region in the demo's world (the tiny region recipes expect 64 + 32 features). */
@@ -48,10 +50,10 @@ export async function main(argv: string[]): Promise<void> {
     startOver(runDir);
     // the recipe as run, so that `vlp finetune --from`, `vlp eval` and `vlp serve` can read the run
     mkdirSync(runDir, { recursive: true });
-    writeFileSync(join(runDir, "recipe.json"), JSON.stringify(r, null, 2));
+    writeJsonAtomic(join(runDir, "recipe.json"), r);
     console.log(`\n== ${name}: ${r.method}, ${model.numParameters().toLocaleString()} parameters, stages ${stages.map((s) => s.name).join(" -> ")} (${getNumThreads()} threads)`);
     const t0 = performance.now();
-    const summary = await train(model, stages, { runDir, seed: r.train.seed, clip: r.train.clip, accumulate: r.train.accumulate, checkpointEvery: r.train.checkpointEvery, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device });
+    const summary = await train(model, stages, { runDir, seed: r.train.seed, clip: r.train.clip, accumulate: r.train.accumulate, checkpointEvery: r.train.checkpointEvery, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device, progress: progressBars });
     const sec = (performance.now() - t0) / 1000;
     const steps = readFileSync(join(runDir, "metrics.jsonl"), "utf8").trim().split("\n").filter((l) => !l.includes('"source":"val"')).length;
     for (const [stage, m] of Object.entries(summary)) {
@@ -106,7 +108,7 @@ async function downstream(world: string, runs: string, names: string[], sets: st
     const align = await evaluatePretraining(pre, { split: "test", limit: fusion ? 100 : undefined, quiet: true });
     const ft = (from: string | null, out: string) => vqa.finetune({
       recipe: loadFinetuneRecipe(join(recipesDir, "vqa-tiny.json"), [`data.world=${world}`, `method=${r.method}`, `model=${JSON.stringify(r.model)}`, ...sets]),
-      from, out, quiet: false,
+      from, out, quiet: false, progress: progressBars,
     });
     const outPre = join(runs, `${name}-vqa`), outScratch = join(runs, `${name}-vqa-scratch`);
     startOver(outPre);
@@ -130,7 +132,7 @@ async function downstream(world: string, runs: string, names: string[], sets: st
     images[name] = align.images;
   }
   const file = join(runs, "summary.json");
-  writeFileSync(file, JSON.stringify(summary, null, 2) + "\n");
+  writeJsonAtomic(file, summary);
   console.log("\nWhat the pre-trained models learned (percent; held-out test split of the world; chance and the bag-of-words baseline beside):\n");
   const head = ["run", "ITM acc (chance)", "ZS IR R@1 (chance)", "ZS IR R@10 (chance)", "ZS TR R@1", "VQA from pre-trained", "VQA from scratch", "VQA comp", "VQA majority"];
   console.log(`| ${head.join(" | ")} |\n|${head.map(() => "---").join("|")}|`);

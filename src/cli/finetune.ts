@@ -2,10 +2,11 @@
 import { parseArgs } from "node:util";
 import { basename, join } from "node:path";
 import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
-import { claimRunDir } from "../pretrain/rundir.ts";
+import { claimRunDir } from "../train/rundir.ts";
 import { loadFinetuneRecipe, loadTask } from "../tasks/task.ts";
 import { DEVICE_HELP, DEVICE_OPTION, PRECISION_OPTION, deviceFlag, precisionFlag, usableDevice } from "./device.ts";
 import { autocastAsync } from "../engine/precision.ts";
+import { progressBars } from "./progress.ts";
 
 const FT_HELP = `vlp finetune <vqa|gqa|nlvr2|retrieval> --recipe FILE [--from PRETRAIN_RUN | --scratch] [--out DIR] [--set k=v ...] [--device D] [--resume | --overwrite] [--quiet]
   --from DIR    a pre-training run (recipe.json + model.safetensors); its method and model are used
@@ -60,7 +61,7 @@ export async function finetuneMain(argv: string[]): Promise<void> {
   const out = values.out ?? join("runs", `${task}-${basename(values.recipe).replace(/\.json$/, "")}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
   claimRunDir(out, { resume: values.resume!, overwrite: values.overwrite!, resumeFlag: `--resume (with --out ${out})` });
   const t0 = performance.now();
-  const metrics = await mod.finetune({ recipe, from: values.from ?? null, out, resume: values.resume, quiet: values.quiet });
+  const metrics = await mod.finetune({ recipe, from: values.from ?? null, out, resume: values.resume, quiet: values.quiet, progress: progressBars });
   writeJsonAtomic(join(out, "eval.json"), { seconds: (performance.now() - t0) / 1000, ...metrics });
   if (!values.quiet) {
     console.log(`vlp finetune ${task}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${out}`);
@@ -116,6 +117,7 @@ export async function evalMain(argv: string[]): Promise<void> {
     limit: num(values.limit, "--limit"),
     batchSize: num(values["batch-size"], "--batch-size"),
     quiet: values.quiet,
+    progress: progressBars,
     device,
   }), device);
   if (values.metrics) writeJsonAtomic(values.metrics, metrics);

@@ -7,13 +7,14 @@ import { existsSync, mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadRecipe, validateRecipe, applySets, readRecipeJson, type Recipe } from "../pretrain/recipe.ts";
-import { claimRunDir } from "../pretrain/rundir.ts";
+import { claimRunDir } from "../train/rundir.ts";
 import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
-import type { Stage } from "../pretrain/trainer.ts";
+import type { Stage } from "../train/trainer.ts";
 import type { Module } from "../engine/index.ts";
 import type { Dist } from "../engine/dist.ts";
 import { launch, exitWithLauncher } from "./launch.ts";
 import { DEVICE_OPTION, deviceFlag, usableDevice } from "./device.ts";
+import { progressBars } from "./progress.ts";
 // The engine (libtorch) is imported where it is used: the launcher of `--nproc N` never loads it.
 
 export async function buildStrategy(r: Recipe): Promise<{ model: Module; stages: Stage[] }> {
@@ -149,7 +150,7 @@ export async function main(argv: string[]): Promise<void> {
   exitWithLauncher();
   const { distConfigFromEnv, initDistributed } = await import("../engine/dist.ts");
   const { manualSeed } = await import("../engine/index.ts");
-  const { train } = await import("../pretrain/trainer.ts");
+  const { train } = await import("../train/trainer.ts");
   const cfg = distConfigFromEnv();
   if (cfg && values["dist-timeout"]) cfg.timeoutMs = Math.round(Number(values["dist-timeout"]) * 1000);
   // NCCL for CUDA, gloo for the CPU: every rank decides before the group exists, from --device or its copy of the recipe
@@ -203,6 +204,7 @@ export async function main(argv: string[]): Promise<void> {
       device,
       resume: !!values.resume,
       quiet,
+      progress: progressBars,
       dist,
       ddp: gradSync ? { gradSync } : undefined,
     });

@@ -2,6 +2,7 @@
  * A minimal progress bar for stderr: count/total, rate, ETA. On a TTY it redraws at most
  * every 100 ms; otherwise it stays quiet until `finish()`, which prints one final line.
  */
+import type { ProgressFactory } from "../train/progress.ts";
 
 export interface ProgressOptions {
   label?: string;
@@ -50,8 +51,10 @@ export class ProgressBar {
     this.update(this.count + n);
   }
 
-  update(count: number): void {
+  /** Sets the count (and the status text, when given) and redraws if due. */
+  update(count: number, status?: string): void {
     this.count = count;
+    if (status !== undefined) this.status = status;
     if (!this.stream.isTTY) return;
     const t = this.now();
     if (t - this.lastDraw < this.interval && count < this.total) return;
@@ -80,6 +83,9 @@ export class ProgressBar {
     return `${head}[${bar}] ${this.count}/${this.total} ${(frac * 100).toFixed(0)}% ${rate.toFixed(1)}/s ${eta}${this.status ? ` ${this.status}` : ""}`;
   }
 }
+
+/** The trainer's and the tasks' progress callback (src/train/progress.ts): a bar on stderr per loop. */
+export const progressBars: ProgressFactory = (total, label) => new ProgressBar(total, { label });
 
 /** An `onProgress(done, total)` callback drawing a bar made on its first call (once the total is known); `finish` prints the last line. */
 export function lazyProgress(label: string, quiet = false): { onProgress: (done: number, total: number) => void; finish: () => void } {

@@ -22,7 +22,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { openImage } from "../vision/image.ts";
-import { Rng } from "./synth/rng.ts";
+import { Rng } from "../engine/rng.ts";
 import { karpathyTokens } from "./synth/text.ts";
 import type { KarpathyDataset, KarpathyImage, KarpathySplit } from "./formats/karpathy.ts";
 

@@ -7,6 +7,7 @@ import { Worker } from "node:worker_threads";
 import { tensor, type Tensor, type Device } from "../engine/index.ts";
 import { toDevice } from "../engine/placement.ts";
 import type { DType } from "../engine/dtype.ts";
+import { Rng } from "../engine/rng.ts";
 
 export interface HostArray {
   data: Float32Array | Int32Array | BigInt64Array | Uint8Array;
@@ -52,17 +53,8 @@ export class Sampler {
   order(epoch: number): number[] {
     const idx = Array.from({ length: this.n }, (_, i) => i);
     if (this.o.shuffle ?? true) {
-      let s = (this.o.seed * 1_000_003 + epoch * 7919 + 17) | 0;
-      const rnd = () => {
-        s = (s + 0x6d2b79f5) | 0;
-        let t = Math.imul(s ^ (s >>> 15), s | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-      };
-      for (let i = idx.length - 1; i > 0; i--) {
-        const j = Math.floor(rnd() * (i + 1));
-        [idx[i], idx[j]] = [idx[j], idx[i]];
-      }
+      // Fisher-Yates (Rng.shuffle) with a generator seeded by (seed, epoch)
+      new Rng((this.o.seed * 1_000_003 + epoch * 7919 + 17) | 0).shuffle(idx);
     }
     const world = this.o.world ?? 1;
     if (world === 1) return idx;

@@ -32,26 +32,9 @@ export class ModuleDict<M extends Module = Module> extends Module {
   }
 }
 
+/** LXMERT-S topic head for TITP/TITS: Linear(h, vocab) -> GeLU -> LayerNorm(vocab), trained with BCE-with-logits against a multi-hot over the vocabulary. */
 function topicLogits(dense: Linear, norm: LayerNorm, pooled: Tensor): Tensor {
   return norm.forward(dense.forward(pooled).gelu("none"));
-}
-
-/**
- * LXMERT-S topic head for TITP/TITS: Linear(h, vocab) -> GeLU -> LayerNorm(vocab), trained with
- * BCE-with-logits against a multi-hot over the vocabulary. Standalone version (children
- * `seq_relationship_new`, `LayerNorm`); inside the pre-training `cls` the same layers sit flat.
- */
-export class TopicHead extends Module {
-  readonly seq_relationship_new: Linear;
-  readonly LayerNorm: LayerNorm;
-  constructor(hidden: number, vocab: number, eps = 1e-12) {
-    super();
-    this.seq_relationship_new = this.module("seq_relationship_new", new Linear(hidden, vocab));
-    this.LayerNorm = this.module("LayerNorm", new LayerNorm(vocab, eps));
-  }
-  forward(pooled: Tensor): Tensor {
-    return topicLogits(this.seq_relationship_new, this.LayerNorm, pooled);
-  }
 }
 
 export interface PreTrainingHeadOutputs {
@@ -198,28 +181,5 @@ export class IFRSHead extends Module {
   }
   forward(regions: Tensor): Tensor {
     return this.decoder.forward(this.transform.forward(regions));
-  }
-}
-
-/**
- * Retrieval scorer over the fused (cross-modal) pooled vector: a Linear layer on pooled, named
- * `seq_relationship` so the pre-trained ITM classifier can initialise it (zero-shot retrieval).
- * With 2 classes (LXMERT-S fine-tuning, trained with BCE/CE on matched vs. not) the score is the
- * log-odds logit[1] - logit[0], which ranks exactly like softmax(logits)[1]. With 1 class (UNITER /
- * SemVLP style, trained with a ranking or triplet loss) the score is the single logit.
- */
-export class RetrievalScorer extends Module {
-  readonly seq_relationship: Linear;
-  constructor(hidden: number, readonly classes: 1 | 2 = 2) {
-    super();
-    this.seq_relationship = this.module("seq_relationship", new Linear(hidden, classes));
-  }
-  logits(pooled: Tensor): Tensor {
-    return this.seq_relationship.forward(pooled);
-  }
-  /** One score per pair [B]; higher = better match. */
-  score(pooled: Tensor): Tensor {
-    const l = this.logits(pooled);
-    return this.classes === 1 ? l.squeeze(-1) : l.select(-1, 1).sub(l.select(-1, 0));
   }
 }

@@ -2,7 +2,7 @@
 // all drawn from a seeded libtorch Generator so runs are reproducible and resumable. The generator
 // is a CPU one: draws are made on the host and sent to the batch's device, so a seed masks the same
 // tokens and regions on every device.
-import { Tensor, Generator, rand, randint, where, zerosLike, arange, bernoulli, full, tensor, zeros, type Device } from "../engine/index.ts";
+import { Tensor, Generator, rand, randint, where, zerosLike, arange, bernoulli, full, tensor, type Device } from "../engine/index.ts";
 import { toDevice } from "../engine/placement.ts";
 
 /** Label value for positions that carry no target (LXMERT's convention). */
@@ -105,15 +105,12 @@ export function shuffleTriplets(b: number, n: number, o: { prob?: number; offset
 }
 
 /**
- * MSP's topic labels: the multi-hot over the vocabulary of the token ids present both in the text and
- * in the detected object labels (topic = W ∩ L). Special tokens are never topics.
+ * MSP's topic words of one text: the token ids present both in the text (W) and in the words of its
+ * image's detected object labels (L), topic = W ∩ L, each once, in text order. Ids below `firstWordId`
+ * are never topics (BERT's vocabulary: [PAD], [unused*], [UNK], [CLS], [SEP], [MASK] all sit at or below
+ * the tokenizer's [MASK] id, so the builder passes maskId + 1). The builder sends these ids padded with
+ * -1; `topicTargets` (pretrain/common.ts) turns them into the multi-hot over the vocabulary.
  */
-export function topicLabels(textIds: number[][], labelIds: number[][], vocabSize: number, special: Set<number>): Tensor {
-  const b = textIds.length;
-  const data = new Float32Array(b * vocabSize);
-  for (let i = 0; i < b; i++) {
-    const labels = new Set(labelIds[i]);
-    for (const id of textIds[i]) if (!special.has(id) && labels.has(id)) data[i * vocabSize + id] = 1;
-  }
-  return b === 0 ? zeros([0, vocabSize]) : tensor(data, { shape: [b, vocabSize] });
+export function topicWords(textIds: readonly number[], labelIds: ReadonlySet<number>, firstWordId: number): number[] {
+  return [...new Set(textIds.filter((t) => t >= firstWordId && labelIds.has(t)))];
 }

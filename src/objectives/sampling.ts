@@ -1,30 +1,23 @@
 // Example construction on the data side: mismatched pairs for ITM, MSP's hard samples (ITM_HS) and
-// soft-label answer sampling for pre-training QA. Plain TypeScript (no engine): it runs in loader workers.
+// soft-label answer sampling for pre-training QA. Plain TypeScript (no libtorch): it runs in loader workers.
+import type { Rng } from "../engine/rng.ts";
 
-/** A small seeded PRNG for data-side decisions (mulberry32); its state is one integer, saved on checkpoints. */
-export class Rng {
-  constructor(public state: number) {}
-  next(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) | 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
+/** A uniform index in [0, n) other than `not` (n > 1): one draw. */
+export function otherIndex(rng: Rng, n: number, not: number): number {
+  return (not + 1 + rng.int(n - 1)) % n;
 }
 
 /**
- * ITM with random negatives: with probability p the sample's image is replaced by the image of
- * another sample in the batch (never its own). Returns, per sample, the image index to use and whether it matches.
+ * ITM with random negatives: with probability p each sample's image (`own[i]`, an index in [0, n))
+ * is replaced by another of the n images (never its own). Returns, per sample, the image index to
+ * use and whether it matches. Per sample, one draw decides and one more picks the negative.
  */
-export function sampleMismatched(b: number, rng: Rng, p = 0.5): { imageIndex: number[]; matched: boolean[] } {
+export function sampleMismatched(own: readonly number[], n: number, rng: Rng, p = 0.5): { imageIndex: number[]; matched: boolean[] } {
   const imageIndex: number[] = [];
   const matched: boolean[] = [];
-  for (let i = 0; i < b; i++) {
-    if (b > 1 && rng.next() < p) {
-      imageIndex.push((i + 1 + rng.int(b - 1)) % b);
+  for (const i of own) {
+    if (n > 1 && rng.next() < p) {
+      imageIndex.push(otherIndex(rng, n, i));
       matched.push(false);
     } else {
       imageIndex.push(i);
@@ -35,23 +28,20 @@ export function sampleMismatched(b: number, rng: Rng, p = 0.5): { imageIndex: nu
 }
 
 /**
- * MSP's ITM_HS: each image is replaced, with probability p, by a random image from its hard-sample set
- * (when that set is not empty). `pool(imgId)` returns the ids of the hard samples (never the image itself).
+ * The image an ITM negative pairs a text with, for a text whose own image is `own`. With a non-empty
+ * hard-sample pool (MSP's ITM_HS; the pool never holds `own`), one of its images, or, with
+ * `hardFraction`, one of them with that probability; otherwise (no pool, or not drawn hard) a uniformly
+ * random other image of `images` (redrawn until it is not `own`). With a single image, `own`.
  */
-export function sampleHardImages(imgIds: string[], pool: (imgId: string) => string[], rng: Rng, p = 0.5): { imgIds: string[]; matched: boolean[] } {
-  const out: string[] = [];
-  const matched: boolean[] = [];
-  for (const id of imgIds) {
-    const hard = pool(id).filter((h) => h !== id);
-    if (hard.length > 0 && rng.next() < p) {
-      out.push(hard[rng.int(hard.length)]);
-      matched.push(false);
-    } else {
-      out.push(id);
-      matched.push(true);
-    }
+export function negativeImage(own: string, images: readonly string[], rng: Rng, o: { pool?: readonly string[]; hardFraction?: number } = {}): string {
+  const pool = o.pool ?? [];
+  if (pool.length > 0 && (o.hardFraction === undefined || rng.next() < o.hardFraction)) return pool[rng.int(pool.length)];
+  let img = own;
+  if (images.length > 1) {
+    do img = images[rng.int(images.length)];
+    while (img === own);
   }
-  return { imgIds: out, matched };
+  return img;
 }
 
 /** LXMERT's pre-training QA target: one answer drawn with probability proportional to its soft score (-1 if none). */

@@ -4,12 +4,14 @@
 // comes from a PRNG seeded by (seed, step), so a batch is the same wherever and whenever it is built.
 import { readFileSync } from "node:fs";
 import type { BatchBuilder, HostBatch } from "../data/loader.ts";
-import { TsvRegionReader, RegionStore, type RegionSource, type RegionFeatures } from "../data/regionstore.ts";
+import { openRegions, type RegionFeatures } from "../data/regionstore.ts";
 import { readHardNegatives } from "../data/formats/hardneg.ts";
 import { readAns2Label } from "../data/formats/vqa.ts";
 import { readVgRegionDescriptions, readVgObjects } from "../data/formats/vg.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import { Rng, sampleAnswer } from "../objectives/sampling.ts";
+import { stepRng } from "../engine/rng.ts";
+import { sampleAnswer, negativeImage } from "../objectives/sampling.ts";
+import { topicWords } from "../objectives/masking.ts";
 import { readPretrainExamples, interleaveByImage, type PretrainExample } from "./examples.ts";
 
 /**
@@ -87,49 +89,8 @@ function readExamples(e: ExamplesFile): PretrainExample[] {
   return readPretrainExamples(e.path, e);
 }
 
-/** Several region files read as one: each image from the first file that holds it. */
-class RegionUnion implements RegionSource {
-  private readonly owner = new Map<string, RegionSource>();
-  constructor(private readonly paths: string[], private readonly parts: RegionSource[]) {
-    for (const p of parts) for (const id of p.ids()) if (!this.owner.has(id)) this.owner.set(id, p);
-  }
-
-  ids(): string[] {
-    return [...this.owner.keys()];
-  }
-
-  get(imgId: string): RegionFeatures {
-    const p = this.owner.get(imgId);
-    if (!p) throw new Error(`${this.paths.join(", ")}: no record for img_id ${JSON.stringify(imgId)}`);
-    return p.get(imgId);
-  }
-
-  where(imgId: string): string {
-    return this.owner.get(imgId)?.where(imgId) ?? `${this.paths.join(", ")}: no record (img_id ${imgId})`;
-  }
-
-  close(): void {
-    for (const p of this.parts) p.close();
-  }
-}
-
-async function openRegionFile(path: string): Promise<RegionSource> {
-  return path.endsWith(".tsv") ? TsvRegionReader.open(path) : RegionStore.open(path);
-}
-
-/** An obj36 TSV or `.regions` store, or several read as one. */
-export async function openRegions(path: string | string[]): Promise<RegionSource> {
-  if (typeof path === "string") return openRegionFile(path);
-  if (path.length === 1) return openRegionFile(path[0]);
-  const parts: RegionSource[] = [];
-  for (const p of path) parts.push(await openRegionFile(p));
-  return new RegionUnion(path, parts);
-}
-
 /** The region file(s) of a builder, for messages. */
 const regionsLabel = (r: string | string[]): string => (typeof r === "string" ? r : r.join(", "));
-
-export const stepRng = (seed: number, step: number, salt = 0): Rng => new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ salt) | 0);
 
 export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
   const read: PretrainExample[] = a.examples.flatMap(readExamples);
@@ -158,18 +119,8 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
       const rng = stepRng(a.seed, step);
       const L = a.maxTextLen;
       const N = a.maxBoxes;
-      const negativeFor = (e: PretrainExample): string => {
-        const pool = hardPool?.get(e.imgId) ?? [];
-        let img = e.imgId;
-        // an image without a pool (the pool file covers the train images only: val, test) gets a random negative
-        const hard = pool.length > 0 && (a.itm?.hardFraction === undefined || rng.next() < a.itm.hardFraction);
-        if (hard) img = pool[rng.int(pool.length)];
-        else if (imgIds.length > 1) {
-          do img = imgIds[rng.int(imgIds.length)];
-          while (img === e.imgId);
-        }
-        return img;
-      };
+      // an image without a pool (the pool file covers the train images only: val, test) gets a random negative
+      const negativeFor = (e: PretrainExample): string => negativeImage(e.imgId, imgIds, rng, { pool: hardPool?.get(e.imgId), hardFraction: a.itm?.hardFraction });
       // ITM: which image each text is paired with; `paired`: each ITM text twice, with its image and with a negative
       const rows: { e: PretrainExample; img: string; inItm: boolean }[] = [];
       const twins: typeof rows = [];
@@ -228,7 +179,7 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
         if (labelWordIds) {
           const labelIds = new Set<number>();
           for (let j = 0; j < n; j++) for (const t of labelWordIds[r.objectsId[j]] ?? []) labelIds.add(t);
-          topicRows.push([...new Set(enc.inputIds.filter((t) => t > tok.maskId && labelIds.has(t)))]);
+          topicRows.push(topicWords(enc.inputIds, labelIds, tok.maskId + 1));
         }
       });
       const arrays: HostBatch["arrays"] = {

@@ -11,7 +11,7 @@ import { initBertWeights, maskedMean } from "../models/bert.ts";
 import { computeObjectPrediction, computeItm, computeIfrs, computeTopic, type LossOut, type ObjectLossWeighting } from "../objectives/losses.ts";
 import { shuffleTriplets } from "../objectives/masking.ts";
 import type { Recipe } from "./recipe.ts";
-import type { Source, Stage, StepContext } from "./trainer.ts";
+import type { Source, Stage, StepContext } from "../train/trainer.ts";
 import { F, Linear, full, type Tensor, type Generator } from "../engine/index.ts";
 import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets, maskedLm, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
 import { sourcesFor, sharedFile, lxmertInputs, splitOf, sourceName, REGION_TEXT_FORMATS, type DataSource } from "./sources.ts";

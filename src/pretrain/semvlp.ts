@@ -7,7 +7,7 @@ import { SemVLPForPreTraining, semvlpConfig, type SemVLPMode, type SemVLPPreset 
 import { computeObjectPrediction, computeItm, computeQa } from "../objectives/losses.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Tensor, Generator } from "../engine/index.ts";
-import type { Stage } from "./trainer.ts";
+import type { Stage } from "../train/trainer.ts";
 import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted, maskedLm, renameMetrics, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
 import { sourcesFor, sharedFile, lxmertInputs, sourceName, REGION_TEXT_FORMATS, type DataSource } from "./sources.ts";
 

@@ -14,9 +14,10 @@ import { toDevice } from "../engine/placement.ts";
 import { VLMoModel, vlmoConfig, type VLMoPreset, type VLMoConfig, type VLMoUnimodalOutput } from "../models/vlmo.ts";
 import { Linear } from "../engine/nn.ts";
 import { computeItc, computeItm, computeMim, sampleHardNegatives } from "../objectives/losses.ts";
-import type { Rng } from "../objectives/sampling.ts";
+import { otherIndex } from "../objectives/sampling.ts";
+import type { Rng } from "../engine/rng.ts";
 import type { Recipe } from "./recipe.ts";
-import type { Source, Stage, StepContext } from "./trainer.ts";
+import type { Source, Stage, StepContext } from "../train/trainer.ts";
 import type { Dist } from "../engine/dist.ts";
 import type { LossOut } from "../objectives/losses.ts";
 import { worldFile, trimTextPadding, weighted, maskedLm, maskText, mlmVocab, renameMetrics, type MlmVocab } from "./common.ts";
@@ -170,7 +171,7 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const img = model.inferImage(batch.pixels, { vlBranch });
     const itc = vlmoItc(model, img, txt, dist);
     // ITM: one hard negative text per image and one hard negative image per text, sampled from the ITC similarities
-    const randomOther = () => toDevice(tensor(Array.from({ length: b }, (_, i) => (i + 1 + ctx.rng.int(b - 1)) % b), { dtype: "int64" }), dev);
+    const randomOther = () => toDevice(tensor(Array.from({ length: b }, (_, i) => otherIndex(ctx.rng, b, i)), { dtype: "int64" }), dev);
     const negText = v.itmHardNegatives ? sampleHardNegatives(itc.i2t.detach(), 0, ctx.generator) : randomOther();
     const negImage = v.itmHardNegatives ? sampleHardNegatives(itc.t2i.detach(), 0, ctx.generator) : randomOther();
     const tEmb = model.embedText(ids);

@@ -3,7 +3,7 @@
 // name is looked up in the list found by scanning: no path from a request is ever joined.
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative, resolve, sep } from "node:path";
-import { parseMetrics } from "../pretrain/plot.ts";
+import { parseMetrics } from "../train/plot.ts";
 
 export interface RunSummary {
   name: string;

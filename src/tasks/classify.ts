@@ -12,8 +12,8 @@ import { Loader, toTensors, type BuilderSpec } from "../data/loader.ts";
 import { moduleDevice, placeDevice } from "../engine/placement.ts";
 import { readAnswerVocab } from "../data/formats/vqa.ts";
 import { computeQa } from "../objectives/losses.ts";
-import { train, type Stage, type Source } from "../pretrain/trainer.ts";
-import { ProgressBar } from "../cli/progress.ts";
+import { train, type Stage, type Source } from "../train/trainer.ts";
+import type { ProgressFactory } from "../train/progress.ts";
 import type { SemVLPMode } from "../models/semvlp.ts";
 import type { VLMoModel } from "../models/vlmo.ts";
 import { readRunInfo, writeRunInfo, type RunInfo } from "./checkpoint.ts";
@@ -94,10 +94,10 @@ export function classifyOptions(task: ClassifyTask, raw: Record<string, unknown>
 }
 
 /** Argmax predictions of a model on a builder's examples, in order (no shuffle, last batch kept). */
-export async function predict(net: TaskNet, spec: BuilderSpec, o: { batchSize: number; quiet?: boolean; label?: string }): Promise<{ ids: (number | string)[]; index: number[] }> {
+export async function predict(net: TaskNet, spec: BuilderSpec, o: { batchSize: number; quiet?: boolean; progress?: ProgressFactory; label?: string }): Promise<{ ids: (number | string)[]; index: number[] }> {
   const loader = await Loader.create(spec, { batchSize: o.batchSize, seed: 0, shuffle: false, dropLast: false, workers: 1 });
   const n = loader.batchesPerEpoch();
-  const bar = o.quiet ? null : new ProgressBar(n, { label: o.label ?? "eval" });
+  const bar = o.quiet ? null : (o.progress?.(n, o.label ?? "eval") ?? null);
   const ids: (number | string)[] = [];
   const index: number[] = [];
   const wasTraining = net.model.training;
@@ -150,9 +150,9 @@ function taskStep(net: TaskNet, head: TaskHead): Source["step"] {
   };
 }
 
-async function evaluateSplit(task: ClassifyTask, net: TaskNet, s: Setup, split: string, o: { batchSize: number; quiet?: boolean; limit?: number; dump?: string }): Promise<Record<string, number>> {
+async function evaluateSplit(task: ClassifyTask, net: TaskNet, s: Setup, split: string, o: { batchSize: number; quiet?: boolean; progress?: ProgressFactory; limit?: number; dump?: string }): Promise<Record<string, number>> {
   const spec = dataSpec(task, net, s, split, { limit: o.limit });
-  const { ids, index } = await predict(net, spec, { batchSize: o.batchSize, quiet: o.quiet, label: `${task.name} ${split}` });
+  const { ids, index } = await predict(net, spec, { batchSize: o.batchSize, quiet: o.quiet, progress: o.progress, label: `${task.name} ${split}` });
   const args = spec.args as TaskDataArgs;
   let examples = readTaskExamples(task.format, args.examples);
   if (o.limit) examples = examples.slice(0, o.limit);
@@ -210,8 +210,8 @@ export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<
       const stages = task.stages?.(ctx) ?? [{ name: task.name, sources: [ctx.source(task.name, ctx.spec("train"))], lr: r.train.lr, warmup: r.train.warmup, epochs: r.train.epochs, steps: r.train.steps, weightDecay: r.train.weightDecay }];
       for (const st of stages) st.betas ??= betas;
       log(a.quiet, `vlp finetune ${task.name}: ${method}${mode ? ` (${mode}-stream)` : ""}, ${net.model.numParameters().toLocaleString()} parameters, stages ${stages.map((s) => s.name).join(" -> ")}, run ${dir}`);
-      await train(net.model, stages, { runDir: dir, seed: r.train.seed, clip: r.train.clip, checkpointEvery: r.train.checkpointEvery, keepCheckpoints: r.train.keepCheckpoints, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device, resume: a.resume, quiet: a.quiet });
-      const metrics = await evaluateSplit(task, net, setup, "val", { batchSize: Math.max(r.train.batchSize, 64), quiet: a.quiet });
+      await train(net.model, stages, { runDir: dir, seed: r.train.seed, clip: r.train.clip, checkpointEvery: r.train.checkpointEvery, keepCheckpoints: r.train.keepCheckpoints, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device, resume: a.resume, quiet: a.quiet, progress: a.progress });
+      const metrics = await evaluateSplit(task, net, setup, "val", { batchSize: Math.max(r.train.batchSize, 64), quiet: a.quiet, progress: a.progress });
       log(a.quiet, `  val: ${Object.entries(metrics).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`).join(", ")}`);
       results.push({ mode, dir, metrics, info });
     } finally {
@@ -241,7 +241,7 @@ export async function runEvaluate(task: ClassifyTask, a: EvalArgs): Promise<Reco
     // predictions are scored by answer string: the world's own answer set is not needed
     const setup: Setup = { world, regions, labels: info.labels, options };
     const t0 = performance.now();
-    const metrics = await evaluateSplit(task, net, setup, a.split, { batchSize: a.batchSize || 64, quiet: a.quiet, limit: a.limit, dump: a.dump });
+    const metrics = await evaluateSplit(task, net, setup, a.split, { batchSize: a.batchSize || 64, quiet: a.quiet, progress: a.progress, limit: a.limit, dump: a.dump });
     log(a.quiet, `vlp eval ${task.name}: ${metrics.n} examples of ${a.split} in ${((performance.now() - t0) / 1000).toFixed(1)} s${a.dump ? `; results written to ${a.dump}` : ""}`);
     return metrics;
   } finally {

@@ -7,14 +7,14 @@
 // splits get zeros. `meta.ids` holds the question ids / identifiers in batch order.
 import { join } from "node:path";
 import type { BatchBuilder, HostArray, HostBatch } from "../data/loader.ts";
-import { openRegions } from "../pretrain/builder.ts";
+import { openRegions } from "../data/regionstore.ts";
 import type { RegionSource } from "../data/regionstore.ts";
 import { readAns2Label, readLxmertVqa } from "../data/formats/vqa.ts";
 import { readLxmertGqa } from "../data/formats/gqa.ts";
 import { readLxmertNlvr2 } from "../data/formats/nlvr2.ts";
 import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import { Rng } from "../objectives/sampling.ts";
+import { Rng } from "../engine/rng.ts";
 
 // ---- host arrays shared by the task builders (classification and retrieval) ----------------------
 

@@ -11,7 +11,7 @@
 import { softScore, writeGqaResults } from "./metrics.ts";
 import { balancedSubset, readTaskExamples, type BalanceOptions, type TaskDataArgs } from "./data.ts";
 import { runEvaluate, runFinetune, type ClassifyTask, type StageContext } from "./classify.ts";
-import type { Stage } from "../pretrain/trainer.ts";
+import type { Stage } from "../train/trainer.ts";
 import type { EvalArgs, FinetuneArgs } from "./task.ts";
 
 interface GqaOptions {

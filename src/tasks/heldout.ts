@@ -1,7 +1,8 @@
 // Held-out evaluation shared by the pre-trained models and the baselines: balanced ITM pairs of a
 // split (every caption with its own image and with a random other one), ITM accuracy from a score
 // matrix, and zero-shot retrieval metrics with their chance levels.
-import { Rng } from "../objectives/sampling.ts";
+import { Rng } from "../engine/rng.ts";
+import { otherIndex } from "../objectives/sampling.ts";
 import { retrievalMetrics, chanceRecall } from "./ranking.ts";
 import type { EvalSet } from "./retrieval_data.ts";
 
@@ -27,7 +28,7 @@ export function itmPairs(set: EvalSet, seed = 1234): ItmPairs {
     caption[2 * t] = caption[2 * t + 1] = t;
     image[2 * t] = c.image;
     matched[2 * t] = 1;
-    image[2 * t + 1] = (c.image + 1 + rng.int(n - 1)) % n;
+    image[2 * t + 1] = otherIndex(rng, n, c.image);
   });
   return { caption, image, matched };
 }

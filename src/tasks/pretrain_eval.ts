@@ -14,6 +14,7 @@ import { buildRetrievalModel, retrievalOptions, scoreAllPairs, scoreDual } from 
 import { encodeTexts } from "./data.ts";
 import { evalSet, pixelArray, readRetrievalSplit, type EvalSet } from "./retrieval_data.ts";
 import { itmPairs, itmAccuracy, itmChance, zeroShotMetrics, type ItmPairs } from "./heldout.ts";
+import type { ProgressFactory } from "../train/progress.ts";
 
 export interface PretrainEvalOptions {
   /** Held-out split of the world (default "test"). */
@@ -25,6 +26,8 @@ export interface PretrainEvalOptions {
   /** The Karpathy file (relative to the world); default: the run's recipe `data.karpathy`, else the synthetic world's. */
   karpathy?: string;
   quiet?: boolean;
+  /** Draws scoring progress (the CLI's bars), unless `quiet`. */
+  progress?: ProgressFactory;
 }
 
 /**
@@ -41,12 +44,12 @@ export async function evaluatePretraining(run: string, o: PretrainEvalOptions = 
   const rm = await buildRetrievalModel(info.method, info.model, run, retrievalOptions(undefined));
   try {
     if (rm.kind === "fusion") {
-      const sc = await scoreAllPairs(rm.model, set, { regions: join(world, "features", "obj36.tsv"), maxTextLen: 20, maxBoxes: 36, batchSize: 500, quiet: o.quiet });
+      const sc = await scoreAllPairs(rm.model, set, { regions: join(world, "features", "obj36.tsv"), maxTextLen: 20, maxBoxes: 36, batchSize: 500, quiet: o.quiet, progress: o.progress });
       // the ITM head's logit difference: > 0 means "matched"
       return { itm_acc: itmAccuracy(sc.i2t, set.captions.length, pairs), itm_chance: itmChance(pairs), ...zeroShotMetrics("zs_", sc.i2t, set), images: set.images.length, captions: set.captions.length };
     }
     const m = rm.model;
-    const sc = await scoreDual(m, set, { world, maxTextLen: m.config.maxTextLen, batchSize: 256, rerank: 0, quiet: o.quiet });
+    const sc = await scoreDual(m, set, { world, maxTextLen: m.config.maxTextLen, batchSize: 256, rerank: 0, quiet: o.quiet, progress: o.progress });
     const out: Record<string, number> = { ...zeroShotMetrics("zs_", sc.i2t, set), images: set.images.length, captions: set.captions.length };
     if (rm.hasItm) {
       const itm = await vlmoPairScores(m, set, pairs, world);

@@ -2,7 +2,7 @@
 // by each paper's recipe, evaluation with R@1/5/10, median and mean rank, and zero-shot retrieval
 // straight from a pre-training run.
 //
-// Fine-tuning (one trainer stage, src/pretrain/trainer.ts, over the world's Karpathy train split,
+// Fine-tuning (one trainer stage, src/train/trainer.ts, over the world's Karpathy train split,
 // one example per caption):
 //   SemVLP   UNITER-style ranking: the fused score of a pair is the ITM head's log-odds
 //            (logit[1] - logit[0] of `cls.seq_relationship` on the pooled h_CLS in single-stream
@@ -32,8 +32,8 @@ import { Module, tidy, noGrad, cat, tensor, ones, zeros, manualSeed, F, type Ten
 import { moduleDevice, placeDevice, toDevice } from "../engine/placement.ts";
 import { loadStateDictFile } from "../engine/checkpoint.ts";
 import { toTensors, type BuilderSpec, type HostBatch } from "../data/loader.ts";
-import { openRegions } from "../pretrain/builder.ts";
-import { train, type Source, type Stage, type StepContext } from "../pretrain/trainer.ts";
+import { openRegions } from "../data/regionstore.ts";
+import { train, type Source, type Stage, type StepContext } from "../train/trainer.ts";
 import { computeItc } from "../objectives/losses.ts";
 import { SemVLPModel, semvlpConfig, type SemVLPMode, type SemVLPPreset } from "../models/semvlp.ts";
 import { LxmertModel, lxmertConfig, type LxmertConfig, type LxmertPreset } from "../models/lxmert.ts";
@@ -42,7 +42,7 @@ import { initBertWeights } from "../models/bert.ts";
 import { VLMoModel, vlmoConfig, type VLMoConfig, type VLMoHeadsConfig, type VLMoPreset } from "../models/vlmo.ts";
 import { itcScores, rerankWithItm } from "../models/vlmo_heads.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import { ProgressBar } from "../cli/progress.ts";
+import type { Progress, ProgressFactory } from "../train/progress.ts";
 import type { EvalArgs, FinetuneArgs, FinetuneRecipe } from "./task.ts";
 import { readRunInfo, writeRunInfo, modelFile, loadVLMoRun, type Method, type RunInfo } from "./checkpoint.ts";
 import { retrievalMetrics, topK, type RetrievalMetrics } from "./ranking.ts";
@@ -328,12 +328,12 @@ export interface ScoreResult {
   seconds: number;
 }
 
-function bar(total: number, label: string, quiet?: boolean): ProgressBar | null {
-  return quiet ? null : new ProgressBar(total, { label });
+function bar(total: number, label: string, o: { quiet?: boolean; progress?: ProgressFactory }): Progress | null {
+  return o.quiet ? null : (o.progress?.(total, label) ?? null);
 }
 
 /** Scores every (image, caption) pair of a set with a fusion model; blocks of images against chunks of captions. */
-export async function scoreAllPairs(m: RegionMatcher, set: EvalSet, o: { regions: string; maxTextLen: number; maxBoxes: number; batchSize: number; quiet?: boolean }): Promise<ScoreResult> {
+export async function scoreAllPairs(m: RegionMatcher, set: EvalSet, o: { regions: string; maxTextLen: number; maxBoxes: number; batchSize: number; quiet?: boolean; progress?: ProgressFactory }): Promise<ScoreResult> {
   const t0 = performance.now();
   const Ni = set.images.length;
   const Nt = set.captions.length;
@@ -346,7 +346,8 @@ export async function scoreAllPairs(m: RegionMatcher, set: EvalSet, o: { regions
   const all: TextInputs = { ids: text.input_ids, mask: text.attention_mask, wpos: text.word_position_ids };
   const perBlock = Math.max(1, Math.floor(o.batchSize / Nt));
   const chunk = Math.min(Nt, o.batchSize);
-  const pb = bar(Ni * Nt, "scoring pairs", o.quiet);
+  const pb = bar(Ni * Nt, "scoring pairs", o);
+  let scored = 0;
   const was = m.training;
   m.eval();
   try {
@@ -363,7 +364,7 @@ export async function scoreAllPairs(m: RegionMatcher, set: EvalSet, o: { regions
             const s = m.score(t, r).toFloat32Array();
             for (let b = 0; b < nb; b++) out.set(s.subarray(b * c, (b + 1) * c), (i0 + b) * Nt + c0);
           });
-          pb?.tick(nb * Math.min(chunk, Nt - c0));
+          pb?.update((scored += nb * Math.min(chunk, Nt - c0)));
         }
       }));
       // let the progress bar and other callbacks run between blocks
@@ -379,12 +380,13 @@ export async function scoreAllPairs(m: RegionMatcher, set: EvalSet, o: { regions
 }
 
 /** VLMo as a dual encoder: every image and caption embedded once, one matrix product; optional ITM re-ranking of the top k. */
-export async function scoreDual(model: VLMoModel, set: EvalSet, o: { world: string; maxTextLen: number; batchSize: number; rerank: number; quiet?: boolean }): Promise<ScoreResult> {
+export async function scoreDual(model: VLMoModel, set: EvalSet, o: { world: string; maxTextLen: number; batchSize: number; rerank: number; quiet?: boolean; progress?: ProgressFactory }): Promise<ScoreResult> {
   const t0 = performance.now();
   const S = model.config.imageSize;
   const Ni = set.images.length;
   const Nt = set.captions.length;
-  const pb = bar(Ni + Nt, "embedding", o.quiet);
+  const pb = bar(Ni + Nt, "embedding", o);
+  let embedded = 0;
   const device = moduleDevice(model);
   const was = model.training;
   model.eval();
@@ -402,7 +404,7 @@ export async function scoreDual(model: VLMoModel, set: EvalSet, o: { world: stri
         if (o.rerank > 0) pixels.push(px.keep());
       }));
       kept.push(imgEmb.at(-1)!, ...(o.rerank > 0 ? [pixels.at(-1)!] : []));
-      pb?.tick(files.length);
+      pb?.update((embedded += files.length));
     }
     const tok = BertTokenizer.load();
     const text = toTensors({ arrays: { ...encodeTexts(tok, set.captions.map((c) => c.text), o.maxTextLen) }, meta: {} }, device);
@@ -414,7 +416,7 @@ export async function scoreDual(model: VLMoModel, set: EvalSet, o: { world: stri
         txtEmb.push(model.inferText(text.input_ids.narrow(0, c0, c), text.attention_mask.narrow(0, c0, c), { vlBranch: false }).itc!.keep());
       }));
       kept.push(txtEmb.at(-1)!);
-      pb?.tick(c);
+      pb?.update((embedded += c));
     }
     pb?.finish();
     return tidy(() => noGrad(() => {
@@ -441,6 +443,7 @@ export interface EvaluateModelOptions {
   maxBoxes: number;
   dump?: string;
   quiet?: boolean;
+  progress?: ProgressFactory;
   /** Written into the dump. */
   checkpoint?: string;
 }
@@ -454,10 +457,10 @@ export async function evaluateRetrievalModel(rm: RetrievalModel, o: EvaluateMode
   let sc: ScoreResult;
   if (rm.kind === "fusion") {
     if (o.rerank > 0) throw new Error(`--rerank applies to dual encoders (VLMo); a ${rm.method} model already scores every pair with its ITM head`);
-    sc = await scoreAllPairs(rm.model, set, { regions: o.regions ?? join(o.world, "features", "obj36.tsv"), maxTextLen: o.maxTextLen, maxBoxes: o.maxBoxes, batchSize: o.batchSize, quiet: o.quiet });
+    sc = await scoreAllPairs(rm.model, set, { regions: o.regions ?? join(o.world, "features", "obj36.tsv"), maxTextLen: o.maxTextLen, maxBoxes: o.maxBoxes, batchSize: o.batchSize, quiet: o.quiet, progress: o.progress });
   } else {
     if (o.rerank > 0 && !rm.hasItm) throw new Error("--rerank: this VLMo model has no ITM head (itm_score)");
-    sc = await scoreDual(rm.model, set, { world: o.world, maxTextLen: o.maxTextLen, batchSize: o.batchSize, rerank: o.rerank, quiet: o.quiet });
+    sc = await scoreDual(rm.model, set, { world: o.world, maxTextLen: o.maxTextLen, batchSize: o.batchSize, rerank: o.rerank, quiet: o.quiet, progress: o.progress });
   }
   const m = retrievalMetrics(sc.i2t, set.captionImage, set.images.length, { t2i: sc.t2i });
   const { irRanks, trRanks, ...metrics } = m;
@@ -572,11 +575,11 @@ export async function finetune(a: FinetuneArgs): Promise<Record<string, number>>
     precision: r.train.precision,
     device: r.train.device,
     resume: a.resume,
-    quiet: a.quiet,
+    quiet: a.quiet, progress: a.progress,
   });
   const metrics = await evaluateRetrievalModel(rm, {
     world: r.data.world, split: o.evalSplit, regions: r.data.regions, batchSize: o.evalBatchSize, rerank: rm.kind === "dual" ? o.rerank : 0,
-    maxTextLen: L, maxBoxes: o.maxBoxes, quiet: a.quiet, limit: o.evalLimit || undefined,
+    maxTextLen: L, maxBoxes: o.maxBoxes, quiet: a.quiet, progress: a.progress, limit: o.evalLimit || undefined,
   });
   model.dispose();
   const last = summary.retrieval ?? {};
@@ -603,7 +606,7 @@ export async function evaluate(a: EvalArgs): Promise<Record<string, number>> {
     if (!a.quiet) console.error(`vlp eval retrieval: ${info.method} ${info.kind === "pretrain" ? "pre-training run (zero-shot)" : "fine-tuned run"} ${a.checkpoint}, ${a.split} split of ${world}${a.rerank ? `, ITM re-ranking of the top ${a.rerank}` : ""}`);
     const res = await evaluateRetrievalModel(rm, {
       world, split: a.split, regions: a.world ? undefined : recipe?.data.regions, limit: a.limit, batchSize: a.batchSize ?? o.evalBatchSize, rerank: a.rerank ?? 0,
-      maxTextLen: textLenFor(rm, o), maxBoxes: o.maxBoxes, dump: a.dump, quiet: a.quiet, checkpoint: resolve(a.checkpoint),
+      maxTextLen: textLenFor(rm, o), maxBoxes: o.maxBoxes, dump: a.dump, quiet: a.quiet, progress: a.progress, checkpoint: resolve(a.checkpoint),
     });
     return { ...res, zero_shot: info.kind === "pretrain" ? 1 : 0 };
   } finally {

@@ -17,10 +17,11 @@ import type { BatchBuilder, HostArray, HostBatch } from "../data/loader.ts";
 import { readKarpathy, karpathySubset } from "../data/formats/karpathy.ts";
 import { readHardNegatives } from "../data/formats/hardneg.ts";
 import type { RegionSource } from "../data/regionstore.ts";
-import { openRegions } from "../pretrain/builder.ts";
+import { openRegions } from "../data/regionstore.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { encodeTexts, regionArrays } from "./data.ts";
-import { Rng } from "../objectives/sampling.ts";
+import { stepRng } from "../engine/rng.ts";
+import { otherIndex } from "../objectives/sampling.ts";
 import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
 
 export const RETRIEVAL_DATA_MODULE = new URL("./retrieval_data.ts", import.meta.url).href;
@@ -104,12 +105,7 @@ export interface RetrievalDataArgs {
   fourWay?: { hardPool?: string };
 }
 
-const rngFor = (seed: number, step: number) => new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ 0x5bd1e995) | 0);
-
-/** Another index in [0, n) than `not` (n >= 2). */
-function other(rng: Rng, n: number, not: number): number {
-  return (not + 1 + rng.int(n - 1)) % n;
-}
+const rngFor = (seed: number, step: number) => stepRng(seed, step, 0x5bd1e995);
 
 export async function createBuilder(a: RetrievalDataArgs): Promise<BatchBuilder> {
   const images = readRetrievalSplit(a.world, a.split);
@@ -155,9 +151,9 @@ export async function createBuilder(a: RetrievalDataArgs): Promise<BatchBuilder>
       else arrays.pixels = await pixelArray(join(a.world, "images"), imgIdx.map((i) => images[i].file), a.imageSize ?? 224);
       if (hard) {
         const pick = (i: number) => images[i].captions[rng.int(images[i].captions.length)].text;
-        const negImg = imgIdx.map((i) => other(rng, images.length, i));
-        const hardImg = imgIdx.map((i) => (hard![i].length ? hard![i][rng.int(hard![i].length)] : other(rng, images.length, i)));
-        const randCapImg = imgIdx.map((i) => other(rng, images.length, i));
+        const negImg = imgIdx.map((i) => otherIndex(rng, images.length, i));
+        const hardImg = imgIdx.map((i) => (hard![i].length ? hard![i][rng.int(hard![i].length)] : otherIndex(rng, images.length, i)));
+        const randCapImg = imgIdx.map((i) => otherIndex(rng, images.length, i));
         Object.assign(arrays, prefixed("neg_", regionArrays(regions!, negImg.map((i) => images[i].id), maxBoxes)));
         Object.assign(arrays, prefixed("hard_", encodeTexts(tok, hardImg.map(pick), L)));
         Object.assign(arrays, prefixed("rand_", encodeTexts(tok, randCapImg.map(pick), L)));

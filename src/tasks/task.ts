@@ -5,6 +5,7 @@ import { readRecipeJson, checkTrainDevice } from "../pretrain/recipe.ts";
 import { checkRanges, TRAIN_RANGES } from "../pretrain/ranges.ts";
 import type { Precision } from "../engine/dtype.ts";
 import type { Method, TaskName } from "./checkpoint.ts";
+import type { ProgressFactory } from "../train/progress.ts";
 
 export interface FinetuneRecipe {
   task: TaskName;
@@ -75,6 +76,8 @@ export interface FinetuneArgs {
   out: string;
   resume?: boolean;
   quiet?: boolean;
+  /** Draws training and evaluation progress (the CLI's bars), unless `quiet`. */
+  progress?: ProgressFactory;
 }
 
 export interface EvalArgs {
@@ -92,6 +95,8 @@ export interface EvalArgs {
   /** Cap on evaluated examples (quick looks). */
   limit?: number;
   quiet?: boolean;
+  /** Draws scoring progress (the CLI's bars), unless `quiet`. */
+  progress?: ProgressFactory;
   /** Where the model runs (default "cpu"). */
   device?: string;
 }

@@ -3,7 +3,7 @@
  * apply N ops drawn uniformly from the list below, each at magnitude M in [0, 10]
  * (10 = strongest), with a random sign for signed ops. Deterministic given the seed.
  */
-import { Rng } from "../data/synth/rng.ts";
+import { Rng } from "../engine/rng.ts";
 import type { RgbImage } from "./image.ts";
 
 export const AUG_OPS = [
@@ -176,7 +176,7 @@ export interface RandAugmentOptions {
 }
 
 export function randAugment(img: RgbImage, opts: RandAugmentOptions): RgbImage {
-  const rng = opts.rng ?? (opts.seed !== undefined ? new Rng(opts.seed) : null);
+  const rng = opts.rng ?? (opts.seed !== undefined ? new Rng(opts.seed >>> 0) : null);
   if (!rng) throw new Error("randAugment: give a seed or an rng");
   const ops = opts.ops ?? AUG_OPS;
   let out = img;

@@ -10,7 +10,7 @@ import {
 } from "./catalog.ts";
 import { detectorCode, luminance, pixelRect, regionFeatures } from "./features.ts";
 import { BG_ID, type Rendered } from "./render.ts";
-import { Rng } from "./rng.ts";
+import { Rng } from "../../engine/rng.ts";
 import type { Scene } from "./scene.ts";
 import type { Obj36Record } from "../formats/obj36.ts";
 

@@ -5,7 +5,7 @@
  * and a fixed random projection of a 4x4 area-averaged crop. Identical pixel content
  * gives identical features.
  */
-import { Rng } from "./rng.ts";
+import { Rng } from "../../engine/rng.ts";
 
 export const HAND_DIM = 32;
 const GRID = 4;

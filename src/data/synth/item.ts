@@ -11,7 +11,7 @@ import { detect } from "./detector.ts";
 import type { ImageEntry, Split } from "./files.ts";
 import { annotatorAnswers, gqaQuestions, majorityAnswer, vqaQuestions } from "./questions.ts";
 import { renderScene, type Rendered } from "./render.ts";
-import { Rng } from "./rng.ts";
+import { Rng } from "../../engine/rng.ts";
 import { comboKey, sampleScene, type Combo, type Scene } from "./scene.ts";
 import { captions, phraseText, regionPhrases, tokenText } from "./text.ts";
 

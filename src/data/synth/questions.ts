@@ -5,7 +5,7 @@
  */
 import { CATEGORIES, CATEGORY_CONFUSIONS, COLORS, COLOR_CONFUSIONS, NUMBER_WORDS, PLURALS, type Category, type Color } from "./catalog.ts";
 import { RELATIONS, holds, relationPhrase, uniqueRef, type Relation } from "./relations.ts";
-import { Rng } from "./rng.ts";
+import { Rng } from "../../engine/rng.ts";
 import { comboKey, type Scene, type SceneObject } from "./scene.ts";
 import { withArticle } from "./text.ts";
 

@@ -3,7 +3,7 @@
  * (255 = background) from which visibility and tight visible boxes are measured.
  */
 import type { Category } from "./catalog.ts";
-import { Rng } from "./rng.ts";
+import { Rng } from "../../engine/rng.ts";
 import type { Scene, SceneObject } from "./scene.ts";
 
 export const BG_ID = 255;

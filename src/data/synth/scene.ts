@@ -6,7 +6,7 @@ import {
   BACKGROUNDS, BG_KINDS, CATEGORIES, COLORS, COLOR_RGB, SIZES, SIZE_RADIUS, STYLES,
   type BgKind, type Category, type Color, type Size, type Style,
 } from "./catalog.ts";
-import { Rng } from "./rng.ts";
+import { Rng } from "../../engine/rng.ts";
 
 export interface SceneObject {
   category: Category;

@@ -8,7 +8,7 @@ import { NUMBER_WORDS, OBJECT_VOCAB, PLURALS, article, type Category } from "./c
 import type { Detection } from "./detector.ts";
 import { describe, mainRelation, relationPhrase, type Attr } from "./relations.ts";
 import type { Rendered } from "./render.ts";
-import { Rng } from "./rng.ts";
+import { Rng } from "../../engine/rng.ts";
 import type { Scene, SceneObject } from "./scene.ts";
 
 export interface RegionPhrase {

@@ -17,7 +17,7 @@ import {
 import { hardNegativePools } from "./hardneg.ts";
 import { makeRange, type Item, type ItemContext } from "./item.ts";
 import { pairStatement } from "./questions.ts";
-import { Rng } from "./rng.ts";
+import { Rng } from "../../engine/rng.ts";
 import { comboKey, type Combo } from "./scene.ts";
 
 export interface WorldOptions {

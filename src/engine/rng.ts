@@ -1,9 +1,24 @@
-/**
- * Small seeded PRNG (mulberry32) with helpers. Deterministic across platforms:
- * only 32-bit integer arithmetic via Math.imul.
- */
+// The one host-side PRNG of vlpkit (mulberry32) and the one way of mixing seeds into a generator's seed.
+// Plain TypeScript, no libtorch: it runs in loader workers, the synthetic-world generator and the image
+// augmenter alike. Only 32-bit integer arithmetic (Math.imul), so a seed gives the same numbers everywhere.
 
-/** Mix a list of integers/strings into one 32-bit seed (FNV-1a over the parts, then an avalanche). */
+/**
+ * Mixes a run's seed with a 0-based step index (and, optionally, a salt that tells streams apart and a
+ * data-parallel rank) into one unsigned 32-bit seed: each part is multiplied by its own odd constant,
+ * the products are xor-ed. A batch drawn from `new Rng(mixSeed(seed, step))` is the same wherever and
+ * whenever it is built, which is what makes resumed runs bit-identical.
+ * With no `rank` the rank term is absent (not rank 0's).
+ */
+export function mixSeed(seed: number, step: number, o: { salt?: number; rank?: number } = {}): number {
+  let h = Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ (o.salt ?? 0);
+  if (o.rank !== undefined) h ^= Math.imul(o.rank + 1, 0xc2b2ae35);
+  return h >>> 0;
+}
+
+/** `new Rng(mixSeed(seed, step, { salt }))`: the generator of one step's data-side choices. */
+export const stepRng = (seed: number, step: number, salt = 0): Rng => new Rng(mixSeed(seed, step, { salt }));
+
+/** Mixes a list of integers/strings into one unsigned 32-bit seed (FNV-1a over the parts, then an avalanche); `Rng.derive`'s. */
 export function hashSeed(...parts: (number | string)[]): number {
   let h = 0x811c9dc5;
   for (const p of parts) {
@@ -21,22 +36,22 @@ export function hashSeed(...parts: (number | string)[]): number {
   return h >>> 0;
 }
 
+/**
+ * A small seeded PRNG (mulberry32) with helpers; its state is one integer. The seed is taken as given
+ * and wrapped to 32 bits on the first draw, so any integer seed (signed or unsigned) gives the same
+ * stream as its 32-bit residue.
+ */
 export class Rng {
-  private state: number;
+  constructor(public state: number) {}
 
-  constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-
-  /** A new generator derived from this one's seed path, independent of how much this one was used. */
+  /** A new generator derived from a seed path, independent of how much any other generator was used. */
   static derive(seed: number, ...parts: (number | string)[]): Rng {
     return new Rng(hashSeed(seed, ...parts));
   }
 
   /** Uniform in [0, 1). */
   next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
+    let t = (this.state = (this.state + 0x6d2b79f5) | 0);
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;

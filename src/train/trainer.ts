@@ -15,8 +15,8 @@ import { writeFileAtomic, writingTo } from "../engine/serialize/atomic.ts";
 import { runFiles } from "./rundir.ts";
 import { runSettings, checkResumeSettings, summarizeHistory, pushRecent, stageSummary, stepsBelow, type Settings, type MetricsRow } from "./resume.ts";
 import { Loader, toTensors, type BuilderSpec, type HostBatch, type LoaderPosition } from "../data/loader.ts";
-import { ProgressBar } from "../cli/progress.ts";
-import { Rng } from "../objectives/sampling.ts";
+import type { ProgressFactory } from "./progress.ts";
+import { Rng, mixSeed, stepRng } from "../engine/rng.ts";
 import { renderRunPlot } from "./plot.ts";
 import type { Dist } from "../engine/dist.ts";
 import { DataParallel, broadcastModule, broadcastOptimizer, reduceMetrics, type DDPOptions } from "../engine/ddp.ts";
@@ -88,6 +88,8 @@ export interface TrainOptions {
   /** Stop after this many optimizer steps in total (for tests: simulate a kill). */
   stopAfter?: number;
   quiet?: boolean;
+  /** Draws each stage's progress (steps done, current loss), unless `quiet`; none when absent. */
+  progress?: ProgressFactory;
   /**
    * Data-parallel training over this group (world > 1): each source's batchSize is the global batch,
    * split evenly over the ranks; gradients and metrics are averaged over them; rank 0 alone reads
@@ -125,9 +127,9 @@ function localBatch(src: Source, d: Dist | undefined): number {
  * uninterrupted one would without saving every rank's generator states.
  */
 function reseedRank(generator: Generator, seed: number, step: number, rank: number): void {
-  const h = (salt: number) => (Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step, 0x85ebca6b) ^ Math.imul(rank + 1, 0xc2b2ae35) ^ salt) >>> 0;
-  generator.manualSeed(h(0));
-  manualSeed(h(0x27d4eb2f));
+  // the global step is 1-based, mixSeed's step index 0-based
+  generator.manualSeed(mixSeed(seed, step - 1, { rank }));
+  manualSeed(mixSeed(seed, step - 1, { rank, salt: 0x27d4eb2f }));
 }
 // -------------------------------------------------------------------------------------------------
 
@@ -264,7 +266,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
       ddp = new DataParallel(dist, model.namedParameters().filter(([, p]) => p.requiresGrad), o.ddp);
     }
     const first = resuming ? state.stageStep + 1 : 1;
-    const bar = o.quiet ? null : new ProgressBar(steps, { label: `${stage.name}` });
+    const bar = o.quiet ? null : (o.progress?.(steps, stage.name) ?? null);
     bar?.update(first - 1);
     const recent: Record<string, number[]> = {};
     const evalSummary: Record<string, number> = {};
@@ -274,7 +276,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
     try {
       for (let step = first; step <= steps; step++) {
         const global = state.globalStep + 1;
-        const rng = new Rng((Math.imul(o.seed + 1, 0x9e3779b1) ^ Math.imul(global, 0x85ebca6b)) | 0);
+        const rng = stepRng(o.seed, global - 1);
         if (dist) reseedRank(generator, o.seed, global, dist.rank);
         const lrFactor = sched(step - 1);
         opt.setLrFactor(lrFactor);
@@ -330,10 +332,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
         const line = { step: global, stage: stage.name, stage_step: step, source: tag, lr: stage.lr * lrFactor, loss: lossSum, grad_norm: gradNorm, ...scaling, time: Date.now(), ...metrics };
         if (main) appendTo(metricsFile, JSON.stringify(line) + "\n");
         pushRecent(recent, { loss: lossSum, ...metrics });
-        if (bar) {
-          bar.status = `loss ${lossSum.toFixed(3)}`;
-          bar.update(step);
-        }
+        bar?.update(step, `loss ${lossSum.toFixed(3)}`);
         const last = step === steps;
         if (stage.sources.some((x) => x.evalData) && ((o.evalEvery && global % o.evalEvery === 0) || last)) {
           const val = await evaluate(model, stage, o, global);
