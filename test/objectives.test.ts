@@ -5,6 +5,8 @@ import { maskTokens, maskRegions, shuffleTriplets, topicWords, IGNORE } from "..
 import { computeMlm, computeItc, computeItm, sampleHardNegatives, computeObjectPrediction, computeIfrs, computeTopic, computeQa, computeMim } from "../src/objectives/losses.ts";
 import { Rng } from "../src/engine/rng.ts";
 import { sampleMismatched, negativeImage, otherIndex, sampleAnswer } from "../src/objectives/sampling.ts";
+import { hogPatches, hogDim } from "../src/objectives/hog.ts";
+import { TorchRef } from "./torchref.ts";
 
 const close = (a: number, b: number, tol = 1e-5) => assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${a} != ${b}`);
 
@@ -197,4 +199,39 @@ test("topicWords is W ∩ L without specials, once each in text order; sampling 
   const a2l = new Map([["yes", 0], ["no", 1]]);
   assert.equal(sampleAnswer({ yes: 1 }, a2l, new Rng(3)), 0);
   assert.equal(sampleAnswer({ maybe: 1 }, a2l, new Rng(3)), -1);
+});
+
+test("HOG targets (MaskFeat, VLMo stage 1): equal to an atan2-based PyTorch reference, and a vertical edge votes for the 0 orientation", async () => {
+  const px = randn([2, 3, 32, 32]);
+  const got = hogPatches(px, 16);
+  assert.deepEqual(got.shape, [2, 4, hogDim(16)]);
+  assert.equal(hogDim(16), 3 * 9 * 4);
+  const ref = new TorchRef();
+  ref.put("hog/x", px);
+  // independent formulation: the orientation from atan2, votes relu(cos 2(θ - θ_k)) |g| per bin
+  ref.add("hog", `
+x = I['x']; B, C, S, _ = x.shape
+gx = F.conv2d(x, torch.tensor([-1., 0., 1.]).view(1, 1, 1, 3).repeat(C, 1, 1, 1), padding=(0, 1), groups=C)
+gy = F.conv2d(x, torch.tensor([-1., 0., 1.]).view(1, 1, 3, 1).repeat(C, 1, 1, 1), padding=(1, 0), groups=C)
+gx[..., :, [0, -1]] = 0; gy[..., [0, -1], :] = 0
+mag = torch.sqrt(gx ** 2 + gy ** 2); th = torch.atan2(gy, gx)
+v = torch.stack([torch.relu(torch.cos(2 * (th - k * math.pi / 9))) * mag * mag / (mag + 1e-6) for k in range(9)], 2)
+h = F.avg_pool2d(v.reshape(B, C * 9, S, S), 8).reshape(B, C, 9, S // 8, S // 8)
+g = S // 16
+p = h.reshape(B, C, 9, g, 2, g, 2).permute(0, 3, 5, 1, 2, 4, 6).reshape(B, g * g, -1)
+O['y'] = F.normalize(p, dim=-1)`);
+  await ref.run();
+  const want = ref.out("hog", "y").values;
+  const have = got.toArray() as number[];
+  let worst = 0;
+  for (let i = 0; i < have.length; i++) worst = Math.max(worst, Math.abs(have[i] - want[i]));
+  assert.ok(worst < 1e-4, `HOG differs from the reference by ${worst}`);
+  // a vertical edge (left half dark, right half bright): gradients along x only, θ = 0
+  const edge = zeros([1, 3, 16, 16]).add(tensor(Array.from({ length: 16 }, (_, j) => (j < 8 ? -1 : 1)), { shape: [1, 1, 1, 16] }));
+  const h = hogPatches(edge, 16, { cell: 16 }).reshape(3, 9).toArray() as number[];
+  for (let c = 0; c < 3; c++) {
+    const row = h.slice(c * 9, c * 9 + 9);
+    assert.equal(row.indexOf(Math.max(...row)), 0, `channel ${c}: votes ${row.map((x) => x.toFixed(3)).join(" ")}`);
+    assert.ok(row[4] < 1e-6, "the orthogonal orientation gets no vote");
+  }
 });

@@ -196,12 +196,12 @@ export function computeTopic(logits: Tensor, multiHot: Tensor, name = "topic"): 
 /**
  * VLMo stage 1 (image-only) substitute for BEiT's masked image modelling: BEiT predicts discrete
  * visual tokens of a pretrained dVAE we do not have, so we regress the per-patch-normalised pixels of
- * masked patches (MAE/SimMIM style) with MSE over masked patches only.
+ * masked patches (MAE/SimMIM style) with MSE over masked patches only; or, with `standardize: false`,
+ * any per-patch target as given (MaskFeat's HOG, objectives/hog.ts).
  */
-export function computeMim(pred: Tensor, patches: Tensor, mask: Tensor): LossOut {
-  const mean = patches.mean(-1, true);
-  const std = patches.var(-1, true, true).add(1e-6).sqrt();
-  const target = patches.sub(mean).div(std);
+export function computeMim(pred: Tensor, patches: Tensor, mask: Tensor, o: { standardize?: boolean } = {}): LossOut {
+  // pixel targets are standardised per patch (MAE's normalised pixels); HOG targets come L2-normalised
+  const target = o.standardize === false ? patches : patches.sub(patches.mean(-1, true)).div(patches.var(-1, true, true).add(1e-6).sqrt());
   const per = pred.sub(target).square().mean(-1);
   const m = mask.float();
   const n = m.sum().item();

@@ -15,6 +15,7 @@ import { VLMoModel, vlmoConfig, type VLMoPreset, type VLMoConfig, type VLMoUnimo
 import { Linear } from "../engine/nn.ts";
 import { computeItc, computeItm, computeMim, sampleHardNegatives } from "../objectives/losses.ts";
 import { otherIndex } from "../objectives/sampling.ts";
+import { hogPatches, hogDim } from "../objectives/hog.ts";
 import type { Rng } from "../engine/rng.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Source, Stage, StepContext } from "../train/trainer.ts";
@@ -32,13 +33,18 @@ const IMAGETEXT_MODULE = new URL("./imagetext.ts", import.meta.url).href;
 export class VLMoForPretraining extends VLMoModel {
   readonly mim_mask_token: Tensor;
   readonly mim_head: Linear;
-  constructor(config: VLMoConfig) {
+  /** `mimTarget`: what stage 1 regresses per masked patch (its width sizes `mim_head`). */
+  constructor(config: VLMoConfig, readonly mimTarget: MimTarget = "pixels") {
     super(config);
     const h = config.hiddenSize;
     this.mim_mask_token = this.param("mim_mask_token", F.truncNormal_(zeros([1, 1, h]), 0, 0.02));
-    this.mim_head = this.module("mim_head", new Linear(h, config.patchSize * config.patchSize * 3));
+    const width = mimTarget === "hog" ? hogDim(config.patchSize, config.inChans) : config.patchSize * config.patchSize * config.inChans;
+    this.mim_head = this.module("mim_head", new Linear(h, width));
   }
 }
+
+/** Stage 1's masked-patch target: normalised pixels (MAE/SimMIM) or HOG (MaskFeat), both stand-ins for BEiT's dVAE tokens. */
+export type MimTarget = "pixels" | "hog";
 
 export type VLMoStageName = "image" | "text" | "image-text";
 
@@ -118,11 +124,12 @@ export function vlmoItc(model: VLMoModel, img: VLMoUnimodalOutput, txt: VLMoUnim
 }
 
 export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage[] } {
-  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: VLMO_MLM_WEIGHT, itmWeight: 1, trimPadding: true, stages: {}, ...(r.vlmo ?? {}) } as {
-    order: string[]; standard: boolean; itmHardNegatives: boolean; mlmWeight: number; itmWeight: number; trimPadding: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number }>;
+  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: VLMO_MLM_WEIGHT, itmWeight: 1, trimPadding: true, mimTarget: "pixels", stages: {}, ...(r.vlmo ?? {}) } as {
+    mimTarget: MimTarget; order: string[]; standard: boolean; itmHardNegatives: boolean; mlmWeight: number; itmWeight: number; trimPadding: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number }>;
   };
   const config = vlmoConfig(r.model.preset as VLMoPreset, { standard: v.standard, ...(r.model.overrides ?? {}) } as Partial<VLMoConfig>);
-  const model = new VLMoForPretraining(config);
+  if (v.mimTarget !== "pixels" && v.mimTarget !== "hog") throw new Error(`recipe.vlmo.mimTarget: expected "pixels" or "hog", got ${JSON.stringify(v.mimTarget)}`);
+  const model = new VLMoForPretraining(config, v.mimTarget);
   const vocab = mlmVocab(config.vocabSize);
   const sources = sourcesFor(r.data, "vlmo", IMAGE_TEXT_FORMATS);
   const spec = (src: DataSource, mode: ImageTextArgs["mode"], split: "train" | "val" = "train"): BuilderSpec | undefined => {
@@ -146,7 +153,8 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const x = where(patchesMasked, model.mim_mask_token.expand(b, emb.size(1), emb.size(2)), emb);
     const out = model.inferImageFromEmbeddings(x);
     const pred = model.mim_head.forward(out.hidden.slice(1, 1));
-    return { ...weighted({ mim: computeMim(pred, patchesOf(batch.pixels, p), mask) }, {}), tag: "image" };
+    const mim = v.mimTarget === "hog" ? computeMim(pred, hogPatches(batch.pixels, p), mask, { standardize: false }) : computeMim(pred, patchesOf(batch.pixels, p), mask);
+    return { ...weighted({ mim }, {}), tag: "image" };
   };
 
   const stepText = (full: Record<string, Tensor>, _m: unknown, ctx: StepContext) => {
