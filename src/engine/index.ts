@@ -1,4 +1,5 @@
-// vlpkit's engine: tensors, autograd, scopes, functional ops (nn, optim and serialize beside it).
+// vlpkit's engine (the package's `vlpkit/engine`): tensors, autograd, scopes, functional ops, nn modules,
+// optimizers, schedules, gradient utilities, the host PRNG, devices, checkpoints and safetensors / .pth IO.
 export * from "./tensor.ts";
 export * from "./dtype.ts";
 export { tidy, tidyAsync, scopeDepth } from "./scope.ts";
@@ -8,3 +9,17 @@ export { Module, Linear, LayerNorm, Embedding, Dropout, DropPath, Conv2d, Module
 export { initDistributed, distConfigFromEnv, distBackends, Dist, DistError, type DistConfig } from "./dist.ts";
 export { DataParallel, broadcastModule, broadcastOptimizer, broadcastTensors, allReduceGradients, reduceMetrics, assignBuckets, type DDPOptions } from "./ddp.ts";
 export { autocast, autocastAsync, autocastState, withPrecision, withPrecisionAsync, precisionDtype, PRECISIONS, type Precision, type AutocastDType } from "./precision.ts";
+export { Optimizer, Adam, AdamW, SGD, paramGroupsNoDecay, defaultNoDecay, type ParamGroup, type ParamGroupSpec, type AdamOptions, type SGDOptions, type OptimizerStateDict } from "./optim.ts";
+export { makeSchedule, applyLr, linearWarmupDecay, polynomialDecay, cosineDecay, constantWithWarmup, type Schedule, type ScheduleConfig } from "./schedule.ts";
+export { clipGradNorm, hasNonFinite, hasNonFiniteGrad, GradAccumulator } from "./grad.ts";
+export { Rng, mixSeed, stepRng, hashSeed } from "./rng.ts";
+export { parseDevice, isCuda, placeDevice, deviceProblem } from "./device.ts";
+export { checkDevice, toDevice, moduleDevice } from "./placement.ts";
+export {
+  saveStateDict, loadStateDictFile, saveCheckpoint, loadCheckpoint, latestCheckpoint, resolveCheckpoint,
+  readTrainerState, isCompleteCheckpoint, type TrainerState, type CheckpointParts,
+} from "./checkpoint.ts";
+export { readSafetensors, writeSafetensors, openSafetensors, encodeSafetensors, decodeSafetensors, type SafetensorsFile } from "./serialize/safetensors.ts";
+export { loadPth, loadPthStateDict } from "./serialize/pth.ts";
+export { writeFileAtomic, writeJsonAtomic } from "./serialize/atomic.ts";
+export { addonPath } from "./native.ts";
