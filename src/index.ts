@@ -3,8 +3,8 @@
 // everything it exports: `vlpkit/engine`, `vlpkit/models`, `vlpkit/data`, `vlpkit/objectives`,
 // `vlpkit/train` (see package.json "exports" and ARCHITECTURE.md).
 export * from "./engine/index.ts";
-export { BertTokenizer, loadBertBaseUncasedVocab, BERT_UNCASED_VOCAB_SIZE, type Encoding, type EncodeOptions } from "./text/tokenizer.ts";
-export { openImage, decodeImage, resizeImage, toChw, patchify, loadImageTensor, VLMO_NORM, IMAGENET_NORM, type RgbImage, type ChwImage } from "./vision/image.ts";
+export { BertTokenizer, loadBertBaseUncasedVocab, BERT_UNCASED_VOCAB_SIZE, type Encoding, type EncodeOptions, type TruncationStrategy } from "./text/tokenizer.ts";
+export { openImage, decodeImage, resizeImage, toChw, patchify, loadImageTensor, VLMO_NORM, IMAGENET_NORM, type RgbImage, type ChwImage, type Normalization, type Patches, type ResizeOptions } from "./vision/image.ts";
 export { randAugment, type RandAugmentOptions } from "./vision/augment.ts";
 export {
   VLMoModel, vlmoConfig, VLMO_PRESETS, vlmoParameterCount, loadOfficialCheckpoint, type VLMoConfig, type VLMoPreset,

@@ -6,7 +6,7 @@ export { tidy, tidyAsync, scopeDepth } from "./scope.ts";
 export * as F from "./functional.ts";
 export * as nn from "./nn.ts";
 export { Module, Linear, LayerNorm, Embedding, Dropout, DropPath, Conv2d, ModuleList, Sequential, GELU, StateDictError, type StateDict } from "./nn.ts";
-export { initDistributed, distConfigFromEnv, distBackends, Dist, DistError, type DistConfig } from "./dist.ts";
+export { initDistributed, distConfigFromEnv, distBackends, Dist, DistError, type DistConfig, type ReduceOp, type Backend } from "./dist.ts";
 export { DataParallel, broadcastModule, broadcastOptimizer, broadcastTensors, allReduceGradients, reduceMetrics, assignBuckets, type DDPOptions } from "./ddp.ts";
 export { autocast, autocastAsync, autocastState, withPrecision, withPrecisionAsync, precisionDtype, PRECISIONS, type Precision, type AutocastDType } from "./precision.ts";
 export { Optimizer, Adam, AdamW, SGD, paramGroupsNoDecay, defaultNoDecay, type ParamGroup, type ParamGroupSpec, type AdamOptions, type SGDOptions, type OptimizerStateDict } from "./optim.ts";
@@ -23,3 +23,15 @@ export { readSafetensors, writeSafetensors, openSafetensors, encodeSafetensors, 
 export { loadPth, loadPthStateDict } from "./serialize/pth.ts";
 export { writeFileAtomic, writeJsonAtomic } from "./serialize/atomic.ts";
 export { addonPath } from "./native.ts";
+// types the functions above take or return
+export type { GroupBase, ParamState, AdamHyper, SGDHyper, NoDecayOptions } from "./optim.ts";
+export type { WarmupOptions } from "./schedule.ts";
+export type { AccumulatedStep } from "./grad.ts";
+export type { CudaInfo } from "./device.ts";
+export type { ResolveOptions } from "./checkpoint.ts";
+export type { Metadata, TensorInput, SafetensorsContents, SafetensorsEntry } from "./serialize/safetensors.ts";
+export type { RawTensor } from "./serialize/raw.ts";
+export type { LoadPthOptions, LoadStateDictOptions } from "./serialize/pth.ts";
+export type { AtomicWriter, AtomicWriteOptions, JsonAtomicOptions } from "./serialize/atomic.ts";
+export type { NativeTensor, NativeGenerator } from "./native.ts";
+export type { Trackable } from "./scope.ts";
