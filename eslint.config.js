@@ -1,7 +1,7 @@
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "native/build/", "dist/", "runs/", "data/", "test-artifacts/"] },
+  { ignores: ["node_modules/", "native/build/", "dist/", "runs/", "data/", "test-artifacts/", "docs/api/"] },
   ...tseslint.configs.recommended,
   {
     rules: {

@@ -72,13 +72,21 @@ process.env.OMP_WAIT_POLICY ??= "PASSIVE";
 // share the process's already-loaded library.
 export const blasConfig: BlasConfig = isMainThread ? configureBlas(addonPath) : { source: "skipped", note: "worker thread" };
 
+// How to (re)build the addon, in the repository or in an installed package (which ships native/src,
+// native/binding.gyp and scripts/libtorch.mjs beside the addon it was packed with).
+const packageRoot = join(here, "..", "..");
+const rebuildHint = existsSync(join(packageRoot, "Makefile"))
+  ? "build it with `make setup` (or `npm run build:native`; LIBTORCH=auto for the PyTorch on PATH, LIBTORCH=/path for another libtorch)"
+  : `rebuild it against this machine's libtorch with \`npm run build:native\` in ${packageRoot} (e.g. \`npm explore vlpkit -- npm run build:native\`; LIBTORCH=auto for the PyTorch on PATH, LIBTORCH=/path for another libtorch), or point VLPKIT_ADDON at a built vlpkit.node`;
+
 function load(): Addon {
-  if (!existsSync(addonPath)) {
-    throw new Error(
-      `vlpkit native addon not found at ${addonPath}: build it with \`make setup\` (or \`npm run build:native\`; LIBTORCH=auto for the PyTorch on PATH, LIBTORCH=/path for another libtorch)`,
-    );
+  if (!existsSync(addonPath)) throw new Error(`vlpkit native addon not found at ${addonPath}: ${rebuildHint}`);
+  let addon: Addon;
+  try {
+    addon = createRequire(import.meta.url)(addonPath) as Addon;
+  } catch (e) {
+    throw new Error(`vlpkit native addon ${addonPath} does not load (${(e as Error).message}): ${rebuildHint}`, { cause: e });
   }
-  const addon = createRequire(import.meta.url)(addonPath) as Addon;
   // libtorch starts with 1 thread on some machines; default to the cores we have.
   const threads = Number(process.env.VLP_NUM_THREADS ?? 0) || Math.max(1, availableParallelism());
   if (isMainThread) addon.setNumThreads(threads); // the thread pool is process-wide: only the main thread sets it

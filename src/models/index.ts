@@ -1,0 +1,11 @@
+// The models (the package's `vlpkit/models`): BERT blocks, LXMERT / LXMERT-S, SemVLP, VLMo, their
+// heads, and the parameter-name maps between these and the Hugging Face / official checkpoints.
+export * from "./bert.ts";
+export * from "./heads.ts";
+export * from "./namemap.ts";
+export * from "./lxmert.ts";
+export * from "./semvlp.ts";
+export * from "./vlmo.ts";
+export * from "./vlmo_heads.ts";
+// lxmert.ts and vlmo.ts each define the same { outputAttentions?, outputHiddenStates? } options
+export type { InspectOptions } from "./vlmo.ts";
