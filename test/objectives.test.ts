@@ -221,7 +221,7 @@ g = S // 16
 p = h.reshape(B, C, 9, g, 2, g, 2).permute(0, 3, 5, 1, 2, 4, 6).reshape(B, g * g, -1)
 O['y'] = F.normalize(p, dim=-1)`);
   await ref.run();
-  const want = ref.out("hog", "y").values;
+  const want = ref.tensor("hog", "y").values;
   const have = got.toArray() as number[];
   let worst = 0;
   for (let i = 0; i < have.length; i++) worst = Math.max(worst, Math.abs(have[i] - want[i]));
