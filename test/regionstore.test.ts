@@ -374,6 +374,23 @@ test("TSV → store under skipInvalid: a feature-dimension mismatch names the of
   assert.deepEqual([res.count, res.dim, res.maxBoxes], [3, 4, 2], "the skipped row's 5 boxes do not size the records");
 });
 
+test("TSV → store under skipInvalid: when the first row with boxes is the odd one, it is the row named and skipped", async (t) => {
+  const dir = tmpDir(t);
+  const tsv = path.join(dir, "firstodd.tsv");
+  const rows = [makeRecord("odd", 5, 6, 1), makeRecord("r1", 2, 4, 2), makeRecord("r2", 3, 4, 3), makeRecord("r3", 1, 4, 4)];
+  fs.writeFileSync(tsv, rows.map((r) => encodeObj36Row(r) + "\n").join(""));
+  const out = path.join(dir, "firstodd.regions");
+  const skipped: string[] = [];
+  const res = await convertTsvToStore(tsv, out, { skipInvalid: true, onSkip: (e) => skipped.push(e.message) });
+  assert.deepEqual(skipped, [`${tsv}: line 1 (img_id odd): feature dim 6 differs from 4 (the dimension of most rows with boxes (3), first at line 2)`]);
+  assert.deepEqual([res.count, res.dim, res.maxBoxes], [3, 4, 3]);
+  const s = RegionStore.open(out);
+  assert.deepEqual(s.ids(), ["r1", "r2", "r3"]);
+  s.close();
+  // without skipInvalid the first mismatch stops the conversion, naming its line
+  await assert.rejects(convertTsvToStore(tsv, out), /firstodd\.tsv: line 2 \(img_id r1\): feature dim 4 differs from 6 \(the first row with boxes, line 1\)/);
+});
+
 test("a 0-box row has the file's feature dimension in the TSV reader and in the store", async (t) => {
   const dir = tmpDir(t);
   const tsv = path.join(dir, "empty.tsv");

@@ -723,10 +723,12 @@ export interface ConvertResult {
 export class Obj36RowChecker {
   private readonly firstLine = new Map<string, number>();
 
-  constructor(readonly tsvPath: string, public dim = 0, public dimLine = 0) {}
+  /** `dimRows`: how many rows have `dim`, when it was chosen as the dimension of most rows rather than the first row's. */
+  constructor(readonly tsvPath: string, public dim = 0, public dimLine = 0, readonly dimRows = 0) {}
 
   dimError(lineNo: number, imgId: string, d: number): Obj36Error {
-    return new Obj36Error(`${this.tsvPath}: line ${lineNo} (img_id ${imgId}): feature dim ${d} differs from ${this.dim} (the first row with boxes, line ${this.dimLine})`);
+    const why = this.dimRows > 0 ? `the dimension of most rows with boxes (${this.dimRows}), first at line ${this.dimLine}` : `the first row with boxes, line ${this.dimLine}`;
+    return new Obj36Error(`${this.tsvPath}: line ${lineNo} (img_id ${imgId}): feature dim ${d} differs from ${this.dim} (${why})`);
   }
 
   /** null if the row may go into the store (and is then remembered), else what is wrong with it. */
@@ -751,8 +753,9 @@ export interface ConvertOptions {
   dtype?: FeatureDtype;
   /**
    * Skip rows that are malformed, repeat an earlier img_id, or have another feature
-   * dimension than the first row with boxes; each is passed to `onSkip`, naming the
-   * TSV's path, line and img_id.
+   * dimension than most rows with boxes; each is passed to `onSkip`, naming the TSV's
+   * path, line and img_id. (Without it, a row whose dimension differs from the first row
+   * with boxes stops the conversion.)
    */
   skipInvalid?: boolean;
   onSkip?: (err: Error) => void;
@@ -769,8 +772,9 @@ export interface ConvertOptions {
 export async function convertTsvToStore(tsvPath: string, outPath: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
   let dim = 0;
   let dimLine = 0;
-  let maxBoxes = 0;
   let rows = 0;
+  // under skipInvalid the rows' most common dimension is kept (the first row with boxes may be the odd one)
+  const dims = new Map<number, { rows: number; line: number; maxBoxes: number }>();
   for await (const { bytes, lineNo } of scanTsvLines(tsvPath)) {
     if (bytes.length === 0) continue;
     rows++;
@@ -779,16 +783,24 @@ export async function convertTsvToStore(tsvPath: string, outPath: string, opts: 
     if (dim === 0) {
       dim = shape.dim;
       dimLine = lineNo;
-    } else if (shape.dim !== dim) {
-      if (opts.skipInvalid) continue; // reported (with its line) by the second pass
+    } else if (shape.dim !== dim && !opts.skipInvalid) {
       throw new Obj36RowChecker(tsvPath, dim, dimLine).dimError(lineNo, bytes.subarray(0, bytes.indexOf(9)).toString("utf8"), shape.dim);
     }
-    maxBoxes = Math.max(maxBoxes, shape.numBoxes);
+    const d = dims.get(shape.dim) ?? { rows: 0, line: lineNo, maxBoxes: 0 };
+    d.rows++;
+    d.maxBoxes = Math.max(d.maxBoxes, shape.numBoxes);
+    dims.set(shape.dim, d);
   }
   if (dim === 0) throw new Error(`${tsvPath}: no row with boxes and features`);
+  // the most rows, ties to the earliest (a Map keeps first-seen order)
+  const [mostDim, most] = [...dims].reduce((a, b) => (b[1].rows > a[1].rows ? b : a));
+  const byMajority = mostDim !== dim;
+  dim = mostDim;
+  dimLine = most.line;
+  const maxBoxes = most.maxBoxes;
   const dtype = opts.dtype ?? "float32";
   const writer = new RegionStoreWriter(outPath, { dim, maxBoxes, dtype, source: `obj36 TSV ${basename(tsvPath)}` });
-  const checker = new Obj36RowChecker(tsvPath, dim, dimLine);
+  const checker = new Obj36RowChecker(tsvPath, dim, dimLine, byMajority ? most.rows : 0);
   let done = 0;
   try {
     for await (const { record: rec, lineNo } of readObj36TsvRows(tsvPath, { skipInvalid: opts.skipInvalid, onSkip: opts.onSkip })) {

@@ -6,17 +6,29 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 
-export const SOURCE_FORMATS = ["synth", "lxmert", "vg", "karpathy", "coco-captions", "vilt-arrow"] as const;
+export const SOURCE_FORMATS = ["synth", "lxmert", "vg", "karpathy", "coco-captions", "vilt-arrow", "vqa", "gqa", "nlvr2"] as const;
 export type SourceFormat = (typeof SOURCE_FORMATS)[number];
 
-/** The part of a source that can differ for the held-out split (`eval`). */
+/** The part of a source that can differ for the held-out split (`eval`) and the test split (`test`). */
 export interface SourceSplit {
-  /** lxmert: pre-training JSON files; karpathy / coco-captions: the annotation file. */
+  /**
+   * lxmert: pre-training JSON files; karpathy / coco-captions: the annotation file; vqa, gqa, nlvr2:
+   * LXMERT's converted task JSON (data/vqa/train.json + nominival.json, data/gqa/train.json, data/nlvr2/train.json).
+   */
   json?: string | string[];
-  /** lxmert, vg: obj36 TSV files or `.regions` stores (several: their union; vg: keyed by VG image id). */
+  /** lxmert, vg, vqa, gqa, nlvr2, karpathy, coco-captions: obj36 TSV files or `.regions` stores (several: their union; vg: keyed by VG image id). */
   regions?: string | string[];
-  /** karpathy / coco-captions: the image root (Karpathy's `filepath`/`filename` or COCO's `file_name` below it). */
+  /**
+   * karpathy / coco-captions: the image root (Karpathy's `filepath`/`filename` or COCO's `file_name` below it);
+   * vqa, gqa, nlvr2: a folder whose files (at any depth) are named `<img_id>.<jpg|png|...>`.
+   */
   images?: string;
+  /** vqa: VQA v2's question files (v2_OpenEnded_mscoco_<split>_questions.json). */
+  questions?: string | string[];
+  /** vqa: VQA v2's annotation files, one per question file (absent for test questions). */
+  annotations?: string | string[];
+  /** nlvr2: the official statements (train.json, dev.json, test1.json: one JSON object per line). */
+  jsonl?: string | string[];
   /** karpathy: the splits to read (default train + restval; eval: val). */
   split?: string[];
   /** vilt-arrow: table names under `root` without `.arrow`; `*` matches any run of characters (`sbu_*`). */
@@ -35,7 +47,7 @@ export interface DataSource extends SourceSplit {
   karpathy?: string;
   /** vilt-arrow: the folder that holds the `.arrow` tables. */
   root?: string;
-  /** lxmert: the ans2label JSON of the QA head (LXMERT ships data/vqa/trainval_ans2label.json). */
+  /** lxmert: the ans2label JSON of the QA head (LXMERT ships data/vqa/trainval_ans2label.json); vqa, gqa: the task's answer vocabulary. */
   answers?: string;
   /** vg: region_descriptions.json (MSP's phrase stage). */
   regionDescriptions?: string;
@@ -43,12 +55,14 @@ export interface DataSource extends SourceSplit {
   objects?: string;
   /** lxmert, vg: the detector's objects_vocab.txt (MSP's topic labels). */
   objectVocab?: string;
-  /** lxmert: a ViLBERT-style hard-negative pool (MSP's ITM_HS); without it, random negatives. */
+  /** lxmert, karpathy, coco-captions: a ViLBERT-style hard-negative pool (MSP's ITM_HS; LXMERT-S retrieval); without it, random negatives. */
   hardNegatives?: string;
   /** lxmert: the `sentf` sources to read (e.g. ["mscoco", "vg"]); karpathy: the sentence field, "raw" (default) or "tokens" (joined by spaces). */
   text?: string | string[];
   /** The held-out split: keys that replace the training ones (lxmert: json, regions; karpathy: split; ...). */
   eval?: SourceSplit;
+  /** vqa, gqa, nlvr2, karpathy, coco-captions: the test split (`vlp eval --split test`), keys as for `eval`. */
+  test?: SourceSplit;
 }
 
 type Kind = "file" | "files" | "dir" | "string" | "strings" | "number" | "object";
@@ -66,9 +80,24 @@ const FORMAT_KEYS: Record<SourceFormat, { keys: Record<string, Kind>; required: 
     required: ["regions"],
     eval: ["regionDescriptions", "objects", "regions"],
   },
-  karpathy: { keys: { json: "file", images: "dir", split: "strings", text: "string", eval: "object" }, required: ["json", "images"], eval: ["split"] },
-  "coco-captions": { keys: { json: "file", images: "dir", eval: "object" }, required: ["json", "images"], eval: ["json", "images"] },
+  karpathy: {
+    keys: { json: "file", images: "dir", regions: "files", hardNegatives: "file", split: "strings", text: "string", eval: "object", test: "object" },
+    required: ["json", "images"],
+    eval: ["split"],
+  },
+  "coco-captions": {
+    keys: { json: "file", images: "dir", regions: "files", hardNegatives: "file", eval: "object", test: "object" },
+    required: ["json", "images"],
+    eval: ["json", "images", "regions"],
+  },
   "vilt-arrow": { keys: { root: "dir", tables: "strings", eval: "object" }, required: ["root", "tables"], eval: ["tables"] },
+  vqa: {
+    keys: { json: "files", questions: "files", annotations: "files", answers: "file", regions: "files", images: "dir", eval: "object", test: "object" },
+    required: ["answers"],
+    eval: ["json", "questions", "annotations", "regions", "images"],
+  },
+  gqa: { keys: { json: "files", answers: "file", regions: "files", images: "dir", eval: "object", test: "object" }, required: ["json", "answers"], eval: ["json", "regions", "images"] },
+  nlvr2: { keys: { json: "files", jsonl: "files", regions: "files", images: "dir", eval: "object", test: "object" }, required: [], eval: ["json", "jsonl", "regions", "images"] },
 };
 
 const KARPATHY_SPLITS = ["train", "val", "test", "restval"];
@@ -76,6 +105,13 @@ const KARPATHY_SPLITS = ["train", "val", "test", "restval"];
 /** The pipelines a format feeds. */
 export const REGION_TEXT_FORMATS: SourceFormat[] = ["synth", "lxmert", "vg"];
 export const IMAGE_TEXT_FORMATS: SourceFormat[] = ["synth", "karpathy", "coco-captions", "vilt-arrow"];
+/** The formats each fine-tuning task reads (src/tasks/sources.ts). */
+export const TASK_FORMATS: Record<"vqa" | "gqa" | "nlvr2" | "retrieval", SourceFormat[]> = {
+  vqa: ["synth", "vqa"],
+  gqa: ["synth", "gqa"],
+  nlvr2: ["synth", "nlvr2"],
+  retrieval: ["synth", "karpathy", "coco-captions"],
+};
 
 function describe(k: Kind): string {
   return { file: "a file path", files: "a file path or a list of them", dir: "a folder path", string: "a string", strings: "a list of strings", number: "a number", object: "an object" }[k];
@@ -136,7 +172,7 @@ function checkSplitKeys(o: Record<string, unknown>, keys: Record<string, Kind>, 
 /** The format-specific checks a key's type cannot express (split names, tables that exist, text fields). */
 function checkFormatValues(s: DataSource, where: string): void {
   if (s.format === "karpathy") {
-    for (const [k, split] of [["split", s.split], ["eval.split", s.eval?.split]] as const) {
+    for (const [k, split] of [["split", s.split], ["eval.split", s.eval?.split], ["test.split", s.test?.split]] as const) {
       const bad = split?.find((x) => !KARPATHY_SPLITS.includes(x));
       if (bad !== undefined) throw new Error(`${where}.${k}: unknown split ${JSON.stringify(bad)} (Karpathy files have ${KARPATHY_SPLITS.join(", ")})`);
     }
@@ -145,6 +181,18 @@ function checkFormatValues(s: DataSource, where: string): void {
   if (s.format === "vilt-arrow") {
     arrowTables(s.root!, s.tables!, `${where}.tables`);
     if (s.eval?.tables) arrowTables(s.root!, s.eval.tables, `${where}.eval.tables`);
+  }
+  for (const [key, sp] of [["", s], ["eval.", s.eval], ["test.", s.test]] as const) {
+    if (!sp) continue;
+    if (s.format === "vqa" && key === "" && !sp.json && !sp.questions) throw new Error(`${where}: a vqa source needs json (LXMERT's converted files) or questions (+ annotations: VQA v2's files)`);
+    if (s.format === "vqa" && sp.json && sp.questions) throw new Error(`${where}.${key}questions: not with ${key}json (give LXMERT's converted files or VQA v2's, not both)`);
+    if (s.format === "vqa" && sp.annotations) {
+      const q = sp.questions ? asList(sp.questions).length : 0;
+      const a = asList(sp.annotations).length;
+      if (q !== a) throw new Error(`${where}.${key}annotations: ${a} file(s) for ${q} question file(s) (one annotation file per question file)`);
+    }
+    if (s.format === "nlvr2" && key === "" && !sp.json && !sp.jsonl) throw new Error(`${where}: an nlvr2 source needs json (LXMERT's converted files) or jsonl (the official statements)`);
+    if (s.format === "nlvr2" && sp.json && sp.jsonl) throw new Error(`${where}.${key}jsonl: not with ${key}json (give LXMERT's converted files or the official ones, not both)`);
   }
   if (s.format === "vg" && !s.regionDescriptions && !s.objects) throw new Error(`${where}: a vg source needs regionDescriptions (MSP's phrase stage) or objects (its token stage)`);
   if (s.format === "synth") {
@@ -178,12 +226,14 @@ export function checkSources(raw: unknown, where: string, base: string): DataSou
     if (o.weight !== undefined && !(typeof o.weight === "number" && Number.isFinite(o.weight) && o.weight > 0)) throw new Error(`${w}.weight: expected a number > 0 (the source's sampling weight), got ${JSON.stringify(o.weight)}`);
     for (const k of spec.required) if (o[k] === undefined) throw new Error(`${w}.${k}: required for format "${format}"`);
     checkSplitKeys(o, spec.keys, w, base);
-    if (o.eval !== undefined) {
-      if (!typeOk(o.eval, "object")) throw new Error(`${w}.eval: expected an object, got ${JSON.stringify(o.eval)}`);
-      const ev = { ...(o.eval as Record<string, unknown>) };
-      o.eval = ev;
-      for (const k of Object.keys(ev)) if (!spec.eval.includes(k)) throw new Error(`${w}.eval.${k}: unknown key (the held-out split of format "${format}" takes ${spec.eval.join(", ")})`);
-      checkSplitKeys(ev, spec.keys, `${w}.eval`, base);
+    for (const part of ["eval", "test"] as const) {
+      if (o[part] === undefined) continue;
+      if (!typeOk(o[part], "object")) throw new Error(`${w}.${part}: expected an object, got ${JSON.stringify(o[part])}`);
+      const ev = { ...(o[part] as Record<string, unknown>) };
+      o[part] = ev;
+      const what = part === "eval" ? "held-out" : "test";
+      for (const k of Object.keys(ev)) if (!spec.eval.includes(k)) throw new Error(`${w}.${part}.${k}: unknown key (the ${what} split of format "${format}" takes ${spec.eval.join(", ")})`);
+      checkSplitKeys(ev, spec.keys, `${w}.${part}`, base);
     }
     checkFormatValues(o as unknown as DataSource, w);
     return o as unknown as DataSource;
@@ -233,10 +283,15 @@ export function sourceName(base: string, s: DataSource, count: number): string {
  * The keys of a source for one split: "train" = the source's own, "val" = those with its `eval`
  * keys in place (undefined when the format's held-out split needs an `eval` that is not there).
  */
-export function splitOf(s: DataSource, split: "train" | "val"): DataSource | undefined {
+export function splitOf(s: DataSource, split: "train" | "val" | "test"): DataSource | undefined {
   if (split === "train") return s;
-  if (s.format === "karpathy") return { ...s, split: s.eval?.split ?? ["val"] };
-  return s.eval ? { ...s, ...s.eval } : undefined;
+  const part = split === "val" ? s.eval : s.test;
+  if (s.format === "karpathy") return { ...s, split: part?.split ?? [split] };
+  if (!part) return undefined;
+  const own: DataSource = { ...s, ...part };
+  // a task's split has its own examples: the training ones are not inherited (the image root and region features are)
+  if (s.format === "vqa" || s.format === "gqa" || s.format === "nlvr2") for (const k of ["json", "questions", "annotations", "jsonl"] as const) if (part[k] === undefined) delete own[k];
+  return own;
 }
 
 /** Region-text inputs (examples + regions) of an `lxmert` source's split; `text`: the sentf sources kept by default. */

@@ -21,8 +21,10 @@ export interface RunInfo {
   method: Method;
   /** Model preset and overrides, as in a recipe's `model` section (the task's heads are added by the task). */
   model: { preset: string; overrides?: Record<string, unknown> };
-  /** The synthetic world (or dataset folder) the run read. */
-  world: string;
+  /** The synthetic world (or dataset folder) the run read; absent for a run on data.sources (its recipe names them). */
+  world?: string;
+  /** Pre-training runs: the ans2label file of the run's QA head (a world's vqa/trainval_ans2label.json, an lxmert source's answers). */
+  answers?: string;
   /** Pre-training runs: the recipe's Karpathy file (relative to `world`), when not the synthetic world's. */
   karpathy?: string;
   /** Answer labels by class index (VQA, GQA). */
@@ -51,14 +53,17 @@ export function readRunInfo(dir: string): RunInfo {
     return info;
   }
   if (existsSync(pre)) {
-    const r = read(pre) as { method: Method; model: RunInfo["model"]; data: { world: string; karpathy?: string }; vlmo?: { standard?: boolean } };
-    if (r.method && r.model && !r.data?.world && (r.data as { sources?: unknown } | undefined)?.sources) {
-      throw new Error(`${pre}: this run was pre-trained on data.sources; fine-tuning and evaluation read the synthetic world's layout only so far (a run pre-trained with data.world works)`);
-    }
-    if (!r.method || !r.model || !r.data?.world) throw new Error(`${pre}: not a vlp recipe (method, model, data.world)`);
+    const r = read(pre) as { method: Method; model: RunInfo["model"]; data: { world?: string; karpathy?: string; sources?: { format?: string; world?: string; answers?: string }[] }; vlmo?: { standard?: boolean } };
+    const sources = Array.isArray(r.data?.sources) ? r.data.sources : undefined;
+    if (!r.method || !r.model || (!r.data?.world && !sources)) throw new Error(`${pre}: not a vlp recipe (method, model, data.world or data.sources)`);
     // VLMo's Table 5 ablation is set outside `model` (recipe.vlmo.standard) but changes the network
     const model = r.method === "vlmo" && r.vlmo?.standard !== undefined ? { ...r.model, overrides: { standard: r.vlmo.standard, ...(r.model.overrides ?? {}) } } : r.model;
-    return { kind: "pretrain", method: r.method, model, world: r.data.world, karpathy: r.data.karpathy };
+    // the model comes from the recipe's model section; the data is only needed for the QA head's answers
+    // and as the default world of a zero-shot evaluation (a run on one synth source has one)
+    const synth = sources?.length === 1 && sources[0].format === "synth" ? sources[0].world : undefined;
+    const world = r.data.world ?? synth;
+    const answers = world ? join(world, "vqa/trainval_ans2label.json") : sources?.find((s) => s.format === "lxmert" && s.answers)?.answers;
+    return { kind: "pretrain", method: r.method, model, world, karpathy: r.data.karpathy, ...(answers ? { answers } : {}) };
   }
   throw new Error(`${dir}: neither finetune.json nor recipe.json there (not a vlp run directory)`);
 }

@@ -5,12 +5,11 @@
 //   finetune.json (method, model, world, answer labels, the recipe as run), model.safetensors,
 //   metrics.jsonl / metrics.html (trainer), ckpt-<step>/; SemVLP "best": mode-single/, mode-two/.
 import { checkRanges } from "../pretrain/ranges.ts";
-import { copyFileSync, existsSync, mkdirSync } from "node:fs";
+import { copyFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { F, manualSeed, noGrad, tidy, type Tensor } from "../engine/index.ts";
 import { Loader, toTensors, type BuilderSpec } from "../data/loader.ts";
 import { moduleDevice, placeDevice } from "../engine/placement.ts";
-import { readAnswerVocab } from "../data/formats/vqa.ts";
 import { computeQa } from "../objectives/losses.ts";
 import { train, type Stage, type Source } from "../train/trainer.ts";
 import type { ProgressFactory } from "../train/progress.ts";
@@ -18,7 +17,8 @@ import type { SemVLPMode } from "../models/semvlp.ts";
 import type { VLMoModel } from "../models/vlmo.ts";
 import { readRunInfo, writeRunInfo, type RunInfo } from "./checkpoint.ts";
 import { pretrainedTaskNet, scratchTaskNet, loadTaskRun, type TaskHead, type TaskNet } from "./models.ts";
-import { readAnswers, readTaskExamples, type TaskDataArgs, type TaskExample, type TaskFormat } from "./data.ts";
+import { inputFile, readAnswers, readTaskInputs, type TaskDataArgs, type TaskExample, type TaskFormat } from "./data.ts";
+import { answerVocab, classifySplit, worldFile, type TaskRecipeData } from "./sources.ts";
 import type { EvalArgs, FinetuneArgs, FinetuneRecipe } from "./task.ts";
 
 const DATA_MODULE = new URL("./data.ts", import.meta.url).href;
@@ -54,8 +54,8 @@ export interface ClassifyTask {
   defaults?: Record<string, unknown>;
   /** The training stages (default: one stage on the train split). */
   stages?(c: StageContext): Stage[];
-  /** `limit`: only the first N examples were evaluated (--limit). */
-  score(preds: Prediction[], c: { world: string; split: string; labels?: string[]; limit?: number }): Record<string, number>;
+  /** `limit`: only the first N examples were evaluated (--limit); `annotations`: the split's VQA v2 annotation files, when it has them. */
+  score(preds: Prediction[], c: { annotations?: string[]; split: string; labels?: string[]; limit?: number }): Record<string, number>;
   dump(path: string, preds: Prediction[], labels?: string[]): void;
 }
 
@@ -73,11 +73,7 @@ const log = (quiet: boolean | undefined, s: string) => {
   if (!quiet) console.log(s);
 };
 
-export function taskFile(world: string, rel: string): string {
-  const p = join(world, rel);
-  if (!existsSync(p)) throw new Error(`${p}: not found (is ${world} a world written by \`vlp data synth\`? splits: train, val, test, test_comp)`);
-  return p;
-}
+export const taskFile = worldFile;
 
 /** recipe.options with defaults; unknown keys and bad values are rejected naming the key. */
 export function classifyOptions(task: ClassifyTask, raw: Record<string, unknown> | undefined): ClassifyOptions {
@@ -119,21 +115,26 @@ export async function predict(net: TaskNet, spec: BuilderSpec, o: { batchSize: n
 }
 
 interface Setup {
-  world: string;
-  regions: string;
+  /** The recipe's data (a world or sources), or the world `vlp eval --world` names. */
+  data: TaskRecipeData;
   labels?: string[];
   answersFile?: string;
   options: ClassifyOptions;
 }
 
 function dataSpec(task: ClassifyTask, net: TaskNet, s: Setup, split: string, extra: Partial<TaskDataArgs> = {}): BuilderSpec {
+  const sp = classifySplit(task.name, s.data, split);
+  const need = (v: string | string[] | undefined, what: string) => {
+    if (v === undefined) throw new Error(`the ${split} split of ${task.name} has no ${what}, which a ${net.method} model reads (the source's ${what === "region features" ? "regions" : "images"} key)`);
+    return v;
+  };
   const args: TaskDataArgs = {
     format: task.format,
-    examples: taskFile(s.world, `lxmert/${task.name}_${split}.json`),
+    examples: sp.examples,
     answers: s.answersFile,
     maxTextLen: s.options.maxTextLen!,
-    regions: net.input.kind === "regions" ? { path: s.regions, maxBoxes: s.options.maxBoxes, featDim: net.input.featDim } : undefined,
-    images: net.input.kind === "pixels" ? { dir: taskFile(s.world, "images"), size: net.input.size } : undefined,
+    regions: net.input.kind === "regions" ? { path: need(sp.regions, "region features"), maxBoxes: s.options.maxBoxes, featDim: net.input.featDim } : undefined,
+    images: net.input.kind === "pixels" ? { dir: need(sp.images, "image folder") as string, size: net.input.size } : undefined,
     ...extra,
   };
   return { module: DATA_MODULE, args };
@@ -154,14 +155,15 @@ async function evaluateSplit(task: ClassifyTask, net: TaskNet, s: Setup, split: 
   const spec = dataSpec(task, net, s, split, { limit: o.limit });
   const { ids, index } = await predict(net, spec, { batchSize: o.batchSize, quiet: o.quiet, progress: o.progress, label: `${task.name} ${split}` });
   const args = spec.args as TaskDataArgs;
-  let examples = readTaskExamples(task.format, args.examples);
+  let examples = readTaskInputs(task.format, args.examples);
   if (o.limit) examples = examples.slice(0, o.limit);
+  const named = typeof args.examples === "string" ? args.examples : args.examples.map(inputFile).join(", ");
   const preds: Prediction[] = ids.map((id, i) => {
-    if (examples[i]?.id !== id) throw new Error(`${args.examples}: prediction ${i} is for ${id}, the file's example ${i} is ${examples[i]?.id}`);
+    if (examples[i]?.id !== id) throw new Error(`${named}: prediction ${i} is for ${id}, the file's example ${i} is ${examples[i]?.id}`);
     return { id, index: index[i], example: examples[i] };
   });
   if (o.dump) task.dump(o.dump, preds, s.labels);
-  return task.score(preds, { world: s.world, split, labels: s.labels, limit: o.limit });
+  return task.score(preds, { annotations: classifySplit(task.name, s.data, split).annotations, split, labels: s.labels, limit: o.limit });
 }
 
 /** `vlp finetune <task>`: train, then evaluate the full val split; returns its metrics. */
@@ -173,8 +175,7 @@ export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<
   if (!pre && (!r.method || !r.model)) throw new Error("recipe.method and recipe.model are required with --scratch (there is no pre-trained run to take them from)");
   const method = pre ? pre.method : r.method!;
   const spec = pre ? pre.model : r.model!;
-  const world = r.data.world;
-  const vocab = task.answersDir ? readAnswerVocab(taskFile(world, task.answersDir)) : null;
+  const vocab = task.answersDir ? answerVocab(task.name as "vqa" | "gqa", task.answersDir, r.data) : null;
   const head: TaskHead = vocab ? { kind: "qa", answers: vocab.label2ans.length } : { kind: "nlvr2" };
   const modes: (SemVLPMode | undefined)[] = method !== "semvlp" ? [undefined] : options.mode === "best" ? ["single", "two"] : [options.mode as SemVLPMode];
   const results: { mode?: SemVLPMode; dir: string; metrics: Record<string, number>; info: RunInfo }[] = [];
@@ -185,8 +186,9 @@ export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<
     manualSeed(r.train.seed);
     let net: TaskNet;
     if (pre) {
+      if (options.answerHead === "pretrained" && vocab && method === "semvlp" && !pre.answers) throw new Error(`recipe.options.answerHead: "pretrained", but ${a.from}'s recipe names no answer vocabulary (its lxmert source's answers)`);
       const answerHeadFrom = options.answerHead === "pretrained" && vocab && method === "semvlp"
-        ? { pretrained: readAnswers(taskFile(pre.world, "vqa/trainval_ans2label.json")), task: vocab.label2ans } : undefined;
+        ? { pretrained: readAnswers(pre.answers!), task: vocab.label2ans } : undefined;
       const loaded = await pretrainedTaskNet(a.from!, head, { mode, answerHeadFrom });
       net = loaded.net;
       for (const line of loaded.report) log(a.quiet, `  ${line}`);
@@ -196,8 +198,8 @@ export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<
     }
     try {
       const opts: ClassifyOptions = { ...options, mode: mode ?? options.mode, maxTextLen: options.maxTextLen ?? (net.method === "vlmo" ? (net.model as VLMoModel).config.maxTextLen : 20) };
-      const setup: Setup = { world, regions: r.data.regions ? resolve(r.data.regions) : join(world, "features/obj36.tsv"), labels: vocab?.label2ans, answersFile: vocab ? join(world, task.answersDir!, "trainval_ans2label.json") : undefined, options: opts };
-      const info: RunInfo = { kind: "finetune", task: task.name, method, model: spec, world, labels: vocab?.label2ans, from: a.from ? resolve(a.from) : null, recipe: { ...r, data: { ...r.data, regions: setup.regions }, options: opts } };
+      const setup: Setup = { data: r.data, labels: vocab?.label2ans, answersFile: vocab?.file, options: opts };
+      const info: RunInfo = { kind: "finetune", task: task.name, method, model: spec, world: r.data.world, labels: vocab?.label2ans, from: a.from ? resolve(a.from) : null, recipe: { ...r, options: opts } };
       writeRunInfo(dir, info);
       const ctx: StageContext = {
         recipe: r,
@@ -235,11 +237,11 @@ export async function runEvaluate(task: ClassifyTask, a: EvalArgs): Promise<Reco
   try {
     if (info.task !== task.name) throw new Error(`${a.checkpoint}: a ${info.task} run, not a ${task.name} one`);
     const recipe = info.recipe as FinetuneRecipe;
-    const world = a.world ? resolve(a.world) : info.world;
+    // the run's recipe names its data (a world or sources); --world evaluates on another world
+    const data: TaskRecipeData = a.world ? { world: resolve(a.world) } : recipe.data;
     const options = classifyOptions(task, recipe.options);
-    const regions = !a.world && recipe.data.regions ? recipe.data.regions : join(world, "features/obj36.tsv");
-    // predictions are scored by answer string: the world's own answer set is not needed
-    const setup: Setup = { world, regions, labels: info.labels, options };
+    // predictions are scored by answer string: the data's own answer set is not needed
+    const setup: Setup = { data, labels: info.labels, options };
     const t0 = performance.now();
     const metrics = await evaluateSplit(task, net, setup, a.split, { batchSize: a.batchSize || 64, quiet: a.quiet, progress: a.progress, limit: a.limit, dump: a.dump });
     log(a.quiet, `vlp eval ${task.name}: ${metrics.n} examples of ${a.split} in ${((performance.now() - t0) / 1000).toFixed(1)} s${a.dump ? `; results written to ${a.dump}` : ""}`);

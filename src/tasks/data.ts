@@ -6,12 +6,13 @@
 // and the targets: `target` [B, answers] soft scores (QA), `label` [B] int64 (NLVR2). Unlabelled
 // splits get zeros. `meta.ids` holds the question ids / identifiers in batch order.
 import { join } from "node:path";
+import { readdirSync } from "node:fs";
 import type { BatchBuilder, HostArray, HostBatch } from "../data/loader.ts";
 import { openRegions } from "../data/regionstore.ts";
 import type { RegionSource } from "../data/regionstore.ts";
-import { readAns2Label, readLxmertVqa } from "../data/formats/vqa.ts";
+import { readAns2Label, readLxmertVqa, readVqaAnnotations, readVqaQuestions, toLxmertVqa } from "../data/formats/vqa.ts";
 import { readLxmertGqa } from "../data/formats/gqa.ts";
-import { readLxmertNlvr2 } from "../data/formats/nlvr2.ts";
+import { nlvr2ToLxmert, readLxmertNlvr2, readNlvr2Jsonl } from "../data/formats/nlvr2.ts";
 import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { Rng } from "../engine/rng.ts";
@@ -83,13 +84,75 @@ export interface TaskExample {
   label?: 0 | 1;
 }
 
-/** Examples of an LXMERT task json, validated by the format readers (errors name file and record). */
-export function readTaskExamples(format: TaskFormat, path: string): TaskExample[] {
+/**
+ * A file of task examples as it ships: LXMERT's converted task JSON (vqa, gqa, nlvr2), VQA v2's
+ * questions (+ annotations, scored against the answer vocabulary `answers`), or NLVR2's official jsonl.
+ */
+export type TaskExampleInput =
+  | { kind: "lxmert"; path: string }
+  | { kind: "vqa-v2"; questions: string; annotations?: string; answers: string }
+  | { kind: "nlvr2-jsonl"; path: string };
+
+const asInput = (x: string | TaskExampleInput): TaskExampleInput => (typeof x === "string" ? { kind: "lxmert", path: x } : x);
+
+/** The file an input names first (for messages). */
+export const inputFile = (x: string | TaskExampleInput): string => {
+  const i = asInput(x);
+  return i.kind === "vqa-v2" ? i.questions : i.path;
+};
+
+/** VQA v2 questions joined with their annotations as LXMERT's converter does (img_id COCO_<data_subtype>_<12 digits>). */
+function readVqaV2(i: Extract<TaskExampleInput, { kind: "vqa-v2" }>) {
+  const q = readVqaQuestions(i.questions);
+  const subtype = q.meta.data_subtype;
+  if (typeof subtype !== "string" || subtype === "") throw new Error(`${i.questions}: no "data_subtype" (e.g. "train2014"): the COCO folder the img_ids are named after`);
+  const annotations = i.annotations ? readVqaAnnotations(i.annotations).records : undefined;
+  if (annotations) {
+    const have = new Set(annotations.map((a) => a.question_id));
+    const lost = q.records.find((x) => !have.has(x.question_id));
+    if (lost) throw new Error(`${i.annotations}: no annotation for question_id ${lost.question_id} of ${i.questions}`);
+  }
+  return toLxmertVqa(q.records, annotations, Object.fromEntries(readAns2Label(i.answers)), subtype);
+}
+
+/** Examples of a task file, validated by the format readers (errors name file and record). */
+export function readTaskExamples(format: TaskFormat, file: string | TaskExampleInput): TaskExample[] {
+  const i = asInput(file);
+  if (i.kind === "vqa-v2") {
+    if (format !== "vqa") throw new Error(`${i.questions}: VQA v2 questions do not feed ${format}`);
+    return readVqaV2(i).map((r) => ({ id: r.question_id, imgIds: [r.img_id], text: r.sent, scores: r.label }));
+  }
+  if (i.kind === "nlvr2-jsonl") {
+    if (format !== "nlvr2") throw new Error(`${i.path}: NLVR2 statements do not feed ${format}`);
+    return nlvr2ToLxmert(readNlvr2Jsonl(i.path).records).map((r) => ({ id: r.identifier, imgIds: [r.img0, r.img1], text: r.sent, label: r.label }));
+  }
+  const path = i.path;
   switch (format) {
     case "vqa": return readLxmertVqa(path).records.map((r) => ({ id: r.question_id, imgIds: [r.img_id], text: r.sent, scores: r.label }));
     case "gqa": return readLxmertGqa(path).records.map((r) => ({ id: r.question_id, imgIds: [r.img_id], text: r.sent, scores: r.label }));
     case "nlvr2": return readLxmertNlvr2(path).records.map((r) => ({ id: r.identifier, imgIds: [r.img0, r.img1], text: r.sent, label: r.label }));
   }
+}
+
+/** Examples of several task files, in order. */
+export function readTaskInputs(format: TaskFormat, files: string | (string | TaskExampleInput)[]): TaskExample[] {
+  return (typeof files === "string" ? [files] : files).flatMap((f) => readTaskExamples(format, f));
+}
+
+const IMAGE_EXT = /\.(png|jpe?g|webp|bmp|gif|tiff?)$/i;
+
+/**
+ * The image files of a folder by img_id (the file name's stem), at any depth: the synthetic world's
+ * images/<img_id>.png, COCO's train2014/COCO_train2014_<id>.jpg, NLVR2's train/<n>/<id>-img0.png.
+ */
+export function imageFilesById(dir: string): Map<string, string> {
+  const files = new Map<string, string>();
+  for (const f of readdirSync(dir, { recursive: true, encoding: "utf8" })) {
+    if (!IMAGE_EXT.test(f)) continue;
+    const stem = f.slice(f.lastIndexOf("/") + 1).replace(IMAGE_EXT, "");
+    if (!files.has(stem)) files.set(stem, join(dir, f));
+  }
+  return files;
 }
 
 export function readAnswers(path: string): Map<string, number> {
@@ -149,8 +212,8 @@ export function balancedSubset(examples: TaskExample[], o: BalanceOptions): numb
 
 export interface TaskDataArgs {
   format: TaskFormat;
-  /** The LXMERT task json of the split. */
-  examples: string;
+  /** The task files of the split (a path: LXMERT's task json). */
+  examples: string | (string | TaskExampleInput)[];
   /** ans2label JSON (VQA, GQA). */
   answers?: string;
   /** Keep only a balanced subset (GQA's balanced split). */
@@ -158,19 +221,20 @@ export interface TaskDataArgs {
   /** Keep only the first n examples (quick evaluations). */
   limit?: number;
   maxTextLen: number;
-  /** Region-feature models: obj36 TSV or `.regions` store, boxes per image, the model's feature size. */
-  regions?: { path: string; maxBoxes: number; featDim: number };
-  /** Pixel models: the image folder (`<img_id>.png`) and the model's input size. */
+  /** Region-feature models: obj36 TSV or `.regions` store (several: their union), boxes per image, the model's feature size. */
+  regions?: { path: string | string[]; maxBoxes: number; featDim: number };
+  /** Pixel models: the image folder (files `<img_id>.<ext>` at any depth) and the model's input size. */
   images?: { dir: string; size: number };
 }
 
 const IMAGE_CACHE_BYTES = 256 * 2 ** 20;
 
 export async function createBuilder(a: TaskDataArgs): Promise<BatchBuilder> {
-  let examples = readTaskExamples(a.format, a.examples);
+  let examples = readTaskInputs(a.format, a.examples);
+  const named = typeof a.examples === "string" ? a.examples : a.examples.map(inputFile).join(", ");
   if (a.balance) examples = balancedSubset(examples, a.balance).map((i) => examples[i]);
   if (a.limit) examples = examples.slice(0, a.limit);
-  if (examples.length === 0) throw new Error(`${a.examples}: no examples`);
+  if (examples.length === 0) throw new Error(`${named}: no examples`);
   const ans2label = a.answers ? readAnswers(a.answers) : null;
   const nAns = ans2label ? ans2label.size : 0;
   const nlvr2 = a.format === "nlvr2";
@@ -180,11 +244,16 @@ export async function createBuilder(a: TaskDataArgs): Promise<BatchBuilder> {
   if (regions && a.regions) {
     const known = new Set(regions.ids());
     const missing = examples.flatMap((e) => e.imgIds).find((id) => !known.has(id));
-    if (missing) throw new Error(`${a.regions.path}: no regions for img_id ${missing} (used by ${a.examples})`);
+    if (missing) throw new Error(`${[a.regions.path].flat().join(", ")}: no regions for img_id ${missing} (used by ${named})`);
     const dim = regions.get(examples[0].imgIds[0]).dim;
-    if (dim !== a.regions.featDim) throw new Error(`${a.regions.path}: ${dim}-d region features, but the model takes ${a.regions.featDim}-d (visualFeatDim)`);
+    if (dim !== a.regions.featDim) throw new Error(`${regions.where(examples[0].imgIds[0])}: ${dim}-d region features, but the model takes ${a.regions.featDim}-d (visualFeatDim)`);
   }
   if (!regions && !a.images) throw new Error("task data: give regions or images");
+  const files = a.images ? imageFilesById(a.images.dir) : null;
+  if (files) {
+    const missing = examples.flatMap((e) => e.imgIds).find((id) => !files.has(id));
+    if (missing) throw new Error(`${a.images!.dir}: no image file named ${missing}.<png|jpg|...> (used by ${named})`);
+  }
 
   // decoded images are kept (up to IMAGE_CACHE_BYTES): decoding is most of a batch's cost
   const cache = new Map<string, Float32Array>();
@@ -193,7 +262,7 @@ export async function createBuilder(a: TaskDataArgs): Promise<BatchBuilder> {
     const hit = cache.get(id);
     if (hit) return hit;
     const S = a.images!.size;
-    const data = (await loadImageTensor(join(a.images!.dir, `${id}.png`), { mode: "square", size: S }, VLMO_NORM)).data;
+    const data = (await loadImageTensor(files!.get(id)!, { mode: "square", size: S }, VLMO_NORM)).data;
     if (cached + data.byteLength <= IMAGE_CACHE_BYTES) {
       cache.set(id, data);
       cached += data.byteLength;

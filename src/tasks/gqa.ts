@@ -9,7 +9,7 @@
 // `minTail` (10) examples are kept whole. On data/world-tiny it keeps 2,825 of the 3,440 questions
 // ("do the ...": no 471 -> 83, yes 55; "are there ...": yes 734 -> 552, no 368; "how many": 0 207 -> 194).
 import { softScore, writeGqaResults } from "./metrics.ts";
-import { balancedSubset, readTaskExamples, type BalanceOptions, type TaskDataArgs } from "./data.ts";
+import { balancedSubset, readTaskInputs, type BalanceOptions, type TaskDataArgs } from "./data.ts";
 import { runEvaluate, runFinetune, type ClassifyTask, type StageContext } from "./classify.ts";
 import type { Stage } from "../train/trainer.ts";
 import type { EvalArgs, FinetuneArgs } from "./task.ts";
@@ -36,7 +36,7 @@ function gqaStages(c: StageContext): Stage[] {
     if (name === "all") return { ...common, sources: [c.source("gqa-all", c.spec("train"))] };
     const spec = c.spec("train", { balance });
     const args = spec.args as TaskDataArgs;
-    const all = readTaskExamples("gqa", args.examples);
+    const all = readTaskInputs("gqa", args.examples);
     c.log(`  GQA balanced split: ${balancedSubset(all, balance).length} of ${all.length} train questions (ratio ${balance.ratio}, minTail ${balance.minTail})`);
     return { ...common, lr: b.lr ?? t.lr, epochs: b.epochs ?? t.epochs, steps: b.steps ?? (b.epochs !== undefined ? undefined : t.steps), sources: [c.source("gqa-balanced", spec)] };
   });

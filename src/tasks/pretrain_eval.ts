@@ -36,7 +36,9 @@ export interface PretrainEvalOptions {
  */
 export async function evaluatePretraining(run: string, o: PretrainEvalOptions = {}): Promise<Record<string, number>> {
   const info = readRunInfo(run);
-  const world = resolve(o.world ?? info.world);
+  const given = o.world ?? info.world;
+  if (!given) throw new Error(`${run}: pre-trained on data.sources that are not one synthetic world; give the world to evaluate on (--world)`);
+  const world = resolve(given);
   const split = o.split ?? "test";
   const karpathy = o.karpathy ?? info.karpathy;
   const set = evalSet(readRetrievalSplit(world, split, karpathy), o.limit);

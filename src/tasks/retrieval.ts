@@ -47,7 +47,16 @@ import type { EvalArgs, FinetuneArgs, FinetuneRecipe } from "./task.ts";
 import { readRunInfo, writeRunInfo, modelFile, loadVLMoRun, type Method, type RunInfo } from "./checkpoint.ts";
 import { retrievalMetrics, topK, type RetrievalMetrics } from "./ranking.ts";
 import { encodeTexts, regionArrays } from "./data.ts";
-import { RETRIEVAL_DATA_MODULE, evalSet, pixelArray, readRetrievalSplit, type EvalSet, type RetrievalDataArgs, type RetrievalSplit } from "./retrieval_data.ts";
+import { RETRIEVAL_DATA_MODULE, evalSet, pixelArray, readRetrievalSource, readRetrievalSplit, type EvalSet, type RetrievalDataArgs, type RetrievalSource, type RetrievalSplit } from "./retrieval_data.ts";
+import { retrievalSource, taskSource } from "./sources.ts";
+
+/** Where a split of a recipe's data is: a source's split, or a world (a synth source: its world and region file) and the split's name. */
+function retrievalData(data: FinetuneRecipe["data"], split: string): { source: RetrievalSource } | { world: string; split: RetrievalSplit; regions?: string | string[] } {
+  const source = retrievalSource(data, split);
+  if (source) return { source };
+  const synth = taskSource("retrieval", data).source;
+  return { world: synth.world!, split: split as RetrievalSplit, regions: synth.regions };
+}
 
 // ---- options -------------------------------------------------------------------------------------
 
@@ -333,7 +342,7 @@ function bar(total: number, label: string, o: { quiet?: boolean; progress?: Prog
 }
 
 /** Scores every (image, caption) pair of a set with a fusion model; blocks of images against chunks of captions. */
-export async function scoreAllPairs(m: RegionMatcher, set: EvalSet, o: { regions: string; maxTextLen: number; maxBoxes: number; batchSize: number; quiet?: boolean; progress?: ProgressFactory }): Promise<ScoreResult> {
+export async function scoreAllPairs(m: RegionMatcher, set: EvalSet, o: { regions: string | string[]; maxTextLen: number; maxBoxes: number; batchSize: number; quiet?: boolean; progress?: ProgressFactory }): Promise<ScoreResult> {
   const t0 = performance.now();
   const Ni = set.images.length;
   const Nt = set.captions.length;
@@ -380,7 +389,7 @@ export async function scoreAllPairs(m: RegionMatcher, set: EvalSet, o: { regions
 }
 
 /** VLMo as a dual encoder: every image and caption embedded once, one matrix product; optional ITM re-ranking of the top k. */
-export async function scoreDual(model: VLMoModel, set: EvalSet, o: { world: string; maxTextLen: number; batchSize: number; rerank: number; quiet?: boolean; progress?: ProgressFactory }): Promise<ScoreResult> {
+export async function scoreDual(model: VLMoModel, set: EvalSet, o: { world: string; images?: string; maxTextLen: number; batchSize: number; rerank: number; quiet?: boolean; progress?: ProgressFactory }): Promise<ScoreResult> {
   const t0 = performance.now();
   const S = model.config.imageSize;
   const Ni = set.images.length;
@@ -397,7 +406,7 @@ export async function scoreDual(model: VLMoModel, set: EvalSet, o: { world: stri
     const bs = Math.max(1, Math.min(o.batchSize, 256));
     for (let i0 = 0; i0 < Ni; i0 += bs) {
       const files = set.images.slice(i0, i0 + bs).map((im) => im.file);
-      const host = await pixelArray(join(o.world, "images"), files, S);
+      const host = await pixelArray(o.images ?? join(o.world, "images"), files, S);
       tidy(() => noGrad(() => {
         const px = toTensors({ arrays: { px: host }, meta: {} }, device).px;
         imgEmb.push(model.inferImage(px, { vlBranch: false }).itc!.keep());
@@ -433,9 +442,12 @@ export async function scoreDual(model: VLMoModel, set: EvalSet, o: { world: stri
 }
 
 export interface EvaluateModelOptions {
-  world: string;
+  /** A synthetic world (or `source`). */
+  world?: string;
   split: string;
-  regions?: string;
+  /** A split of a data source (instead of the world's `split`). */
+  source?: RetrievalSource;
+  regions?: string | string[];
   limit?: number;
   batchSize: number;
   rerank: number;
@@ -452,15 +464,17 @@ export type RetrievalResult = RetrievalMetrics & { images: number; captions: num
 
 /** R@K, median and mean rank of a model on a split of a world (and the rankings dump). */
 export async function evaluateRetrievalModel(rm: RetrievalModel, o: EvaluateModelOptions): Promise<RetrievalResult> {
-  const set = evalSet(readRetrievalSplit(o.world, o.split), o.limit);
+  const set = evalSet(o.source ? readRetrievalSource(o.source) : readRetrievalSplit(o.world!, o.split), o.limit);
   if (set.images.length < 2) throw new Error(`retrieval ${o.split}: ${set.images.length} image(s); ranking needs at least 2`);
   let sc: ScoreResult;
   if (rm.kind === "fusion") {
     if (o.rerank > 0) throw new Error(`--rerank applies to dual encoders (VLMo); a ${rm.method} model already scores every pair with its ITM head`);
-    sc = await scoreAllPairs(rm.model, set, { regions: o.regions ?? join(o.world, "features", "obj36.tsv"), maxTextLen: o.maxTextLen, maxBoxes: o.maxBoxes, batchSize: o.batchSize, quiet: o.quiet, progress: o.progress });
+    const regions = o.regions ?? o.source?.regions ?? (o.source ? undefined : join(o.world!, "features", "obj36.tsv"));
+    if (!regions) throw new Error(`${o.source!.json}: a ${rm.method} model needs region features (the source's regions key)`);
+    sc = await scoreAllPairs(rm.model, set, { regions, maxTextLen: o.maxTextLen, maxBoxes: o.maxBoxes, batchSize: o.batchSize, quiet: o.quiet, progress: o.progress });
   } else {
     if (o.rerank > 0 && !rm.hasItm) throw new Error("--rerank: this VLMo model has no ITM head (itm_score)");
-    sc = await scoreDual(rm.model, set, { world: o.world, maxTextLen: o.maxTextLen, batchSize: o.batchSize, rerank: o.rerank, quiet: o.quiet, progress: o.progress });
+    sc = await scoreDual(rm.model, set, { world: o.world ?? "", images: o.source?.images, maxTextLen: o.maxTextLen, batchSize: o.batchSize, rerank: o.rerank, quiet: o.quiet, progress: o.progress });
   }
   const m = retrievalMetrics(sc.i2t, set.captionImage, set.images.length, { t2i: sc.t2i });
   const { irRanks, trRanks, ...metrics } = m;
@@ -480,7 +494,8 @@ function writeDump(path: string, set: EvalSet, sc: ScoreResult, ir: ArrayLike<nu
   })();
   const dump = {
     checkpoint: o.checkpoint ?? null,
-    world: o.world,
+    world: o.world ?? null,
+    source: o.source?.json ?? null,
     split: o.split,
     // ranks are expected ranks: tied candidates in a uniformly random order (src/tasks/ranking.ts)
     tie_rule: "average",
@@ -494,10 +509,11 @@ function writeDump(path: string, set: EvalSet, sc: ScoreResult, ir: ArrayLike<nu
 
 // ---- the task contract ---------------------------------------------------------------------------------
 
-/** Images of a split (0 when the world has none). */
-function splitSize(world: string, split: string): number {
+/** Images of a split of a recipe's data (0 when it has none). */
+function splitSize(data: FinetuneRecipe["data"], split: string): number {
   try {
-    return readRetrievalSplit(world, split).length;
+    const d = retrievalData(data, split);
+    return "source" in d ? readRetrievalSource(d.source).length : readRetrievalSplit(d.world, split).length;
   } catch {
     return 0;
   }
@@ -537,12 +553,10 @@ export async function finetune(a: FinetuneArgs): Promise<Record<string, number>>
   const dataArgs = (split: RetrievalSplit): BuilderSpec => ({
     module: RETRIEVAL_DATA_MODULE,
     args: {
-      world: r.data.world,
-      split,
+      ...retrievalData(r.data, split),
       kind: rm.kind === "dual" ? "pixels" : "regions",
       maxTextLen: L,
       seed: r.train.seed,
-      regions: r.data.regions,
       maxBoxes: o.maxBoxes,
       imageSize: rm.kind === "dual" ? rm.model.config.imageSize : undefined,
       fourWay: method === "msp" ? {} : undefined,
@@ -555,7 +569,7 @@ export async function finetune(a: FinetuneArgs): Promise<Record<string, number>>
   const stage: Stage = {
     name: "retrieval",
     // the held-out loss needs a val split with at least two images (a negative image for each positive)
-    sources: [{ name: "retrieval", batchSize: r.train.batchSize, data: dataArgs("train"), evalData: splitSize(r.data.world, "val") >= 2 ? dataArgs("val") : undefined, step }],
+    sources: [{ name: "retrieval", batchSize: r.train.batchSize, data: dataArgs("train"), evalData: splitSize(r.data, "val") >= 2 ? dataArgs("val") : undefined, step }],
     lr: r.train.lr,
     warmup: r.train.warmup,
     epochs: r.train.epochs,
@@ -578,7 +592,7 @@ export async function finetune(a: FinetuneArgs): Promise<Record<string, number>>
     quiet: a.quiet, progress: a.progress,
   });
   const metrics = await evaluateRetrievalModel(rm, {
-    world: r.data.world, split: o.evalSplit, regions: r.data.regions, batchSize: o.evalBatchSize, rerank: rm.kind === "dual" ? o.rerank : 0,
+    ...retrievalData(r.data, o.evalSplit), split: o.evalSplit, batchSize: o.evalBatchSize, rerank: rm.kind === "dual" ? o.rerank : 0,
     maxTextLen: L, maxBoxes: o.maxBoxes, quiet: a.quiet, progress: a.progress, limit: o.evalLimit || undefined,
   });
   model.dispose();
@@ -598,14 +612,18 @@ export async function evaluate(a: EvalArgs): Promise<Record<string, number>> {
   if (info.kind === "finetune" && info.task !== "retrieval") throw new Error(`${a.checkpoint}: a ${info.task} fine-tuning run, not a retrieval one`);
   const recipe = info.kind === "finetune" ? (info.recipe as FinetuneRecipe | undefined) : undefined;
   const o = retrievalOptions(recipe?.options, `${a.checkpoint}/finetune.json recipe.options`);
-  const world = resolve(a.world ?? info.world);
+  // a run's recipe names its data (a world or sources); --world evaluates on another world
+  const data = a.world ? { world: resolve(a.world) } : recipe?.data ?? (info.world ? { world: info.world } : undefined);
+  if (!data) throw new Error(`${a.checkpoint}: a run pre-trained on data.sources; give --world, or evaluate a retrieval fine-tuning run`);
+  const where = retrievalData(data, a.split);
+  const world = "source" in where ? where.source.json : where.world;
   const rm = await buildRetrievalModel(info.method, info.model, a.checkpoint, o);
   rm.model.to(placeDevice(a.device ?? "cpu"));
   try {
     // on stderr: `vlp eval` prints the metrics as JSON on stdout
     if (!a.quiet) console.error(`vlp eval retrieval: ${info.method} ${info.kind === "pretrain" ? "pre-training run (zero-shot)" : "fine-tuned run"} ${a.checkpoint}, ${a.split} split of ${world}${a.rerank ? `, ITM re-ranking of the top ${a.rerank}` : ""}`);
     const res = await evaluateRetrievalModel(rm, {
-      world, split: a.split, regions: a.world ? undefined : recipe?.data.regions, limit: a.limit, batchSize: a.batchSize ?? o.evalBatchSize, rerank: a.rerank ?? 0,
+      ...where, split: a.split, limit: a.limit, batchSize: a.batchSize ?? o.evalBatchSize, rerank: a.rerank ?? 0,
       maxTextLen: textLenFor(rm, o), maxBoxes: o.maxBoxes, dump: a.dump, quiet: a.quiet, progress: a.progress, checkpoint: resolve(a.checkpoint),
     });
     return { ...res, zero_shot: info.kind === "pretrain" ? 1 : 0 };

@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { existsSync } from "node:fs";
 import type { BatchBuilder, HostArray, HostBatch } from "../data/loader.ts";
 import { readKarpathy, karpathySubset } from "../data/formats/karpathy.ts";
+import { readCocoCaptions } from "../data/formats/coco.ts";
 import { readHardNegatives } from "../data/formats/hardneg.ts";
 import type { RegionSource } from "../data/regionstore.ts";
 import { openRegions } from "../data/regionstore.ts";
@@ -60,6 +61,54 @@ export function readRetrievalSplit(world: string, split: string, karpathy?: stri
   }));
 }
 
+/**
+ * One split of a retrieval source as it ships (src/tasks/sources.ts resolves it from a recipe): a
+ * Karpathy split file (images under `images` at Karpathy's filepath/filename, the splits to read) or
+ * COCO caption annotations (images at `file_name` under `images`), with region features and a
+ * hard-negative pool for the region models.
+ */
+export interface RetrievalSource {
+  format: "karpathy" | "coco-captions";
+  json: string;
+  images: string;
+  /** karpathy: the split names to read (train + restval for training, val, test). */
+  splits?: string[];
+  /** karpathy: "tokens" trains on the tokens joined by spaces instead of the raw sentence. */
+  text?: "tokens";
+  regions?: string | string[];
+  hardNegatives?: string;
+}
+
+/** The images (with captions) of a source's split; img_id is the file name's stem, as in LXMERT's feature files. */
+export function readRetrievalSource(s: RetrievalSource): RetrievalImage[] {
+  const stem = (f: string) => f.slice(f.lastIndexOf("/") + 1).replace(/\.[^.]+$/, "");
+  let images: RetrievalImage[];
+  if (s.format === "karpathy") {
+    const splits = s.splits ?? ["train"];
+    images = readKarpathy(s.json).images.filter((im) => splits.includes(im.split) && im.sentences.length > 0).map((im) => ({
+      id: stem(im.filename),
+      file: im.filepath ? join(im.filepath, im.filename) : im.filename,
+      captions: im.sentences.map((x) => ({ id: x.sentid, text: s.text === "tokens" ? x.tokens.join(" ") : x.raw })),
+    }));
+    if (images.length === 0) throw new Error(`${s.json}: no images with captions in split ${splits.join(" + ")}`);
+  } else {
+    const coco = readCocoCaptions(s.json);
+    const byImage = new Map<number, RetrievalCaption[]>();
+    for (const a of coco.annotations) {
+      if (!byImage.has(a.image_id)) byImage.set(a.image_id, []);
+      byImage.get(a.image_id)!.push({ id: a.id, text: a.caption });
+    }
+    images = coco.images.filter((im) => byImage.has(im.id)).map((im) => ({ id: stem(im.file_name), file: im.file_name, captions: byImage.get(im.id)! }));
+    if (images.length === 0) throw new Error(`${s.json}: no images with captions`);
+  }
+  const seen = new Set<string>();
+  for (const im of images) {
+    if (seen.has(im.id)) throw new Error(`${s.json}: two images named ${im.id} (the img_id of the region features is the file name's stem)`);
+    seen.add(im.id);
+  }
+  return images;
+}
+
 /** Captions flattened in image order, with the caption -> image index map the metrics need. */
 export interface EvalSet {
   images: RetrievalImage[];
@@ -91,13 +140,16 @@ function prefixed<T extends object>(prefix: string, arrays: T): Record<string, H
 // ---- the fine-tuning batch builder -----------------------------------------------------------------
 
 export interface RetrievalDataArgs {
-  world: string;
-  split: RetrievalSplit;
+  /** A synthetic world and its split (or `source`). */
+  world?: string;
+  split?: RetrievalSplit;
+  /** A split of a data source (instead of world + split). */
+  source?: RetrievalSource;
   kind: "regions" | "pixels";
   maxTextLen: number;
   seed: number;
   /** regions: obj36 TSV or `.regions` store (default <world>/features/obj36.tsv). */
-  regions?: string;
+  regions?: string | string[];
   maxBoxes?: number;
   /** pixels: side of the square input. */
   imageSize?: number;
@@ -108,7 +160,9 @@ export interface RetrievalDataArgs {
 const rngFor = (seed: number, step: number) => stepRng(seed, step, 0x5bd1e995);
 
 export async function createBuilder(a: RetrievalDataArgs): Promise<BatchBuilder> {
-  const images = readRetrievalSplit(a.world, a.split);
+  const images = a.source ? readRetrievalSource(a.source) : readRetrievalSplit(a.world!, a.split!);
+  const imageRoot = a.source ? a.source.images : join(a.world!, "images");
+  const regionPath = a.regions ?? a.source?.regions ?? join(a.world ?? "", "features", "obj36.tsv");
   // caption-major order (every image's first caption, then every image's second, ...): consecutive
   // examples show different images, so in-order (evaluation) batches have no repeated image
   const examples: { image: number; text: string }[] = [];
@@ -118,17 +172,19 @@ export async function createBuilder(a: RetrievalDataArgs): Promise<BatchBuilder>
   const L = a.maxTextLen;
   let regions: RegionSource | null = null;
   if (a.kind === "regions") {
-    regions = await openRegions(a.regions ?? join(a.world, "features", "obj36.tsv"));
+    if (a.source && !a.regions && !a.source.regions) throw new Error(`${a.source.json}: region features are needed (the source's regions key)`);
+    regions = await openRegions(regionPath);
     const known = new Set(regions.ids());
     const missing = images.find((im) => !known.has(im.id));
-    if (missing) throw new Error(`${a.regions ?? "features/obj36.tsv"}: no regions for img_id ${missing.id}`);
+    if (missing) throw new Error(`${[regionPath].flat().join(", ")}: no regions for img_id ${missing.id}`);
   }
-  if (a.fourWay && images.length < 2) throw new Error(`retrieval ${a.split}: the four-pair construction needs at least 2 images`);
+  if (a.fourWay && images.length < 2) throw new Error(`retrieval ${a.split ?? a.source!.json}: the four-pair construction needs at least 2 images`);
   // hard-negative pool: image index -> indices of its hard negatives within this split (itself excluded)
   let hard: number[][] | null = null;
   if (a.fourWay) {
-    const file = a.fourWay.hardPool ?? join(a.world, "hardneg", "hard_negative.json");
-    const hn = readHardNegatives(file);
+    const file = a.fourWay.hardPool ?? (a.source ? a.source.hardNegatives : join(a.world!, "hardneg", "hard_negative.json"));
+    // a source without a pool: every "hard" negative is a random other image
+    const hn = file ? readHardNegatives(file) : { train_image_list: [], train_hard_pool: [] };
     const byId = new Map(images.map((im, i) => [im.id, i]));
     const rows = new Map(hn.train_image_list.map((id, r) => [String(id), hn.train_hard_pool[r]]));
     hard = images.map((im, i) => (rows.get(im.id) ?? [])
@@ -148,7 +204,7 @@ export async function createBuilder(a: RetrievalDataArgs): Promise<BatchBuilder>
       };
       const meta: Record<string, unknown> = { imgIds: imgIdx.map((i) => images[i].id) };
       if (a.kind === "regions") Object.assign(arrays, regionArrays(regions!, imgIdx.map((i) => images[i].id), maxBoxes));
-      else arrays.pixels = await pixelArray(join(a.world, "images"), imgIdx.map((i) => images[i].file), a.imageSize ?? 224);
+      else arrays.pixels = await pixelArray(imageRoot, imgIdx.map((i) => images[i].file), a.imageSize ?? 224);
       if (hard) {
         const pick = (i: number) => images[i].captions[rng.int(images[i].captions.length)].text;
         const negImg = imgIdx.map((i) => otherIndex(rng, images.length, i));

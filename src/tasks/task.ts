@@ -1,6 +1,9 @@
 // The contract between `vlp finetune` / `vlp eval` and the downstream tasks: each task module
 // (src/tasks/<task>.ts) exports `finetune(args)` and `evaluate(args)`, and reads a fine-tuning recipe.
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
+import { checkSources } from "../pretrain/sources.ts";
+import { taskSource, type TaskRecipeData } from "./sources.ts";
 import { readRecipeJson, checkTrainDevice } from "../pretrain/recipe.ts";
 import { checkRanges, TRAIN_RANGES } from "../pretrain/ranges.ts";
 import type { Precision } from "../engine/dtype.ts";
@@ -13,7 +16,12 @@ export interface FinetuneRecipe {
   /** For runs from scratch (no --from): the method and model; with --from they come from the pre-trained run. */
   method?: Method;
   model?: { preset: string; overrides?: Record<string, unknown> };
-  data: { world: string; regions?: string };
+  /**
+   * `world` (a synthetic world, optionally with another `regions` file) or `sources`: the task's
+   * dataset by format and path (vqa, gqa, nlvr2, karpathy, coco-captions, synth; src/pretrain/sources.ts),
+   * relative paths starting from `root` (default: the current folder).
+   */
+  data: TaskRecipeData;
   train: {
     seed: number;
     batchSize: number;
@@ -54,7 +62,7 @@ export function validateFinetuneRecipe(raw: Record<string, unknown>, where = "re
   const r = raw as unknown as FinetuneRecipe;
   if (!TASKS.includes(r.task)) throw new Error(`${where}.task: expected one of ${TASKS.join(", ")}, got ${JSON.stringify(r.task)}`);
   if (r.method !== undefined && !["semvlp", "msp", "vlmo"].includes(r.method)) throw new Error(`${where}.method: expected "semvlp", "msp" or "vlmo", got ${JSON.stringify(r.method)}`);
-  if (typeof r.data?.world !== "string") throw new Error(`${where}.data.world: required (a world written by \`vlp data synth\`)`);
+  checkTaskData(r, where);
   for (const [k, v] of Object.entries(r.train ?? {})) {
     if (!TRAIN_KEYS.has(k)) throw new Error(`${where}.train.${k}: unknown key (allowed: ${[...TRAIN_KEYS].join(", ")})`);
     if (k === "precision" || k === "device") continue; // checked below
@@ -64,8 +72,32 @@ export function validateFinetuneRecipe(raw: Record<string, unknown>, where = "re
   checkRanges(r.train as unknown as Record<string, unknown>, `${where}.train`, TRAIN_RANGES);
   checkTrainDevice(r.train, where);
   if (r.options !== undefined && (typeof r.options !== "object" || r.options === null || Array.isArray(r.options))) throw new Error(`${where}.options: expected an object`);
-  r.data.world = resolve(r.data.world);
   return r;
+}
+
+const DATA_KEYS = ["world", "regions", "root", "sources"];
+
+/** `data.world` (+ `regions`) or `data.sources` (checked, paths resolved against `data.root`), not both; the task must read the source. */
+function checkTaskData(r: FinetuneRecipe, where: string): void {
+  const d = r.data;
+  if (typeof d !== "object" || d === null || Array.isArray(d)) throw new Error(`${where}.data: expected an object with world or sources`);
+  for (const k of Object.keys(d)) if (!DATA_KEYS.includes(k)) throw new Error(`${where}.data.${k}: unknown key (allowed: ${DATA_KEYS.join(", ")})`);
+  if (d.sources === undefined) {
+    if (typeof d.world !== "string") throw new Error(`${where}.data.world: required (a world written by \`vlp data synth\`), or data.sources`);
+    if (d.root !== undefined) throw new Error(`${where}.data.root: only used with data.sources`);
+    d.world = resolve(d.world);
+    if (d.regions !== undefined) d.regions = resolve(d.regions);
+  } else {
+    for (const k of ["world", "regions"] as const) {
+      if (d[k] !== undefined) throw new Error(`${where}.data.${k}: not with data.sources (a synthetic world is the source {"format": "synth", "world": ...})`);
+    }
+    if (d.root !== undefined) {
+      d.root = resolve(d.root);
+      if (!existsSync(d.root)) throw new Error(`${where}.data.root: no such folder ${d.root}`);
+    }
+    d.sources = checkSources(d.sources, `${where}.data.sources`, d.root ?? process.cwd());
+  }
+  taskSource(r.task, d);
 }
 
 export interface FinetuneArgs {

@@ -2,11 +2,10 @@
 // o_IMG by mode; LXMERT-S: the product pooler; VLMo: the pooled text [CLS] of the fusion pass),
 // trained with BCE-with-logits x the number of answers against the soft scores. Evaluated with the
 // official VQA accuracy (min(1, n/3) over the 10 leave-one-out annotator subsets) when the split's
-// official annotations (vqa/v2_synth_<split>_annotations.json) exist (the predictions must then
+// official annotations exist (a world's vqa/v2_synth_<split>_annotations.json, a vqa source's
+// annotation files) (the predictions must then
 // answer exactly the annotated questions, as the official code requires), else with the soft score;
 // `--dump` writes the official results file [{question_id, answer}].
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { readVqaAnnotations, type VqaAnnotation } from "../data/formats/vqa.ts";
 import { vqaMetrics, writeVqaResults } from "./metrics.ts";
 import { runEvaluate, runFinetune, type ClassifyTask, type Prediction } from "./classify.ts";
@@ -19,10 +18,9 @@ export const VQA: ClassifyTask = {
   format: "vqa",
   answersDir: "vqa",
   main: "vqa_acc",
-  score(preds, { world, split, labels, limit }) {
-    const file = join(world, `vqa/v2_synth_${split}_annotations.json`);
-    const annotations = existsSync(file) ? new Map<number | string, VqaAnnotation>(readVqaAnnotations(file).records.map((a) => [a.question_id, a])) : undefined;
-    return vqaMetrics(answersOf(preds, labels), annotations, { where: `${split} predictions against ${file}`, subset: limit !== undefined && limit > 0 });
+  score(preds, { annotations: files, split, labels, limit }) {
+    const annotations = files?.length ? new Map<number | string, VqaAnnotation>(files.flatMap((f) => readVqaAnnotations(f).records.map((a) => [a.question_id, a] as const))) : undefined;
+    return vqaMetrics(answersOf(preds, labels), annotations, { where: `${split} predictions against ${files?.join(", ") ?? "the soft scores"}`, subset: limit !== undefined && limit > 0 });
   },
   dump: (path, preds, labels) => writeVqaResults(path, answersOf(preds, labels)),
 };
