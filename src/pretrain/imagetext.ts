@@ -6,8 +6,7 @@
 import type { BatchBuilder, HostBatch } from "../data/loader.ts";
 import { decodeImage, resizeImage, toChw, VLMO_NORM, type ChwImage } from "../vision/image.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import { interleaveByImage } from "./examples.ts";
-import { readImageText, type ImageTextInput, type ImageTextItem } from "./imagetext_input.ts";
+import { imageTextExamples, type ImageTextInput } from "./imagetext_input.ts";
 
 export interface ImageTextArgs {
   /** The data (`input`), or the Karpathy file + image folder of `split` (train = train + restval). */
@@ -28,20 +27,15 @@ function inputOf(a: ImageTextArgs): ImageTextInput {
   return { format: "karpathy", json: a.karpathy, images: a.images, splits: a.split === "train" ? ["train", "restval"] : [a.split] };
 }
 
-/** An item's image decoded, resized to a `size` square and normalised as VLMo's are. */
-async function loadImage(item: ImageTextItem, size: number): Promise<ChwImage> {
-  const src = item.image();
-  const img = await decodeImage(src, typeof src === "string" ? undefined : item.key);
+/** An encoded image (a file path or bytes; `name` names bytes in errors) decoded, resized to a `size` square and normalised as VLMo's are. */
+async function loadImage(src: string | Uint8Array, name: string, size: number): Promise<ChwImage> {
+  const img = await decodeImage(src, typeof src === "string" ? undefined : name);
   return toChw(await resizeImage(img, { mode: "square", size }), VLMO_NORM);
 }
 
 export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
-  const images = readImageText(inputOf(a));
   // one example per caption (pair/text) or per image (image); held-out captions in caption-major order
-  const captions = () => images.flatMap((im) => im.captions.map((text) => ({ file: im.key, item: im, text })));
-  const examples = a.mode === "image"
-    ? images.map((im) => ({ file: im.key, item: im, text: "" }))
-    : a.split === "train" ? captions() : interleaveByImage(captions(), (e) => e.file);
+  const examples = imageTextExamples(inputOf(a), a.mode === "image" ? "image" : "caption", a.split === "train" ? "file" : "interleaved");
   const tok = a.mode === "image" ? null : BertTokenizer.load();
   return {
     length: examples.length,
@@ -51,15 +45,16 @@ export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
       if (a.mode !== "text") {
         const S = a.imageSize;
         const pixels = new Float32Array(b * 3 * S * S);
-        const loaded = await Promise.all(indices.map((i) => loadImage(examples[i].item, S)));
+        const loaded = await Promise.all(indices.map((i) => loadImage(examples.image(i), examples.key(i), S)));
         loaded.forEach((img, k) => pixels.set(img.data, k * 3 * S * S));
         arrays.pixels = { data: pixels, shape: [b, 3, S, S], dtype: "float32" };
       }
+      const texts = indices.map((i) => examples.text(i));
       if (tok) {
         const L = a.maxTextLen;
         const ids = new BigInt64Array(b * L), mask = new BigInt64Array(b * L), words = new BigInt64Array(b * L);
-        indices.forEach((i, k) => {
-          const enc = tok.encode(examples[i].text, undefined, { maxLength: L, padding: true });
+        texts.forEach((text, k) => {
+          const enc = tok.encode(text, undefined, { maxLength: L, padding: true });
           for (let j = 0; j < L; j++) {
             ids[k * L + j] = BigInt(enc.inputIds[j]);
             mask[k * L + j] = BigInt(enc.attentionMask[j]);
@@ -70,7 +65,7 @@ export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
         arrays.attention_mask = { data: mask, shape: [b, L], dtype: "int64" };
         arrays.word_ids = { data: words, shape: [b, L], dtype: "int64" };
       }
-      return { arrays, meta: { files: indices.map((i) => examples[i].file), texts: indices.map((i) => examples[i].text) } };
+      return { arrays, meta: { files: indices.map((i) => examples.key(i)), texts } };
     },
   };
 }
