@@ -81,7 +81,7 @@ test("data.sources: a missing file, an unknown key or format and a bad value are
   assert.throws(() => v([LXMERT_SOURCE, missing]), new RegExp(`recipe\\.data\\.sources\\[1\\]\\.regions: no such file ${tree}/data/mscoco_imgfeat/test2015_obj36\\.tsv`));
   assert.throws(() => v([{ ...LXMERT_SOURCE, json: ["data/lxmert/mscoco_train.json", "data/lxmert/nope.json"] }]), /recipe\.data\.sources\[0\]\.json\[1\]: no such file .*data\/lxmert\/nope\.json/);
   assert.throws(() => v([{ ...LXMERT_SOURCE, images: "data/coco/images" }]), /sources\[0\]\.images: unknown key for format "lxmert"/);
-  assert.throws(() => v([{ ...LXMERT_SOURCE, format: "lxmrt" }]), /sources\[0\]\.format: expected one of synth, lxmert, vg, karpathy, coco-captions, vilt-arrow, vqa, gqa, nlvr2, got "lxmrt"/);
+  assert.throws(() => v([{ ...LXMERT_SOURCE, format: "lxmrt" }]), /sources\[0\]\.format: expected one of synth, lxmert, vg, karpathy, coco-captions, vilt-arrow, webdataset, vqa, gqa, nlvr2, got "lxmrt"/);
   assert.throws(() => v([LXMERT_SOURCE, LXMERT_SOURCE]), /sources\[1\]\.name: "lxmert" names an earlier source too/);
   assert.throws(() => v([{ ...LXMERT_SOURCE, weight: 0 }]), /sources\[0\]\.weight: expected a number > 0/);
   assert.throws(() => v([{ name: "c", format: "karpathy", json: "data/coco/dataset_coco.json" }]), /sources\[0\]\.images: required for format "karpathy"/);

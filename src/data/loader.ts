@@ -20,8 +20,27 @@ export interface HostBatch {
   meta: Record<string, unknown>;
 }
 export interface BatchBuilder {
+  /** Items in the dataset; a streamed builder's: in one epoch, over all ranks. */
   readonly length: number;
-  build(indices: number[], step: number): HostBatch | Promise<HostBatch>;
+  /**
+   * The batch of these items: positions in the sampler's order, or for a streamed builder their
+   * positions in the epoch's stream, with the items themselves (`items`, what `stream` yielded).
+   */
+  build(indices: number[], step: number, items?: unknown[]): HostBatch | Promise<HostBatch>;
+  /**
+   * A streamed builder (a source read in order, never indexed: WebDataset shards) gives the items of
+   * one epoch in its own seeded order, this rank's share, as plain data that crosses to the worker
+   * threads (e.g. where a sample's bytes lie, not the bytes). The sequence must depend on
+   * (epoch, seed, shuffle, rank, world) alone: the loader resumes at batch k of an epoch by
+   * opening the epoch's stream again and skipping k batches of items. Called in the main thread only.
+   */
+  stream?(epoch: number, o: StreamOptions): Iterator<unknown>;
+}
+export interface StreamOptions {
+  seed: number;
+  shuffle: boolean;
+  rank: number;
+  world: number;
 }
 export interface BuilderSpec {
   /** Absolute file URL or path of the module exporting createBuilder. */
@@ -88,6 +107,8 @@ export class Loader {
   private local?: BatchBuilder;
   private pending = new Map<number, Promise<HostBatch>>();
   private seq = 0;
+  /** A streamed builder's open epoch: its iterator and how many items were taken from it. */
+  private cursor?: { epoch: number; at: number; it: Iterator<unknown> };
   position: LoaderPosition = { epoch: 0, batch: 0 };
 
   private constructor(
@@ -135,8 +156,13 @@ export class Loader {
     return new Sampler(this.length, { seed: this.o.seed, shuffle: this.o.shuffle, rank: this.o.rank, world: this.o.world });
   }
 
+  /** A streamed builder's items per epoch on this rank (every rank the same count: the remainder is dropped). */
+  private get streamLength(): number {
+    return Math.floor(this.length / (this.o.world ?? 1));
+  }
+
   batchesPerEpoch(): number {
-    const n = this.sampler.order(0).length;
+    const n = this.local?.stream ? this.streamLength : this.sampler.order(0).length;
     return this.o.dropLast ?? true ? Math.floor(n / this.o.batchSize) : Math.ceil(n / this.o.batchSize);
   }
 
@@ -144,14 +170,40 @@ export class Loader {
     return order.slice(pos.batch * this.o.batchSize, (pos.batch + 1) * this.o.batchSize);
   }
 
-  private request(indices: number[], step: number): Promise<HostBatch> {
-    if (this.workers.length === 0) return Promise.resolve(this.local!.build(indices, step));
+  /**
+   * The items of batch `pos` from a streamed builder: the epoch's stream continued where the last
+   * batch ended, or opened again and fast-forwarded (resume, a seek, a new epoch).
+   */
+  private streamItems(pos: LoaderPosition): { indices: number[]; items: unknown[] } {
+    const start = pos.batch * this.o.batchSize;
+    const end = Math.min(start + this.o.batchSize, this.streamLength);
+    let c = this.cursor;
+    if (!c || c.epoch !== pos.epoch || c.at > start) {
+      const it = this.local!.stream!(pos.epoch, { seed: this.o.seed, shuffle: this.o.shuffle ?? true, rank: this.o.rank ?? 0, world: this.o.world ?? 1 });
+      c = this.cursor = { epoch: pos.epoch, at: 0, it };
+    }
+    const items: unknown[] = [];
+    const indices: number[] = [];
+    while (c.at < end) {
+      const r = c.it.next();
+      if (r.done) throw new Error(`Loader: the stream of epoch ${pos.epoch} ended after ${c.at} items, expected ${this.streamLength}`);
+      if (c.at >= start) {
+        items.push(r.value);
+        indices.push(c.at);
+      }
+      c.at++;
+    }
+    return { indices, items };
+  }
+
+  private request(indices: number[], step: number, items?: unknown[]): Promise<HostBatch> {
+    if (this.workers.length === 0) return Promise.resolve(this.local!.build(indices, step, items));
     const slot = this.workers[this.seq++ % this.workers.length];
     if (slot.failure) return Promise.reject(slot.failure);
     const id = this.seq;
     return new Promise<HostBatch>((resolve, reject) => {
       slot.waiting.set(id, { resolve, reject });
-      slot.worker.postMessage({ id, indices, step });
+      slot.worker.postMessage({ id, indices, step, items });
     });
   }
 
@@ -166,7 +218,18 @@ export class Loader {
       const kk = key(p);
       // the builder's step seeds its random choices: distinct per rank (and unchanged with one process)
       if (!this.pending.has(kk)) {
-        const batch = this.request(this.indicesAt(p, this.sampler.order(p.epoch)), kk * (this.o.world ?? 1) + (this.o.rank ?? 0));
+        const step = kk * (this.o.world ?? 1) + (this.o.rank ?? 0);
+        let batch: Promise<HostBatch>;
+        if (this.local?.stream) {
+          try {
+            const { indices, items } = this.streamItems(p);
+            batch = this.request(indices, step, items);
+          } catch (e) {
+            batch = Promise.reject(e as Error);
+          }
+        } else {
+          batch = this.request(this.indicesAt(p, this.sampler.order(p.epoch)), step);
+        }
         // a batch built ahead may fail and never be asked for (the run ends first, or a seek drops it):
         // its error is reported when (and only when) the batch is consumed, never as an unhandled rejection
         batch.catch(() => {});

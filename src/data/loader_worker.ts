@@ -5,9 +5,9 @@ import type { BatchBuilder, BuilderSpec } from "./loader.ts";
 const spec = workerData as BuilderSpec;
 const builder: BatchBuilder = await (await import(spec.module)).createBuilder(spec.args);
 
-parentPort!.on("message", async (m: { id: number; indices: number[]; step: number }) => {
+parentPort!.on("message", async (m: { id: number; indices: number[]; step: number; items?: unknown[] }) => {
   try {
-    const batch = await builder.build(m.indices, m.step);
+    const batch = await builder.build(m.indices, m.step, m.items);
     const transfer = [...new Set(Object.values(batch.arrays).map((a) => a.data.buffer as ArrayBuffer))];
     parentPort!.postMessage({ id: m.id, batch }, transfer);
   } catch (e) {

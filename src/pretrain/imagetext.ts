@@ -1,12 +1,16 @@
 // The image(-text) batch builder of VLMo pre-training: images decoded and resized with sharp,
 // normalised with mean = std = 0.5, and captions tokenised; read from a Karpathy split JSON and
-// image folder, COCO caption annotations, or ViLT Arrow tables (imagetext_input.ts). `mode`
+// image folder, COCO caption annotations, ViLT Arrow tables (imagetext_input.ts), or WebDataset
+// shards streamed through the loader (streamedBuilder below). `mode`
 // selects what a batch holds: "image" (stage 1), "text" (stage 2) or "pair" (stage 3). Runs in the
 // loader's worker threads.
 import type { BatchBuilder, HostBatch } from "../data/loader.ts";
 import { decodeImage, resizeImage, toChw, VLMO_NORM, type ChwImage } from "../vision/image.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import { imageTextExamples, type ImageTextInput } from "./imagetext_input.ts";
+import { basename } from "node:path";
+import { countSamples, streamRefs, WdsError, WdsRefReader, type WdsRef } from "../data/formats/wds.ts";
+import { Rng, hashSeed } from "../engine/rng.ts";
+import { imageTextExamples, type ImageTextInput, type WebDatasetInput } from "./imagetext_input.ts";
 
 export interface ImageTextArgs {
   /** The data (`input`), or the Karpathy file + image folder of `split` (train = train + restval). */
@@ -34,8 +38,10 @@ async function loadImage(src: string | Uint8Array, name: string, size: number): 
 }
 
 export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
+  const input = inputOf(a);
+  if (input.format === "webdataset") return streamedBuilder(a, input);
   // one example per caption (pair/text) or per image (image); held-out captions in caption-major order
-  const examples = imageTextExamples(inputOf(a), a.mode === "image" ? "image" : "caption", a.split === "train" ? "file" : "interleaved");
+  const examples = imageTextExamples(input, a.mode === "image" ? "image" : "caption", a.split === "train" ? "file" : "interleaved");
   const tok = a.mode === "image" ? null : BertTokenizer.load();
   return {
     length: examples.length,
@@ -50,22 +56,87 @@ export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
         arrays.pixels = { data: pixels, shape: [b, 3, S, S], dtype: "float32" };
       }
       const texts = indices.map((i) => examples.text(i));
-      if (tok) {
-        const L = a.maxTextLen;
-        const ids = new BigInt64Array(b * L), mask = new BigInt64Array(b * L), words = new BigInt64Array(b * L);
-        texts.forEach((text, k) => {
-          const enc = tok.encode(text, undefined, { maxLength: L, padding: true });
-          for (let j = 0; j < L; j++) {
-            ids[k * L + j] = BigInt(enc.inputIds[j]);
-            mask[k * L + j] = BigInt(enc.attentionMask[j]);
-            words[k * L + j] = BigInt(enc.wordIds[j]);
-          }
-        });
-        arrays.input_ids = { data: ids, shape: [b, L], dtype: "int64" };
-        arrays.attention_mask = { data: mask, shape: [b, L], dtype: "int64" };
-        arrays.word_ids = { data: words, shape: [b, L], dtype: "int64" };
-      }
+      if (tok) Object.assign(arrays, tokenize(tok, texts, a.maxTextLen));
       return { arrays, meta: { files: indices.map((i) => examples.key(i)), texts } };
     },
   };
+}
+
+/** Token ids, attention mask and word ids of texts, padded to `L`. */
+function tokenize(tok: BertTokenizer, texts: string[], L: number): HostBatch["arrays"] {
+  const b = texts.length;
+  const ids = new BigInt64Array(b * L), mask = new BigInt64Array(b * L), words = new BigInt64Array(b * L);
+  texts.forEach((text, k) => {
+    const enc = tok.encode(text, undefined, { maxLength: L, padding: true });
+    for (let j = 0; j < L; j++) {
+      ids[k * L + j] = BigInt(enc.inputIds[j]);
+      mask[k * L + j] = BigInt(enc.attentionMask[j]);
+      words[k * L + j] = BigInt(enc.wordIds[j]);
+    }
+  });
+  return {
+    input_ids: { data: ids, shape: [b, L], dtype: "int64" },
+    attention_mask: { data: mask, shape: [b, L], dtype: "int64" },
+    word_ids: { data: words, shape: [b, L], dtype: "int64" },
+  };
+}
+
+/**
+ * WebDataset shards, streamed (the loader's `stream`): an epoch is the shards in a seeded order,
+ * each scanned in turn for where its samples lie, through a seeded shuffle buffer of those
+ * locations (streamRefs); a batch's images and captions are read by position when it is built
+ * (in the worker threads). One example per sample, in every mode; a sample with several captions
+ * (lines of the text file, or a JSON "captions" list) trains on one drawn from the step's seed,
+ * and is held out on its first. The epoch's length is counted from the shards' headers once.
+ */
+function streamedBuilder(a: ImageTextArgs, input: WebDatasetInput): BatchBuilder {
+  const required = [input.image.join(";"), input.text];
+  const files = new WdsRefReader();
+  const tok = a.mode === "image" ? null : BertTokenizer.load();
+  let length: number | undefined;
+  return {
+    get length() {
+      length ??= countSamples(input.shards, { required });
+      return length;
+    },
+    stream: (epoch, o) => streamRefs(input.shards, { ...o, epoch, buffer: input.shuffleBuffer, required }),
+    async build(indices: number[], step: number, items?: unknown[]): Promise<HostBatch> {
+      if (!items) throw new Error("webdataset builder: a streamed source is read through the loader's stream (items, not indices)");
+      const refs = items as WdsRef[];
+      const b = refs.length;
+      const arrays: HostBatch["arrays"] = {};
+      if (a.mode !== "text") {
+        const S = a.imageSize;
+        const pixels = new Float32Array(b * 3 * S * S);
+        const loaded = await Promise.all(refs.map((r) => loadImage(files.read(r, input.image.join(";")), `${r.shard}: sample "${r.key}"`, S)));
+        loaded.forEach((img, k) => pixels.set(img.data, k * 3 * S * S));
+        arrays.pixels = { data: pixels, shape: [b, 3, S, S], dtype: "float32" };
+      }
+      const texts = a.mode === "image" ? refs.map(() => "") : refs.map((r, k) => {
+        const captions = wdsCaptions(r, files.read(r, input.text), input.text);
+        return captions[a.split === "train" && captions.length > 1 ? new Rng(hashSeed("caption", step, indices[k])).int(captions.length) : 0];
+      });
+      if (tok) Object.assign(arrays, tokenize(tok, texts, a.maxTextLen));
+      return { arrays, meta: { files: refs.map((r) => `${basename(r.shard)}#${r.key}`), texts } };
+    },
+  };
+}
+
+/** A sample's captions: the non-empty lines of a text file, or a JSON file's "caption" (or "captions" list). */
+function wdsCaptions(r: WdsRef, bytes: Uint8Array, ext: string): string[] {
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
+  if (ext === "json" || ext.endsWith(".json")) {
+    let v: { caption?: unknown; captions?: unknown };
+    try {
+      v = JSON.parse(text) as typeof v;
+    } catch (err) {
+      throw new WdsError(r.shard, r.key, `"${ext}" is not valid JSON: ${(err as Error).message}`);
+    }
+    const list = typeof v?.caption === "string" ? [v.caption] : Array.isArray(v?.captions) ? v.captions.filter((c): c is string => typeof c === "string" && c !== "") : [];
+    if (list.length === 0) throw new WdsError(r.shard, r.key, `"${ext}" has no "caption" string or "captions" list`);
+    return list;
+  }
+  const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
+  if (lines.length === 0) throw new WdsError(r.shard, r.key, `"${ext}" is empty (no caption)`);
+  return lines;
 }

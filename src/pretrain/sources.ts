@@ -5,8 +5,10 @@
 // for VLMo. The readers are those of src/data/formats; nothing here parses a dataset file.
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { expandShards } from "../data/formats/wds.ts";
+import type { WebDatasetInput } from "./imagetext_input.ts";
 
-export const SOURCE_FORMATS = ["synth", "lxmert", "vg", "karpathy", "coco-captions", "vilt-arrow", "vqa", "gqa", "nlvr2"] as const;
+export const SOURCE_FORMATS = ["synth", "lxmert", "vg", "karpathy", "coco-captions", "vilt-arrow", "webdataset", "vqa", "gqa", "nlvr2"] as const;
 export type SourceFormat = (typeof SOURCE_FORMATS)[number];
 
 /** The part of a source that can differ for the held-out split (`eval`) and the test split (`test`). */
@@ -33,6 +35,8 @@ export interface SourceSplit {
   split?: string[];
   /** vilt-arrow: table names under `root` without `.arrow`; `*` matches any run of characters (`sbu_*`). */
   tables?: string[];
+  /** webdataset: tar shard paths or brace patterns ("shards/train-{000..031}.tar"), expanded in order. */
+  shards?: string | string[];
 }
 
 /** One entry of `data.sources`; which keys a format takes is in FORMAT_KEYS. */
@@ -47,6 +51,10 @@ export interface DataSource extends SourceSplit {
   karpathy?: string;
   /** vilt-arrow: the folder that holds the `.arrow` tables. */
   root?: string;
+  /** webdataset: the image file's extensions, alternatives tried in order (default "jpg;jpeg;png;webp"). */
+  image?: string;
+  /** webdataset: samples in the seeded shuffle buffer (default 1000; 0: the shards' own order). */
+  shuffleBuffer?: number;
   /** lxmert: the ans2label JSON of the QA head (LXMERT ships data/vqa/trainval_ans2label.json); vqa, gqa: the task's answer vocabulary. */
   answers?: string;
   /** vg: region_descriptions.json (MSP's phrase stage). */
@@ -57,7 +65,10 @@ export interface DataSource extends SourceSplit {
   objectVocab?: string;
   /** lxmert, karpathy, coco-captions: a ViLBERT-style hard-negative pool (MSP's ITM_HS; LXMERT-S retrieval); without it, random negatives. */
   hardNegatives?: string;
-  /** lxmert: the `sentf` sources to read (e.g. ["mscoco", "vg"]); karpathy: the sentence field, "raw" (default) or "tokens" (joined by spaces). */
+  /**
+   * lxmert: the `sentf` sources to read (e.g. ["mscoco", "vg"]); karpathy: the sentence field, "raw" (default) or "tokens" (joined by spaces);
+   * webdataset: the caption file's extension (default "txt": one caption a line; a `json` one: its "caption" or "captions").
+   */
   text?: string | string[];
   /** The held-out split: keys that replace the training ones (lxmert: json, regions; karpathy: split; ...). */
   eval?: SourceSplit;
@@ -65,7 +76,7 @@ export interface DataSource extends SourceSplit {
   test?: SourceSplit;
 }
 
-type Kind = "file" | "files" | "dir" | "string" | "strings" | "number" | "object";
+type Kind = "file" | "files" | "dir" | "string" | "strings" | "number" | "object" | "patterns";
 
 /** Keys each format takes (besides name, format and weight) and what each holds. */
 const FORMAT_KEYS: Record<SourceFormat, { keys: Record<string, Kind>; required: string[]; eval: string[] }> = {
@@ -91,6 +102,7 @@ const FORMAT_KEYS: Record<SourceFormat, { keys: Record<string, Kind>; required: 
     eval: ["json", "images", "regions"],
   },
   "vilt-arrow": { keys: { root: "dir", tables: "strings", eval: "object" }, required: ["root", "tables"], eval: ["tables"] },
+  webdataset: { keys: { shards: "patterns", text: "string", image: "string", shuffleBuffer: "number", eval: "object" }, required: ["shards"], eval: ["shards"] },
   vqa: {
     keys: { json: "files", questions: "files", annotations: "files", answers: "file", regions: "files", images: "dir", eval: "object", test: "object" },
     required: ["answers"],
@@ -104,7 +116,7 @@ const KARPATHY_SPLITS = ["train", "val", "test", "restval"];
 
 /** The pipelines a format feeds. */
 export const REGION_TEXT_FORMATS: SourceFormat[] = ["synth", "lxmert", "vg"];
-export const IMAGE_TEXT_FORMATS: SourceFormat[] = ["synth", "karpathy", "coco-captions", "vilt-arrow"];
+export const IMAGE_TEXT_FORMATS: SourceFormat[] = ["synth", "karpathy", "coco-captions", "vilt-arrow", "webdataset"];
 /** The formats each fine-tuning task reads (src/tasks/sources.ts). */
 export const TASK_FORMATS: Record<"vqa" | "gqa" | "nlvr2" | "retrieval", SourceFormat[]> = {
   vqa: ["synth", "vqa"],
@@ -114,13 +126,13 @@ export const TASK_FORMATS: Record<"vqa" | "gqa" | "nlvr2" | "retrieval", SourceF
 };
 
 function describe(k: Kind): string {
-  return { file: "a file path", files: "a file path or a list of them", dir: "a folder path", string: "a string", strings: "a list of strings", number: "a number", object: "an object" }[k];
+  return { file: "a file path", files: "a file path or a list of them", dir: "a folder path", string: "a string", strings: "a list of strings", number: "a number", object: "an object", patterns: "a shard path or brace pattern, or a list of them" }[k];
 }
 
 function typeOk(v: unknown, k: Kind): boolean {
   switch (k) {
     case "file": case "dir": case "string": return typeof v === "string" && v !== "";
-    case "files": return (typeof v === "string" && v !== "") || (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === "string" && x !== ""));
+    case "files": case "patterns": return (typeof v === "string" && v !== "") || (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === "string" && x !== ""));
     case "strings": return Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === "string" && x !== "");
     case "number": return typeof v === "number";
     case "object": return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -166,6 +178,20 @@ function checkSplitKeys(o: Record<string, unknown>, keys: Record<string, Kind>, 
       const abs = list.map((p, i) => checkedPath(p, "file", typeof v === "string" ? `${where}.${k}` : `${where}.${k}[${i}]`, base));
       o[k] = typeof v === "string" ? abs[0] : abs;
     }
+    if (kind === "patterns") {
+      // brace patterns stay patterns (resolved against base); each name they expand to must be a file
+      const list = typeof v === "string" ? [v] : (v as string[]);
+      const abs = list.map((p, i) => {
+        const at = typeof v === "string" ? `${where}.${k}` : `${where}.${k}[${i}]`;
+        const pattern = resolve(base, p);
+        const names = expandShards(pattern);
+        names.forEach((f) => checkedPath(f, "file", at, base));
+        const gz = names.find((f) => /\.(tar\.gz|tgz)$/.test(f));
+        if (gz) throw new Error(`${at}: ${gz} is gzipped; a webdataset source streams plain .tar shards by position (gunzip them)`);
+        return pattern;
+      });
+      o[k] = typeof v === "string" ? abs[0] : abs;
+    }
   }
 }
 
@@ -177,6 +203,11 @@ function checkFormatValues(s: DataSource, where: string): void {
       if (bad !== undefined) throw new Error(`${where}.${k}: unknown split ${JSON.stringify(bad)} (Karpathy files have ${KARPATHY_SPLITS.join(", ")})`);
     }
     if (s.text !== undefined && s.text !== "raw" && s.text !== "tokens") throw new Error(`${where}.text: expected "raw" or "tokens" (the sentence field to train on), got ${JSON.stringify(s.text)}`);
+  }
+  if (s.format === "webdataset") {
+    if (s.text !== undefined && (typeof s.text !== "string" || !/^[\w.-]+$/.test(s.text))) throw new Error(`${where}.text: expected the caption file's extension ("txt", "json"), got ${JSON.stringify(s.text)}`);
+    if (s.image !== undefined && !/^[\w.-]+(;[\w.-]+)*$/.test(s.image)) throw new Error(`${where}.image: expected image extensions separated by ";" ("jpg;png"), got ${JSON.stringify(s.image)}`);
+    if (s.shuffleBuffer !== undefined && !(Number.isInteger(s.shuffleBuffer) && s.shuffleBuffer >= 0)) throw new Error(`${where}.shuffleBuffer: expected a whole number >= 0 (samples in the shuffle buffer; 0: the shards' order), got ${JSON.stringify(s.shuffleBuffer)}`);
   }
   if (s.format === "vilt-arrow") {
     arrowTables(s.root!, s.tables!, `${where}.tables`);
@@ -300,4 +331,20 @@ export function lxmertInputs(s: DataSource, split: "train" | "val", text: string
   if (!sp) return undefined;
   const sources = (s.text as string[] | undefined) ?? text;
   return { examples: asList(sp.json!).map((path) => ({ path, sources })), regions: sp.regions! };
+}
+
+/**
+ * The image-text input of a `webdataset` source's split (undefined: no `eval` shards): its shard
+ * patterns expanded in order, the caption and image extensions, the shuffle buffer.
+ */
+export function webdatasetInput(s: DataSource, split: "train" | "val"): WebDatasetInput | undefined {
+  const sp = splitOf(s, split);
+  if (!sp) return undefined;
+  return {
+    format: "webdataset",
+    shards: expandShards(sp.shards!),
+    text: (s.text as string | undefined) ?? "txt",
+    image: (s.image ?? "jpg;jpeg;png;webp").split(";"),
+    shuffleBuffer: s.shuffleBuffer ?? 1000,
+  };
 }

@@ -24,7 +24,7 @@ import type { LossOut } from "../objectives/losses.ts";
 import { worldFile, trimTextPadding, weighted, maskedLm, maskText, mlmVocab, renameMetrics, type MlmVocab } from "./common.ts";
 import type { ImageTextArgs } from "./imagetext.ts";
 import type { ImageTextInput } from "./imagetext_input.ts";
-import { sourcesFor, splitOf, arrowTables, sourceName, IMAGE_TEXT_FORMATS, type DataSource } from "./sources.ts";
+import { sourcesFor, splitOf, arrowTables, sourceName, webdatasetInput, IMAGE_TEXT_FORMATS, type DataSource } from "./sources.ts";
 import type { BuilderSpec } from "../data/loader.ts";
 
 const IMAGETEXT_MODULE = new URL("./imagetext.ts", import.meta.url).href;
@@ -239,6 +239,7 @@ function imageTextInput(src: DataSource, split: "train" | "val"): ImageTextInput
     case "karpathy": return { format: "karpathy", json: src.json as string, images: src.images!, splits: sp!.split ?? karpathySplits, text: src.text as "raw" | "tokens" | undefined };
     case "coco-captions": return sp && { format: "coco-captions", json: sp.json as string, images: sp.images! };
     case "vilt-arrow": return sp && { format: "vilt-arrow", tables: arrowTables(src.root!, sp.tables!, `recipe.data.sources (${src.name}).tables`) };
+    case "webdataset": return webdatasetInput(src, split);
     default: throw new Error(`recipe.data.sources (${src.name}): format ${src.format} does not feed vlmo`);
   }
 }

@@ -20,6 +20,7 @@ import path from "node:path";
 import zlib from "node:zlib";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
+import { Rng, hashSeed } from "../../engine/rng.ts";
 
 export interface WdsSample {
   /** entry path up to the first "." of the basename */
@@ -380,4 +381,229 @@ export class WdsShardedWriter {
   async close(): Promise<void> {
     await this.closeCurrent();
   }
+}
+
+// ---------------------------------------------------------------- streaming by position
+
+/** Where one sample's files lie in an uncompressed tar shard: the byte offset and size of each file's content. */
+export interface WdsRef {
+  shard: string;
+  key: string;
+  /** extension (lower-case) → [offset, size] in the shard */
+  files: Record<string, [number, number]>;
+}
+
+const BLOCK = 512;
+
+function cString(b: Buffer, start: number, len: number): string {
+  const end = b.indexOf(0, start);
+  return b.toString("utf8", start, end < 0 || end > start + len ? start + len : end);
+}
+
+/** A tar number field: octal text, or base-256 when the first byte's high bit is set (GNU, sizes of 8 GiB and more). */
+function tarNumber(b: Buffer, start: number, len: number): number {
+  if (b[start] & 0x80) {
+    let v = b[start] & 0x7f;
+    for (let i = start + 1; i < start + len; i++) v = v * 256 + b[i];
+    return v;
+  }
+  const s = cString(b, start, len).trim();
+  return s === "" ? 0 : parseInt(s, 8);
+}
+
+function readAt(fd: number, length: number, position: number): Buffer {
+  const b = Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const n = fs.readSync(fd, b, done, length - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done === length ? b : b.subarray(0, done);
+}
+
+/** pax extended header records ("<len> <key>=<value>\n") */
+function paxRecords(b: Buffer): Record<string, string> {
+  const out: Record<string, string> = {};
+  let at = 0;
+  while (at < b.length) {
+    const sp = b.indexOf(0x20, at);
+    if (sp < 0) break;
+    const len = Number(b.toString("ascii", at, sp));
+    if (!Number.isInteger(len) || len <= 0) break;
+    const rec = b.toString("utf8", sp + 1, at + len - 1);
+    const eq = rec.indexOf("=");
+    if (eq > 0) out[rec.slice(0, eq)] = rec.slice(eq + 1);
+    at += len;
+  }
+  return out;
+}
+
+/**
+ * The samples of one uncompressed tar shard as byte ranges, from its headers alone: one 512-byte
+ * read per entry (and the pax / GNU long-name records), file contents skipped, so a scan holds one
+ * sample's ranges whatever the shard's size. Samples group as in WdsReader; a malformed sample or
+ * a corrupt / truncated tar throws a WdsError naming the shard (and the key, or the byte offset).
+ * Gzipped shards cannot be read by position: ungzip them first (webdataset's own are plain tar).
+ */
+export function* scanShard(shard: string, opts: { required?: string[] } = {}): Generator<WdsRef> {
+  if (/\.(tar\.gz|tgz)$/.test(shard)) throw new WdsError(shard, null, "a gzipped shard cannot be streamed by position: gunzip it (plain .tar)");
+  const required = (opts.required ?? []).map((r) => r.split(";").map((e) => e.trim().toLowerCase()).filter(Boolean));
+  let fd: number;
+  try {
+    fd = fs.openSync(shard, "r");
+  } catch (err) {
+    throw new WdsError(shard, null, `cannot open shard: ${(err as Error).message}`);
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    const seen = new Set<string>();
+    let cur: WdsRef | null = null;
+    const finish = (s: WdsRef): WdsRef => {
+      const missing = required.filter((alts) => !alts.some((e) => e in s.files));
+      if (missing.length > 0) throw new WdsError(shard, s.key, `incomplete: missing ${missing.map((a) => `"${a.join(";")}"`).join(", ")} (has ${Object.keys(s.files).join(", ") || "nothing"})`);
+      return s;
+    };
+    let pos = 0;
+    let longName: string | null = null;
+    let pax: Record<string, string> = {};
+    while (pos + BLOCK <= size) {
+      const h = readAt(fd, BLOCK, pos);
+      if (h.length < BLOCK) break;
+      if (h.every((x) => x === 0)) break; // end-of-archive blocks
+      let sum = 0;
+      for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i];
+      if (sum !== tarNumber(h, 148, 8)) throw new WdsError(shard, cur?.key ?? null, `corrupt tar: bad header checksum at byte ${pos}`);
+      const type = String.fromCharCode(h[156] || 0x30);
+      const entrySize = pax.size !== undefined ? Number(pax.size) : tarNumber(h, 124, 12);
+      const dataAt = pos + BLOCK;
+      if (dataAt + entrySize > size) throw new WdsError(shard, cur?.key ?? null, `truncated tar: entry at byte ${pos} needs ${entrySize} bytes, the file ends at ${size}`);
+      const next = dataAt + Math.ceil(entrySize / BLOCK) * BLOCK;
+      if (type === "x" || type === "L" || type === "g" || type === "K") {
+        if (type === "x") pax = paxRecords(readAt(fd, entrySize, dataAt));
+        if (type === "L") longName = cString(readAt(fd, entrySize, dataAt), 0, entrySize);
+        pos = next;
+        continue;
+      }
+      const ustar = h.toString("ascii", 257, 262) === "ustar";
+      const prefix = ustar ? cString(h, 345, 155) : "";
+      const name = pax.path ?? longName ?? (prefix ? `${prefix}/${cString(h, 0, 100)}` : cString(h, 0, 100));
+      longName = null;
+      pax = {};
+      pos = next;
+      if (type !== "0" && type !== "7") continue; // directories, links: not sample content
+      const parts = splitName(name);
+      if (!parts) throw new WdsError(shard, null, `entry "${name}" has no key.extension name`);
+      if (cur && parts.key !== cur.key) {
+        yield finish(cur);
+        cur = null;
+      }
+      if (!cur) {
+        if (seen.has(parts.key)) throw new WdsError(shard, parts.key, "key appears again after other samples (sample split in two)");
+        seen.add(parts.key);
+        cur = { shard, key: parts.key, files: {} };
+      }
+      if (parts.ext in cur.files) throw new WdsError(shard, cur.key, `duplicate file "${name}"`);
+      cur.files[parts.ext] = [dataAt, entrySize];
+    }
+    if (cur) yield finish(cur);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Reads the files of WdsRefs by position, keeping the most recently used shards open (at most `maxOpen`). */
+export class WdsRefReader {
+  private readonly fds = new Map<string, number>();
+  constructor(private readonly maxOpen = 8) {}
+
+  private fd(shard: string): number {
+    let fd = this.fds.get(shard);
+    if (fd !== undefined) {
+      this.fds.delete(shard); // re-inserted: most recently used last
+    } else {
+      fd = fs.openSync(shard, "r");
+      if (this.fds.size >= this.maxOpen) {
+        const [oldest, ofd] = this.fds.entries().next().value as [string, number];
+        fs.closeSync(ofd);
+        this.fds.delete(oldest);
+      }
+    }
+    this.fds.set(shard, fd);
+    return fd;
+  }
+
+  /** The bytes of one file of a sample (`ext`: one extension, or alternatives "jpg;png"). */
+  read(ref: WdsRef, ext: string): Uint8Array {
+    const alt = ext.split(";").find((e) => e in ref.files);
+    if (alt === undefined) throw new WdsError(ref.shard, ref.key, `no "${ext}" file (has ${Object.keys(ref.files).join(", ")})`);
+    const [offset, size] = ref.files[alt];
+    const b = readAt(this.fd(ref.shard), size, offset);
+    if (b.length < size) throw new WdsError(ref.shard, ref.key, `truncated: "${alt}" ends past the end of the shard`);
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) fs.closeSync(fd);
+    this.fds.clear();
+  }
+}
+
+export interface WdsStreamOptions {
+  /** shuffle the shard order and the samples (through the buffer); false: file order */
+  shuffle: boolean;
+  seed: number;
+  epoch: number;
+  /** samples held by the shuffle buffer (default 1000; refs only, a few hundred bytes each) */
+  buffer?: number;
+  /** extensions every sample must have (as WdsReadOptions.required) */
+  required?: string[];
+  /** data parallel: this rank takes every `world`-th sample of the epoch's sequence, from the `rank`-th */
+  rank?: number;
+  world?: number;
+}
+
+/**
+ * One epoch of sample refs over a shard list: the shards in an order shuffled by (seed, epoch),
+ * each scanned in turn (scanShard: a shard at a time, headers only), the refs passed through a
+ * shuffle buffer seeded by (seed, epoch) (webdataset's: fill to `buffer`, then each new sample
+ * replaces a random one, which is emitted; the rest drained at the end in random order). The
+ * sequence is a function of (shards, seed, epoch, buffer) alone, so skipping its first k refs
+ * restores a position exactly; with several ranks each takes its stride of the same sequence.
+ */
+export function* streamRefs(shards: string[], o: WdsStreamOptions): Generator<WdsRef> {
+  const rng = new Rng(hashSeed("wds", o.seed, o.epoch));
+  const order = o.shuffle ? rng.shuffle([...shards]) : shards;
+  const refs = (function* () {
+    for (const s of order) yield* scanShard(s, { required: o.required });
+  })();
+  const size = o.shuffle ? Math.max(1, o.buffer ?? 1000) : 1;
+  const world = o.world ?? 1;
+  const rank = o.rank ?? 0;
+  let i = 0;
+  const mine = () => i++ % world === rank;
+  if (size === 1) {
+    for (const r of refs) if (mine()) yield r;
+    return;
+  }
+  const buf: WdsRef[] = [];
+  for (const r of refs) {
+    if (buf.length < size) {
+      buf.push(r);
+      continue;
+    }
+    const j = rng.int(size);
+    const out = buf[j];
+    buf[j] = r;
+    if (mine()) yield out;
+  }
+  rng.shuffle(buf);
+  for (const r of buf) if (mine()) yield r;
+}
+
+/** The number of samples in a shard list (a header scan of each shard in turn). */
+export function countSamples(shards: string[], opts: { required?: string[] } = {}): number {
+  let n = 0;
+  for (const s of shards) for (const _ of scanShard(s, opts)) n++;
+  return n;
 }
