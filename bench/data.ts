@@ -15,10 +15,15 @@
  *
  * Streaming sources instead: a ViLT/VLMo caption Arrow table and WebDataset shards
  * (1,000 samples each) of 2k and N (default 20k) images, each passed over once in a
- * fresh child process (every row's text and image bytes touched), printing peak RSS
- * and the ratio of peak RSS at N to 2k. The images are the PNGs of a synthetic world
- * (`--world`, e.g. one written by `vlp data synth`, used in a cycle) or, without it,
- * 6 KB of random bytes each.
+ * fresh child process, printing peak RSS and the ratio of peak RSS at N to 2k. Two
+ * passes per source: the reader alone (CaptionArrowReader / WdsReader: every row's text
+ * and image bytes touched) and VLMo's image-text pipeline (the `vilt-arrow` and
+ * `webdataset` inputs of src/pretrain/imagetext.ts building batches of 32 image-caption
+ * pairs at 48 px, every image decoded and resized; the shards streamed in a seeded order
+ * through a 1,000-sample shuffle buffer, as the loader streams them). The images and
+ * captions are those of a synthetic world (`--world`, written by `vlp data synth`, image i
+ * of the world for sample i, in a cycle if the world is smaller) or, without it, 6 KB of
+ * random bytes each (then only the reader passes run).
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -28,6 +33,9 @@ import { fileURLToPath } from "node:url";
 import { Obj36Writer } from "../src/data/formats/obj36.ts";
 import { CaptionArrowReader, CaptionArrowWriter } from "../src/data/formats/arrow.ts";
 import { WdsReader, WdsShardedWriter } from "../src/data/formats/wds.ts";
+import { readKarpathy } from "../src/data/formats/karpathy.ts";
+import { createBuilder as createImageTextBuilder } from "../src/pretrain/imagetext.ts";
+import type { ImageTextInput } from "../src/pretrain/imagetext_input.ts";
 import { listImages } from "../src/data/image_files.ts";
 import {
   RegionStore, RegionStoreWriter, TsvRegionReader, buildTsvIndex, type FeatureDtype, type RegionSource,
@@ -199,44 +207,93 @@ async function childPass(kind: string, target: string): Promise<void> {
   let items = 0;
   let bytes = 0;
   const t0 = process.hrtime.bigint();
-  const rssOpen = process.memoryUsage().rss;
+  let rssOpen = process.memoryUsage().rss;
   const seen = (n: number) => {
     bytes += n;
     if ((++items & 63) === 0) peak = Math.max(peak, process.memoryUsage().rss);
   };
-  if (kind === "arrow") {
+  if (kind === "arrow-vlmo" || kind === "wds-vlmo") {
+    // VLMo's pipeline: the builder the loader runs, batches of 32 pairs, every image decoded
+    const input: ImageTextInput = kind === "arrow-vlmo" ? { format: "vilt-arrow", tables: [target] }
+      : { format: "webdataset", shards: expandShardList(target), text: "txt", image: ["png", "jpg"], shuffleBuffer: 1000 };
+    const b = await createImageTextBuilder({ input, split: "train", mode: "pair", imageSize: 48, maxTextLen: 40 });
+    const B = 32;
+    const length = b.length; // a webdataset input counts its samples here (a header scan of the shards)
+    rssOpen = process.memoryUsage().rss;
+    const build = async (indices: number[], items?: unknown[]) => {
+      const batch = await b.build(indices, indices[0], items);
+      for (let k = 0; k < indices.length; k++) seen(0);
+      bytes += batch.arrays.pixels.data.byteLength;
+    };
+    if (b.stream) {
+      let items: unknown[] = [];
+      let at = 0;
+      const it = b.stream(0, { seed: 1, shuffle: true, rank: 0, world: 1 });
+      for (let r = it.next(); !r.done; r = it.next()) {
+        items.push(r.value);
+        if (items.length === B) {
+          await build(items.map((_, k) => at + k), items);
+          at += B;
+          items = [];
+        }
+      }
+    } else {
+      for (let i = 0; i + B <= length; i += B) await build(Array.from({ length: B }, (_, k) => i + k));
+    }
+  } else if (kind === "arrow") {
     const r = CaptionArrowReader.open(target);
     for (let i = 0; i < r.numRows; i++) seen(r.row(i).caption.join(" ").length + r.image(i).length);
     r.close();
   } else {
-    for await (const s of new WdsReader(target)) seen(s.files.png.length + s.files.txt.length);
+    for await (const s of new WdsReader(target)) seen((s.files.png ?? s.files.jpg).length + s.files.txt.length);
   }
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const out: PassResult = { items, seconds, rssOpenMB: MB(rssOpen), rssPeakMB: MB(Math.max(peak, process.memoryUsage().rss)), bytes };
   process.stdout.write(JSON.stringify(out));
 }
 
-function imageSource(world: string | null): (i: number) => Uint8Array {
+/** "dir/shard-{000000..000019}.tar" → the names (the bench's own patterns: one numeric range). */
+function expandShardList(pattern: string): string[] {
+  const m = /\{(\d+)\.\.(\d+)\}/.exec(pattern)!;
+  const out: string[] = [];
+  for (let i = Number(m[1]); i <= Number(m[2]); i++) out.push(pattern.replace(m[0], String(i).padStart(m[1].length, "0")));
+  return out;
+}
+
+interface Samples {
+  image(i: number): Uint8Array;
+  captions(i: number): string[];
+}
+
+/** Image i and its captions: the world's i-th image (in a cycle) and its Karpathy captions, or random bytes. */
+function sampleSource(world: string | null): Samples {
   if (world) {
     const root = path.join(world, "images");
-    const files = listImages(root).slice(0, 500).map((f) => fs.readFileSync(path.join(root, f)));
+    const byFile = new Map(readKarpathy(path.join(world, "karpathy/dataset_synth.json")).images.map((im) => [im.filename, im.sentences.map((s) => s.raw)]));
+    const files = listImages(root);
     if (files.length === 0) throw new Error(`${root}: no images`);
-    return (i) => files[i % files.length];
+    return {
+      image: (i) => fs.readFileSync(path.join(root, files[i % files.length])),
+      captions: (i) => byFile.get(files[i % files.length]) ?? [`image ${i}`],
+    };
   }
   const rand = rng(5);
   const pool = Array.from({ length: 64 }, () => Uint8Array.from({ length: 6144 }, () => Math.floor(rand() * 256)));
-  return (i) => pool[i % pool.length];
+  return {
+    image: (i) => pool[i % pool.length],
+    captions: (i) => [`image ${i}: a small red ball left of a blue box.`, `the ${i % 7} shapes on a grey background`, `caption ${i} three`],
+  };
 }
 
-const captions = (i: number) => [`image ${i}: a small red ball left of a blue box.`, `the ${i % 7} shapes on a grey background`, `caption ${i} three`];
-
-async function writeStreams(dir: string, n: number, image: (i: number) => Uint8Array): Promise<{ arrow: string; shards: string }> {
+async function writeStreams(dir: string, n: number, src: Samples): Promise<{ arrow: string; shards: string }> {
   const arrow = path.join(dir, `gcc_train_${n}.arrow`);
   const aw = new CaptionArrowWriter(arrow);
   const ww = new WdsShardedWriter(path.join(dir, `wds-${n}`, "shard-%06d.tar"), { maxCount: 1000 });
   for (let i = 0; i < n; i++) {
-    await aw.write({ image: image(i), caption: captions(i), image_id: `img_${i}`, split: "train" });
-    await ww.write({ key: `img_${String(i).padStart(8, "0")}`, files: { png: image(i), txt: captions(i).join("\n") } });
+    const image = src.image(i);
+    const captions = src.captions(i);
+    await aw.write({ image, caption: captions, image_id: `img_${i}`, split: "train" });
+    await ww.write({ key: `img_${String(i).padStart(8, "0")}`, files: { png: image, txt: captions.join("\n") } });
   }
   await aw.close();
   await ww.close();
@@ -257,19 +314,26 @@ async function mainStreams(): Promise<void> {
   const keep = process.argv.includes("--keep");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vlp-bench-streams-"));
   console.log(`# streaming sources: one pass over a caption Arrow table and WebDataset shards (1,000 samples a shard)`);
-  console.log(`temp dir ${dir}; images ${world ? `from ${world}/images` : "6 KB random bytes"}; ${os.cpus().length} CPUs, node ${process.version}`);
+  console.log(`temp dir ${dir}; images ${world ? `and captions from the world ${world}` : "6 KB random bytes"}`);
+  console.log(`CPU: ${os.cpus()[0]?.model ?? "unknown"} x ${os.cpus().length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GB RAM, node ${process.version}`);
   console.log(`load average at start: ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}\n`);
-  const image = imageSource(world);
+  const src = sampleSource(world);
   const rows: { kind: string; n: number; size: number; r: PassResult }[] = [];
   try {
     for (const n of [2000, images]) {
       process.stderr.write(`writing ${n} images as Arrow + shards ... `);
-      const { arrow, shards } = await writeStreams(dir, n, image);
-      process.stderr.write("passing ... ");
-      rows.push({ kind: "Arrow (caption table)", n, size: fs.statSync(arrow).size, r: runPass("arrow", arrow) });
+      const { arrow, shards } = await writeStreams(dir, n, src);
       const shardDir = path.dirname(shards);
       const size = fs.readdirSync(shardDir).reduce((t, f) => t + fs.statSync(path.join(shardDir, f)).size, 0);
-      rows.push({ kind: "WebDataset (tar shards)", n, size, r: runPass("wds", shards) });
+      const arrowSize = fs.statSync(arrow).size;
+      process.stderr.write("readers ... ");
+      rows.push({ kind: "Arrow reader (CaptionArrowReader)", n, size: arrowSize, r: runPass("arrow", arrow) });
+      rows.push({ kind: "WebDataset reader (WdsReader)", n, size, r: runPass("wds", shards) });
+      if (world) {
+        process.stderr.write("VLMo pipeline ... ");
+        rows.push({ kind: "VLMo vilt-arrow input (batches decoded)", n, size: arrowSize, r: runPass("arrow-vlmo", arrow) });
+        rows.push({ kind: "VLMo webdataset input (streamed, batches decoded)", n, size, r: runPass("wds-vlmo", shards) });
+      }
       process.stderr.write("done\n");
     }
   } finally {
