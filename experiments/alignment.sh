@@ -76,10 +76,27 @@ done
 STEPS=600 LR=3e-3 VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1
 STEPS=600 BOW=1 VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1
 STEPS=3000 VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts
+# session 6 (held-out batches mixing the kinds of caption): the probe again, P6-*
+for img in vit linear; do STEPS=1500 IMG=$img VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1; done
+for v in "model.preset=small" "model.overrides.patchSize=8" "model.overrides.layerScaleInit=1;model.overrides.dropPathRate=0;model.overrides.textDropout=0"; do
+  STEPS=1500 SETS="$v" VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1
+done
+STEPS=1500 LR=3e-3 SETS="model.overrides.dropPathRate=0;model.overrides.textDropout=0" VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1
+for img in vit cnn; do STEPS=1500 BOW=1 IMG=$img VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1; done
+# session 6: long image-only stages (pixels, HOG), then the probe from their weights
+run S1P-vlmo-mim-pixels-4000 recipes/vlmo-small.json --set 'vlmo.order=["image"]' --set vlmo.stages.image.steps=4000 --set train.evalEvery=1000
+run S1H-vlmo-mim-hog-2000 recipes/vlmo-small.json --set 'vlmo.order=["image"]' --set vlmo.stages.image.steps=2000 --set vlmo.mimTarget=hog --set train.evalEvery=500
+STEPS=1500 INIT="$OUT"/S1P-vlmo-mim-pixels-4000/model.safetensors VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1
+STEPS=1500 SETS=vlmo.mimTarget=hog INIT="$OUT"/S1H-vlmo-mim-hog-2000/model.safetensors VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1
+# session 6: VLMo's ITM with the product read-out x4, hard negatives (V9) and random ones (V10)
+run V9-vlmo-itm-prod-x4 recipes/vlmo-small.json --set model.overrides.itmRead=prod --set vlmo.itmWeight=4 --set train.evalEvery=250
+run V10-vlmo-itm-random-neg recipes/vlmo-small.json --set 'vlmo.order=["image-text"]' --set vlmo.stages.image-text.steps=1200 --set vlmo.itmHardNegatives=false --set model.overrides.itmRead=prod --set vlmo.itmWeight=4 --set train.evalEvery=300
+# session 6: the small SemVLP recipe in bf16 (issue 13: against the float32 seeds 0-1)
+run S4-semvlp-small-bf16 recipes/semvlp-small.json --set train.precision=bf16
 # real images: Noto + OpenMoji for training, Twemoji held out (vlp data emoji --out data/emoji)
 [ -f data/emoji/meta.json ] || vlp data emoji --out data/emoji
 run E1-vlmo-emoji recipes/vlmo-small.json --set data.world=data/emoji --set data.karpathy=karpathy/dataset_emoji.json --set vlmo.stages.image.steps=200 --set vlmo.stages.text.steps=200 --set vlmo.stages.image-text.steps=1200 --set train.evalEvery=300 --set model.overrides.itmRead=prod
 for d in "$OUT"/*/; do node --import tsx experiments/curves.ts "$d"; done
 node --import tsx experiments/heldout.ts --limit 100 "$OUT"/S1-semvlp-small "$OUT"/P1-itm-prod "$OUT"/L1-semvlp-small-4000 "$OUT"/S4-semvlp-small-itm4 "$OUT"/P2-itm-prod-qa "$OUT"/M2-msp-hard-quarter "$OUT"/V6-vlmo-itm-prod-p8 \
-  "$OUT"/M3-msp-prod-itc-paired "$OUT"/M5-msp-small-1500 "$OUT"/M6-msp-small "$OUT"/M4-msp-tiny "$OUT"/V7-vlmo-128px "$OUT"/V8-vlmo-small "$OUT"/S4-semvlp-small-itm4-seed1 "$OUT"/M6-msp-small-seed1
+  "$OUT"/M3-msp-prod-itc-paired "$OUT"/M5-msp-small-1500 "$OUT"/M6-msp-small "$OUT"/M4-msp-tiny "$OUT"/V7-vlmo-128px "$OUT"/V8-vlmo-small "$OUT"/S4-semvlp-small-itm4-seed1 "$OUT"/M6-msp-small-seed1 "$OUT"/S4-semvlp-small-bf16
 node --import tsx experiments/heldout.ts "$OUT"/E1-vlmo-emoji
