@@ -12,7 +12,7 @@ import { spawn } from "node:child_process";
 import { generateWorld } from "../src/data/synth/world.ts";
 import { validateFinetuneRecipe } from "../src/tasks/task.ts";
 import { readTaskExamples } from "../src/tasks/data.ts";
-import { readRunInfo } from "../src/tasks/checkpoint.ts";
+import { readRunInfo } from "../src/methods/index.ts";
 import { writeLxmertTree, writeCocoTree, writeTaskTree, writeCocoFeatures } from "./fixtures/real_layouts.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-ft-sources-"));

@@ -13,10 +13,11 @@ const FLOORS: string[][] = [
   ["engine"],
   ["text", "vision"],
   ["data"],
-  ["models"],
   ["objectives"],
+  ["models"],
   ["train"],
   ["pretrain"],
+  ["methods"],
   ["tasks"],
   ["baselines", "serve"],
   ["cli"],
@@ -58,7 +59,7 @@ test("the import parser sees static, type-only, side-effect, re-export and dynam
   assert.deepEqual(importsOf(text), ["../engine/a.ts", "../models/b.ts", "../data/c.ts", "./d.ts", "../text/e.ts", "../cli/f.ts", "../vision/g.ts"]);
 });
 
-test("src/ floors: engine < text, vision < data < models < objectives < train < pretrain < tasks < baselines, serve < cli", () => {
+test("src/ floors: engine < text, vision < data < objectives < models < train < pretrain < methods < tasks < baselines, serve < cli", () => {
   const files = sources(SRC);
   const folders = new Set(files.map(topFolder).filter((f) => !f.includes(".")));
   assert.deepEqual([...folders].filter((f) => !floorOf.has(f)), [], "every folder of src/ has a floor (add new ones to FLOORS)");

@@ -17,7 +17,7 @@ import { loadStateDictFile } from "../src/engine/checkpoint.ts";
 import { manualSeed, type Tensor } from "../src/engine/index.ts";
 import { readTaskExamples } from "../src/tasks/data.ts";
 import { pretrainedTaskNet } from "../src/tasks/models.ts";
-import { readRunInfo } from "../src/tasks/checkpoint.ts";
+import { readRunInfo } from "../src/methods/index.ts";
 import * as vqa from "../src/tasks/vqa.ts";
 import * as gqa from "../src/tasks/gqa.ts";
 import * as nlvr2 from "../src/tasks/nlvr2.ts";

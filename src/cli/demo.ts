@@ -88,7 +88,7 @@ export function vqaMajority(world: string, split = "test"): number {
  */
 async function downstream(world: string, runs: string, names: string[], sets: string[]): Promise<void> {
   const { loadTask, loadFinetuneRecipe } = await import("../tasks/task.ts");
-  const { readRunInfo } = await import("../tasks/checkpoint.ts");
+  const { readRunInfo, getMethod } = await import("../methods/index.ts");
   const { evaluatePretraining } = await import("../tasks/pretrain_eval.ts");
   const { runBow } = await import("../baselines/bow.ts");
   const recipesDir = new URL("../../recipes/finetune/", import.meta.url).pathname;
@@ -104,7 +104,7 @@ async function downstream(world: string, runs: string, names: string[], sets: st
     const pre = join(runs, name);
     const r = readRunInfo(pre);
     console.log(`\n== ${name}: held-out alignment, then VQA fine-tuning from it and from scratch`);
-    const fusion = r.method !== "vlmo";
+    const fusion = getMethod(r.method).input === "regions";
     const align = await evaluatePretraining(pre, { split: "test", limit: fusion ? 100 : undefined, quiet: true });
     const ft = (from: string | null, out: string) => vqa.finetune({
       recipe: loadFinetuneRecipe(join(recipesDir, "vqa-tiny.json"), [`data.world=${world}`, `method=${r.method}`, `model=${JSON.stringify(r.model)}`, ...sets]),

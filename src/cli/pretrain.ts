@@ -17,12 +17,16 @@ import { DEVICE_OPTION, deviceFlag, usableDevice } from "./device.ts";
 import { progressBars } from "./progress.ts";
 // The engine (libtorch) is imported where it is used: the launcher of `--nproc N` never loads it.
 
+/** The recipe's method's model and stages (src/methods/: the registry, loaded with the engine). */
 export async function buildStrategy(r: Recipe): Promise<{ model: Module; stages: Stage[] }> {
-  switch (r.method) {
-    case "semvlp": return (await import("../pretrain/semvlp.ts")).buildSemVLP(r);
-    case "msp": return (await import("../pretrain/msp.ts")).buildMSP(r);
-    case "vlmo": return (await import("../pretrain/vlmo.ts")).buildVLMo(r);
-  }
+  const { getMethod } = await import("../methods/index.ts");
+  return getMethod(r.method, "recipe.method").buildStrategy(r);
+}
+
+/** Writes the run's config.json (method, the model's full config and heads, vocabulary, vlpkit version) beside its weights. */
+async function writePretrainConfig(runDir: string, r: Recipe, model: Module): Promise<void> {
+  const { getMethod, writeRunConfig } = await import("../methods/index.ts");
+  writeRunConfig(runDir, { kind: "pretrain", method: r.method, spec: getMethod(r.method).modelSpec(r), model });
 }
 
 const OPTIONS = {
@@ -189,6 +193,7 @@ export async function main(argv: string[]): Promise<void> {
     const device = await usableDevice(recipe!.train.device, flagDevice !== undefined);
     manualSeed(recipe!.train.seed);
     const { model, stages } = await buildStrategy(recipe!);
+    if (main) await writePretrainConfig(runDir!, recipe!, model);
     if (!quiet) console.log(`vlp pretrain: ${recipe!.method} (${model.numParameters().toLocaleString()} parameters), stages ${stages.map((s) => s.name).join(" -> ")}, run ${runDir}${device !== "cpu" ? ` on ${device}` : ""}${dist ? `, ${dist.world} processes (${dist.backend})` : ""}`);
     const t0 = performance.now();
     const summary = await train(model, stages, {

@@ -5,47 +5,15 @@
 //   sentence: text = captions; TITS + ITM with hard samples (ITM_HS) + MLM + MRFR + MOC
 // Any order is allowed ("S", "T->S", "S->P->T", ...), and `joint` trains one stage that samples a
 // granularity per batch (T+P+S of the paper's Table 4).
-import { LxmertForPreTraining, lxmertConfig, type LxmertPreset, type LxmertConfig, type LxmertInputs } from "../models/lxmert.ts";
-import { IFRSHead } from "../models/heads.ts";
-import { initBertWeights, maskedMean } from "../models/bert.ts";
+import { lxmertConfig, type LxmertPreset, type LxmertConfig, type LxmertInputs } from "../models/lxmert.ts";
+import { LxmertSForMSP } from "../models/lxmert_msp.ts";
 import { computeObjectPrediction, computeItm, computeIfrs, computeTopic, type LossOut, type ObjectLossWeighting } from "../objectives/losses.ts";
 import { shuffleTriplets } from "../objectives/masking.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Source, Stage, StepContext } from "../train/trainer.ts";
-import { F, Linear, full, type Tensor, type Generator } from "../engine/index.ts";
+import type { Tensor, Generator } from "../engine/index.ts";
 import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets, maskedLm, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
 import { sourcesFor, sharedFile, lxmertInputs, splitOf, sourceName, REGION_TEXT_FORMATS, type DataSource } from "./sources.ts";
-
-/**
- * LXMERT-S with its pre-training heads plus the IFRS feature-reconstruction head (`ifrs_head`, which
- * the official fine-tuning code never had); every other name is the official one (`bert.*`, `cls.*`).
- */
-export class LxmertSForMSP extends LxmertForPreTraining {
-  readonly ifrs_head: IFRSHead;
-  readonly itc_text_proj: Linear | null = null;
-  readonly itc_image_proj: Linear | null = null;
-  readonly logit_scale: Tensor | null = null;
-  constructor(config: LxmertConfig) {
-    super(config);
-    this.ifrs_head = this.module("ifrs_head", new IFRSHead(config));
-    initBertWeights(this.ifrs_head, config.initializerRange);
-    if (config.itcDim) {
-      this.itc_text_proj = this.module("itc_text_proj", new Linear(config.hiddenSize, config.itcDim));
-      this.itc_image_proj = this.module("itc_image_proj", new Linear(config.hiddenSize, config.itcDim));
-      this.logit_scale = this.param("logit_scale", full([], Math.log(1 / 0.07)));
-      initBertWeights(this.itc_text_proj, config.initializerRange);
-      initBertWeights(this.itc_image_proj, config.initializerRange);
-    }
-  }
-
-  /** Unit-norm ITC embeddings: the masked means of the text alone and the image alone through the cross layers (config.itcDim). */
-  itcFeatures(x: LxmertInputs): { text: Tensor; image: Tensor } {
-    if (!this.itc_text_proj || !this.itc_image_proj) throw new Error("LXMERT-S: itcFeatures needs config.itcDim > 0");
-    const t = maskedMean(this.bert.encodeText(x), x.attentionMask);
-    const v = this.bert.encodeImage(x);
-    return { text: F.normalize(this.itc_text_proj.forward(t), 2, -1), image: F.normalize(this.itc_image_proj.forward(maskedMean(v.hidden, v.mask)), 2, -1) };
-  }
-}
 
 export type Granularity = "token" | "phrase" | "sentence";
 const GRANULARITIES: Granularity[] = ["token", "phrase", "sentence"];
@@ -235,4 +203,4 @@ function mspItc(model: LxmertSForMSP, batch: Record<string, Tensor>): LossOut | 
     model.itcFeatures({ inputIds: pick(batch.input_ids), attentionMask: pick(batch.attention_mask), positionIds: pick(batch.word_position_ids), visualFeats: pick(batch.feats), visualPos: pick(batch.boxes), visualAttentionMask: pick(batch.region_valid) }));
 }
 
-export { GRANULARITIES };
+export { GRANULARITIES, LxmertSForMSP };

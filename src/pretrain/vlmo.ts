@@ -9,13 +9,13 @@
 //      compute_mlm, this stage's MLM loss is weighted 0.25 (`mlmWeight`, VLMO_MLM_WEIGHT).
 // Any stage can be skipped (`order`), e.g. ["image-text"] for the Table 4/5 ablations without the
 // stagewise steps; `standard: true` swaps MoME for a standard Transformer (one shared FFN).
-import { Tensor, cat, zeros, ones, tensor, where, F } from "../engine/index.ts";
+import { Tensor, cat, zeros, ones, tensor, where } from "../engine/index.ts";
 import { toDevice } from "../engine/placement.ts";
-import { VLMoModel, vlmoConfig, type VLMoPreset, type VLMoConfig, type VLMoUnimodalOutput } from "../models/vlmo.ts";
-import { Linear } from "../engine/nn.ts";
+import { vlmoConfig, type VLMoModel, type VLMoPreset, type VLMoConfig, type VLMoUnimodalOutput } from "../models/vlmo.ts";
+import { VLMoForPretraining, type MimTarget } from "../models/vlmo_pretraining.ts";
 import { computeItc, computeItm, computeMim, sampleHardNegatives } from "../objectives/losses.ts";
 import { otherIndex } from "../objectives/sampling.ts";
-import { hogPatches, hogDim } from "../objectives/hog.ts";
+import { hogPatches } from "../objectives/hog.ts";
 import type { Rng } from "../engine/rng.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Source, Stage, StepContext } from "../train/trainer.ts";
@@ -27,24 +27,9 @@ import type { ImageTextInput } from "./imagetext_input.ts";
 import { sourcesFor, splitOf, arrowTables, sourceName, webdatasetInput, IMAGE_TEXT_FORMATS, type DataSource } from "./sources.ts";
 import type { BuilderSpec } from "../data/loader.ts";
 
+export { VLMoForPretraining, type MimTarget };
+
 const IMAGETEXT_MODULE = new URL("./imagetext.ts", import.meta.url).href;
-
-/** VLMo with the stage-1 masked-patch head (`mim_mask_token`, `mim_head`); all other names are official. */
-export class VLMoForPretraining extends VLMoModel {
-  readonly mim_mask_token: Tensor;
-  readonly mim_head: Linear;
-  /** `mimTarget`: what stage 1 regresses per masked patch (its width sizes `mim_head`). */
-  constructor(config: VLMoConfig, readonly mimTarget: MimTarget = "pixels") {
-    super(config);
-    const h = config.hiddenSize;
-    this.mim_mask_token = this.param("mim_mask_token", F.truncNormal_(zeros([1, 1, h]), 0, 0.02));
-    const width = mimTarget === "hog" ? hogDim(config.patchSize, config.inChans) : config.patchSize * config.patchSize * config.inChans;
-    this.mim_head = this.module("mim_head", new Linear(h, width));
-  }
-}
-
-/** Stage 1's masked-patch target: normalised pixels (MAE/SimMIM) or HOG (MaskFeat), both stand-ins for BEiT's dVAE tokens. */
-export type MimTarget = "pixels" | "hog";
 
 export type VLMoStageName = "image" | "text" | "image-text";
 

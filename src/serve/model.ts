@@ -9,8 +9,8 @@ import { tensor, tidy, noGrad, Module, type Tensor, type Device } from "../engin
 import { moduleDevice, placeDevice, toDevice } from "../engine/placement.ts";
 import { autocast } from "../engine/precision.ts";
 import type { AutocastDType } from "../engine/dtype.ts";
-import type { VLMoModel } from "../models/vlmo.ts";
-import { loadVLMoRun, type RunInfo } from "../tasks/checkpoint.ts";
+import { VLMoModel } from "../models/vlmo.ts";
+import { loadRun, readRunInfo, type RunInfo } from "../methods/index.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { MAX_IMAGE_PIXELS, decodeImage, resizeImage, toChw, VLMO_NORM } from "../vision/image.ts";
 
@@ -34,7 +34,13 @@ export interface ServedModel {
 
 /** Loads a run directory (pre-training or fine-tuning) for inference, on `device` (default the CPU). */
 export async function loadServedModel(dir: string, name?: string, device: Device = "cpu"): Promise<ServedModel> {
-  const { model, info } = await loadVLMoRun(dir);
+  const info = readRunInfo(dir);
+  if (info.method !== "vlmo") throw new Error(`${dir}: a ${info.method} run, not a VLMo one`);
+  const { model, def } = await loadRun(dir);
+  if (!(model instanceof VLMoModel)) {
+    model.dispose();
+    throw new Error(`${dir}: a ${def.title} run; serving takes a VLMo run`);
+  }
   model.to(placeDevice(device));
   evalEverywhere(model);
   const vqa = model.config.heads.vqaLabels;

@@ -14,8 +14,7 @@ import { computeQa } from "../objectives/losses.ts";
 import { train, type Stage, type Source } from "../train/trainer.ts";
 import type { ProgressFactory } from "../train/progress.ts";
 import type { SemVLPMode } from "../models/semvlp.ts";
-import type { VLMoModel } from "../models/vlmo.ts";
-import { readRunInfo, writeRunInfo, type RunInfo } from "./checkpoint.ts";
+import { getMethod, readRunInfo, writeRunInfo, writeRunConfig, type RunInfo } from "../methods/index.ts";
 import { pretrainedTaskNet, scratchTaskNet, loadTaskRun, type TaskHead, type TaskNet } from "./models.ts";
 import { inputFile, readAnswers, readTaskInputs, type TaskDataArgs, type TaskExample, type TaskFormat } from "./data.ts";
 import { answerVocab, classifySplit, worldFile, type TaskRecipeData } from "./sources.ts";
@@ -177,7 +176,8 @@ export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<
   const spec = pre ? pre.model : r.model!;
   const vocab = task.answersDir ? answerVocab(task.name as "vqa" | "gqa", task.answersDir, r.data) : null;
   const head: TaskHead = vocab ? { kind: "qa", answers: vocab.label2ans.length } : { kind: "nlvr2" };
-  const modes: (SemVLPMode | undefined)[] = method !== "semvlp" ? [undefined] : options.mode === "best" ? ["single", "two"] : [options.mode as SemVLPMode];
+  const def = getMethod(method, "recipe.method");
+  const modes: (SemVLPMode | undefined)[] = !def.modes ? [undefined] : options.mode === "best" ? [...def.modes] : [options.mode as SemVLPMode];
   const results: { mode?: SemVLPMode; dir: string; metrics: Record<string, number>; info: RunInfo }[] = [];
 
   for (const mode of modes) {
@@ -186,8 +186,8 @@ export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<
     manualSeed(r.train.seed);
     let net: TaskNet;
     if (pre) {
-      if (options.answerHead === "pretrained" && vocab && method === "semvlp" && !pre.answers) throw new Error(`recipe.options.answerHead: "pretrained", but ${a.from}'s recipe names no answer vocabulary (its lxmert source's answers)`);
-      const answerHeadFrom = options.answerHead === "pretrained" && vocab && method === "semvlp"
+      if (options.answerHead === "pretrained" && vocab && def.pretrainedAnswerHead && !pre.answers) throw new Error(`recipe.options.answerHead: "pretrained", but ${a.from}'s recipe names no answer vocabulary (its lxmert source's answers)`);
+      const answerHeadFrom = options.answerHead === "pretrained" && vocab && def.pretrainedAnswerHead
         ? { pretrained: readAnswers(pre.answers!), task: vocab.label2ans } : undefined;
       const loaded = await pretrainedTaskNet(a.from!, head, { mode, answerHeadFrom });
       net = loaded.net;
@@ -197,10 +197,11 @@ export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<
       log(a.quiet, `  ${method} from scratch (random initialisation)`);
     }
     try {
-      const opts: ClassifyOptions = { ...options, mode: mode ?? options.mode, maxTextLen: options.maxTextLen ?? (net.method === "vlmo" ? (net.model as VLMoModel).config.maxTextLen : 20) };
+      const opts: ClassifyOptions = { ...options, mode: mode ?? options.mode, maxTextLen: options.maxTextLen ?? def.textLen(net.model) };
       const setup: Setup = { data: r.data, labels: vocab?.label2ans, answersFile: vocab?.file, options: opts };
       const info: RunInfo = { kind: "finetune", task: task.name, method, model: spec, world: r.data.world, labels: vocab?.label2ans, from: a.from ? resolve(a.from) : null, recipe: { ...r, options: opts } };
       writeRunInfo(dir, info);
+      writeRunConfig(dir, { kind: "finetune", method, spec, model: net.model, task: task.name, labels: vocab?.label2ans });
       const ctx: StageContext = {
         recipe: r,
         options: opts,
@@ -208,7 +209,7 @@ export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<
         source: (name, data) => ({ name, data, batchSize: r.train.batchSize, evalData: dataSpec(task, net, setup, "val"), step: taskStep(net, head) }),
         log: (s) => log(a.quiet, s),
       };
-      const betas: [number, number] | undefined = method === "vlmo" ? [0.9, 0.98] : undefined;
+      const betas = def.betas;
       const stages = task.stages?.(ctx) ?? [{ name: task.name, sources: [ctx.source(task.name, ctx.spec("train"))], lr: r.train.lr, warmup: r.train.warmup, epochs: r.train.epochs, steps: r.train.steps, weightDecay: r.train.weightDecay }];
       for (const st of stages) st.betas ??= betas;
       log(a.quiet, `vlp finetune ${task.name}: ${method}${mode ? ` (${mode}-stream)` : ""}, ${net.model.numParameters().toLocaleString()} parameters, stages ${stages.map((s) => s.name).join(" -> ")}, run ${dir}`);
@@ -224,6 +225,7 @@ export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<
   // SemVLP "best": the paper keeps the mode that does better on the dev set
   const best = results.reduce((x, y) => ((y.metrics[task.main] ?? 0) > (x.metrics[task.main] ?? 0) ? y : x));
   copyFileSync(join(best.dir, "model.safetensors"), join(a.out, "model.safetensors"));
+  copyFileSync(join(best.dir, "config.json"), join(a.out, "config.json"));
   const scores = Object.fromEntries(results.map((x) => [x.mode!, x.metrics[task.main]]));
   writeRunInfo(a.out, { ...best.info, recipe: { ...(best.info.recipe as object), modeSelection: { metric: task.main, ...scores, chosen: best.mode } } });
   log(a.quiet, `  SemVLP mode on val ${task.main}: ${results.map((x) => `${x.mode} ${x.metrics[task.main]?.toFixed(4)}`).join(", ")} -> ${best.mode}`);

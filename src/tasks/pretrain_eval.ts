@@ -9,7 +9,7 @@ import { toTensors } from "../data/loader.ts";
 import { moduleDevice, toDevice } from "../engine/placement.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import type { VLMoModel } from "../models/vlmo.ts";
-import { readRunInfo } from "./checkpoint.ts";
+import { readRunInfo } from "../methods/index.ts";
 import { buildRetrievalModel, retrievalOptions, scoreAllPairs, scoreDual } from "./retrieval.ts";
 import { encodeTexts } from "./data.ts";
 import { evalSet, pixelArray, readRetrievalSplit, type EvalSet } from "./retrieval_data.ts";

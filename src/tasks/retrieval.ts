@@ -28,23 +28,19 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { checkRanges } from "../pretrain/ranges.ts";
 import { dirname, join, resolve } from "node:path";
-import { Module, tidy, noGrad, cat, tensor, ones, zeros, manualSeed, F, type Tensor, type Device } from "../engine/index.ts";
-import { moduleDevice, placeDevice, toDevice } from "../engine/placement.ts";
-import { loadStateDictFile } from "../engine/checkpoint.ts";
-import { toTensors, type BuilderSpec, type HostBatch } from "../data/loader.ts";
+import { tidy, noGrad, cat, manualSeed, type Tensor } from "../engine/index.ts";
+import { moduleDevice, placeDevice } from "../engine/placement.ts";
+import { toTensors, type BuilderSpec } from "../data/loader.ts";
 import { openRegions } from "../data/regionstore.ts";
-import { train, type Source, type Stage, type StepContext } from "../train/trainer.ts";
-import { computeItc } from "../objectives/losses.ts";
-import { SemVLPModel, semvlpConfig, type SemVLPMode, type SemVLPPreset } from "../models/semvlp.ts";
-import { LxmertModel, lxmertConfig, type LxmertConfig, type LxmertPreset } from "../models/lxmert.ts";
-import { ItmHead } from "../models/heads.ts";
-import { initBertWeights } from "../models/bert.ts";
-import { VLMoModel, vlmoConfig, type VLMoConfig, type VLMoHeadsConfig, type VLMoPreset } from "../models/vlmo.ts";
+import { train, type Stage } from "../train/trainer.ts";
+import type { SemVLPMode } from "../models/semvlp.ts";
+import type { RegionMatcher, TextInputs, RegionInputs } from "../models/region_tasks.ts";
+import type { VLMoModel } from "../models/vlmo.ts";
 import { itcScores, rerankWithItm } from "../models/vlmo_heads.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import type { Progress, ProgressFactory } from "../train/progress.ts";
 import type { EvalArgs, FinetuneArgs, FinetuneRecipe } from "./task.ts";
-import { readRunInfo, writeRunInfo, modelFile, loadVLMoRun, type Method, type RunInfo } from "./checkpoint.ts";
+import { getMethod, loadRun, readRunInfo, writeRunInfo, writeRunConfig, type ModelSpec, type RetrievalModel } from "../methods/index.ts";
 import { retrievalMetrics, topK, type RetrievalMetrics } from "./ranking.ts";
 import { encodeTexts, regionArrays } from "./data.ts";
 import { RETRIEVAL_DATA_MODULE, evalSet, pixelArray, readRetrievalSource, readRetrievalSplit, type EvalSet, type RetrievalDataArgs, type RetrievalSource, type RetrievalSplit } from "./retrieval_data.ts";
@@ -112,220 +108,21 @@ export function retrievalOptions(raw: Record<string, unknown> | undefined, where
 
 // ---- models ----------------------------------------------------------------------------------------
 
-export interface TextInputs {
-  ids: Tensor;
-  mask: Tensor;
-  /** LXMERT-S word-level position ids. */
-  wpos: Tensor;
-}
-export interface RegionInputs {
-  feats: Tensor;
-  boxes: Tensor;
-  valid: Tensor;
-}
-
-/**
- * A region-based fusion model for retrieval: the SemVLP or LXMERT-S backbone (`bert`) and the
- * pre-trained ITM classifier (`cls.seq_relationship`). Its score for a pair is the ITM log-odds.
- */
-export class RegionMatcher extends Module {
-  readonly bert: SemVLPModel | LxmertModel;
-  readonly cls: ItmHead;
-  constructor(readonly method: "semvlp" | "msp", spec: RunInfo["model"], readonly mode: SemVLPMode = "single") {
-    super();
-    const overrides = (spec.overrides ?? {}) as Record<string, unknown>;
-    if (method === "semvlp") {
-      const c = semvlpConfig(spec.preset as SemVLPPreset, { ...overrides, taskQa: false, taskObjPredict: false });
-      this.bert = this.module("bert", new SemVLPModel(c));
-      this.cls = this.module("cls", new ItmHead(c.hiddenSize));
-      initBertWeights(this, c.initializerRange);
-    } else {
-      const c = lxmertConfig(spec.preset as LxmertPreset, { taskQa: false, topicHead: true, ...overrides } as Partial<LxmertConfig>);
-      this.bert = this.module("bert", new LxmertModel(c));
-      this.cls = this.module("cls", new ItmHead(c.hiddenSize));
-      initBertWeights(this, c.initializerRange);
-    }
-  }
-
-  /** ITM logits [P, 2] of P (text, regions) pairs. */
-  logits(t: TextInputs, r: RegionInputs): Tensor {
-    const base = { inputIds: t.ids, attentionMask: t.mask, visualFeats: r.feats, visualPos: r.boxes, visualAttentionMask: r.valid };
-    const out = this.bert instanceof SemVLPModel ? this.bert.forward(base, this.mode) : this.bert.forward({ ...base, positionIds: t.wpos });
-    return this.cls.forward(out.itmInput);
-  }
-
-  /** Match score [P]: logit[1] - logit[0] (ranks like P(match)). */
-  score(t: TextInputs, r: RegionInputs): Tensor {
-    const l = this.logits(t, r);
-    return l.select(1, 1).sub(l.select(1, 0));
-  }
-}
-
-const RETRIEVAL_HEADS: VLMoHeadsConfig = { mlm: false, itm: true, itc: true, itcVl: false, vqaLabels: 0, nlvr2: false };
-
-export type RetrievalModel = { kind: "fusion"; method: "semvlp" | "msp"; model: RegionMatcher } | { kind: "dual"; method: "vlmo"; model: VLMoModel; hasItm: boolean };
+export type { RegionMatcher, TextInputs, RegionInputs, RetrievalModel };
 
 /** The retrieval model of `method`: from a run directory (pre-training or retrieval fine-tuning), or freshly initialised. */
-export async function buildRetrievalModel(method: Method, spec: RunInfo["model"], from: string | null, o: RetrievalOptions): Promise<RetrievalModel> {
-  if (method === "vlmo") {
-    if (!from) {
-      const overrides = (spec.overrides ?? {}) as Partial<VLMoConfig>;
-      return { kind: "dual", method, model: new VLMoModel(vlmoConfig(spec.preset as VLMoPreset, { ...overrides, heads: RETRIEVAL_HEADS })), hasItm: false };
-    }
-    // an ITM head is only needed for re-ranking: a run without one (an ITC-only ablation) still fine-tunes
-    const { model, missing } = await loadVLMoRun(from, { heads: RETRIEVAL_HEADS, allowMissing: (n) => n.startsWith("itm_score.") });
-    return { kind: "dual", method, model, hasItm: !missing.some((n) => n.startsWith("itm_score.")) };
-  }
-  const model = new RegionMatcher(method, spec, o.mode);
-  if (from) {
-    const file = modelFile(from);
-    const sd = loadStateDictFile(file);
-    try {
-      const own = model.stateDict();
-      const missing = [...own.keys()].filter((k) => !sd.has(k));
-      if (missing.length) throw new Error(`${file}: missing ${missing.length} tensors of the ${method} retrieval model, e.g. ${missing.slice(0, 5).join(", ")}`);
-      model.loadStateDict(new Map([...sd].filter(([k]) => own.has(k))), { strict: true, where: file });
-    } finally {
-      for (const t of sd.values()) t.dispose();
-    }
-  }
-  return { kind: "fusion", method, model };
+export async function buildRetrievalModel(method: string, spec: ModelSpec, from: string | null, o: RetrievalOptions): Promise<RetrievalModel> {
+  const def = getMethod(method);
+  if (!from) return def.retrievalModel(spec, o.mode);
+  const { model, missing } = await loadRun(from, { build: (run) => def.retrievalModel(run.model, o.mode).model, allowMissing: def.retrievalOptional });
+  return def.wrapRetrievalModel(model, missing);
 }
 
-// ---- training steps ----------------------------------------------------------------------------------
+// ---- training steps (each method's, in src/methods/) ----------------------------------------------
 
-const textOf = (b: Record<string, Tensor>, p = ""): TextInputs => ({ ids: b[`${p}input_ids`], mask: b[`${p}attention_mask`], wpos: b[`${p}word_position_ids`] });
-const regionsOf = (b: Record<string, Tensor>, p = ""): RegionInputs => ({ feats: b[`${p}feats`], boxes: b[`${p}boxes`], valid: b[`${p}region_valid`] });
-const pickText = (t: TextInputs, idx: Tensor): TextInputs => ({ ids: t.ids.indexSelect(0, idx), mask: t.mask.indexSelect(0, idx), wpos: t.wpos.indexSelect(0, idx) });
-const pickRegions = (r: RegionInputs, idx: Tensor): RegionInputs => ({ feats: r.feats.indexSelect(0, idx), boxes: r.boxes.indexSelect(0, idx), valid: r.valid.indexSelect(0, idx) });
-const catText = (ts: TextInputs[]): TextInputs => ({ ids: cat(ts.map((t) => t.ids)), mask: cat(ts.map((t) => t.mask)), wpos: cat(ts.map((t) => t.wpos)) });
-const catRegions = (rs: RegionInputs[]): RegionInputs => ({ feats: cat(rs.map((r) => r.feats)), boxes: cat(rs.map((r) => r.boxes)), valid: cat(rs.map((r) => r.valid)) });
-/** Row indices as an int64 tensor on `device` (that of the tensors they index). */
-const idxTensor = (xs: number[], device: Device) => toDevice(tensor(BigInt64Array.from(xs, BigInt), { shape: [xs.length], dtype: "int64" }), device);
-
-/**
- * For each example k of a batch, up to `pool` other examples showing another image (a random
- * subset, drawn with `rng`); `pool` 0 = all of them.
- */
-export function negativePools(imgIds: string[], pool: number, rng: { int(n: number): number }): number[][] {
-  return imgIds.map((id, k) => {
-    const c = imgIds.map((_, j) => j).filter((j) => j !== k && imgIds[j] !== id);
-    if (pool <= 0 || c.length <= pool) return c;
-    for (let i = 0; i < pool; i++) {
-      const j = i + rng.int(c.length - i);
-      [c[i], c[j]] = [c[j], c[i]];
-    }
-    return c.slice(0, pool);
-  });
-}
-
-/** The `h` highest-scoring candidates of each pool (scores laid out pool after pool, in `pools` order). */
-export function hardestOf(pools: number[][], scores: ArrayLike<number>, h: number): number[][] {
-  let off = 0;
-  return pools.map((p) => {
-    const s = p.map((j, i) => [scores[off + i], j] as const);
-    off += p.length;
-    return s.sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, h).map(([, j]) => j);
-  });
-}
-
-function scoreNoGrad(m: RegionMatcher, t: TextInputs, r: RegionInputs, textIdx: number[], regIdx: number[], chunk: number): Float32Array {
-  const out = new Float32Array(textIdx.length);
-  const was = m.training;
-  m.eval();
-  try {
-    for (let s = 0; s < textIdx.length; s += chunk) {
-      tidy(() => noGrad(() => {
-        const ti = idxTensor(textIdx.slice(s, s + chunk), t.ids.device);
-        const ri = idxTensor(regIdx.slice(s, s + chunk), r.feats.device);
-        out.set(m.score(pickText(t, ti), pickRegions(r, ri)).toFloat32Array(), s);
-      }));
-    }
-  } finally {
-    m.train(was);
-  }
-  return out;
-}
-
-/** SemVLP (UNITER-style): triplet loss on sigmoid match scores, against the hardest in-batch negatives of each side. */
-export function semvlpRankStep(m: RegionMatcher, o: RetrievalOptions, batch: Record<string, Tensor>, meta: HostBatch["meta"], ctx: Pick<StepContext, "rng">) {
-  const imgIds = meta.imgIds as string[];
-  const B = imgIds.length;
-  const t = textOf(batch);
-  const r = regionsOf(batch);
-  // pools: negative images for each caption (image side), negative captions for each image (text side)
-  const poolI = negativePools(imgIds, o.negPool, ctx.rng);
-  const poolT = negativePools(imgIds, o.negPool, ctx.rng);
-  const rows = [...Array(B).keys()].filter((k) => poolI[k].length >= 1);
-  if (rows.length === 0) throw new Error("SemVLP retrieval: every example of the batch shows the same image; no negatives");
-  const h = Math.min(o.hardNegatives, ...rows.map((k) => poolI[k].length));
-  const textIdx: number[] = [], regIdx: number[] = [];
-  for (const k of rows) {
-    for (const j of poolI[k]) {
-      textIdx.push(k);
-      regIdx.push(j);
-    }
-  }
-  for (const k of rows) {
-    for (const j of poolT[k]) {
-      textIdx.push(j);
-      regIdx.push(k);
-    }
-  }
-  const pool = scoreNoGrad(m, t, r, textIdx, regIdx, o.evalBatchSize);
-  const nI = rows.reduce((a, k) => a + poolI[k].length, 0);
-  const hardI = hardestOf(rows.map((k) => poolI[k]), pool.subarray(0, nI), h);
-  const hardT = hardestOf(rows.map((k) => poolT[k]), pool.subarray(nI), h);
-  // one pass with gradients: positives, (caption, hard image), (hard caption, image)
-  const n = rows.length;
-  const ti = [...rows, ...rows.flatMap((k) => Array(h).fill(k)), ...hardT.flat()];
-  const ri = [...rows, ...hardI.flat(), ...rows.flatMap((k) => Array(h).fill(k))];
-  const s = m.score(pickText(t, idxTensor(ti, t.ids.device)), pickRegions(r, idxTensor(ri, r.feats.device))).sigmoid();
-  const pos = s.narrow(0, 0, n).unsqueeze(1);
-  const negI = s.narrow(0, n, n * h).reshape(n, h);
-  const negT = s.narrow(0, n + n * h, n * h).reshape(n, h);
-  const hinge = (neg: Tensor) => neg.sub(pos).add(o.margin).clampMin(0);
-  const loss = cat([hinge(negI), hinge(negT)], 1).mean();
-  const metrics = noGrad(() => ({
-    rank_loss: loss.item(),
-    rank_acc: pos.gt(negI.amax(1, true)).logicalAnd(pos.gt(negT.amax(1, true))).float().mean().item(),
-    pos_score: pos.mean().item(),
-    hard_neg_score: cat([negI, negT], 1).mean().item(),
-  }));
-  return { loss, metrics };
-}
-
-/** LXMERT-S (ViLBERT-style): 4 pairs per example, BCE on the ITM log-odds with labels 1, 0, 0, 0. */
-export function mspFourWayStep(m: RegionMatcher, batch: Record<string, Tensor>) {
-  const t = textOf(batch);
-  const r = regionsOf(batch);
-  const B = t.ids.size(0);
-  const s = m.score(catText([t, t, textOf(batch, "hard_"), textOf(batch, "rand_")]), catRegions([r, regionsOf(batch, "neg_"), r, r]));
-  const labels = cat([ones([B], { device: s.device }), zeros([3 * B], { device: s.device })]);
-  const loss = F.binaryCrossEntropyWithLogits(s, labels);
-  const metrics = noGrad(() => {
-    const correct = s.gt(0).float().eq(labels).float();
-    return { itm_loss: loss.item(), itm_acc: correct.mean().item(), pos_acc: correct.narrow(0, 0, B).mean().item() };
-  });
-  return { loss, metrics };
-}
-
-/** VLMo: ITC between image-only and text-only embeddings; repeated images in a batch keep their first caption only. */
-export function vlmoItcStep(model: VLMoModel, batch: Record<string, Tensor>, meta: HostBatch["meta"]) {
-  const imgIds = meta.imgIds as string[];
-  const first = imgIds.map((id, k) => (imgIds.indexOf(id) === k ? k : -1)).filter((k) => k >= 0);
-  let ids = batch.input_ids, mask = batch.attention_mask, pixels = batch.pixels;
-  if (first.length < imgIds.length) {
-    const idx = idxTensor(first, ids.device);
-    ids = ids.indexSelect(0, idx);
-    mask = mask.indexSelect(0, idx);
-    pixels = pixels.indexSelect(0, idx);
-  }
-  const txt = model.inferText(ids, mask, { vlBranch: false });
-  const img = model.inferImage(pixels, { vlBranch: false });
-  const itc = computeItc(img.itc!, txt.itc!, model.logit_scale!);
-  return { loss: itc.loss, metrics: { ...itc.metrics, itc_batch: first.length } };
-}
+export { semvlpRankStep, negativePools, hardestOf } from "../methods/semvlp.ts";
+export { mspFourWayStep } from "../methods/msp.ts";
+export { vlmoItcStep } from "../methods/vlmo.ts";
 
 // ---- evaluation -------------------------------------------------------------------------------------
 
@@ -532,8 +329,8 @@ export async function finetune(a: FinetuneArgs): Promise<Record<string, number>>
   const r: FinetuneRecipe = a.recipe;
   if (r.task !== "retrieval") throw new Error(`retrieval.finetune: a ${r.task} recipe`);
   const o = retrievalOptions(r.options);
-  let method: Method;
-  let spec: RunInfo["model"];
+  let method: string;
+  let spec: ModelSpec;
   if (a.from) {
     const info = readRunInfo(a.from);
     if (info.kind === "finetune" && info.task !== "retrieval") throw new Error(`${a.from}: a ${info.task} fine-tuning run; fine-tune retrieval from a pre-training run (or a retrieval run)`);
@@ -545,10 +342,12 @@ export async function finetune(a: FinetuneArgs): Promise<Record<string, number>>
     spec = r.model;
   }
   manualSeed(r.train.seed);
+  const def = getMethod(method, "recipe.method");
   const rm = await buildRetrievalModel(method, spec, a.from, o);
   const model = rm.model;
   mkdirSync(a.out, { recursive: true });
   writeRunInfo(a.out, { kind: "finetune", task: "retrieval", method, model: spec, world: r.data.world, from: a.from ? resolve(a.from) : null, recipe: r });
+  writeRunConfig(a.out, { kind: "finetune", task: "retrieval", method, spec, model });
   const L = textLenFor(rm, o);
   const dataArgs = (split: RetrievalSplit): BuilderSpec => ({
     module: RETRIEVAL_DATA_MODULE,
@@ -559,13 +358,10 @@ export async function finetune(a: FinetuneArgs): Promise<Record<string, number>>
       seed: r.train.seed,
       maxBoxes: o.maxBoxes,
       imageSize: rm.kind === "dual" ? rm.model.config.imageSize : undefined,
-      fourWay: method === "msp" ? {} : undefined,
+      fourWay: def.retrievalData?.fourWay,
     } satisfies RetrievalDataArgs,
   });
-  const step: Source["step"] = (batch, meta, ctx) => {
-    if (rm.kind === "dual") return vlmoItcStep(rm.model, batch, meta);
-    return rm.method === "semvlp" ? semvlpRankStep(rm.model, o, batch, meta, ctx) : mspFourWayStep(rm.model, batch);
-  };
+  const step = def.retrievalStep(rm, o);
   const stage: Stage = {
     name: "retrieval",
     // the held-out loss needs a val split with at least two images (a negative image for each positive)
@@ -575,9 +371,9 @@ export async function finetune(a: FinetuneArgs): Promise<Record<string, number>>
     epochs: r.train.epochs,
     steps: r.train.steps,
     weightDecay: r.train.weightDecay,
-    betas: method === "vlmo" ? [0.9, 0.98] : undefined,
+    betas: def.betas,
   };
-  log(a.quiet, `vlp finetune retrieval: ${method} (${model.numParameters().toLocaleString()} parameters) ${a.from ? `from ${a.from}` : "from scratch"}, ${method === "semvlp" ? `triplet loss with hard negatives, ${o.mode}-stream` : method === "msp" ? "4 pairs per example, BCE on the ITM head" : "ITC dual encoder"} -> ${a.out}`);
+  log(a.quiet, `vlp finetune retrieval: ${method} (${model.numParameters().toLocaleString()} parameters) ${a.from ? `from ${a.from}` : "from scratch"}, ${def.retrievalSummary(o)} -> ${a.out}`);
   const summary = await train(model, [stage], {
     runDir: a.out,
     seed: r.train.seed,

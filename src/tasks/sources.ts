@@ -10,7 +10,7 @@ import { asList, recipeSources, splitOf, TASK_FORMATS, type DataSource } from ".
 import { readAns2Label, readAnswerVocab } from "../data/formats/vqa.ts";
 import type { TaskExampleInput } from "./data.ts";
 import type { RetrievalSource } from "./retrieval_data.ts";
-import type { TaskName } from "./checkpoint.ts";
+import type { TaskName } from "../methods/index.ts";
 
 /** A fine-tuning recipe's data section. */
 export interface TaskRecipeData {

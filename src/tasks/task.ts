@@ -7,14 +7,14 @@ import { taskSource, type TaskRecipeData } from "./sources.ts";
 import { readRecipeJson, checkTrainDevice } from "../pretrain/recipe.ts";
 import { checkRanges, TRAIN_RANGES } from "../pretrain/ranges.ts";
 import type { Precision } from "../engine/dtype.ts";
-import type { Method, TaskName } from "./checkpoint.ts";
+import { methodNames, type TaskName } from "../methods/index.ts";
 import type { ProgressFactory } from "../train/progress.ts";
 
 export interface FinetuneRecipe {
   task: TaskName;
   description?: string;
   /** For runs from scratch (no --from): the method and model; with --from they come from the pre-trained run. */
-  method?: Method;
+  method?: string;
   model?: { preset: string; overrides?: Record<string, unknown> };
   /**
    * `world` (a synthetic world, optionally with another `regions` file) or `sources`: the task's
@@ -61,7 +61,7 @@ export function validateFinetuneRecipe(raw: Record<string, unknown>, where = "re
   for (const k of Object.keys(raw)) if (!TOP_KEYS.has(k)) throw new Error(`${where}.${k}: unknown key (allowed: ${[...TOP_KEYS].join(", ")})`);
   const r = raw as unknown as FinetuneRecipe;
   if (!TASKS.includes(r.task)) throw new Error(`${where}.task: expected one of ${TASKS.join(", ")}, got ${JSON.stringify(r.task)}`);
-  if (r.method !== undefined && !["semvlp", "msp", "vlmo"].includes(r.method)) throw new Error(`${where}.method: expected "semvlp", "msp" or "vlmo", got ${JSON.stringify(r.method)}`);
+  if (r.method !== undefined && !methodNames().includes(r.method)) throw new Error(`${where}.method: expected ${methodNames().map((m) => JSON.stringify(m)).join(", ")}, got ${JSON.stringify(r.method)}`);
   checkTaskData(r, where);
   for (const [k, v] of Object.entries(r.train ?? {})) {
     if (!TRAIN_KEYS.has(k)) throw new Error(`${where}.train.${k}: unknown key (allowed: ${[...TRAIN_KEYS].join(", ")})`);
@@ -102,7 +102,7 @@ function checkTaskData(r: FinetuneRecipe, where: string): void {
 
 export interface FinetuneArgs {
   recipe: FinetuneRecipe;
-  /** A pre-training run directory (recipe.json + model.safetensors), or null to train from scratch. */
+  /** A pre-training run directory (config.json or recipe.json, and model.safetensors), or null to train from scratch. */
   from: string | null;
   /** The fine-tuning run directory (finetune.json, model.safetensors, metrics.jsonl, ckpt-*). */
   out: string;
