@@ -236,3 +236,33 @@ test("LXMERT rule: MSP puts MLM and visual targets on mismatched pairs by defaul
     assert.throws(() => validateRecipe({ ...base, msp: { lossesOnMismatched: "no" } }), /recipe\.msp\.lossesOnMismatched: expected a boolean/);
   });
 });
+
+test("VLMo ITM options: the loss weight (vlmo.itmWeight) and the random-then-hard curriculum (vlmo.itmRandomSteps)", () => {
+  manualSeed(6);
+  const batch = pairBatch(6, 12);
+  // hard negatives are drawn with the step's libtorch generator, random ones with its Rng: the generator's
+  // state after a step tells which kind the step drew
+  const stateAfter = (vlmo: Record<string, unknown>, step: number): { state: number[]; metrics: Record<string, number>; loss: number } => {
+    manualSeed(6);
+    const { model, stages } = buildVLMo(vlmoRecipe(vlmo));
+    try {
+      const g = new Generator(7);
+      const r = stages.find((s) => s.name === "image-text")!.sources[0].step(batch, {}, { rng: new Rng(7), generator: g, step });
+      return { state: g.getState().toArray() as number[], metrics: r.metrics, loss: r.loss.item() };
+    } finally {
+      model.dispose();
+    }
+  };
+  // text stage = 1 step (train.steps), so with itmRandomSteps 3 the global steps 2..4 draw random negatives
+  const random = stateAfter({ itmRandomSteps: 3 }, 3);
+  const hardLater = stateAfter({ itmRandomSteps: 3 }, 5);
+  const hard = stateAfter({}, 3);
+  const randomAlways = stateAfter({ itmHardNegatives: false }, 5);
+  assert.deepEqual(hardLater.state, hard.state, "after the curriculum's random steps the paper's hard negatives are drawn");
+  assert.deepEqual(random.state, randomAlways.state, "during the curriculum negatives are random");
+  assert.notDeepEqual(random.state, hard.state, "hard negatives draw from the generator");
+  const w = stateAfter({ itmWeight: 4 }, 3);
+  const e = w.metrics.itc_loss + 4 * w.metrics.itm_loss + 0.25 * w.metrics.mlm_loss;
+  assert.ok(Math.abs(w.loss - e) < 1e-5 * e, `loss ${w.loss} vs itc + 4 itm + 0.25 mlm = ${e}`);
+  assert.throws(() => buildVLMo(vlmoRecipe({ itmRandomSteps: -1 })), /itmRandomSteps/);
+});

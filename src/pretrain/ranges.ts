@@ -36,7 +36,7 @@ export function checkRanges(obj: Record<string, unknown> | undefined, where: str
 }
 
 const FRACTION: Range = { min: 0, max: 1 };
-const COUNT: Range = { int: true, min: 0 };
+export const COUNT: Range = { int: true, min: 0 };
 
 /** The train section of pre-training and fine-tuning recipes. */
 export const TRAIN_RANGES: Record<string, Range> = {

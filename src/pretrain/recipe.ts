@@ -4,7 +4,7 @@ import { readFileSync, existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { precisionDtype, PRECISIONS, type Precision } from "../engine/dtype.ts";
 import { parseDevice } from "../engine/device.ts";
-import { checkRange, checkRanges, TRAIN_RANGES, RATIO, WEIGHT } from "./ranges.ts";
+import { checkRange, checkRanges, TRAIN_RANGES, RATIO, WEIGHT, COUNT } from "./ranges.ts";
 import { checkSources, type DataSource } from "./sources.ts";
 
 export interface TrainSection {
@@ -62,7 +62,7 @@ const SCHEMA: Record<string, Record<string, Shape>> = {
   train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", keepCheckpoints: "number", evalEvery: "number", workers: "number", weightDecay: "number", precision: "string", device: "string" },
   semvlp: { singleRatio: "number", losses: "object", visualWeighting: "string", qa: "boolean", itmSources: "string[]", textSources: "string[]", itmPaired: "boolean", textWarmup: "object" },
   msp: { order: "string[]", joint: "boolean", stages: "object", visualWeighting: "string", lossesOnMismatched: "boolean", hardFraction: "number", itc: "number", itmPaired: "boolean" },
-  vlmo: { stages: "object", itmHardNegatives: "boolean", mlmWeight: "number", itmWeight: "number", trimPadding: "boolean", mimTarget: "string", standard: "boolean", order: "string[]" },
+  vlmo: { stages: "object", itmHardNegatives: "boolean", mlmWeight: "number", itmWeight: "number", itmRandomSteps: "number", trimPadding: "boolean", mimTarget: "string", standard: "boolean", order: "string[]" },
 };
 
 function typeOk(v: unknown, s: Shape): boolean {
@@ -146,7 +146,7 @@ function checkStrategyRanges(rec: Recipe, where: string): void {
   }
   const v = rec.vlmo;
   if (v) {
-    checkRanges(v, `${where}.vlmo`, { mlmWeight: WEIGHT, itmWeight: WEIGHT });
+    checkRanges(v, `${where}.vlmo`, { mlmWeight: WEIGHT, itmWeight: WEIGHT, itmRandomSteps: COUNT });
     stages(v.stages, `${where}.vlmo.stages`);
   }
 }

@@ -109,8 +109,8 @@ export function vlmoItc(model: VLMoModel, img: VLMoUnimodalOutput, txt: VLMoUnim
 }
 
 export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage[] } {
-  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: VLMO_MLM_WEIGHT, itmWeight: 1, trimPadding: true, mimTarget: "pixels", stages: {}, ...(r.vlmo ?? {}) } as {
-    mimTarget: MimTarget; order: string[]; standard: boolean; itmHardNegatives: boolean; mlmWeight: number; itmWeight: number; trimPadding: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number }>;
+  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: VLMO_MLM_WEIGHT, itmWeight: 1, itmRandomSteps: 0, trimPadding: true, mimTarget: "pixels", stages: {}, ...(r.vlmo ?? {}) } as {
+    itmRandomSteps: number; mimTarget: MimTarget; order: string[]; standard: boolean; itmHardNegatives: boolean; mlmWeight: number; itmWeight: number; trimPadding: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number }>;
   };
   const config = vlmoConfig(r.model.preset as VLMoPreset, { standard: v.standard, ...(r.model.overrides ?? {}) } as Partial<VLMoConfig>);
   if (v.mimTarget !== "pixels" && v.mimTarget !== "hog") throw new Error(`recipe.vlmo.mimTarget: expected "pixels" or "hog", got ${JSON.stringify(v.mimTarget)}`);
@@ -165,12 +165,14 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const itc = vlmoItc(model, img, txt, dist);
     // ITM: one hard negative text per image and one hard negative image per text, sampled from the ITC similarities
     const randomOther = () => toDevice(tensor(Array.from({ length: b }, (_, i) => otherIndex(ctx.rng, b, i)), { dtype: "int64" }), dev);
-    const negText = v.itmHardNegatives ? sampleHardNegatives(itc.i2t.detach(), 0, ctx.generator) : randomOther();
-    const negImage = v.itmHardNegatives ? sampleHardNegatives(itc.t2i.detach(), 0, ctx.generator) : randomOther();
+    // the curriculum (vlmo.itmRandomSteps): random negatives for the stage's first steps, then the paper's
+    const hard = v.itmHardNegatives && ctx.step > itmHardFrom;
+    const negText = hard ? sampleHardNegatives(itc.i2t.detach(), 0, ctx.generator) : randomOther();
+    const negImage = hard ? sampleHardNegatives(itc.t2i.detach(), 0, ctx.generator) : randomOther();
     const tEmb = model.embedText(ids);
     const iEmb = model.embedImage(batch.pixels);
     let negTextEmb: Tensor, negMask: Tensor, negImageEmb: Tensor;
-    if (dist && v.itmHardNegatives) {
+    if (dist && hard) {
       // global hard negatives (the paper's "global hard negative mining"): the negatives' raw inputs
       // come from any rank and are embedded here, so their gradients stay on this rank
       const allIds = dist.gatherLocalFirst(ids);
@@ -192,6 +194,12 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     return { ...weighted({ itc, itm, mlm }, { mlm: v.mlmWeight, itm: v.itmWeight }), tag: "image-text" };
   };
 
+  // the global step after which the image-text stage draws hard ITM negatives: the earlier stages' steps + itmRandomSteps
+  const itmHardFrom = v.itmRandomSteps > 0 ? v.order.slice(0, v.order.indexOf("image-text")).reduce((n, name) => {
+    const steps = v.stages[name]?.steps ?? r.train.steps;
+    if (steps === undefined) throw new Error(`recipe.vlmo.itmRandomSteps: the stages before image-text must be given in steps (recipe.vlmo.stages.${name}.steps)`);
+    return n + steps;
+  }, 0) + v.itmRandomSteps : 0;
   const stages: Stage[] = v.order.map((name) => {
     const st = v.stages[name] ?? {};
     const common = { lr: st.lr ?? r.train.lr, warmup: r.train.warmup, epochs: st.epochs ?? r.train.epochs, steps: st.steps ?? r.train.steps, weightDecay: r.train.weightDecay, betas: [0.9, 0.98] as [number, number] };
