@@ -13,7 +13,8 @@ import { generateWorld } from "../src/data/synth/world.ts";
 import { validateFinetuneRecipe } from "../src/tasks/task.ts";
 import { readTaskExamples } from "../src/tasks/data.ts";
 import { readRunInfo } from "../src/methods/index.ts";
-import { writeLxmertTree, writeCocoTree, writeTaskTree, writeCocoFeatures } from "./fixtures/real_layouts.ts";
+import { writeLxmertTree, writeCocoTree, writeTaskTree, writeCocoFeatures, writeArrowRoot, writeArrowTaskTables } from "./fixtures/real_layouts.ts";
+import { VqaArrowReader } from "../src/data/formats/arrow.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-ft-sources-"));
 const world = join(root, "world");
@@ -26,15 +27,19 @@ const tree = join(root, "tree");
 const pretree = join(root, "pretree");
 /** COCO + Karpathy with LXMERT's COCO features named by file stem. */
 const coco = join(root, "coco");
+/** A ViLT/VLMo Arrow root: vqav2_*, nlvr2_* and coco_caption_karpathy_* tables (images in the rows). */
+const arrowRoot = join(root, "arrow");
 const FEAT = 16;
 let counts: Record<string, number>;
+let arrowCounts: Record<string, number>;
 
 before(async () => {
-  await generateWorld({ images: 36, seed: 5, out: world, size: 48, featDim: FEAT, boxes: 6 });
+  await generateWorld({ images: 36, seed: 5, out: world, size: 48, featDim: FEAT, boxes: 6, arrow: true });
   await writeLxmertTree(world, pretree);
   counts = await writeTaskTree(world, tree);
   await writeCocoTree(world, coco);
   await writeCocoFeatures(world, coco);
+  arrowCounts = { ...(await writeArrowRoot(world, arrowRoot)), ...(await writeArrowTaskTables(world, arrowRoot)) };
 });
 
 const recipeFile = (name: string) => new URL(`../recipes/real/${name}.json`, import.meta.url).pathname;
@@ -217,4 +222,40 @@ test("retrieval from COCO's caption annotations with VLMo on the images (coco-ca
   const val = JSON.parse(readFileSync(join(coco, "data/coco/annotations/captions_val2014.json"), "utf8")) as { images: unknown[] };
   assert.equal(metrics.images, val.images.length);
   assert.ok(Number.isFinite(metrics.ir_r1));
+});
+
+test("VQA over a ViLT Arrow root (recipes/real/vlmo-finetune-arrow-vqa.json): vqav2_* tables, the tables' own answer vocabulary, vlp eval on rest_val and test", async () => {
+  const { out, metrics } = await finetune("vqa", "vlmo-finetune-arrow-vqa", "vlmo", arrowRoot);
+  assert.equal(metrics.n, arrowCounts.vqav2_rest_val);
+  assert.ok(metrics.vqa_acc >= 0 && metrics.vqa_acc <= 1);
+  // the vocabulary is the tables': label l answers what answer_labels says it does
+  const labels = readRunInfo(out).labels!;
+  const r = VqaArrowReader.open(join(arrowRoot, "data/arrow/vqav2_train.arrow"));
+  const row = r.row(0);
+  r.close();
+  row.answer_labels.forEach((ls, k) => ls.forEach((l, j) => assert.equal(labels[l], row.answers[k][j])));
+  const val = await evaluate("vqa", out, "val");
+  assert.equal(val.vqa_acc, metrics.vqa_acc);
+  const t = await evaluate("vqa", out, "test");
+  assert.equal(t.n, arrowCounts.vqav2_test);
+  // a table of another kind is an error naming it
+  const bad = await vlp(["finetune", "vqa", "--recipe", recipeFile("vlmo-finetune-arrow-vqa"), "--scratch", ...sets([`data.root=${arrowRoot}`, `model=${JSON.stringify(MODEL.vlmo)}`, ...FT_SETS, 'data.sources.0.tables=["nlvr2_train"]']), "--out", join(root, "ft-bad-arrow"), "--quiet"]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.err, /nlvr2_train\.arrow: not a VQA table: no column "image"/);
+});
+
+test("NLVR2 over a ViLT Arrow root (recipes/real/vlmo-finetune-arrow-nlvr2.json): nlvr2_{train,dev,test1} image pairs read from the rows", async () => {
+  const { out, metrics } = await finetune("nlvr2", "vlmo-finetune-arrow-nlvr2", "vlmo", arrowRoot);
+  assert.equal(metrics.n, arrowCounts.nlvr2_dev);
+  assert.ok(metrics.acc >= 0 && metrics.acc <= 1);
+  const t = await evaluate("nlvr2", out, "test");
+  assert.equal(t.n, arrowCounts.nlvr2_test1);
+});
+
+test("retrieval over a ViLT Arrow root (recipes/real/vlmo-finetune-arrow-retrieval.json): coco_caption_karpathy_* tables, vlp eval on test", async () => {
+  const { out, metrics } = await finetune("retrieval", "vlmo-finetune-arrow-retrieval", "vlmo", arrowRoot, ['options={"evalSplit":"val","rerank":0,"evalBatchSize":200}']);
+  assert.equal(metrics.images, arrowCounts.coco_caption_karpathy_val);
+  assert.ok(Number.isFinite(metrics.ir_r1) && Number.isFinite(metrics.tr_r1));
+  const t = await evaluate("retrieval", out, "test");
+  assert.equal(t.images, arrowCounts.coco_caption_karpathy_test);
 });

@@ -19,6 +19,7 @@ import {
   readVgAttributes, readVgObjects, readVgRegionDescriptions, writeVgAttributes, writeVgObjects, writeVgRegionDescriptions,
 } from "../src/data/formats/vg.ts";
 import { readLxmertPretrain, writeLxmertPretrain } from "../src/data/formats/lxmert_pretrain.ts";
+import { readPretrainExamples } from "../src/pretrain/examples.ts";
 import { readHardNegatives, writeHardNegatives } from "../src/data/formats/hardneg.ts";
 
 const fixture = (name: string) => join(import.meta.dirname, "fixtures", "formats-text", name);
@@ -352,12 +353,16 @@ test("LXMERT pre-training json", () => {
   const path = join(tmp(), "pretrain.json");
   writeLxmertPretrain(path, d);
   assert.deepEqual(readLxmertPretrain(path).records, d);
+  // the pre-training pipeline reads these files through the same parser: its examples are the records' sentences in order
+  const flat = (keep?: string[]) => d.flatMap((r) => Object.entries(r.sentf).filter(([s]) => !keep || keep.includes(s)).flatMap(([source, sents]) => sents.map((text, k) => ({ imgId: r.img_id, text, source, label: r.labelf[source]?.[k] }))));
+  assert.deepEqual(readPretrainExamples(path), flat());
+  assert.deepEqual(readPretrainExamples(path, { sources: ["vqa"] }), flat(["vqa"]));
   const bad = handWritten("vgnococo.json", JSON.stringify([
     { img_id: "2345678", sentf: { vg: ["a red car"], gqa: ["Is the car red?"] }, labelf: { gqa: [{ yes: 1 }, { no: 1 }] } },
   ]));
-  assertRecordError(() => readLxmertPretrain(bad), "vgnococo.json", 0, "img_id 2345678", /labelf\.gqa has 2 labels but sentf\.gqa has 1/);
+  assertRecordError(() => readLxmertPretrain(bad), "vgnococo.json", 0, "img_id 2345678", /labelf\.gqa must be a list as long as sentf\.gqa \(2 labels, 1 sentences\)/);
   const badScore = handWritten("mscoco_train.json", JSON.stringify([{ img_id: "COCO_train2014_000000000009", sentf: { vqa: ["Q?"] }, labelf: { vqa: [{ yes: null }] } }]));
-  assertRecordError(() => readLxmertPretrain(badScore), "mscoco_train.json", 0, "img_id COCO_train2014_000000000009", /labelf\.vqa\[0\]\.yes" should be a number/);
+  assertRecordError(() => readLxmertPretrain(badScore), "mscoco_train.json", 0, "img_id COCO_train2014_000000000009", /labelf\.vqa\[0\]: the score of "yes" should be a number in \[0, 1\], got null/);
 });
 
 test("hard negatives: reader, round trip, index validation", () => {

@@ -290,3 +290,31 @@ test("memory: a pass over 64 MB of shards and of an Arrow table reads no file wh
   const growth = (peak - rss0) / 2 ** 20;
   assert.ok(growth < 40, `RSS grew by ${growth.toFixed(0)} MB over two passes of 64 MB each`);
 });
+
+test("vlp data synth --wds writes shards of the world (wds/<split>/*.tar) that recipes/real/vlmo-webdataset.json trains on with vlp pretrain", async () => {
+  const synth = join(root, "synth-wds");
+  const s = vlp(["data", "synth", "--images", "40", "--seed", "3", "--size", "48", "--feat-dim", "8", "--boxes", "4", "--wds", "--out", synth]);
+  const sr = await s.done;
+  assert.equal(sr.code, 0, sr.err);
+  // every train / val image is one sample, its captions the lines of its .txt
+  const meta = JSON.parse(readFileSync(join(synth, "meta.json"), "utf8")) as { splits: Record<string, number> };
+  const all = async (shards: string[]) => {
+    const xs: WdsSample[] = [];
+    for await (const x of readWds(shards.map((f) => join(synth, f)))) xs.push(x);
+    return xs;
+  };
+  const train = await all([0, 1, 2, 3].map((k) => `wds/train/0000${k}.tar`));
+  assert.equal(train.length, meta.splits.train);
+  assert.equal((await all(["wds/val/00000.tar"])).length, meta.splits.val);
+  const first = train[0];
+  assert.match(first.key, /^synth_\d+$/);
+  assert.equal(new TextDecoder().decode(first.files.txt).split("\n").length, 5);
+  const out = join(root, "run-synth-wds");
+  const sets = [`data.root=${synth}`, `model=${JSON.stringify(MODEL)}`, "train.batchSize=4", "train.workers=0", "train.checkpointEvery=0", "train.evalEvery=3", 'vlmo.order=["image","image-text"]', 'vlmo.stages={"image":{"steps":1},"image-text":{"steps":2}}'];
+  const r = vlp(["pretrain", "--recipe", new URL("../recipes/real/vlmo-webdataset.json", import.meta.url).pathname, ...sets.flatMap((x) => ["--set", x]), "--out", out, "--quiet"]);
+  const { code, err } = await r.done;
+  assert.equal(code, 0, err);
+  const rows = readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(rows.filter((x) => x.source !== "val").map((x) => x.stage), ["image", "image-text", "image-text"]);
+  assert.ok(rows.some((x) => x.source === "val" && Number.isFinite(x.val_itc_loss)), "evaluated on wds/val/00000.tar");
+});

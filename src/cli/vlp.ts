@@ -9,10 +9,10 @@ commands:
   demo                       the main job: a synthetic world, then tiny SemVLP, MSP and VLMo pre-training
   engine-demo                a 2-layer transformer learns to sort digits (engine check)
   data synth                 write a synthetic scene world in the real dataset formats
-      --images N --seed S --out DIR [--size PX] [--feat-dim D] [--code-dim K] [--boxes K] [--arrow] [--workers N]
+      --images N --seed S --out DIR [--size PX] [--feat-dim D] [--code-dim K] [--boxes K] [--arrow] [--wds] [--workers N]
       (--code-dim appends the detector's class/attribute code to each region's features, as the tiny
       recipes expect: --images 5000 --code-dim 32 --out data/world-demo; --arrow also writes the
-      ViLT/VLMo Arrow tables, a second copy of every image)
+      ViLT/VLMo Arrow tables, --wds WebDataset shards wds/{train,val,test}/*.tar, each a second copy of every image)
   data emoji                 real images: emoji artwork of several styles with their names and keywords, one style held out as test
       --out DIR [--styles google,twitter,openmoji] [--test-style twitter] [--size 64] [--limit N] [--seed S]
       [--pkgs DIR]  (the artwork packages are npm-installed there on demand; default ~/.cache/vlpkit/emoji)
@@ -38,7 +38,7 @@ commands:
 pretrain, finetune, eval, serve and index build take --device cpu|cuda|cuda:N (default cpu; for training, the recipe's train.device).
 run \`vlp <command> --help\` for a command's options.`;
 
-const SYNTH_USAGE = `usage: vlp data synth --out DIR [--images N] [--seed S] [--size PX] [--feat-dim D] [--code-dim K] [--boxes K] [--arrow] [--workers N]
+const SYNTH_USAGE = `usage: vlp data synth --out DIR [--images N] [--seed S] [--size PX] [--feat-dim D] [--code-dim K] [--boxes K] [--arrow] [--wds] [--workers N]
 
   --out DIR      the world's folder (see src/data/synth/README.md for what is written)
   --images N     scenes (default 1000), split into train / val / test / test_comp
@@ -49,6 +49,8 @@ const SYNTH_USAGE = `usage: vlp data synth --out DIR [--images N] [--seed S] [--
                  (the tiny recipes expect --code-dim 32)
   --boxes K      regions per image (default 36)
   --arrow        also write the ViLT/VLMo Arrow tables (a second copy of every image)
+  --wds          also write WebDataset shards: wds/train/{00000..00003}.tar, wds/val/00000.tar,
+                 wds/test/00000.tar (<img_id>.png + .txt captions + .json; a second copy of every image)
   --workers N    worker threads rendering images (default 2 from 200 images on)`;
 
 const EMOJI_USAGE = `usage: vlp data emoji --out DIR [--styles google,twitter,openmoji] [--test-style twitter] [--size 64] [--limit N] [--seed S] [--pkgs DIR]
@@ -103,6 +105,7 @@ const commands: Record<string, Command> = {
         "code-dim": { type: "string" },
         boxes: { type: "string" },
         arrow: { type: "boolean", default: false },
+        wds: { type: "boolean", default: false },
         workers: { type: "string" },
       },
       strict: true,
@@ -118,6 +121,7 @@ const commands: Record<string, Command> = {
       codeDim: values["code-dim"] ? int(values["code-dim"], "--code-dim") : undefined,
       boxes: values.boxes ? int(values.boxes, "--boxes") : undefined,
       arrow: values.arrow,
+      wds: values.wds,
       workers: values.workers ? int(values.workers, "--workers") : undefined,
     });
   },

@@ -1,7 +1,10 @@
 // Pre-training examples (image id + text + optional QA label) read from the datasets' own files:
 // LXMERT's pre-training JSON ({img_id, sentf: {source: [sents]}, labelf: {source: [{ans: score}]}})
-// and the MSP per-granularity lists ({img_id, sents: [...]}) written by the synthetic world.
+// (parsed by src/data/formats/lxmert_pretrain.ts, the reader `vlp data inspect` uses) and the MSP
+// per-granularity lists ({img_id, sents: [...]}) written by the synthetic world.
 import { readFileSync, existsSync } from "node:fs";
+import { parseLxmertPretrainDatum, lxmertPretrainId } from "../data/formats/lxmert_pretrain.ts";
+import { FieldError, parseRecords } from "../data/formats/util.ts";
 
 export interface PretrainExample {
   imgId: string;
@@ -19,19 +22,6 @@ function readJson(path: string): unknown {
   } catch (e) {
     throw new Error(`${path}: invalid JSON (${(e as Error).message})`);
   }
-}
-
-/**
- * A QA label: answer -> soft score in [0, 1] (VQA's min(1, annotators / 3), GQA's 1). A string or
- * negative score would silently switch the QA loss off for the example, so it is an error naming
- * the file, record and answer.
- */
-function checkLabel(l: unknown, where: string): Record<string, number> {
-  if (typeof l !== "object" || l === null || Array.isArray(l)) throw new Error(`${where}: expected an object of answer scores, got ${JSON.stringify(l)}`);
-  for (const [ans, v] of Object.entries(l)) {
-    if (typeof v !== "number" || !(v >= 0 && v <= 1)) throw new Error(`${where}: the score of ${JSON.stringify(ans)} should be a number in [0, 1], got ${JSON.stringify(v)}`);
-  }
-  return l as Record<string, number>;
 }
 
 /**
@@ -67,30 +57,23 @@ export function readPretrainExamples(path: string, o: { sources?: string[]; gran
   const data = readJson(path);
   if (!Array.isArray(data)) throw new Error(`${path}: expected a JSON list of records`);
   const out: PretrainExample[] = [];
-  data.forEach((rec: any, i: number) => {
-    const where = `${path}: record ${i}${rec?.img_id ? ` (img_id ${rec.img_id})` : ""}`;
-    if (typeof rec?.img_id !== "string") throw new Error(`${where}: missing string field "img_id"`);
+  // LXMERT's records are parsed by the format's reader; the synthetic world's MSP lists ({img_id, sents}) here
+  parseRecords(path, data, (rec) => {
     if (Array.isArray(rec.sents)) {
+      if (typeof rec.img_id !== "string") throw new FieldError(`missing string field "img_id"`);
       for (const s of rec.sents) {
-        if (typeof s !== "string") throw new Error(`${where}: "sents" must hold strings`);
+        if (typeof s !== "string") throw new FieldError(`"sents" must hold strings`);
         out.push({ imgId: rec.img_id, text: s, source: o.granularity ?? "text" });
       }
       return;
     }
-    if (typeof rec.sentf !== "object" || rec.sentf === null) throw new Error(`${where}: missing "sentf" (or "sents")`);
-    for (const [source, sents] of Object.entries(rec.sentf as Record<string, unknown>)) {
-      if (o.sources && !o.sources.includes(source)) continue;
-      if (!Array.isArray(sents)) throw new Error(`${where}: sentf.${source} must be a list`);
-      const labels = rec.labelf?.[source] as unknown[] | undefined;
-      if (labels !== undefined && (!Array.isArray(labels) || labels.length !== sents.length)) {
-        throw new Error(`${where}: labelf.${source} must be a list as long as sentf.${source}`);
-      }
-      sents.forEach((s, k) => {
-        if (typeof s !== "string") throw new Error(`${where}: sentf.${source}[${k}] is not a string`);
-        out.push({ imgId: rec.img_id, text: s, source, label: labels ? checkLabel(labels[k], `${where}: labelf.${source}[${k}]`) : undefined });
-      });
+    if (typeof rec.img_id === "string" && (typeof rec.sentf !== "object" || rec.sentf === null)) throw new FieldError(`missing "sentf" (or "sents")`);
+    const d = parseLxmertPretrainDatum(rec, { sources: o.sources });
+    for (const [source, sents] of Object.entries(d.sentf)) {
+      const labels = d.labelf[source];
+      sents.forEach((text, k) => out.push({ imgId: d.img_id, text, source, label: labels ? labels[k] : undefined }));
     }
-  });
+  }, { id: lxmertPretrainId });
   if (out.length === 0) throw new Error(`${path}: no examples${o.sources ? ` for sources ${o.sources.join(", ")}` : ""}`);
   return out;
 }

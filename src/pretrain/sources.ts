@@ -55,7 +55,10 @@ export interface DataSource extends SourceSplit {
   image?: string;
   /** webdataset: samples in the seeded shuffle buffer (default 1000; 0: the shards' own order). */
   shuffleBuffer?: number;
-  /** lxmert: the ans2label JSON of the QA head (LXMERT ships data/vqa/trainval_ans2label.json); vqa, gqa: the task's answer vocabulary. */
+  /**
+   * lxmert: the ans2label JSON of the QA head (LXMERT ships data/vqa/trainval_ans2label.json); vqa, gqa: the task's answer vocabulary;
+   * vilt-arrow (VQA): optional, by default the vocabulary is the tables' own (answer_labels -> answers, as ViLT indexes its head).
+   */
   answers?: string;
   /** vg: region_descriptions.json (MSP's phrase stage). */
   regionDescriptions?: string;
@@ -101,7 +104,7 @@ const FORMAT_KEYS: Record<SourceFormat, { keys: Record<string, Kind>; required: 
     required: ["json", "images"],
     eval: ["json", "images", "regions"],
   },
-  "vilt-arrow": { keys: { root: "dir", tables: "strings", eval: "object" }, required: ["root", "tables"], eval: ["tables"] },
+  "vilt-arrow": { keys: { root: "dir", tables: "strings", answers: "file", eval: "object", test: "object" }, required: ["root", "tables"], eval: ["tables"] },
   webdataset: { keys: { shards: "patterns", text: "string", image: "string", shuffleBuffer: "number", eval: "object" }, required: ["shards"], eval: ["shards"] },
   vqa: {
     keys: { json: "files", questions: "files", annotations: "files", answers: "file", regions: "files", images: "dir", eval: "object", test: "object" },
@@ -119,10 +122,10 @@ export const REGION_TEXT_FORMATS: SourceFormat[] = ["synth", "lxmert", "vg"];
 export const IMAGE_TEXT_FORMATS: SourceFormat[] = ["synth", "karpathy", "coco-captions", "vilt-arrow", "webdataset"];
 /** The formats each fine-tuning task reads (src/tasks/sources.ts). */
 export const TASK_FORMATS: Record<"vqa" | "gqa" | "nlvr2" | "retrieval", SourceFormat[]> = {
-  vqa: ["synth", "vqa"],
+  vqa: ["synth", "vqa", "vilt-arrow"],
   gqa: ["synth", "gqa"],
-  nlvr2: ["synth", "nlvr2"],
-  retrieval: ["synth", "karpathy", "coco-captions"],
+  nlvr2: ["synth", "nlvr2", "vilt-arrow"],
+  retrieval: ["synth", "karpathy", "coco-captions", "vilt-arrow"],
 };
 
 function describe(k: Kind): string {
@@ -212,6 +215,7 @@ function checkFormatValues(s: DataSource, where: string): void {
   if (s.format === "vilt-arrow") {
     arrowTables(s.root!, s.tables!, `${where}.tables`);
     if (s.eval?.tables) arrowTables(s.root!, s.eval.tables, `${where}.eval.tables`);
+    if (s.test?.tables) arrowTables(s.root!, s.test.tables, `${where}.test.tables`);
   }
   for (const [key, sp] of [["", s], ["eval.", s.eval], ["test.", s.test]] as const) {
     if (!sp) continue;

@@ -131,6 +131,7 @@ function dataSpec(task: ClassifyTask, net: TaskNet, s: Setup, split: string, ext
     format: task.format,
     examples: sp.examples,
     answers: s.answersFile,
+    label2ans: s.answersFile ? undefined : s.labels,
     maxTextLen: s.options.maxTextLen!,
     regions: net.input.kind === "regions" ? { path: need(sp.regions, "region features"), maxBoxes: s.options.maxBoxes, featDim: net.input.featDim } : undefined,
     images: net.input.kind === "pixels" ? { dir: need(sp.images, "image folder") as string, size: net.input.size } : undefined,

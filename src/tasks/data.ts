@@ -5,8 +5,13 @@
 //   pixels (VLMo): input_ids, attention_mask [B, L]; pixels [B, 3, S, S] (QA) or pixels0 / pixels1 (NLVR2);
 // and the targets: `target` [B, answers] soft scores (QA), `label` [B] int64 (NLVR2). Unlabelled
 // splits get zeros. `meta.ids` holds the question ids / identifiers in batch order.
+//
+// ViLT/VLMo Arrow tables (vqav2_*.arrow, nlvr2_*.arrow) are read by row: an example's image id is a
+// reference `<table path>#<row>` (NLVR2: `#<row>/0`, `#<row>/1`), and the builder reads the image's
+// bytes from the table when a batch needs it (arrowImages), as VLMo's pre-training input does.
 import { join } from "node:path";
 import { readdirSync } from "node:fs";
+import { CaptionArrowReader, Nlvr2ArrowReader, VqaArrowReader } from "../data/formats/arrow.ts";
 import type { BatchBuilder, HostArray, HostBatch } from "../data/loader.ts";
 import { openRegions } from "../data/regionstore.ts";
 import type { RegionSource } from "../data/regionstore.ts";
@@ -91,15 +96,148 @@ export interface TaskExample {
 export type TaskExampleInput =
   | { kind: "lxmert"; path: string }
   | { kind: "vqa-v2"; questions: string; annotations?: string; answers: string }
-  | { kind: "nlvr2-jsonl"; path: string };
+  | { kind: "nlvr2-jsonl"; path: string }
+  | { kind: "vqa-arrow"; tables: string[] }
+  | { kind: "nlvr2-arrow"; tables: string[] };
 
 const asInput = (x: string | TaskExampleInput): TaskExampleInput => (typeof x === "string" ? { kind: "lxmert", path: x } : x);
 
 /** The file an input names first (for messages). */
 export const inputFile = (x: string | TaskExampleInput): string => {
   const i = asInput(x);
-  return i.kind === "vqa-v2" ? i.questions : i.path;
+  return i.kind === "vqa-v2" ? i.questions : i.kind === "vqa-arrow" || i.kind === "nlvr2-arrow" ? i.tables.join(", ") : i.path;
 };
+
+// ---- ViLT/VLMo Arrow tables ----------------------------------------------------------------------
+
+const ARROW_REF = /^(.+\.arrow)#(\d+)(?:\/([01]))?$/;
+
+/** The image reference of a row of an Arrow table (`which`: NLVR2's image 0 or 1). */
+export const arrowRef = (table: string, row: number, which?: 0 | 1): string => `${table}#${row}${which === undefined ? "" : `/${which}`}`;
+
+/** Whether an image id is an Arrow row reference (arrowRef). */
+export const isArrowRef = (id: string): boolean => ARROW_REF.test(id);
+
+/**
+ * The encoded images of Arrow row references, read from the tables on demand (readers opened on
+ * first use and kept open; nothing but the text buffers of the readers is held).
+ */
+export function arrowImages(): { bytes(ref: string): Uint8Array; name(ref: string): string; close(): void } {
+  const readers = new Map<string, CaptionArrowReader | VqaArrowReader | Nlvr2ArrowReader>();
+  const parse = (ref: string) => {
+    const m = ARROW_REF.exec(ref);
+    if (!m) throw new Error(`${ref}: not an Arrow row reference (<table>.arrow#<row>)`);
+    return { table: m[1], row: Number(m[2]), which: m[3] === undefined ? undefined : (Number(m[3]) as 0 | 1) };
+  };
+  return {
+    bytes(ref) {
+      const { table, row, which } = parse(ref);
+      let r = readers.get(table);
+      if (!r) {
+        r = which !== undefined ? Nlvr2ArrowReader.open(table) : openImageTable(table);
+        readers.set(table, r);
+      }
+      if (r instanceof Nlvr2ArrowReader) {
+        if (which === undefined) throw new Error(`${ref}: an NLVR2 table holds two images a row (#<row>/0 or /1)`);
+        return r.image(row, which);
+      }
+      return r.image(row);
+    },
+    name(ref) {
+      const { table, row, which } = parse(ref);
+      return `${table}: row ${row}${which === undefined ? "" : ` image_${which}`}`;
+    },
+    close() {
+      for (const r of readers.values()) r.close();
+      readers.clear();
+    },
+  };
+}
+
+/** A table with one `image` column: a VQA table when it has questions, else a caption table. */
+function openImageTable(table: string): CaptionArrowReader | VqaArrowReader {
+  try {
+    return VqaArrowReader.open(table);
+  } catch {
+    return CaptionArrowReader.open(table);
+  }
+}
+
+/**
+ * VQA examples of ViLT's vqav2_*.arrow tables: one per question of a row, its soft scores the row's
+ * answers with answer_scores (a test table has none); the image is the row's.
+ */
+function readVqaArrow(tables: string[]): TaskExample[] {
+  const out: TaskExample[] = [];
+  for (const table of tables) {
+    const r = VqaArrowReader.open(table);
+    try {
+      for (let i = 0; i < r.numRows; i++) {
+        const row = r.row(i);
+        row.questions.forEach((q, k) => {
+          const scores = row.answers.length ? Object.fromEntries(row.answers[k].map((a, j) => [a, row.answer_scores[k][j]])) : undefined;
+          out.push({ id: row.question_id[k], imgIds: [arrowRef(table, i)], text: q, ...(scores ? { scores } : {}) });
+        });
+      }
+    } finally {
+      r.close();
+    }
+  }
+  return out;
+}
+
+/**
+ * NLVR2 examples of ViLT's nlvr2_*.arrow tables: one per statement of a row (an image pair); the
+ * identifier is the row's, with `-<k>` after it when the row holds several statements.
+ */
+function readNlvr2Arrow(tables: string[]): TaskExample[] {
+  const out: TaskExample[] = [];
+  for (const table of tables) {
+    const r = Nlvr2ArrowReader.open(table);
+    try {
+      for (let i = 0; i < r.numRows; i++) {
+        const row = r.row(i);
+        row.questions.forEach((q, k) => {
+          out.push({ id: row.questions.length === 1 ? row.identifier : `${row.identifier}-${k}`, imgIds: [arrowRef(table, i, 0), arrowRef(table, i, 1)], text: q, label: row.answers[k] === "True" ? 1 : 0 });
+        });
+      }
+    } finally {
+      r.close();
+    }
+  }
+  return out;
+}
+
+/**
+ * The answer vocabulary of ViLT's VQA tables, as its head indexes it: label -> answer from every
+ * row's answer_labels and answers (labels no table uses are named "<unused N>"); a label given two
+ * answers is an error naming the table and row.
+ */
+export function arrowAnswerVocab(tables: string[]): string[] {
+  const label2ans: string[] = [];
+  const seen = new Map<number, string>();
+  for (const table of tables) {
+    const r = VqaArrowReader.open(table);
+    try {
+      for (let i = 0; i < r.numRows; i++) {
+        const row = r.row(i);
+        row.answer_labels.forEach((labels, k) => labels.forEach((l, j) => {
+          const a = row.answers[k][j];
+          const had = seen.get(l);
+          if (had !== undefined && had !== a) throw new Error(`${table}: row ${i} column "answer_labels": label ${l} is "${a}" here and "${had}" elsewhere`);
+          if (!Number.isInteger(l) || l < 0) throw new Error(`${table}: row ${i} column "answer_labels": ${l} is not a label`);
+          seen.set(l, a);
+          label2ans[l] = a;
+        }));
+      }
+    } finally {
+      r.close();
+    }
+  }
+  if (label2ans.length === 0) throw new Error(`${tables.join(", ")}: no answers (the vocabulary of a vilt-arrow source comes from its tables' answer_labels, or give answers: an ans2label JSON)`);
+  for (let l = 0; l < label2ans.length; l++) label2ans[l] ??= `<unused ${l}>`;
+  return label2ans;
+}
 
 /** VQA v2 questions joined with their annotations as LXMERT's converter does (img_id COCO_<data_subtype>_<12 digits>). */
 function readVqaV2(i: Extract<TaskExampleInput, { kind: "vqa-v2" }>) {
@@ -121,6 +259,14 @@ export function readTaskExamples(format: TaskFormat, file: string | TaskExampleI
   if (i.kind === "vqa-v2") {
     if (format !== "vqa") throw new Error(`${i.questions}: VQA v2 questions do not feed ${format}`);
     return readVqaV2(i).map((r) => ({ id: r.question_id, imgIds: [r.img_id], text: r.sent, scores: r.label }));
+  }
+  if (i.kind === "vqa-arrow") {
+    if (format !== "vqa") throw new Error(`${i.tables.join(", ")}: VQA tables do not feed ${format}`);
+    return readVqaArrow(i.tables);
+  }
+  if (i.kind === "nlvr2-arrow") {
+    if (format !== "nlvr2") throw new Error(`${i.tables.join(", ")}: NLVR2 tables do not feed ${format}`);
+    return readNlvr2Arrow(i.tables);
   }
   if (i.kind === "nlvr2-jsonl") {
     if (format !== "nlvr2") throw new Error(`${i.path}: NLVR2 statements do not feed ${format}`);
@@ -216,6 +362,8 @@ export interface TaskDataArgs {
   examples: string | (string | TaskExampleInput)[];
   /** ans2label JSON (VQA, GQA). */
   answers?: string;
+  /** The answers by label when there is no ans2label file (a vilt-arrow source's own vocabulary). */
+  label2ans?: string[];
   /** Keep only a balanced subset (GQA's balanced split). */
   balance?: BalanceOptions;
   /** Keep only the first n examples (quick evaluations). */
@@ -235,7 +383,7 @@ export async function createBuilder(a: TaskDataArgs): Promise<BatchBuilder> {
   if (a.balance) examples = balancedSubset(examples, a.balance).map((i) => examples[i]);
   if (a.limit) examples = examples.slice(0, a.limit);
   if (examples.length === 0) throw new Error(`${named}: no examples`);
-  const ans2label = a.answers ? readAnswers(a.answers) : null;
+  const ans2label = a.answers ? readAnswers(a.answers) : a.label2ans ? new Map(a.label2ans.map((x, l) => [x, l])) : null;
   const nAns = ans2label ? ans2label.size : 0;
   const nlvr2 = a.format === "nlvr2";
   const tok = BertTokenizer.load();
@@ -249,9 +397,11 @@ export async function createBuilder(a: TaskDataArgs): Promise<BatchBuilder> {
     if (dim !== a.regions.featDim) throw new Error(`${regions.where(examples[0].imgIds[0])}: ${dim}-d region features, but the model takes ${a.regions.featDim}-d (visualFeatDim)`);
   }
   if (!regions && !a.images) throw new Error("task data: give regions or images");
-  const files = a.images ? imageFilesById(a.images.dir) : null;
+  // Arrow rows carry their images; a folder is searched only for the other ids
+  const arrow = examples.some((e) => isArrowRef(e.imgIds[0])) ? arrowImages() : null;
+  const files = a.images && examples.some((e) => !isArrowRef(e.imgIds[0])) ? imageFilesById(a.images.dir) : null;
   if (files) {
-    const missing = examples.flatMap((e) => e.imgIds).find((id) => !files.has(id));
+    const missing = examples.flatMap((e) => e.imgIds).find((id) => !isArrowRef(id) && !files.has(id));
     if (missing) throw new Error(`${a.images!.dir}: no image file named ${missing}.<png|jpg|...> (used by ${named})`);
   }
 
@@ -262,7 +412,9 @@ export async function createBuilder(a: TaskDataArgs): Promise<BatchBuilder> {
     const hit = cache.get(id);
     if (hit) return hit;
     const S = a.images!.size;
-    const data = (await loadImageTensor(files!.get(id)!, { mode: "square", size: S }, VLMO_NORM)).data;
+    const data = arrow && isArrowRef(id)
+      ? (await loadImageTensor(arrow.bytes(id), { mode: "square", size: S }, VLMO_NORM, arrow.name(id))).data
+      : (await loadImageTensor(files!.get(id)!, { mode: "square", size: S }, VLMO_NORM)).data;
     if (cached + data.byteLength <= IMAGE_CACHE_BYTES) {
       cache.set(id, data);
       cached += data.byteLength;

@@ -20,7 +20,8 @@ import { readHardNegatives } from "../data/formats/hardneg.ts";
 import type { RegionSource } from "../data/regionstore.ts";
 import { openRegions } from "../data/regionstore.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import { encodeTexts, regionArrays } from "./data.ts";
+import { arrowImages, arrowRef, encodeTexts, isArrowRef, regionArrays } from "./data.ts";
+import { CaptionArrowReader } from "../data/formats/arrow.ts";
 import { stepRng } from "../engine/rng.ts";
 import { otherIndex } from "../objectives/sampling.ts";
 import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
@@ -65,11 +66,16 @@ export function readRetrievalSplit(world: string, split: string, karpathy?: stri
  * One split of a retrieval source as it ships (src/tasks/sources.ts resolves it from a recipe): a
  * Karpathy split file (images under `images` at Karpathy's filepath/filename, the splits to read) or
  * COCO caption annotations (images at `file_name` under `images`), with region features and a
- * hard-negative pool for the region models.
+ * hard-negative pool for the region models; or ViLT/VLMo Arrow caption tables, whose rows hold the
+ * images (a RetrievalImage's `file` is then the row's reference `<table>.arrow#<row>`, read by
+ * pixelArray when a batch needs it; `images` is the tables' folder).
  */
 export interface RetrievalSource {
-  format: "karpathy" | "coco-captions";
+  format: "karpathy" | "coco-captions" | "vilt-arrow";
+  /** karpathy / coco-captions: the annotation file; vilt-arrow: the tables' paths joined by ", " (messages). */
   json: string;
+  /** vilt-arrow: ViLT's coco_caption_karpathy_<split>.arrow tables (a row: an image and its captions). */
+  tables?: string[];
   images: string;
   /** karpathy: the split names to read (train + restval for training, val, test). */
   splits?: string[];
@@ -83,7 +89,24 @@ export interface RetrievalSource {
 export function readRetrievalSource(s: RetrievalSource): RetrievalImage[] {
   const stem = (f: string) => f.slice(f.lastIndexOf("/") + 1).replace(/\.[^.]+$/, "");
   let images: RetrievalImage[];
-  if (s.format === "karpathy") {
+  if (s.format === "vilt-arrow") {
+    images = [];
+    let sentid = 0;
+    for (const table of s.tables!) {
+      const r = CaptionArrowReader.open(table);
+      try {
+        for (let i = 0; i < r.numRows; i++) {
+          const row = r.row(i);
+          // a caption id for the dumps: the captions' running number over the tables (the tables keep no sentid)
+          const captions = row.caption.map((text) => ({ id: sentid++, text }));
+          if (captions.length > 0) images.push({ id: stem(String(row.image_id)), file: arrowRef(table, i), captions });
+        }
+      } finally {
+        r.close();
+      }
+    }
+    if (images.length === 0) throw new Error(`${s.json}: no images with captions`);
+  } else if (s.format === "karpathy") {
     const splits = s.splits ?? ["train"];
     images = readKarpathy(s.json).images.filter((im) => splits.includes(im.split) && im.sentences.length > 0).map((im) => ({
       id: stem(im.filename),
@@ -125,10 +148,20 @@ export function evalSet(images: RetrievalImage[], limit?: number): EvalSet {
 
 // ---- host arrays ---------------------------------------------------------------------------------
 
-/** Pixels [n, 3, S, S] of image files (square resize, VLMo's normalisation). */
+let arrow: ReturnType<typeof arrowImages> | undefined;
+
+/**
+ * Pixels [n, 3, S, S] of image files (square resize, VLMo's normalisation); a file that is an Arrow
+ * row reference (`<table>.arrow#<row>`) is the row's image, read from the table (kept open).
+ */
 export async function pixelArray(imagesDir: string, files: string[], size: number): Promise<HostArray> {
   const data = new Float32Array(files.length * 3 * size * size);
-  const loaded = await Promise.all(files.map((f) => loadImageTensor(join(imagesDir, f), { mode: "square", size }, VLMO_NORM)));
+  const load = (f: string) => {
+    if (!isArrowRef(f)) return loadImageTensor(join(imagesDir, f), { mode: "square", size }, VLMO_NORM);
+    arrow ??= arrowImages();
+    return loadImageTensor(arrow.bytes(f), { mode: "square", size }, VLMO_NORM, arrow.name(f));
+  };
+  const loaded = await Promise.all(files.map(load));
   loaded.forEach((img, k) => data.set(img.data, k * 3 * size * size));
   return { data, shape: [files.length, 3, size, size], dtype: "float32" };
 }

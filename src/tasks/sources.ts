@@ -3,12 +3,13 @@
 // module turns the one source of a task into the files of a split: LXMERT's converted task JSON,
 // VQA v2's questions + annotations or NLVR2's official jsonl, with region features or an image
 // folder (VQA, GQA, NLVR2); a Karpathy split file or COCO caption annotations with an image root
-// and region features (retrieval). Nothing here parses a dataset file.
+// and region features (retrieval); ViLT/VLMo Arrow tables (vqav2_*, nlvr2_*, coco_caption_karpathy_*)
+// with the images in their rows. Nothing here parses a dataset file.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { asList, recipeSources, splitOf, TASK_FORMATS, type DataSource } from "../pretrain/sources.ts";
+import { arrowTables, asList, recipeSources, splitOf, TASK_FORMATS, type DataSource } from "../pretrain/sources.ts";
 import { readAns2Label, readAnswerVocab } from "../data/formats/vqa.ts";
-import type { TaskExampleInput } from "./data.ts";
+import { arrowAnswerVocab, type TaskExampleInput } from "./data.ts";
 import type { RetrievalSource } from "./retrieval_data.ts";
 import type { TaskName } from "../methods/index.ts";
 
@@ -70,6 +71,11 @@ export function classifySplit(task: "vqa" | "gqa" | "nlvr2", data: TaskRecipeDat
   const sp = splitOf(s, split as "train" | "val" | "test");
   const at = key ? `${where}.${key}` : where;
   if (!sp) throw new Error(`${at}: not given; the ${split} split of a ${s.format} source is read from its ${key} keys (${key}.json, ...)`);
+  if (s.format === "vilt-arrow") {
+    // ViLT's vqav2_* / nlvr2_* tables: the images are in the rows (the root stands for the image folder)
+    const tables = arrowTables(s.root!, sp.tables!, `${at}.tables`);
+    return { examples: [{ kind: task === "nlvr2" ? "nlvr2-arrow" : "vqa-arrow", tables }], images: s.root };
+  }
   let examples: TaskExampleInput[];
   if (sp.json) examples = asList(sp.json).map((path) => ({ kind: "lxmert", path }));
   else if (sp.questions) {
@@ -81,13 +87,23 @@ export function classifySplit(task: "vqa" | "gqa" | "nlvr2", data: TaskRecipeDat
   return { examples, regions: sp.regions, images: sp.images, annotations: !sp.json && sp.annotations ? asList(sp.annotations) : undefined };
 }
 
-/** The answer vocabulary of a QA task: the ans2label file and the answers by label. */
-export function answerVocab(task: "vqa" | "gqa", answersDir: string, data: TaskRecipeData): { file: string; label2ans: string[] } {
+/** Every table a vilt-arrow source names (train, eval, test). */
+function allArrowTables(s: DataSource, where: string): string[] {
+  const parts: [string, string[] | undefined][] = [["", s.tables], ["eval.", s.eval?.tables], ["test.", s.test?.tables]];
+  return [...new Set(parts.flatMap(([k, t]) => (t ? arrowTables(s.root!, t, `${where}.${k}tables`) : [])))];
+}
+
+/**
+ * The answer vocabulary of a QA task: the ans2label file and the answers by label. A vilt-arrow
+ * source without `answers` has its tables' own (every table of its splits; no file).
+ */
+export function answerVocab(task: "vqa" | "gqa", answersDir: string, data: TaskRecipeData): { file?: string; label2ans: string[] } {
   const { source: s } = taskSource(task, data);
   if (s.format === "synth") {
     const dir = worldFile(s.world!, answersDir);
     return { file: join(dir, "trainval_ans2label.json"), label2ans: readAnswerVocab(dir).label2ans };
   }
+  if (s.format === "vilt-arrow" && !s.answers) return { label2ans: arrowAnswerVocab(allArrowTables(s, taskSource(task, data).where)) };
   const file = s.answers!;
   const label2ans: string[] = [];
   for (const [ans, label] of readAns2Label(file)) label2ans[label] = ans;
@@ -101,6 +117,10 @@ export function retrievalSource(data: TaskRecipeData, split: string): RetrievalS
   const key = splitKey(split);
   const sp = splitOf(s, split as "train" | "val" | "test");
   if (!sp) throw new Error(`${where}.${key}: not given; the ${split} split of a ${s.format} source is read from its ${key} keys (json, images)`);
+  if (s.format === "vilt-arrow") {
+    const tables = arrowTables(s.root!, sp.tables!, `${key ? `${where}.${key}` : where}.tables`);
+    return { format: "vilt-arrow", json: tables.join(", "), tables, images: s.root! };
+  }
   const base = { json: sp.json as string, images: sp.images!, regions: sp.regions, hardNegatives: s.hardNegatives, text: s.text === "tokens" ? "tokens" as const : undefined };
   if (s.format === "karpathy") return { format: "karpathy", ...base, splits: split === "train" ? (s.split ?? ["train", "restval"]) : sp.split! };
   return { format: "coco-captions", ...base };

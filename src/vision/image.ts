@@ -164,9 +164,9 @@ export function patchify(img: ChwImage, patch: number): Patches {
   return { data: out, numPatches: gridH * gridW, patchDim, gridH, gridW };
 }
 
-/** Decode, resize and normalise in one go. */
-export async function loadImageTensor(path: string, resize: ResizeOptions, norm: Normalization = VLMO_NORM): Promise<ChwImage> {
-  return toChw(await resizeImage(await decodeImage(path), resize), norm);
+/** Decode, resize and normalise in one go: a file path or encoded bytes (`name` names bytes in errors). */
+export async function loadImageTensor(src: string | Uint8Array, resize: ResizeOptions, norm: Normalization = VLMO_NORM, name?: string): Promise<ChwImage> {
+  return toChw(await resizeImage(await decodeImage(src, name), resize), norm);
 }
 
 function rawInput(rgb: Uint8Array, w: number, h: number) {

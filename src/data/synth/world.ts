@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { Obj36Writer } from "../formats/obj36.ts";
 import { writeArrowTables } from "./arrowout.ts";
+import { writeWdsShards } from "./wdsout.ts";
 import { CATEGORIES, COLORS, OBJECT_VOCAB, type Category, type Color } from "./catalog.ts";
 import {
   SPLITS, writeCaptions, writeJsonFile, writeNlvr2, writeQuestions, writeVisualGenome,
@@ -41,6 +42,8 @@ export interface WorldOptions {
   heldOutCombos?: number;
   /** Also write the ViLT Arrow tables (default false: they hold a second copy of every image). */
   arrow?: boolean;
+  /** Also write WebDataset shards of the train, val and test images (wds/<split>/*.tar; default false: a second copy of every image). */
+  wds?: boolean;
   /** Worker threads (default: min(2, cores) for 200+ images, else 0 = in process). Output is identical either way. */
   workers?: number;
   onProgress?: (done: number) => void;
@@ -51,7 +54,7 @@ export interface WorldSummary {
   splits: Record<Split, number>;
   heldOut: string[];
   questions: { vqa: number; gqa: number; nlvr2: number };
-  /** Wall-clock seconds per phase: images (pixels, features, text), annotations, hardneg, arrow. */
+  /** Wall-clock seconds per phase: images (pixels, features, text), annotations, hardneg, arrow, wds. */
   phases: Record<string, number>;
 }
 
@@ -184,6 +187,10 @@ export async function generateWorld(opts: WorldOptions): Promise<WorldSummary> {
   if (opts.arrow) {
     await writeArrowTables(out, entries, pairs, vqaVocab);
     phase("arrow");
+  }
+  if (opts.wds) {
+    await writeWdsShards(out, entries);
+    phase("wds");
   }
   const count = (s: Split) => entries.filter((e) => e.split === s).length;
   const summary: WorldSummary = {
