@@ -25,8 +25,7 @@ import { Tensor, Generator, randn, zeros, noGrad, getNumThreads, setNumThreads, 
 import { tidy } from "../src/engine/scope.ts";
 import * as F from "../src/engine/functional.ts";
 import { autocast } from "../src/engine/precision.ts";
-import { native, blasConfig } from "../src/engine/native.ts";
-import { cpuInfo, peakGflops } from "../src/engine/cpu.ts";
+import { machinePeak, machineLines, loadLine, pct } from "./machine.ts";
 import { Module, Linear, LayerNorm, Dropout } from "../src/engine/nn.ts";
 
 const PYTHON = process.env.VLP_TORCH_PYTHON ?? "/usr/bin/python3";
@@ -222,19 +221,14 @@ function timeIt(fn: () => void): number {
 
 // ---- main -------------------------------------------------------------------------------------------------------
 
-const PEAK = peakGflops(cpuInfo(), THREADS);
-const pct = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(0)}%` : "?");
+const PEAK = machinePeak(THREADS);
 /** Throughputs (vlpkit, PyTorch) by "benchmark|precision", for the speed-up table. */
 const speed: Record<string, [number, number]> = {};
 
 async function main(): Promise<void> {
   const info = buildInfo();
   console.log(`# vlpkit engine bench: libtorch ${info.torchVersion}, ${THREADS} thread(s) in both engines, OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? "(default)"} (inherited by PyTorch); medians`);
-  const cpu = cpuInfo();
-  const has = (f: string) => (cpu?.flags.has(f) ? "yes" : "no");
-  console.log(`# CPU: ${cpu?.modelName ?? "?"} (${cpu?.vendor} family ${cpu?.family} model ${cpu?.model}); AVX-512 ${has("avx512f")}, AVX512-BF16 ${has("avx512_bf16")}, AMX-BF16 ${has("amx_bf16")}`);
-  console.log(`# BLAS: OpenBLAS corename ${native.blasCorename?.() ?? "?"}; OPENBLAS_CORETYPE ${process.env.OPENBLAS_CORETYPE ?? "unset"} (${blasConfig.source}; inherited by PyTorch)`);
-  console.log(`# peak (${THREADS} cores x ${PEAK.ghz.toFixed(2)} GHz, ${PEAK.clockSource}): float32 ${PEAK.fp32.toFixed(0)} GFLOP/s, bfloat16 ${PEAK.bf16.toFixed(0)} GFLOP/s`);
+  for (const line of [...machineLines(THREADS, PEAK), loadLine()]) console.log(`# ${line}`);
   const py = new PyEngine();
   const rows: string[][] = [];
   const gen = new Generator(0);

@@ -1,5 +1,7 @@
 /**
- * VLMo forward + backward benchmark against the same model in PyTorch, in one run.
+ * VLMo forward + backward benchmark against the same model in PyTorch, in one run (float32; for
+ * bf16 autocast against torch.autocast, run `bench/models.ts --only vlmo-base --precision fp32,bf16`,
+ * which times this model through vlmoBench below).
  *
  *   node --import tsx bench/models_vlmo.ts [--preset base] [--batch 8] [--text 40] [--iters 3] [--threads N]
  *
@@ -57,10 +59,9 @@ def setup(cfg):
     ids = torch.randint(1, c["vocabSize"], (b, t))
     mask = torch.ones(b, t, dtype=torch.long)
     px = torch.randn(b, 3, c["imageSize"], c["imageSize"])
-    def step():
-        m.zero_grad(set_to_none=True)
-        m.fusion(ids, mask, px)["hidden"].pow(2).mean().backward()
-    return step, sum(p.numel() for p in m.parameters())
+    def loss():
+        return m.fusion(ids, mask, px)["hidden"].pow(2).mean()
+    return loss, sum(p.numel() for p in m.parameters()), m
 `;
 
 /**
@@ -82,7 +83,7 @@ export function vlmoBench(preset: VLMoPreset = "base", textLen = 40): ModelBench
       const mask = ones([s.batch, textLen], { dtype: "int64" }).keep();
       const px = randn([s.batch, 3, cfg.imageSize, cfg.imageSize]).keep();
       return {
-        step: () => tidy(() => m.inferFusion(ids, mask, px).hidden.pow(2).mean().backward()),
+        loss: () => m.inferFusion(ids, mask, px).hidden.pow(2).mean(),
         reset: () => m.zeroGrad(),
         dispose: () => {
           for (const x of [ids, mask, px]) x.dispose();
