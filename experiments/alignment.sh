@@ -91,6 +91,7 @@ STEPS=1500 SETS=vlmo.mimTarget=hog INIT="$OUT"/S1H-vlmo-mim-hog-2000/model.safet
 # session 6: VLMo's ITM with the product read-out x4, hard negatives (V9) and random ones (V10)
 run V9-vlmo-itm-prod-x4 recipes/vlmo-small.json --set model.overrides.itmRead=prod --set vlmo.itmWeight=4 --set train.evalEvery=250
 run V10-vlmo-itm-random-neg recipes/vlmo-small.json --set 'vlmo.order=["image-text"]' --set vlmo.stages.image-text.steps=1200 --set vlmo.itmHardNegatives=false --set model.overrides.itmRead=prod --set vlmo.itmWeight=4 --set train.evalEvery=300
+run V11-vlmo-itm-curriculum recipes/vlmo-small.json --set 'vlmo.order=["image-text"]' --set vlmo.stages.image-text.steps=1500 --set vlmo.itmRandomSteps=500 --set model.overrides.itmRead=prod --set vlmo.itmWeight=4 --set train.evalEvery=250
 # session 6: the small SemVLP recipe in bf16 (issue 13: against the float32 seeds 0-1)
 run S4-semvlp-small-bf16 recipes/semvlp-small.json --set train.precision=bf16
 # real images: Noto + OpenMoji for training, Twemoji held out (vlp data emoji --out data/emoji)
