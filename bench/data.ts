@@ -39,7 +39,7 @@ import type { ImageTextInput } from "../src/pretrain/imagetext_input.ts";
 import { listImages } from "../src/data/image_files.ts";
 import {
   RegionStore, RegionStoreWriter, TsvRegionReader, buildTsvIndex, type FeatureDtype, type RegionSource,
-} from "../src/data/regionstore.ts";
+} from "../src/data/regions/index.ts";
 
 const BOXES = 36;
 const DIM = 2048;

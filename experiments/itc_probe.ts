@@ -17,7 +17,7 @@ import { computeItc } from "../src/objectives/losses.ts";
 import { Conv2d, Sequential, Module, Linear } from "../src/engine/nn.ts";
 import { tensor } from "../src/engine/index.ts";
 import { loadStateDictFile } from "../src/engine/checkpoint.ts";
-import { openRegions } from "../src/data/regionstore.ts";
+import { openRegions } from "../src/data/regions/index.ts";
 
 const sets = ["data.world=data/world-small", ...(process.env.SETS ? process.env.SETS.split(";") : [])];
 const steps = Number(process.env.STEPS ?? 400), lr = Number(process.env.LR ?? 1e-3), bow = process.env.BOW === "1";

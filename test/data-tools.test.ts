@@ -9,7 +9,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import sharp from "sharp";
 import { encodeObj36Row, type Obj36Record } from "../src/data/formats/obj36.ts";
-import { RegionStore, TsvRegionReader, gridRegionsFromImage } from "../src/data/regionstore.ts";
+import { RegionStore, TsvRegionReader, gridRegionsFromImage } from "../src/data/regions/index.ts";
 import { inspectPath, type InspectReport } from "../src/data/inspect/index.ts";
 import { nlvr2ToLxmert, readNlvr2Jsonl, writeLxmertNlvr2 } from "../src/data/formats/nlvr2.ts";
 import { readAnswerVocab, writeLxmertVqa, writeVqaAnnotations, type VqaAnnotation } from "../src/data/formats/vqa.ts";

@@ -162,7 +162,7 @@ test("augmentation ops by hand: solarize, posterize, magnitude 0, integer transl
 test("a decompression bomb is refused from its header wherever images are decoded", async () => {
   const { pngBomb } = await import("./fixtures/hostile.ts");
   const { loadImageTensor, MAX_IMAGE_PIXELS } = await import("../src/vision/image.ts");
-  const { gridRegionsFromImage } = await import("../src/data/regionstore.ts");
+  const { gridRegionsFromImage } = await import("../src/data/regions/index.ts");
   const bomb = pngBomb(16000, 16000); // ~31 KB; 768 MB as RGB
   assert.ok(bomb.length < 64_000);
   const dir = mkdtempSync(join(tmpdir(), "bomb-"));

@@ -11,7 +11,7 @@ import {
   buildTsvIndex, tsvIndexPath, TsvRegionReader, RegionStore, RegionStoreWriter, convertTsvToStore,
   floatToHalf, halfToFloat, decodeHalfArray, gridRegions, gridCellFeatures, gridRegionFeatures, gridRegionsFromImage, fromObj36,
   type RegionFeatures, type RegionSource,
-} from "../src/data/regionstore.ts";
+} from "../src/data/regions/index.ts";
 
 const FIXTURE = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures", "obj36_small.tsv");
 

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { spawn } from "node:child_process";
 import { generateWorld } from "../src/data/synth/world.ts";
 import { toTensors } from "../src/data/loader.ts";
-import { TsvRegionReader } from "../src/data/regionstore.ts";
+import { TsvRegionReader } from "../src/data/regions/index.ts";
 import { readHardNegatives } from "../src/data/formats/hardneg.ts";
 import { BertTokenizer } from "../src/text/tokenizer.ts";
 import { tidy, noGrad, manualSeed, cat, tensor, F, type Tensor } from "../src/engine/index.ts";

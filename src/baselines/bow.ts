@@ -14,7 +14,7 @@
 // and zero-shot retrieval (IR/TR R@1/5/10) on the test split and its first 100 images.
 import { join } from "node:path";
 import { Module, Linear, tensor, zeros, cat, tidy, noGrad, manualSeed, F, type Tensor } from "../engine/index.ts";
-import { openRegions } from "../data/regionstore.ts";
+import { openRegions } from "../data/regions/index.ts";
 import { regionArrays } from "../tasks/data.ts";
 import { readRetrievalSplit, evalSet, type EvalSet } from "../tasks/retrieval_data.ts";
 import { computeItc } from "../objectives/losses.ts";

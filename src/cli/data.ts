@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { convertTsvToStore } from "../data/regionstore.ts";
+import { convertTsvToStore } from "../data/regions/index.ts";
 import { inspectPath, type InspectReport } from "../data/inspect/index.ts";
 import { buildAnswerVocab, normalizeVqaAnswer, readVqaAnnotations, writeAnswerVocab, type VqaAnnotation } from "../data/formats/vqa.ts";
 import { lazyProgress } from "./progress.ts";

@@ -2,12 +2,12 @@
  * `vlp features grid --images DIR --out F.regions`: detector-free region features for a folder
  * of images, so that a region-based model (LXMERT-S, SemVLP, MSP) runs on new images. A STAND-IN
  * until a detector exists: k×k grid cells with hand-made colour statistics (gridRegionsFromImage
- * in src/data/regionstore.ts), not Faster R-CNN regions; the store's header says source "grid".
+ * in src/data/regions/grid.ts), not Faster R-CNN regions; the store's header says source "grid".
  */
 import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { gridRegionsFromImage, RegionStoreWriter } from "../data/regionstore.ts";
+import { gridRegionsFromImage, RegionStoreWriter } from "../data/regions/index.ts";
 import { listImages } from "../data/image_files.ts";
 import { ProgressBar } from "./progress.ts";
 import { positiveInt } from "./data.ts";

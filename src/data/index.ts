@@ -1,7 +1,7 @@
 // Data (the package's `vlpkit/data`): the batch loader (worker threads), region-feature stores and
 // the readers / writers of each dataset format (src/data/formats/, one file per format).
 export * from "./loader.ts";
-export * from "./regionstore.ts";
+export * from "./regions/index.ts";
 export { IMAGE_EXTS, listImages } from "./image_files.ts";
 export { FormatError, FieldError, type ReadOptions, type ReadResult } from "./formats/util.ts";
 export * from "./formats/arrow.ts";

@@ -4,7 +4,7 @@
 // comes from a PRNG seeded by (seed, step), so a batch is the same wherever and whenever it is built.
 import { readFileSync } from "node:fs";
 import type { BatchBuilder, HostBatch } from "../data/loader.ts";
-import { openRegions, type RegionFeatures } from "../data/regionstore.ts";
+import { openRegions, type RegionFeatures } from "../data/regions/index.ts";
 import { readHardNegatives } from "../data/formats/hardneg.ts";
 import { readAns2Label } from "../data/formats/vqa.ts";
 import { readVgRegionDescriptions, readVgObjects } from "../data/formats/vg.ts";

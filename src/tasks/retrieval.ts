@@ -31,7 +31,7 @@ import { dirname, join, resolve } from "node:path";
 import { tidy, noGrad, cat, manualSeed, type Tensor } from "../engine/index.ts";
 import { moduleDevice, placeDevice } from "../engine/placement.ts";
 import { toTensors, type BuilderSpec } from "../data/loader.ts";
-import { openRegions } from "../data/regionstore.ts";
+import { openRegions } from "../data/regions/index.ts";
 import { train, type Stage } from "../train/trainer.ts";
 import type { SemVLPMode } from "../models/semvlp.ts";
 import type { RegionMatcher, TextInputs, RegionInputs } from "../models/region_tasks.ts";

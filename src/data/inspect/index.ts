@@ -2,13 +2,13 @@
  * `vlp data inspect PATH`: tell which dataset format a file (or each file of a folder) is in,
  * count what it holds, decode one sample and list the problems a reader finds: malformed
  * records, duplicate ids, inconsistent feature dimensions. Every format is read the way the
- * pipelines read it (the readers in ../formats and ../regionstore.ts), streamed where they
+ * pipelines read it (the readers in ../formats and ../regions/), streamed where they
  * stream (obj36 TSV, .regions, Arrow, WebDataset).
  */
 import fs from "node:fs";
 import path from "node:path";
 import { OBJ36_FIELDS, readObj36TsvRows, scanTsvLines } from "../formats/obj36.ts";
-import { RegionStore, Obj36RowChecker, fromObj36 } from "../regionstore.ts";
+import { RegionStore, Obj36RowChecker, fromObj36 } from "../regions/index.ts";
 import { ArrowFile, CaptionArrowReader, Nlvr2ArrowReader, VqaArrowReader } from "../formats/arrow.ts";
 import { WdsReader } from "../formats/wds.ts";
 import { FormatError, InvalidItem, type Json } from "../formats/util.ts";
