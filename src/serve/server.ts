@@ -1,7 +1,11 @@
 // The HTTP server of `vlp serve` (Fastify): the JSON API over the served checkpoints and the
 // index, the web app (static files of src/serve/web), indexed images and the training-run
-// dashboard. Bodies are validated by JSON schemas (which also make the OpenAPI document at
-// /openapi.json); every failure a client can cause is a 4xx with a message naming the field.
+// dashboard. This file holds what every request goes through (host and token checks, errors,
+// the OpenAPI document) and registers the routes, one module per group in ./routes/ (health,
+// embed: /embed /itm /attention, search: /search /api/index/images /images/*, vqa, runs). Bodies
+// are validated by JSON schemas (./api.ts, which also gives their TypeScript types and makes the
+// OpenAPI document at /openapi.json); every failure a client can cause is a 4xx with a message
+// naming the field.
 //
 // File system reach from a request: the web folder (through @fastify/static, which refuses to leave
 // its root), the index's image folder when the operator allowed it (--images: every file is
@@ -9,18 +13,24 @@
 // routing), and run names looked up in the list found by scanning the runs folder.
 // Limits: decoded image pixels per request and across requests in flight (src/serve/guard.ts);
 // optionally a bearer token and, on non-loopback binds, an allow-list of Host names.
-import { createReadStream, existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import sharp from "sharp";
 import { fileURLToPath } from "node:url";
 import Fastify, { type FastifyInstance, type FastifyError } from "fastify";
 import fastifyStatic from "@fastify/static";
 import fastifySwagger from "@fastify/swagger";
-import { Inference, RequestError, MAX_IMAGE_PIXELS, decodeForModel, imageBytesFromBase64, probeImage, type ServedModel } from "./model.ts";
-import { PixelBudget, checkHost, checkToken, confinedImage, isInside, realDir } from "./guard.ts";
+import { Inference, RequestError, decodeForModel, imageBytesFromBase64, probeImage, type ServedModel } from "./model.ts";
+import { PixelBudget, checkHost, checkToken, isInside, realDir } from "./guard.ts";
 import type { VectorIndex } from "./vindex.ts";
 import type { AutocastDType } from "../engine/dtype.ts";
-import { tensor, tidy } from "../engine/index.ts";
 import { RunsFolder } from "./runs.ts";
+import { DEFAULT_BODY_LIMIT, DEFAULT_INFLIGHT_PIXELS, DEFAULT_REQUEST_PIXELS } from "./limits.ts";
+import type { RouteContext } from "./routes/context.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { embedRoutes } from "./routes/embed.ts";
+import { searchRoutes } from "./routes/search.ts";
+import { vqaRoutes } from "./routes/vqa.ts";
+import { runsRoutes } from "./routes/runs.ts";
 
 export interface ServeOptions {
   /** Served checkpoints; the first is the default for every route but /vqa. */
@@ -50,24 +60,9 @@ export interface ServeOptions {
   precision?: AutocastDType | null;
 }
 
-export const DEFAULT_BODY_LIMIT = 16 * 1024 * 1024;
+export { DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_PIXELS, DEFAULT_INFLIGHT_PIXELS } from "./limits.ts";
+export { imageUrl } from "./routes/context.ts";
 const WEB_DIR = fileURLToPath(new URL("./web/", import.meta.url));
-/** Base64 of an image: 12M characters = 9 MB of image. */
-const MAX_IMAGE_B64 = 12_000_000;
-const MAX_TEXT = 1000;
-
-const checkpointField = { type: "string", pattern: "^[A-Za-z0-9._-]{1,128}$", description: "name of a served checkpoint (GET /health lists them); default: the first" };
-const imageField = { type: "string", minLength: 1, maxLength: MAX_IMAGE_B64, description: "a PNG, JPEG or WebP image, base64 or a data: URL" };
-const textField = { type: "string", minLength: 1, maxLength: MAX_TEXT };
-const errorSchema = { type: "object", properties: { statusCode: { type: "integer" }, error: { type: "string" } } };
-const errors = { 400: errorSchema, 404: errorSchema, 409: errorSchema, 413: errorSchema, 415: errorSchema };
-const vector = { type: "array", items: { type: "number" } };
-
-/** Encode a relative id ("a/b c.png") as the URL of the served image. */
-export const DEFAULT_REQUEST_PIXELS = 2 * MAX_IMAGE_PIXELS;
-export const DEFAULT_INFLIGHT_PIXELS = 4 * MAX_IMAGE_PIXELS;
-
-export const imageUrl = (id: string) => `/images/${id.split("/").map(encodeURIComponent).join("/")}`;
 
 export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
   if (o.models.length === 0) throw new Error("buildServer: no model to serve");
@@ -184,208 +179,13 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
   };
   const image = async (e: Inference, b64: string, field: string) => (await images(e, [[b64, field]]))[0];
 
-  app.get("/health", {
-    schema: {
-      summary: "Liveness and what is served",
-      response: {
-        200: {
-          type: "object",
-          properties: {
-            status: { type: "string" },
-            uptime: { type: "number" },
-            checkpoints: {
-              type: "array",
-              items: {
-                type: "object",
-                properties: {
-                  name: { type: "string" }, kind: { type: "string" }, task: { type: "string" }, model: { type: "string" },
-                  imageSize: { type: "integer" }, dim: { type: "integer" }, layers: { type: "integer" }, itc: { type: "boolean" }, itm: { type: "boolean" }, vqa: { type: "boolean" }, vqaAnswers: { type: "integer" },
-                },
-              },
-            },
-            index: { type: "object", nullable: true, properties: { model: { type: "string" }, dim: { type: "integer" }, dtype: { type: "string" }, images: { type: "integer" }, texts: { type: "integer" }, bytes: { type: "integer" } } },
-            runs: { type: "boolean" },
-          },
-        },
-      },
-    },
-  }, async () => ({
-    status: "ok",
-    uptime: (Date.now() - started) / 1000,
-    checkpoints: [...engines.values()].map((e) => ({
-      name: e.served.name, kind: e.served.info.kind, task: e.served.info.task ?? "", model: e.model.config.name, imageSize: e.imageSize, dim: e.dim, layers: e.model.numLayers,
-      itc: e.hasItc, itm: e.hasItm, vqa: e.hasVqa, vqaAnswers: e.served.labels?.length ?? 0,
-    })),
-    index: index ? { model: indexEngine!.served.name, dim: index.dim, dtype: index.dtype, images: index.part("image")?.count ?? 0, texts: index.part("text")?.count ?? 0, bytes: index.bytes } : null,
-    runs: runs !== null,
-  }));
-
+  const ctx: RouteContext = { engines, first, index, indexEngine, runs, started, pick, vqaEngine, images, image };
+  healthRoutes(app, ctx);
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
-
-  app.post<{ Body: { texts?: string[]; images?: string[]; checkpoint?: string } }>("/embed", {
-    schema: {
-      summary: "Normalised embeddings from the dual encoder (ITC heads)",
-      body: {
-        type: "object", additionalProperties: false,
-        properties: { texts: { type: "array", maxItems: 64, items: textField }, images: { type: "array", maxItems: 16, items: imageField }, checkpoint: checkpointField },
-      },
-      response: { 200: { type: "object", properties: { checkpoint: { type: "string" }, dim: { type: "integer" }, texts: { type: "array", items: vector }, images: { type: "array", items: vector } } }, ...errors },
-    },
-  }, async (req) => {
-    const b = req.body;
-    if (!b.texts?.length && !b.images?.length) throw new RequestError(400, "body: give texts and/or images");
-    const e = pick(b.checkpoint);
-    const imgs = await images(e, (b.images ?? []).map((s, i) => [s, `body.images[${i}]`]));
-    return { checkpoint: e.served.name, dim: e.dim, texts: e.embedTexts(b.texts ?? []).map((v) => Array.from(v)), images: e.embedImages(imgs).map((v) => Array.from(v)) };
-  });
-
-  app.post<{ Body: { text?: string; image?: string; k?: number; target?: "images" | "captions" } }>("/search", {
-    schema: {
-      summary: "Exact top-k search over the index: a text finds images, an image finds captions (or images with target)",
-      body: {
-        type: "object", additionalProperties: false,
-        properties: {
-          text: textField, image: imageField,
-          k: { type: "integer", minimum: 1, maximum: 100, default: 10 },
-          target: { type: "string", enum: ["images", "captions"], description: "default: images for a text, captions for an image" },
-        },
-      },
-      response: {
-        200: {
-          type: "object",
-          properties: {
-            query: { type: "string" }, target: { type: "string" }, indexed: { type: "integer" }, ms: { type: "number" },
-            results: { type: "array", items: { type: "object", properties: { rank: { type: "integer" }, id: { type: "string" }, score: { type: "number" }, url: { type: "string" }, text: { type: "string" }, image: { type: "string" } } } },
-          },
-        },
-        ...errors,
-      },
-    },
-  }, async (req) => {
-    const b = req.body;
-    if ((b.text === undefined) === (b.image === undefined)) throw new RequestError(400, "body: give exactly one of text and image");
-    if (!index || !indexEngine) throw new RequestError(409, "no index is loaded: start `vlp serve` with --index <dir> (build one with `vlp index build`)");
-    const target = b.target ?? (b.text !== undefined ? "images" : "captions");
-    const part = index.part(target === "images" ? "image" : "text");
-    if (!part || part.count === 0) throw new RequestError(409, `the index has no ${target}${target === "captions" ? " (build it from a dataset's captions: `vlp index build --images <karpathy json or world>`)" : ""}`);
-    const t0 = performance.now();
-    const q = b.text !== undefined ? indexEngine.embedTexts([b.text])[0] : indexEngine.embedImages([await image(indexEngine, b.image!, "body.image")])[0];
-    const hits = tidy(() => part.search(tensor(q, { shape: [1, q.length] }), b.k ?? 10)[0]);
-    const results = hits.map((h, r) => {
-      if (target === "images") return { rank: r + 1, id: h.id, score: h.score, url: imageUrl(h.id) };
-      const img = h.id.replace(/#\d+$/, "");
-      return { rank: r + 1, id: h.id, score: h.score, text: h.text ?? "", image: img, url: imageUrl(img) };
-    });
-    return { query: b.text !== undefined ? "text" : "image", target, indexed: part.count, ms: performance.now() - t0, results };
-  });
-
-  app.post<{ Body: { image: string; question: string; k?: number; checkpoint?: string } }>("/vqa", {
-    schema: {
-      summary: "Answers to a question about an image (a VQA fine-tuned checkpoint), with sigmoid scores",
-      body: {
-        type: "object", additionalProperties: false, required: ["image", "question"],
-        properties: { image: imageField, question: textField, k: { type: "integer", minimum: 1, maximum: 50, default: 5 }, checkpoint: checkpointField },
-      },
-      response: { 200: { type: "object", properties: { checkpoint: { type: "string" }, question: { type: "string" }, answers: { type: "array", items: { type: "object", properties: { answer: { type: "string" }, score: { type: "number" } } } } } }, ...errors },
-    },
-  }, async (req) => {
-    const b = req.body;
-    const e = vqaEngine(b.checkpoint);
-    const px = await image(e, b.image, "body.image");
-    return { checkpoint: e.served.name, question: b.question, answers: e.vqa(px, b.question, b.k ?? 5) };
-  });
-
-  app.post<{ Body: { image: string; text?: string; texts?: string[]; checkpoint?: string } }>("/itm", {
-    schema: {
-      summary: "Image-text match probability from the fusion encoder's ITM head (for re-ranking candidates)",
-      body: {
-        type: "object", additionalProperties: false, required: ["image"],
-        properties: { image: imageField, text: textField, texts: { type: "array", minItems: 1, maxItems: 32, items: textField }, checkpoint: checkpointField },
-      },
-      response: { 200: { type: "object", properties: { checkpoint: { type: "string" }, scores: { type: "array", items: { type: "object", properties: { text: { type: "string" }, match: { type: "number" }, logit: { type: "number" } } } } } }, ...errors },
-    },
-  }, async (req) => {
-    const b = req.body;
-    if ((b.text === undefined) === (b.texts === undefined)) throw new RequestError(400, "body: give exactly one of text and texts");
-    const texts = b.texts ?? [b.text!];
-    const e = pick(b.checkpoint);
-    const px = await image(e, b.image, "body.image");
-    const s = e.itm(px, texts);
-    return { checkpoint: e.served.name, scores: texts.map((t, i) => ({ text: t, ...s[i] })) };
-  });
-
-  app.post<{ Body: { image: string; text: string; layers?: number; checkpoint?: string } }>("/attention", {
-    schema: {
-      summary: "Fusion-encoder attention from each text token to the image patches (heads and the last `layers` layers averaged)",
-      body: {
-        type: "object", additionalProperties: false, required: ["image", "text"],
-        properties: { image: imageField, text: textField, layers: { type: "integer", minimum: 1, maximum: 64, default: 1 }, checkpoint: checkpointField },
-      },
-      response: {
-        200: {
-          type: "object",
-          properties: {
-            checkpoint: { type: "string" }, tokens: { type: "array", items: { type: "string" } }, grid: { type: "integer" }, layers: { type: "integer" },
-            maps: { type: "array", items: vector }, imageShare: vector, match: { type: "number", nullable: true },
-          },
-        },
-        ...errors,
-      },
-    },
-  }, async (req) => {
-    const b = req.body;
-    const e = pick(b.checkpoint);
-    const px = await image(e, b.image, "body.image");
-    const a = e.attention(px, b.text, b.layers ?? 1);
-    return { checkpoint: e.served.name, ...a, match: e.hasItm ? e.itm(px, [b.text])[0].match : null };
-  });
-
-  app.get<{ Querystring: { offset?: number; limit?: number } }>("/api/index/images", {
-    // query strings arrive as text and the schemas do not coerce: decimal integers become numbers here
-    preValidation: async (req) => {
-      const q = req.query as Record<string, unknown>;
-      for (const k of ["offset", "limit"]) if (typeof q[k] === "string" && /^\d{1,9}$/.test(q[k] as string)) q[k] = Number(q[k]);
-    },
-    schema: {
-      summary: "Indexed images, in index order (for picking an example)",
-      querystring: { type: "object", additionalProperties: false, properties: { offset: { type: "integer", minimum: 0, default: 0 }, limit: { type: "integer", minimum: 1, maximum: 200, default: 24 } } },
-      response: { 200: { type: "object", properties: { total: { type: "integer" }, images: { type: "array", items: { type: "object", properties: { id: { type: "string" }, url: { type: "string" } } } } } }, ...errors },
-    },
-  }, async (req) => {
-    const part = index?.part("image");
-    if (!part) return { total: 0, images: [] };
-    const off = req.query.offset ?? 0;
-    const ids = part.ids.slice(off, off + (req.query.limit ?? 24));
-    return { total: part.count, images: ids.map((id) => ({ id, url: imageUrl(id) })) };
-  });
-
-  app.get("/api/runs", {
-    schema: {
-      summary: "Training runs found under the runs folder",
-      response: { 200: { type: "object", properties: { runs: { type: "array", items: { type: "object", properties: { name: { type: "string" }, method: { type: "string", nullable: true }, kind: { type: "string", nullable: true }, steps: { type: "integer" }, stages: { type: "array", items: { type: "string" } } } } } } } },
-    },
-  }, async () => ({ runs: runs ? runs.list() : [] }));
-
-  app.get<{ Querystring: { run: string } }>("/api/runs/metrics", {
-    schema: {
-      summary: "One run's metrics.jsonl rows (downsampled past 2,000 points per source), stages and sources",
-      querystring: { type: "object", additionalProperties: false, required: ["run"], properties: { run: { type: "string", minLength: 1, maxLength: 300 } } },
-    },
-  }, async (req) => {
-    if (!runs) throw new RequestError(404, "no runs folder is served (start `vlp serve` with --runs <dir>)");
-    const m = runs.metrics(req.query.run);
-    if (!m) throw new RequestError(404, `unknown run ${JSON.stringify(req.query.run)} (GET /api/runs lists them)`);
-    return m;
-  });
-
-  // indexed images, read-only, each resolved through its symlinks and kept inside the image folder
-  if (imageRoot) {
-    const root = imageRoot;
-    app.get<{ Params: { "*": string } }>("/images/*", { schema: { hide: true } }, async (req, reply) => {
-      const { file, type } = confinedImage(root, req.params["*"]);
-      return reply.type(type).header("cache-control", "max-age=3600").send(createReadStream(file));
-    });
-  }
+  embedRoutes(app, ctx);
+  searchRoutes(app, ctx, imageRoot);
+  vqaRoutes(app, ctx);
+  runsRoutes(app, ctx);
   await app.register(fastifyStatic, { root: WEB_DIR, prefix: "/", dotfiles: "deny", index: "index.html" });
   return app;
 }
