@@ -8,12 +8,12 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawn } from "node:child_process";
 import { generateWorld } from "../src/data/synth/world.ts";
 import { validateFinetuneRecipe } from "../src/tasks/task.ts";
 import { readTaskExamples } from "../src/tasks/data.ts";
 import { readRunInfo } from "../src/methods/index.ts";
 import { writeLxmertTree, writeCocoTree, writeTaskTree, writeCocoFeatures, writeArrowRoot, writeArrowTaskTables } from "./fixtures/real_layouts.ts";
+import { runVlp as vlp } from "./fixtures/cli.ts";
 import { VqaArrowReader } from "../src/data/formats/arrow.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-ft-sources-"));
@@ -51,17 +51,6 @@ const MODEL = {
   vlmo: { preset: "tiny", overrides: { hiddenSize: 32, numLayers: 2, numHeads: 2, vlffnStartLayer: 1, imageSize: 32, patchSize: 16, maxTextLen: 16 } },
 };
 const FT_SETS = ["train.batchSize=8", "train.workers=0", "train.checkpointEvery=0", "train.evalEvery=0", "train.steps=2", "train.lr=0.001"];
-
-function vlp(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, ["--import", "tsx", new URL("../src/cli/vlp.ts", import.meta.url).pathname, ...args], { env: { ...process.env, VLP_NUM_THREADS: "1" }, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    p.on("close", (code) => resolve({ code: code ?? -1, out, err }));
-  });
-}
 
 const sets = (xs: string[]) => xs.flatMap((s) => ["--set", s]);
 

@@ -7,7 +7,6 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawn } from "node:child_process";
 import { generateWorld } from "../src/data/synth/world.ts";
 import { validateRecipe, loadRecipe, type Recipe } from "../src/pretrain/recipe.ts";
 import { recipeSources } from "../src/pretrain/sources.ts";
@@ -18,6 +17,7 @@ import { createBuilder as createImageTextBuilder } from "../src/pretrain/imagete
 import { createBuilder as createRegionTextBuilder } from "../src/pretrain/builder.ts";
 import { readLxmertPretrain } from "../src/data/formats/lxmert_pretrain.ts";
 import { writeLxmertTree, writeCocoTree, writeArrowRoot } from "./fixtures/real_layouts.ts";
+import { runVlp as vlp } from "./fixtures/cli.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-sources-"));
 const world = join(root, "world");
@@ -51,17 +51,6 @@ const LXMERT_SOURCE = {
   json: ["data/lxmert/mscoco_train.json", "data/lxmert/mscoco_nominival.json", "data/lxmert/vgnococo.json"],
   regions: ["data/mscoco_imgfeat/train2014_obj36.tsv", "data/mscoco_imgfeat/val2014_obj36.tsv", "data/vg_gqa_imgfeat/vg_gqa_obj36.tsv"],
 };
-
-function vlp(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, ["--import", "tsx", new URL("../src/cli/vlp.ts", import.meta.url).pathname, ...args], { env: { ...process.env, VLP_NUM_THREADS: "1" }, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    p.on("close", (code) => resolve({ code: code ?? -1, out, err }));
-  });
-}
 
 /** `vlp pretrain` of a recipes/real/ recipe on the fixture tree; the metrics rows it logged. */
 async function pretrainReal(name: string, method: Recipe["method"], sets: string[]): Promise<{ rows: Record<string, number | string>[]; recipe: Recipe }> {

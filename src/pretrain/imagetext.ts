@@ -5,6 +5,7 @@
 // selects what a batch holds: "image" (stage 1), "text" (stage 2) or "pair" (stage 3). Runs in the
 // loader's worker threads.
 import type { BatchBuilder, HostBatch } from "../data/loader.ts";
+import { textArrays } from "../data/text_arrays.ts";
 import { decodeImage, resizeImage, toChw, VLMO_NORM, type ChwImage } from "../vision/image.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { basename } from "node:path";
@@ -56,28 +57,9 @@ export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
         arrays.pixels = { data: pixels, shape: [b, 3, S, S], dtype: "float32" };
       }
       const texts = indices.map((i) => examples.text(i));
-      if (tok) Object.assign(arrays, tokenize(tok, texts, a.maxTextLen));
+      if (tok) Object.assign(arrays, textArrays(tok, texts, a.maxTextLen, { input_ids: "inputIds", attention_mask: "attentionMask", word_ids: "wordIds" }));
       return { arrays, meta: { files: indices.map((i) => examples.key(i)), texts } };
     },
-  };
-}
-
-/** Token ids, attention mask and word ids of texts, padded to `L`. */
-function tokenize(tok: BertTokenizer, texts: string[], L: number): HostBatch["arrays"] {
-  const b = texts.length;
-  const ids = new BigInt64Array(b * L), mask = new BigInt64Array(b * L), words = new BigInt64Array(b * L);
-  texts.forEach((text, k) => {
-    const enc = tok.encode(text, undefined, { maxLength: L, padding: true });
-    for (let j = 0; j < L; j++) {
-      ids[k * L + j] = BigInt(enc.inputIds[j]);
-      mask[k * L + j] = BigInt(enc.attentionMask[j]);
-      words[k * L + j] = BigInt(enc.wordIds[j]);
-    }
-  });
-  return {
-    input_ids: { data: ids, shape: [b, L], dtype: "int64" },
-    attention_mask: { data: mask, shape: [b, L], dtype: "int64" },
-    word_ids: { data: words, shape: [b, L], dtype: "int64" },
   };
 }
 
@@ -116,7 +98,7 @@ function streamedBuilder(a: ImageTextArgs, input: WebDatasetInput): BatchBuilder
         const captions = wdsCaptions(r, files.read(r, input.text), input.text);
         return captions[a.split === "train" && captions.length > 1 ? new Rng(hashSeed("caption", step, indices[k])).int(captions.length) : 0];
       });
-      if (tok) Object.assign(arrays, tokenize(tok, texts, a.maxTextLen));
+      if (tok) Object.assign(arrays, textArrays(tok, texts, a.maxTextLen, { input_ids: "inputIds", attention_mask: "attentionMask", word_ids: "wordIds" }));
       return { arrays, meta: { files: refs.map((r) => `${basename(r.shard)}#${r.key}`), texts } };
     },
   };

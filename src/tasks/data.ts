@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { readdirSync } from "node:fs";
 import { CaptionArrowReader, Nlvr2ArrowReader, VqaArrowReader } from "../data/formats/arrow.ts";
 import type { BatchBuilder, HostArray, HostBatch } from "../data/loader.ts";
+import { textArrays } from "../data/text_arrays.ts";
 import { openRegions } from "../data/regions/index.ts";
 import type { RegionSource } from "../data/regions/index.ts";
 import { readAns2Label, readLxmertVqa, readVqaAnnotations, readVqaQuestions, toLxmertVqa } from "../data/formats/vqa.ts";
@@ -32,21 +33,7 @@ export interface TextArrays {
 
 /** Token ids, mask and LXMERT-S word positions [n, L] of texts, padded/truncated to L. */
 export function encodeTexts(tok: BertTokenizer, texts: string[], L: number): TextArrays {
-  const n = texts.length;
-  const ids = new BigInt64Array(n * L), mask = new BigInt64Array(n * L), wpos = new BigInt64Array(n * L);
-  texts.forEach((t, k) => {
-    const enc = tok.encode(t, undefined, { maxLength: L, padding: true });
-    for (let j = 0; j < L; j++) {
-      ids[k * L + j] = BigInt(enc.inputIds[j]);
-      mask[k * L + j] = BigInt(enc.attentionMask[j]);
-      wpos[k * L + j] = BigInt(enc.wordPositionIds[j]);
-    }
-  });
-  return {
-    input_ids: { data: ids, shape: [n, L], dtype: "int64" },
-    attention_mask: { data: mask, shape: [n, L], dtype: "int64" },
-    word_position_ids: { data: wpos, shape: [n, L], dtype: "int64" },
-  };
+  return textArrays(tok, texts, L, { input_ids: "inputIds", attention_mask: "attentionMask", word_position_ids: "wordPositionIds" });
 }
 
 export interface RegionArrays {
@@ -168,17 +155,19 @@ function openImageTable(table: string): CaptionArrowReader | VqaArrowReader {
  * answers with answer_scores (a test table has none); the image is the row's.
  */
 function readVqaArrow(tables: string[]): TaskExample[] {
+  return arrowRows(tables, (t) => VqaArrowReader.open(t), (row, table, i) => row.questions.map((q, k) => {
+    const scores = row.answers.length ? Object.fromEntries(row.answers[k].map((a, j) => [a, row.answer_scores[k][j]])) : undefined;
+    return { id: row.question_id[k], imgIds: [arrowRef(table, i)], text: q, ...(scores ? { scores } : {}) };
+  }));
+}
+
+/** Every row of each table, in order, through `examples` (the table's reader closed after it). */
+function arrowRows<R>(tables: string[], open: (table: string) => { numRows: number; row(i: number): R; close(): void }, examples: (row: R, table: string, i: number) => TaskExample[]): TaskExample[] {
   const out: TaskExample[] = [];
   for (const table of tables) {
-    const r = VqaArrowReader.open(table);
+    const r = open(table);
     try {
-      for (let i = 0; i < r.numRows; i++) {
-        const row = r.row(i);
-        row.questions.forEach((q, k) => {
-          const scores = row.answers.length ? Object.fromEntries(row.answers[k].map((a, j) => [a, row.answer_scores[k][j]])) : undefined;
-          out.push({ id: row.question_id[k], imgIds: [arrowRef(table, i)], text: q, ...(scores ? { scores } : {}) });
-        });
-      }
+      for (let i = 0; i < r.numRows; i++) out.push(...examples(r.row(i), table, i));
     } finally {
       r.close();
     }
@@ -191,21 +180,8 @@ function readVqaArrow(tables: string[]): TaskExample[] {
  * identifier is the row's, with `-<k>` after it when the row holds several statements.
  */
 function readNlvr2Arrow(tables: string[]): TaskExample[] {
-  const out: TaskExample[] = [];
-  for (const table of tables) {
-    const r = Nlvr2ArrowReader.open(table);
-    try {
-      for (let i = 0; i < r.numRows; i++) {
-        const row = r.row(i);
-        row.questions.forEach((q, k) => {
-          out.push({ id: row.questions.length === 1 ? row.identifier : `${row.identifier}-${k}`, imgIds: [arrowRef(table, i, 0), arrowRef(table, i, 1)], text: q, label: row.answers[k] === "True" ? 1 : 0 });
-        });
-      }
-    } finally {
-      r.close();
-    }
-  }
-  return out;
+  return arrowRows(tables, (t) => Nlvr2ArrowReader.open(t), (row, table, i) => row.questions.map((q, k) => (
+    { id: row.questions.length === 1 ? row.identifier : `${row.identifier}-${k}`, imgIds: [arrowRef(table, i, 0), arrowRef(table, i, 1)], text: q, label: row.answers[k] === "True" ? 1 : 0 })));
 }
 
 /**
