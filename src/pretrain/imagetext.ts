@@ -7,6 +7,7 @@
 import type { BatchBuilder, HostBatch } from "../data/loader.ts";
 import { textArrays } from "../data/text_arrays.ts";
 import { decodeImage, resizeImage, toChw, VLMO_NORM, type ChwImage } from "../vision/image.ts";
+import { augmentView, type PretrainAugment } from "../vision/augment.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { basename } from "node:path";
 import { countSamples, streamRefs, WdsError, WdsRefReader, type WdsRef } from "../data/formats/wds.ts";
@@ -23,6 +24,10 @@ export interface ImageTextArgs {
   mode: "image" | "text" | "pair";
   imageSize: number;
   maxTextLen: number;
+  /** Training views of the images (train split, image and pair modes): crop, flip, RandAugment; null: none. */
+  augment?: PretrainAugment | null;
+  /** Seeds the augmentation with the step and the example (exact resume). */
+  seed?: number;
 }
 
 /** The input of a builder's arguments: `input`, or the Karpathy file and image folder of `split`. */
@@ -32,10 +37,19 @@ function inputOf(a: ImageTextArgs): ImageTextInput {
   return { format: "karpathy", json: a.karpathy, images: a.images, splits: a.split === "train" ? ["train", "restval"] : [a.split] };
 }
 
-/** An encoded image (a file path or bytes; `name` names bytes in errors) decoded, resized to a `size` square and normalised as VLMo's are. */
-async function loadImage(src: string | Uint8Array, name: string, size: number): Promise<ChwImage> {
+/**
+ * An encoded image (a file path or bytes; `name` names bytes in errors) decoded, resized to a `size`
+ * square and normalised as VLMo's are; with `view`, a training view drawn from its generator instead
+ * of the plain resize.
+ */
+async function loadImage(src: string | Uint8Array, name: string, size: number, view?: { augment: PretrainAugment; rng: Rng }): Promise<ChwImage> {
   const img = await decodeImage(src, typeof src === "string" ? undefined : name);
-  return toChw(await resizeImage(img, { mode: "square", size }), VLMO_NORM);
+  return toChw(view ? await augmentView(img, size, view.augment, view.rng) : await resizeImage(img, { mode: "square", size }), VLMO_NORM);
+}
+
+/** The augmentation of example `index` at `step`, when the builder augments (train split, images in the batch). */
+function viewOf(a: ImageTextArgs, step: number, index: number): { augment: PretrainAugment; rng: Rng } | undefined {
+  return a.augment && a.split === "train" && a.mode !== "text" ? { augment: a.augment, rng: new Rng(hashSeed("augment", a.seed ?? 0, step, index)) } : undefined;
 }
 
 export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
@@ -46,13 +60,13 @@ export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
   const tok = a.mode === "image" ? null : BertTokenizer.load();
   return {
     length: examples.length,
-    async build(indices: number[]): Promise<HostBatch> {
+    async build(indices: number[], step: number): Promise<HostBatch> {
       const b = indices.length;
       const arrays: HostBatch["arrays"] = {};
       if (a.mode !== "text") {
         const S = a.imageSize;
         const pixels = new Float32Array(b * 3 * S * S);
-        const loaded = await Promise.all(indices.map((i) => loadImage(examples.image(i), examples.key(i), S)));
+        const loaded = await Promise.all(indices.map((i) => loadImage(examples.image(i), examples.key(i), S, viewOf(a, step, i))));
         loaded.forEach((img, k) => pixels.set(img.data, k * 3 * S * S));
         arrays.pixels = { data: pixels, shape: [b, 3, S, S], dtype: "float32" };
       }
@@ -90,7 +104,7 @@ function streamedBuilder(a: ImageTextArgs, input: WebDatasetInput): BatchBuilder
       if (a.mode !== "text") {
         const S = a.imageSize;
         const pixels = new Float32Array(b * 3 * S * S);
-        const loaded = await Promise.all(refs.map((r) => loadImage(files.read(r, input.image.join(";")), `${r.shard}: sample "${r.key}"`, S)));
+        const loaded = await Promise.all(refs.map((r, k) => loadImage(files.read(r, input.image.join(";")), `${r.shard}: sample "${r.key}"`, S, viewOf(a, step, indices[k]))));
         loaded.forEach((img, k) => pixels.set(img.data, k * 3 * S * S));
         arrays.pixels = { data: pixels, shape: [b, 3, S, S], dtype: "float32" };
       }

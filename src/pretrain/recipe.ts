@@ -62,7 +62,7 @@ const SCHEMA: Record<string, Record<string, Shape>> = {
   train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", keepCheckpoints: "number", evalEvery: "number", workers: "number", weightDecay: "number", precision: "string", device: "string" },
   semvlp: { singleRatio: "number", losses: "object", visualWeighting: "string", qa: "boolean", itmSources: "string[]", textSources: "string[]", itmPaired: "boolean", textWarmup: "object" },
   msp: { order: "string[]", joint: "boolean", stages: "object", visualWeighting: "string", lossesOnMismatched: "boolean", hardFraction: "number", itc: "number", itmPaired: "boolean" },
-  vlmo: { stages: "object", itmHardNegatives: "boolean", mlmWeight: "number", itmWeight: "number", itmRandomSteps: "number", trimPadding: "boolean", mimTarget: "string", standard: "boolean", order: "string[]" },
+  vlmo: { stages: "object", itmHardNegatives: "boolean", mlmWeight: "number", itmWeight: "number", itmRandomSteps: "number", trimPadding: "boolean", mimTarget: "string", standard: "boolean", order: "string[]", augment: "any" },
 };
 
 function typeOk(v: unknown, s: Shape): boolean {

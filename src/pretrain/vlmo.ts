@@ -26,6 +26,7 @@ import type { ImageTextArgs } from "./imagetext.ts";
 import type { ImageTextInput } from "./imagetext_input.ts";
 import { sourcesFor, splitOf, arrowTables, sourceName, webdatasetInput, IMAGE_TEXT_FORMATS, type DataSource } from "./sources.ts";
 import type { BuilderSpec } from "../data/loader.ts";
+import { AUG_OPS, VLMO_PRETRAIN_AUGMENT, type PretrainAugment } from "../vision/augment.ts";
 
 export { VLMoForPretraining, type MimTarget };
 
@@ -108,18 +109,41 @@ export function vlmoItc(model: VLMoModel, img: VLMoUnimodalOutput, txt: VLMoUnim
   return { loss, i2t: main.i2t, t2i: main.t2i, metrics: { ...main.metrics, ...vlMetrics, itc_cls_loss: main.metrics.itc_loss, itc_loss: loss.item() } };
 }
 
+/**
+ * `recipe.vlmo.augment`: true (default, the paper's "We apply RandAugment to the input images": the
+ * official pre-training transform, VLMO_PRETRAIN_AUGMENT), false (plain resize), or an object
+ * overriding some of its fields (e.g. `{ "flip": false }` where captions say left and right).
+ */
+export function pretrainAugment(a: unknown, where = "recipe.vlmo.augment"): PretrainAugment | null {
+  if (a === false) return null;
+  if (a === true || a === undefined) return VLMO_PRETRAIN_AUGMENT;
+  if (typeof a !== "object" || a === null || Array.isArray(a)) throw new Error(`${where}: expected true, false or an object of ${Object.keys(VLMO_PRETRAIN_AUGMENT).join(", ")}; got ${JSON.stringify(a)}`);
+  const out = { ...VLMO_PRETRAIN_AUGMENT, ...(a as Partial<PretrainAugment>) };
+  for (const k of Object.keys(a)) if (!(k in VLMO_PRETRAIN_AUGMENT)) throw new Error(`${where}.${k}: unknown key (allowed: ${Object.keys(VLMO_PRETRAIN_AUGMENT).join(", ")})`);
+  const [lo, hi] = out.scale;
+  if (!Array.isArray(out.scale) || out.scale.length !== 2 || !(lo > 0 && lo <= hi && hi <= 1)) throw new Error(`${where}.scale: expected [lo, hi] with 0 < lo <= hi <= 1, got ${JSON.stringify(out.scale)}`);
+  if (typeof out.flip !== "boolean") throw new Error(`${where}.flip: expected a boolean, got ${JSON.stringify(out.flip)}`);
+  if (!Number.isInteger(out.n) || out.n < 0) throw new Error(`${where}.n: expected an integer >= 0, got ${JSON.stringify(out.n)}`);
+  if (typeof out.m !== "number" || out.m < 0 || out.m > 10) throw new Error(`${where}.m: expected a number in [0, 10], got ${JSON.stringify(out.m)}`);
+  if (typeof out.p !== "number" || out.p < 0 || out.p > 1) throw new Error(`${where}.p: expected a number in [0, 1], got ${JSON.stringify(out.p)}`);
+  if (typeof out.translateMax !== "number" || out.translateMax < 0 || out.translateMax > 1) throw new Error(`${where}.translateMax: expected a number in [0, 1], got ${JSON.stringify(out.translateMax)}`);
+  if (!Array.isArray(out.ops) || out.ops.length === 0 || out.ops.some((o) => !(AUG_OPS as readonly string[]).includes(o))) throw new Error(`${where}.ops: expected a non-empty list of ${AUG_OPS.join(", ")}; got ${JSON.stringify(out.ops)}`);
+  return out;
+}
+
 export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage[] } {
-  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: VLMO_MLM_WEIGHT, itmWeight: 1, itmRandomSteps: 0, trimPadding: true, mimTarget: "pixels", stages: {}, ...(r.vlmo ?? {}) } as {
-    itmRandomSteps: number; mimTarget: MimTarget; order: string[]; standard: boolean; itmHardNegatives: boolean; mlmWeight: number; itmWeight: number; trimPadding: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number }>;
+  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: VLMO_MLM_WEIGHT, itmWeight: 1, itmRandomSteps: 0, trimPadding: true, mimTarget: "pixels", augment: true, stages: {}, ...(r.vlmo ?? {}) } as {
+    augment: boolean | Partial<PretrainAugment>; itmRandomSteps: number; mimTarget: MimTarget; order: string[]; standard: boolean; itmHardNegatives: boolean; mlmWeight: number; itmWeight: number; trimPadding: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number }>;
   };
   const config = vlmoConfig(r.model.preset as VLMoPreset, { standard: v.standard, ...(r.model.overrides ?? {}) } as Partial<VLMoConfig>);
   if (v.mimTarget !== "pixels" && v.mimTarget !== "hog") throw new Error(`recipe.vlmo.mimTarget: expected "pixels" or "hog", got ${JSON.stringify(v.mimTarget)}`);
   const model = new VLMoForPretraining(config, v.mimTarget);
+  const augment = pretrainAugment(v.augment);
   const vocab = mlmVocab(config.vocabSize);
   const sources = sourcesFor(r.data, "vlmo", IMAGE_TEXT_FORMATS);
   const spec = (src: DataSource, mode: ImageTextArgs["mode"], split: "train" | "val" = "train"): BuilderSpec | undefined => {
     const input = imageTextInput(src, split);
-    return input && { module: IMAGETEXT_MODULE, args: { input, split, mode, imageSize: config.imageSize, maxTextLen: config.maxTextLen } satisfies ImageTextArgs };
+    return input && { module: IMAGETEXT_MODULE, args: { input, split, mode, imageSize: config.imageSize, maxTextLen: config.maxTextLen, augment, seed: r.train.seed } satisfies ImageTextArgs };
   };
   // one trainer source per data source of a stage (named by the stage alone when one data source feeds it)
   const sourcesOf = (name: string, batchSize: number, mode: ImageTextArgs["mode"], step: Source["step"]): Source[] => sources.map((src) => ({

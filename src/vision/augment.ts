@@ -4,7 +4,7 @@
  * (10 = strongest), with a random sign for signed ops. Deterministic given the seed.
  */
 import { Rng } from "../engine/rng.ts";
-import type { RgbImage } from "./image.ts";
+import { cropResize, type RgbImage, type CropBox } from "./image.ts";
 
 export const AUG_OPS = [
   "identity", "autocontrast", "equalize", "brightness", "contrast", "sharpness",
@@ -112,7 +112,7 @@ export function affine(img: RgbImage, [a, b, c, d, e, f]: number[]): RgbImage {
 }
 
 /** Apply one op at magnitude m in [0, 10]; `rng` picks signs and axes. */
-export function applyOp(img: RgbImage, op: AugOp, m: number, rng: Rng): RgbImage {
+export function applyOp(img: RgbImage, op: AugOp, m: number, rng: Rng, translateMax = 0.45): RgbImage {
   const level = Math.max(0, Math.min(10, m)) / 10;
   const sign = rng.chance(0.5) ? -1 : 1;
   const factor = 1 + sign * 0.9 * level;
@@ -147,7 +147,7 @@ export function applyOp(img: RgbImage, op: AugOp, m: number, rng: Rng): RgbImage
     }
     case "translate": {
       const horizontal = rng.chance(0.5);
-      const t = sign * 0.45 * level * (horizontal ? img.width : img.height);
+      const t = sign * translateMax * level * (horizontal ? img.width : img.height);
       return affine(img, horizontal ? [1, 0, -t, 0, 1, 0] : [1, 0, 0, 0, 1, -t]);
     }
     case "shear": {
@@ -173,6 +173,10 @@ export interface RandAugmentOptions {
   seed?: number;
   rng?: Rng;
   ops?: readonly AugOp[];
+  /** Each drawn op is applied with this probability (default 1; ALBEF's RandomAugment, which VLMo uses, 0.5). */
+  p?: number;
+  /** Largest translation as a fraction of the side, reached at magnitude 10 (default 0.45). */
+  translateMax?: number;
 }
 
 export function randAugment(img: RgbImage, opts: RandAugmentOptions): RgbImage {
@@ -180,6 +184,72 @@ export function randAugment(img: RgbImage, opts: RandAugmentOptions): RgbImage {
   if (!rng) throw new Error("randAugment: give a seed or an rng");
   const ops = opts.ops ?? AUG_OPS;
   let out = img;
-  for (let i = 0; i < (opts.n ?? 2); i++) out = applyOp(out, rng.pick(ops), opts.m ?? 9, rng);
+  for (let i = 0; i < (opts.n ?? 2); i++) {
+    const op = rng.pick(ops);
+    if (opts.p === undefined || rng.chance(opts.p)) out = applyOp(out, op, opts.m ?? 9, rng, opts.translateMax);
+  }
   return out;
+}
+
+/**
+ * torchvision's RandomResizedCrop box: an area fraction drawn from `scale` and an aspect ratio
+ * log-uniform in `ratio`, 10 tries to fit it in the image; otherwise the whole image cut to the
+ * nearest allowed ratio, centred.
+ */
+export function randomResizedCropBox(width: number, height: number, rng: Rng, scale: readonly [number, number] = [0.08, 1], ratio: readonly [number, number] = [3 / 4, 4 / 3]): CropBox {
+  const area = width * height;
+  const [lr0, lr1] = [Math.log(ratio[0]), Math.log(ratio[1])];
+  for (let i = 0; i < 10; i++) {
+    const target = area * rng.range(scale[0], scale[1]);
+    const aspect = Math.exp(rng.range(lr0, lr1));
+    const w = Math.round(Math.sqrt(target * aspect));
+    const h = Math.round(Math.sqrt(target / aspect));
+    if (w > 0 && h > 0 && w <= width && h <= height) return { left: rng.intIn(0, width - w), top: rng.intIn(0, height - h), width: w, height: h };
+  }
+  const r = width / height;
+  const [w, h] = r < ratio[0] ? [width, Math.round(width / ratio[0])] : r > ratio[1] ? [Math.round(height * ratio[1]), height] : [width, height];
+  return { left: Math.floor((width - w) / 2), top: Math.floor((height - h) / 2), width: w, height: h };
+}
+
+/** Mirror left-right. */
+export function hflip(img: RgbImage): RgbImage {
+  const { width: W, height: H, data } = img;
+  const out = new Uint8Array(data.length);
+  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) for (let c = 0; c < 3; c++) out[(y * W + x) * 3 + c] = data[(y * W + W - 1 - x) * 3 + c];
+  return { data: out, width: W, height: H };
+}
+
+/** A pre-training image augmentation: random resized crop, optional flip, then RandAugment. */
+export interface PretrainAugment {
+  /** RandomResizedCrop's area fraction range. */
+  scale: [number, number];
+  /** Mirror half of the images (breaks captions that say "left" or "right"). */
+  flip: boolean;
+  /** RandAugment: ops drawn, their magnitude (0-10), the chance each is applied, the op list and the largest translation (fraction of the side). */
+  n: number;
+  m: number;
+  p: number;
+  ops: readonly AugOp[];
+  translateMax: number;
+}
+
+/**
+ * VLMo's pre-training transform (`square_transform_randaug` of the official code, after ALBEF):
+ * RandomResizedCrop to scale [0.5, 1], horizontal flip, RandomAugment(2, 7) over identity,
+ * autocontrast, equalize, brightness, sharpness, shear x / y, translate x / y and rotate, each drawn op
+ * applied with probability 0.5. "shear" and "translate" pick their axis at random, so each is listed
+ * twice (the official list has an X and a Y entry). Translation reaches 10 px of a 224-px image at
+ * magnitude 10, as ALBEF's does. Not bit-identical to PIL's ops (brightness and sharpness take a random
+ * sign here, ALBEF's only brighten / sharpen).
+ */
+export const VLMO_PRETRAIN_AUGMENT: PretrainAugment = {
+  scale: [0.5, 1], flip: true, n: 2, m: 7, p: 0.5, translateMax: 10 / 224,
+  ops: ["identity", "autocontrast", "equalize", "brightness", "sharpness", "shear", "shear", "translate", "translate", "rotate"],
+};
+
+/** One training view of an image: crop + resize to `size`, flip, RandAugment, all drawn from `rng`. */
+export async function augmentView(img: RgbImage, size: number, aug: PretrainAugment, rng: Rng): Promise<RgbImage> {
+  let out = await cropResize(img, randomResizedCropBox(img.width, img.height, rng, aug.scale), size);
+  if (aug.flip && rng.chance(0.5)) out = hflip(out);
+  return randAugment(out, { rng, n: aug.n, m: aug.m, p: aug.p, ops: aug.ops, translateMax: aug.translateMax });
 }

@@ -112,6 +112,24 @@ export async function resizeImage(img: RgbImage, opts: ResizeOptions): Promise<R
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: w, height: h };
 }
 
+/** A crop box in pixels (integers, inside the image). */
+export interface CropBox {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+/** Cut `box` out of `img` and resize it to a `size` square (bicubic): RandomResizedCrop's second half. */
+export async function cropResize(img: RgbImage, box: CropBox, size: number): Promise<RgbImage> {
+  const data = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .extract(box)
+    .resize(size, size, { fit: "fill", kernel: "cubic" })
+    .raw()
+    .toBuffer();
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: size, height: size };
+}
+
 /** HWC uint8 -> CHW float: (x / 255 - mean[c]) / std[c]. */
 export function toChw(img: RgbImage, norm: Normalization = VLMO_NORM): ChwImage {
   const { width: W, height: H, data } = img;
