@@ -83,6 +83,12 @@ for v in "model.preset=small" "model.overrides.patchSize=8" "model.overrides.lay
 done
 STEPS=1500 LR=3e-3 SETS="model.overrides.dropPathRate=0;model.overrides.textDropout=0" VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1
 for img in vit cnn; do STEPS=1500 BOW=1 IMG=$img VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1; done
+# session 7: which side limits? the region side with the bag-of-words and with VLMo's text transformer,
+# the CNN max-pooled; then the supervised pixel probe (no captions: can a CNN name the shapes at all?)
+for img in region cnnmax; do STEPS=1500 BOW=1 IMG=$img VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1; done
+STEPS=1500 IMG=region VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1
+STEPS=1500 VLP_NUM_THREADS=1 node --import tsx experiments/pixel_probe.ts | tail -1
+STEPS=1500 SIZE=128 POOL=max VLP_NUM_THREADS=1 node --import tsx experiments/pixel_probe.ts | tail -1
 # session 6: long image-only stages (pixels, HOG), then the probe from their weights
 run S1P-vlmo-mim-pixels-4000 recipes/vlmo-small.json --set 'vlmo.order=["image"]' --set vlmo.stages.image.steps=4000 --set train.evalEvery=1000
 run S1H-vlmo-mim-hog-2000 recipes/vlmo-small.json --set 'vlmo.order=["image"]' --set vlmo.stages.image.steps=2000 --set vlmo.mimTarget=hog --set train.evalEvery=500
@@ -97,7 +103,11 @@ run S4-semvlp-small-bf16 recipes/semvlp-small.json --set train.precision=bf16
 # real images: Noto + OpenMoji for training, Twemoji held out (vlp data emoji --out data/emoji)
 [ -f data/emoji/meta.json ] || vlp data emoji --out data/emoji
 run E1-vlmo-emoji recipes/vlmo-small.json --set data.world=data/emoji --set data.karpathy=karpathy/dataset_emoji.json --set vlmo.stages.image.steps=200 --set vlmo.stages.text.steps=200 --set vlmo.stages.image-text.steps=1200 --set train.evalEvery=300 --set model.overrides.itmRead=prod
+# session 7: the paper's image augmentation (vlmo.augment: the official crop + flip + RandAugment) on and off, 2,400 image-text steps
+EMO=(--set data.world=data/emoji --set data.karpathy=karpathy/dataset_emoji.json --set vlmo.stages.image.steps=200 --set vlmo.stages.text.steps=200 --set vlmo.stages.image-text.steps=2400 --set train.evalEvery=400 --set train.checkpointEvery=400 --set model.overrides.itmRead=prod)
+run E2-vlmo-emoji-aug recipes/vlmo-small.json "${EMO[@]}" --set vlmo.augment=true
+run E3-vlmo-emoji-noaug recipes/vlmo-small.json "${EMO[@]}" --set vlmo.augment=false
 for d in "$OUT"/*/; do node --import tsx experiments/curves.ts "$d"; done
 node --import tsx experiments/heldout.ts --limit 100 "$OUT"/S1-semvlp-small "$OUT"/P1-itm-prod "$OUT"/L1-semvlp-small-4000 "$OUT"/S4-semvlp-small-itm4 "$OUT"/P2-itm-prod-qa "$OUT"/M2-msp-hard-quarter "$OUT"/V6-vlmo-itm-prod-p8 \
   "$OUT"/M3-msp-prod-itc-paired "$OUT"/M5-msp-small-1500 "$OUT"/M6-msp-small "$OUT"/M4-msp-tiny "$OUT"/V7-vlmo-128px "$OUT"/V8-vlmo-small "$OUT"/S4-semvlp-small-itm4-seed1 "$OUT"/M6-msp-small-seed1 "$OUT"/S4-semvlp-small-bf16
-node --import tsx experiments/heldout.ts "$OUT"/E1-vlmo-emoji
+node --import tsx experiments/heldout.ts "$OUT"/E1-vlmo-emoji "$OUT"/E2-vlmo-emoji-aug "$OUT"/E3-vlmo-emoji-noaug

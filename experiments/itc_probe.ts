@@ -32,6 +32,7 @@ class Relu extends Module {
   }
 }
 // IMG=cnn: a 4-conv network, mean-pooled (is a pixel encoder of another kind off the plateau?);
+// IMG=cnnmax: the same CNN max-pooled (does mean pooling dilute the small objects?);
 // IMG=linear: the mean of the patch projections (the linear baseline);
 // IMG=stem: VLMo with a stride-2 conv stem in place of the patch projection (Xiao et al. 2021).
 const convs = (out: number, n: number): Sequential => {
@@ -45,10 +46,11 @@ const convs = (out: number, n: number): Sequential => {
   layers.pop();
   return new Sequential(...(layers as (Module & { forward(x: Tensor): Tensor })[]));
 };
-const extra: Sequential | null = img === "cnn" ? convs(h, 4) : img === "stem" ? convs(h, Math.log2(model.config.patchSize)) : null;
+const extra: Sequential | null = img === "cnn" || img === "cnnmax" ? convs(h, 4) : img === "stem" ? convs(h, Math.log2(model.config.patchSize)) : null;
 if (img === "stem") (model.transformer.patch_embed as unknown as { forward(x: Tensor): Tensor }).forward = (px: Tensor) => extra!.forward(px);
 const imageItc = (px: Tensor): Tensor => {
   if (img === "region") return F.normalize(model.itc_image_proj!.forward(regionFc!.forward(px).relu().mean([1])), 2, -1);
+  if (img === "cnnmax") return F.normalize(model.itc_image_proj!.forward(extra!.forward(px).flatten(2).amax([2])), 2, -1);
   if (img === "cnn") return F.normalize(model.itc_image_proj!.forward(extra!.forward(px).flatten(2).mean([2])), 2, -1);
   if (img === "linear") return F.normalize(model.itc_image_proj!.forward(model.transformer.patch_embed.forward(px).flatten(2).mean([2])), 2, -1);
   return model.inferImage(px, { vlBranch: false }).itc!;
