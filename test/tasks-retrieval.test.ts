@@ -30,7 +30,7 @@ import {
 } from "../src/tasks/retrieval.ts";
 import { chanceRecall, retrievalMetrics } from "../src/tasks/ranking.ts";
 import { autocastAsync } from "../src/engine/precision.ts";
-import type { VLMoModel } from "../src/models/vlmo.ts";
+import type { VLMoModel } from "../src/models/vlmo/index.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-retrieval-"));
 const world = join(root, "world");

@@ -9,7 +9,7 @@ import type { Recipe } from "../pretrain/recipe.ts";
 import type { Source, Stage } from "../train/trainer.ts";
 import type { TaskHead, RegionMatcher } from "../models/region_tasks.ts";
 import type { SemVLPMode } from "../models/semvlp.ts";
-import type { VLMoModel } from "../models/vlmo.ts";
+import type { VLMoModel } from "../models/vlmo/index.ts";
 
 /** A model as a recipe names it: a preset and overrides of its config. */
 export interface ModelSpec {

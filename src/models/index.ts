@@ -8,8 +8,6 @@ export * from "./lxmert.ts";
 export * from "./lxmert_msp.ts";
 export * from "./region_tasks.ts";
 export * from "./semvlp.ts";
-export * from "./vlmo.ts";
-export * from "./vlmo_pretraining.ts";
-export * from "./vlmo_heads.ts";
-// lxmert.ts and vlmo.ts each define the same { outputAttentions?, outputHiddenStates? } options
-export type { InspectOptions } from "./vlmo.ts";
+export * from "./vlmo/index.ts";
+// lxmert.ts and vlmo/model.ts each define the same { outputAttentions?, outputHiddenStates? } options
+export type { InspectOptions } from "./vlmo/index.ts";

@@ -8,7 +8,7 @@ import { tidy, noGrad, tensor, type Tensor } from "../engine/index.ts";
 import { toTensors } from "../data/loader.ts";
 import { moduleDevice, toDevice } from "../engine/placement.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import type { VLMoModel } from "../models/vlmo.ts";
+import type { VLMoModel } from "../models/vlmo/index.ts";
 import { readRunInfo } from "../methods/index.ts";
 import { buildRetrievalModel, retrievalOptions, scoreAllPairs, scoreDual } from "./retrieval.ts";
 import { encodeTexts } from "./data.ts";
