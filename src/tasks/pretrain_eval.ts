@@ -12,7 +12,7 @@ import type { VLMoModel } from "../models/vlmo/index.ts";
 import { readRunInfo } from "../methods/index.ts";
 import { buildRetrievalModel, retrievalOptions, scoreAllPairs, scoreDual } from "./retrieval.ts";
 import { encodeTexts } from "./data.ts";
-import { evalSet, pixelArray, readRetrievalSplit, type EvalSet } from "./retrieval_data.ts";
+import { evalSet, pixelArray, readRetrievalSplit, type EvalSet } from "./retrieval/data.ts";
 import { itmPairs, itmAccuracy, itmChance, zeroShotMetrics, type ItmPairs } from "./heldout.ts";
 import type { ProgressFactory } from "../train/progress.ts";
 
