@@ -12,6 +12,7 @@ export {
 export { ITCHead, ITMHead, MLMHead, ClassifierHead, itcScores } from "./models/vlmo/heads.ts";
 export { LxmertModel, LxmertForPreTraining, lxmertConfig, LXMERT_PRESETS, type LxmertConfig, type LxmertPreset } from "./models/lxmert.ts";
 export { SemVLPModel, SemVLPForPreTraining, semvlpConfig, SEMVLP_PRESETS, type SemVLPConfig, type SemVLPPreset, type SemVLPMode } from "./models/semvlp.ts";
+export { loadPretrained, type LoadPretrainedOptions, type PretrainedLoad } from "./models/pretrained.ts";
 export * as models from "./models/index.ts";
 export * as data from "./data/index.ts";
 export * as objectives from "./objectives/index.ts";
