@@ -30,7 +30,7 @@ export interface TaskNet {
 /** A retrieval model: a fusion model scoring every pair, or a dual encoder (VLMo) embedding each side once. */
 export type RetrievalModel = { kind: "fusion"; method: string; model: RegionMatcher } | { kind: "dual"; method: string; model: VLMoModel; hasItm: boolean };
 
-/** Retrieval fine-tuning settings a method's ranking loss reads (tasks/retrieval.ts RetrievalOptions). */
+/** Retrieval fine-tuning settings a method's ranking loss reads (tasks/retrieval/options.ts RetrievalOptions). */
 export interface RankOptions {
   mode: SemVLPMode;
   margin: number;
