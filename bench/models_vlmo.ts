@@ -18,7 +18,7 @@ import { createInterface } from "node:readline";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { randint, ones, randn, tidy, setNumThreads, getNumThreads, manualSeed } from "../src/engine/index.ts";
-import { VLMoModel, vlmoConfig, type VLMoPreset, type VLMoConfig } from "../src/models/vlmo.ts";
+import { VLMoModel, vlmoConfig, type VLMoPreset, type VLMoConfig } from "../src/models/vlmo/index.ts";
 import type { ModelBench } from "./models.ts";
 
 const PYTHON = process.env.VLP_TORCH_PYTHON ?? "/usr/bin/python3";

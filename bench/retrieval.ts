@@ -26,8 +26,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { tensor, cat, tidy, noGrad, manualSeed, setNumThreads, getNumThreads, type Tensor } from "../src/engine/index.ts";
 import { saveStateDict } from "../src/engine/checkpoint.ts";
-import { VLMoModel, vlmoConfig, type VLMoPreset } from "../src/models/vlmo.ts";
-import { itcScores } from "../src/models/vlmo_heads.ts";
+import { VLMoModel, vlmoConfig, type VLMoPreset } from "../src/models/vlmo/index.ts";
+import { itcScores } from "../src/models/vlmo/heads.ts";
 import { Rng } from "../src/engine/rng.ts";
 import { PY_LOAD_SAFETENSORS, PYTHON } from "../test/torchref.ts";
 

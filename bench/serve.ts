@@ -100,7 +100,7 @@ async function main(): Promise<void> {
   process.env.VLP_NUM_THREADS ??= "1";
   const { setNumThreads, getNumThreads, manualSeed, randn, tidy, F } = await import("../src/engine/index.ts");
   setNumThreads(Number(process.env.VLP_NUM_THREADS));
-  const { VLMoModel, vlmoConfig } = await import("../src/models/vlmo.ts");
+  const { VLMoModel, vlmoConfig } = await import("../src/models/vlmo/index.ts");
   const { saveStateDict } = await import("../src/engine/checkpoint.ts");
   const { loadServedModel } = await import("../src/serve/model.ts");
   const { buildIndex, resolveCollection } = await import("../src/serve/build.ts");

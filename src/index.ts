@@ -8,10 +8,11 @@ export { openImage, decodeImage, resizeImage, toChw, patchify, loadImageTensor, 
 export { randAugment, type RandAugmentOptions } from "./vision/augment.ts";
 export {
   VLMoModel, vlmoConfig, VLMO_PRESETS, vlmoParameterCount, loadOfficialCheckpoint, type VLMoConfig, type VLMoPreset,
-} from "./models/vlmo.ts";
-export { ITCHead, ITMHead, MLMHead, ClassifierHead, itcScores } from "./models/vlmo_heads.ts";
+} from "./models/vlmo/index.ts";
+export { ITCHead, ITMHead, MLMHead, ClassifierHead, itcScores } from "./models/vlmo/heads.ts";
 export { LxmertModel, LxmertForPreTraining, lxmertConfig, LXMERT_PRESETS, type LxmertConfig, type LxmertPreset } from "./models/lxmert.ts";
 export { SemVLPModel, SemVLPForPreTraining, semvlpConfig, SEMVLP_PRESETS, type SemVLPConfig, type SemVLPPreset, type SemVLPMode } from "./models/semvlp.ts";
+export { loadPretrained, type LoadPretrainedOptions, type PretrainedLoad } from "./models/pretrained.ts";
 export * as models from "./models/index.ts";
 export * as data from "./data/index.ts";
 export * as objectives from "./objectives/index.ts";

@@ -14,7 +14,7 @@ import { createBuilder } from "../src/pretrain/builder.ts";
 import { tensor, tidy, noGrad, F, randn, manualSeed } from "../src/engine/index.ts";
 import { computeItcKeyed, computeItc, computeItm } from "../src/objectives/losses.ts";
 import { SemVLPForPreTraining, semvlpConfig, maskedMean } from "../src/models/semvlp.ts";
-import { VLMoModel, vlmoConfig } from "../src/models/vlmo.ts";
+import { VLMoModel, vlmoConfig } from "../src/models/vlmo/index.ts";
 import { LxmertModel, LxmertForPreTraining, lxmertConfig } from "../src/models/lxmert.ts";
 import { evaluatePretraining } from "../src/tasks/pretrain_eval.ts";
 

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { generateWorld } from "../src/data/synth/world.ts";
 import { main } from "../src/cli/baseline.ts";
 import { itmPairs, itmAccuracy, bestThreshold, subMatrix, zeroShotMetrics } from "../src/baselines/common.ts";
-import { evalSet } from "../src/tasks/retrieval_data.ts";
+import { evalSet } from "../src/tasks/retrieval/data.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-baselines-"));
 const world = join(root, "world");

@@ -316,7 +316,7 @@ test("fuzz: safetensors headers with hostile lengths, dtypes, shapes and offsets
 let app: import("fastify").FastifyInstance | undefined;
 
 before(async () => {
-  const { VLMoModel, vlmoConfig } = await import("../src/models/vlmo.ts");
+  const { VLMoModel, vlmoConfig } = await import("../src/models/vlmo/index.ts");
   const { saveStateDict } = await import("../src/engine/checkpoint.ts");
   const { manualSeed } = await import("../src/engine/index.ts");
   const { loadServedModel } = await import("../src/serve/model.ts");

@@ -10,7 +10,7 @@ import { VectorIndex } from "../src/serve/vindex.ts";
 import { buildIndex, resolveCollection } from "../src/serve/build.ts";
 import { loadServedModel, Inference, prepareImage } from "../src/serve/model.ts";
 import { tensor, tidy, liveTensors, manualSeed } from "../src/engine/index.ts";
-import { VLMoModel, vlmoConfig } from "../src/models/vlmo.ts";
+import { VLMoModel, vlmoConfig } from "../src/models/vlmo/index.ts";
 import { saveStateDict } from "../src/engine/checkpoint.ts";
 import { generateWorld } from "../src/data/synth/world.ts";
 

@@ -15,7 +15,7 @@ import { saveStateDict, loadStateDictFile } from "../src/engine/checkpoint.ts";
 import { manualSeed, setNumThreads, type Module } from "../src/engine/index.ts";
 import { getMethod, loadRun, methodNames, readRunConfig, writeRunConfig, type RunConfig } from "../src/methods/index.ts";
 import { loadTaskRun, pretrainedTaskNet } from "../src/tasks/models.ts";
-import { VLMoForPretraining } from "../src/models/vlmo_pretraining.ts";
+import { VLMoForPretraining } from "../src/models/vlmo/pretraining.ts";
 import { LxmertSForMSP } from "../src/models/lxmert_msp.ts";
 import { SemVLPForPreTraining } from "../src/models/semvlp.ts";
 

@@ -1,10 +1,10 @@
-// Retrieval ranking metrics (src/tasks/ranking.ts; R@K as fractions) on hand-computed cases: several captions per
+// Retrieval ranking metrics (src/tasks/retrieval/ranking.ts; R@K as fractions) on hand-computed cases: several captions per
 // image, ties under both rules, median/mean rank, chance levels, and a brute-force cross-check.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   imageRanks, textRanks, recallAt, medianRank, meanRank, retrievalMetrics, chanceRecall, topK, transpose, imageRankInfo, textRankInfo, recallOf, type TieRule,
-} from "../src/tasks/ranking.ts";
+} from "../src/tasks/retrieval/ranking.ts";
 
 const close = (a: number, b: number, msg?: string) => assert.ok(Math.abs(a - b) < 1e-9, `${msg ?? ""} ${a} != ${b}`);
 

@@ -11,7 +11,7 @@ import { request } from "node:http";
 import { spawnSync } from "node:child_process";
 import sharp from "sharp";
 import type { FastifyInstance } from "fastify";
-import { VLMoModel, vlmoConfig } from "../src/models/vlmo.ts";
+import { VLMoModel, vlmoConfig } from "../src/models/vlmo/index.ts";
 import { saveStateDict } from "../src/engine/checkpoint.ts";
 import { manualSeed, liveTensors, tidy } from "../src/engine/index.ts";
 import { generateWorld } from "../src/data/synth/world.ts";

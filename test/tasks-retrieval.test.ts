@@ -1,4 +1,4 @@
-// Retrieval fine-tuning and evaluation (src/tasks/retrieval.ts, retrieval_data.ts) on a small
+// Retrieval fine-tuning and evaluation (src/tasks/retrieval.ts and src/tasks/retrieval/) on a small
 // synthetic world: the data each recipe trains on, each loss against its definition, the scoring
 // layouts against pair-by-pair scoring, zero-shot evaluation of pre-training runs with the rankings
 // dump, an end-to-end fine-tune that must beat chance, and the CLI.
@@ -22,15 +22,15 @@ import { loadFinetuneRecipe, validateFinetuneRecipe } from "../src/tasks/task.ts
 import { Rng } from "../src/engine/rng.ts";
 import {
   createBuilder, evalSet, pixelArray, readRetrievalSplit, type RetrievalDataArgs,
-} from "../src/tasks/retrieval_data.ts";
+} from "../src/tasks/retrieval/data.ts";
 import { encodeTexts, regionArrays } from "../src/tasks/data.ts";
 import {
   buildRetrievalModel, evaluate, finetune, hardestOf, mspFourWayStep, negativePools, retrievalOptions, scoreAllPairs, scoreDual,
   semvlpRankStep, vlmoItcStep, RETRIEVAL_DEFAULTS, type RegionMatcher,
 } from "../src/tasks/retrieval.ts";
-import { chanceRecall, retrievalMetrics } from "../src/tasks/ranking.ts";
+import { chanceRecall, retrievalMetrics } from "../src/tasks/retrieval/ranking.ts";
 import { autocastAsync } from "../src/engine/precision.ts";
-import type { VLMoModel } from "../src/models/vlmo.ts";
+import type { VLMoModel } from "../src/models/vlmo/index.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-retrieval-"));
 const world = join(root, "world");

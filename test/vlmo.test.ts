@@ -15,8 +15,8 @@ import {
 import {
   VLMoModel, vlmoConfig, vlmoParameterCount, relativePositionIndex, relativePositionLayout,
   convertOfficialStateDict, loadOfficialCheckpoint, type VLMoConfig,
-} from "../src/models/vlmo.ts";
-import { itcScores, rerankWithItm } from "../src/models/vlmo_heads.ts";
+} from "../src/models/vlmo/index.ts";
+import { itcScores, rerankWithItm } from "../src/models/vlmo/heads.ts";
 import { loadPthStateDict } from "../src/engine/serialize/pth.ts";
 import { StateDictError } from "../src/engine/nn.ts";
 

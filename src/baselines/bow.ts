@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { Module, Linear, tensor, zeros, cat, tidy, noGrad, manualSeed, F, type Tensor } from "../engine/index.ts";
 import { openRegions } from "../data/regions/index.ts";
 import { regionArrays } from "../tasks/data.ts";
-import { readRetrievalSplit, evalSet, type EvalSet } from "../tasks/retrieval_data.ts";
+import { readRetrievalSplit, evalSet, type EvalSet } from "../tasks/retrieval/data.ts";
 import { computeItc } from "../objectives/losses.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import {

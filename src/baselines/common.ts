@@ -7,7 +7,7 @@ import { Adam } from "../engine/optim.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { Rng } from "../engine/rng.ts";
 import { sampleMismatched } from "../objectives/sampling.ts";
-import type { EvalSet } from "../tasks/retrieval_data.ts";
+import type { EvalSet } from "../tasks/retrieval/data.ts";
 
 /** Compact word ids: index 0 = padding / special / unseen word (ignored by the mean), 1.. = BERT ids seen in training. */
 export class WordVocab {

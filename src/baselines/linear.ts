@@ -10,9 +10,9 @@
 // zero-shot retrieval (IR/TR R@1/5/10) on the test split (and its first 100 images when bigger).
 import { join } from "node:path";
 import { Module, Linear, Conv2d, full, tensor, tidy, noGrad, manualSeed, F, type Tensor } from "../engine/index.ts";
-import { readRetrievalSplit, evalSet, pixelArray, type EvalSet } from "../tasks/retrieval_data.ts";
+import { readRetrievalSplit, evalSet, pixelArray, type EvalSet } from "../tasks/retrieval/data.ts";
 import { computeItc } from "../objectives/losses.ts";
-import { VLMO_PRESETS, type VLMoPreset } from "../models/vlmo.ts";
+import { VLMO_PRESETS, type VLMoPreset } from "../models/vlmo/index.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { WordVocab, BowText, captionTexts, trainBaseline, indexTensor, zeroShotWithSubset } from "./common.ts";
 import type { BaselineRun } from "./bow.ts";

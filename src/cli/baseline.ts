@@ -70,7 +70,7 @@ export async function main(argv: string[]): Promise<void> {
   } else {
     if (values.loss !== undefined || values["box-hidden"] !== undefined) throw new Error("--loss and --box-hidden are bow options");
     const { runLinear } = await import("../baselines/linear.ts");
-    const { VLMO_PRESETS } = await import("../models/vlmo.ts");
+    const { VLMO_PRESETS } = await import("../models/vlmo/index.ts");
     const preset = values.preset;
     if (preset !== undefined && !Object.hasOwn(VLMO_PRESETS, preset)) throw new Error(`--preset: expected one of ${Object.keys(VLMO_PRESETS).join(", ")}, got "${preset}"`);
     run = await runLinear({ ...defined(common), world: values.world, ...defined({ preset: preset as keyof typeof VLMO_PRESETS | undefined }) });

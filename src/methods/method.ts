@@ -9,7 +9,7 @@ import type { Recipe } from "../pretrain/recipe.ts";
 import type { Source, Stage } from "../train/trainer.ts";
 import type { TaskHead, RegionMatcher } from "../models/region_tasks.ts";
 import type { SemVLPMode } from "../models/semvlp.ts";
-import type { VLMoModel } from "../models/vlmo.ts";
+import type { VLMoModel } from "../models/vlmo/index.ts";
 
 /** A model as a recipe names it: a preset and overrides of its config. */
 export interface ModelSpec {
@@ -30,7 +30,7 @@ export interface TaskNet {
 /** A retrieval model: a fusion model scoring every pair, or a dual encoder (VLMo) embedding each side once. */
 export type RetrievalModel = { kind: "fusion"; method: string; model: RegionMatcher } | { kind: "dual"; method: string; model: VLMoModel; hasItm: boolean };
 
-/** Retrieval fine-tuning settings a method's ranking loss reads (tasks/retrieval.ts RetrievalOptions). */
+/** Retrieval fine-tuning settings a method's ranking loss reads (tasks/retrieval/options.ts RetrievalOptions). */
 export interface RankOptions {
   mode: SemVLPMode;
   margin: number;

@@ -1,11 +1,11 @@
 // VLMo (Bao et al. 2022): a mixture-of-modality-experts transformer pre-trained stagewise
-// (src/pretrain/vlmo.ts, src/models/vlmo.ts, src/models/vlmo_pretraining.ts). Every downstream model
+// (src/pretrain/vlmo.ts, src/models/vlmo/). Every downstream model
 // is a VLMoModel with other heads (the official names); retrieval fine-tunes it as a dual encoder (ITC).
 import type { Tensor } from "../engine/index.ts";
 import type { HostBatch } from "../data/loader.ts";
 import { computeItc } from "../objectives/losses.ts";
-import { VLMoModel, vlmoConfig, convertOfficialStateDict, VLMO_PRESETS, type VLMoConfig, type VLMoHeadsConfig, type VLMoPreset } from "../models/vlmo.ts";
-import { VLMoForPretraining, type MimTarget } from "../models/vlmo_pretraining.ts";
+import { VLMoModel, vlmoConfig, convertOfficialStateDict, VLMO_PRESETS, type VLMoConfig, type VLMoHeadsConfig, type VLMoPreset } from "../models/vlmo/index.ts";
+import { VLMoForPretraining, type MimTarget } from "../models/vlmo/pretraining.ts";
 import type { TaskHead } from "../models/region_tasks.ts";
 import { buildVLMo } from "../pretrain/vlmo.ts";
 import { registerMethod, type ModelSpec, type TaskNet } from "./method.ts";

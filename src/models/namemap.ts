@@ -9,7 +9,8 @@
 //     dumps name LayerNorm parameters gamma/beta; newer Hugging Face files carry a
 //     `bert.embeddings.position_ids` buffer and a `cls.predictions.decoder.bias` that is a tie of
 //     `cls.predictions.bias`; a bare BertModel has no `bert.` prefix.
-// A map returns the new name, or null to drop the entry.
+// A map returns the new name, or null to drop the entry. loadPretrained (pretrained.ts) picks the
+// map of a checkpoint's layout and loads the file through it.
 
 export type NameMap = (name: string) => string | null;
 

@@ -11,8 +11,8 @@
 // stagewise steps; `standard: true` swaps MoME for a standard Transformer (one shared FFN).
 import { Tensor, cat, zeros, ones, tensor, where } from "../engine/index.ts";
 import { toDevice } from "../engine/placement.ts";
-import { vlmoConfig, type VLMoModel, type VLMoPreset, type VLMoConfig, type VLMoUnimodalOutput } from "../models/vlmo.ts";
-import { VLMoForPretraining, type MimTarget } from "../models/vlmo_pretraining.ts";
+import { vlmoConfig, type VLMoModel, type VLMoPreset, type VLMoConfig, type VLMoUnimodalOutput } from "../models/vlmo/index.ts";
+import { VLMoForPretraining, type MimTarget } from "../models/vlmo/pretraining.ts";
 import { computeItc, computeItm, computeMim, sampleHardNegatives } from "../objectives/losses.ts";
 import { otherIndex } from "../objectives/sampling.ts";
 import { hogPatches } from "../objectives/hog.ts";

@@ -9,7 +9,7 @@ import { tensor, tidy, noGrad, Module, type Tensor, type Device } from "../engin
 import { moduleDevice, placeDevice, toDevice } from "../engine/placement.ts";
 import { autocast } from "../engine/precision.ts";
 import type { AutocastDType } from "../engine/dtype.ts";
-import { VLMoModel } from "../models/vlmo.ts";
+import { VLMoModel } from "../models/vlmo/index.ts";
 import { loadRun, readRunInfo, type RunInfo } from "../methods/index.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { MAX_IMAGE_PIXELS, decodeImage, resizeImage, toChw, VLMO_NORM } from "../vision/image.ts";

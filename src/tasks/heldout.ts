@@ -3,8 +3,8 @@
 // matrix, and zero-shot retrieval metrics with their chance levels.
 import { Rng } from "../engine/rng.ts";
 import { otherIndex } from "../objectives/sampling.ts";
-import { retrievalMetrics, chanceRecall } from "./ranking.ts";
-import type { EvalSet } from "./retrieval_data.ts";
+import { retrievalMetrics, chanceRecall } from "./retrieval/ranking.ts";
+import type { EvalSet } from "./retrieval/data.ts";
 
 /** Held-out ITM pairs: `caption[k]` shown with `image[k]`; `matched[k]` = 1 when that is its own image. */
 export interface ItmPairs {

@@ -8,11 +8,11 @@ import { tidy, noGrad, tensor, type Tensor } from "../engine/index.ts";
 import { toTensors } from "../data/loader.ts";
 import { moduleDevice, toDevice } from "../engine/placement.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import type { VLMoModel } from "../models/vlmo.ts";
+import type { VLMoModel } from "../models/vlmo/index.ts";
 import { readRunInfo } from "../methods/index.ts";
 import { buildRetrievalModel, retrievalOptions, scoreAllPairs, scoreDual } from "./retrieval.ts";
 import { encodeTexts } from "./data.ts";
-import { evalSet, pixelArray, readRetrievalSplit, type EvalSet } from "./retrieval_data.ts";
+import { evalSet, pixelArray, readRetrievalSplit, type EvalSet } from "./retrieval/data.ts";
 import { itmPairs, itmAccuracy, itmChance, zeroShotMetrics, type ItmPairs } from "./heldout.ts";
 import type { ProgressFactory } from "../train/progress.ts";
 

@@ -24,301 +24,40 @@
 // Evaluation: fusion models score EVERY (image, caption) pair of the split in batches (an image
 // block's regions repeated against caption chunks); VLMo embeds all images and all captions once
 // and takes one matrix product, optionally re-ranking each query's top k with the ITM head
-// (rerankWithItm). Ranking metrics and the tie rule: src/tasks/ranking.ts.
-import { mkdirSync, writeFileSync } from "node:fs";
-import { checkRanges } from "../pretrain/ranges.ts";
-import { dirname, join, resolve } from "node:path";
-import { tidy, noGrad, cat, manualSeed, type Tensor } from "../engine/index.ts";
-import { moduleDevice, placeDevice } from "../engine/placement.ts";
-import { toTensors, type BuilderSpec } from "../data/loader.ts";
-import { openRegions } from "../data/regions/index.ts";
+// (rerankWithItm). Ranking metrics and the tie rule: src/tasks/retrieval/ranking.ts.
+//
+// The parts, in src/tasks/retrieval/: options.ts (recipe.options), splits.ts (where a split's data
+// is), data.ts (the fine-tuning batch builder and the evaluation sets), model.ts (the method's
+// retrieval model), score.ts (scoring every pair), ranking.ts (R@K and ranks), evaluate.ts,
+// dump.ts. Each method's loss is its `retrievalStep` in src/methods/ (re-exported below).
+import { mkdirSync } from "node:fs";
+import { resolve } from "node:path";
+import { manualSeed } from "../engine/index.ts";
+import { placeDevice } from "../engine/placement.ts";
+import type { BuilderSpec } from "../data/loader.ts";
 import { train, type Stage } from "../train/trainer.ts";
-import type { SemVLPMode } from "../models/semvlp.ts";
-import type { RegionMatcher, TextInputs, RegionInputs } from "../models/region_tasks.ts";
-import type { VLMoModel } from "../models/vlmo.ts";
-import { itcScores, rerankWithItm } from "../models/vlmo_heads.ts";
-import { BertTokenizer } from "../text/tokenizer.ts";
-import type { Progress, ProgressFactory } from "../train/progress.ts";
 import type { EvalArgs, FinetuneArgs, FinetuneRecipe } from "./task.ts";
-import { getMethod, loadRun, readRunInfo, writeRunInfo, writeRunConfig, type ModelSpec, type RetrievalModel } from "../methods/index.ts";
-import { retrievalMetrics, topK, type RetrievalMetrics } from "./ranking.ts";
-import { encodeTexts, regionArrays } from "./data.ts";
-import { RETRIEVAL_DATA_MODULE, evalSet, pixelArray, readRetrievalSource, readRetrievalSplit, type EvalSet, type RetrievalDataArgs, type RetrievalSource, type RetrievalSplit } from "./retrieval_data.ts";
-import { retrievalSource, taskSource } from "./sources.ts";
+import { getMethod, readRunInfo, writeRunInfo, writeRunConfig, type ModelSpec } from "../methods/index.ts";
+import { RETRIEVAL_DATA_MODULE, type RetrievalDataArgs, type RetrievalSplit } from "./retrieval/data.ts";
+import { retrievalOptions, textLenFor } from "./retrieval/options.ts";
+import { retrievalData, splitSize } from "./retrieval/splits.ts";
+import { buildRetrievalModel } from "./retrieval/model.ts";
+import { evaluateRetrievalModel } from "./retrieval/evaluate.ts";
 
-/** Where a split of a recipe's data is: a source's split, or a world (a synth source: its world and region file) and the split's name. */
-function retrievalData(data: FinetuneRecipe["data"], split: string): { source: RetrievalSource } | { world: string; split: RetrievalSplit; regions?: string | string[] } {
-  const source = retrievalSource(data, split);
-  if (source) return { source };
-  const synth = taskSource("retrieval", data).source;
-  return { world: synth.world!, split: split as RetrievalSplit, regions: synth.regions };
-}
+export { type RetrievalOptions, RETRIEVAL_DEFAULTS, retrievalOptions } from "./retrieval/options.ts";
+export { buildRetrievalModel } from "./retrieval/model.ts";
+export type { RegionMatcher, TextInputs, RegionInputs } from "../models/region_tasks.ts";
+export type { RetrievalModel } from "../methods/index.ts";
+export { type ScoreResult, scoreAllPairs, scoreDual } from "./retrieval/score.ts";
+export { type EvaluateModelOptions, type RetrievalResult, evaluateRetrievalModel } from "./retrieval/evaluate.ts";
 
-// ---- options -------------------------------------------------------------------------------------
-
-export interface RetrievalOptions {
-  /** SemVLP: score from h_CLS in single-stream mode or from o_IMG in two-stream mode. */
-  mode: SemVLPMode;
-  /** SemVLP: triplet-loss margin on sigmoid scores (UNITER: 0.2). */
-  margin: number;
-  /** SemVLP: in-batch negatives scored without gradients per positive and side (0 = every other example of the batch). */
-  negPool: number;
-  /** SemVLP: hardest negatives per positive and side trained on. */
-  hardNegatives: number;
-  /** Text length (default: 20 for SemVLP / LXMERT-S as in their pre-training, the model's maxTextLen for VLMo). */
-  maxTextLen: number | null;
-  /** Boxes per image (SemVLP / LXMERT-S). */
-  maxBoxes: number;
-  /** Pairs per forward when a fusion model scores a split; images per forward for VLMo. */
-  evalBatchSize: number;
-  /** The split evaluated at the end of fine-tuning (the returned metrics). */
-  evalSplit: RetrievalSplit;
-  /** Only the split's first N images in that evaluation (0 = all; a fusion model scores every pair, N x 5N forwards). */
-  evalLimit: number;
-  /** VLMo: re-rank each query's top k with the ITM head in the end-of-training evaluation (0 = off). */
-  rerank: number;
-}
-
-export const RETRIEVAL_DEFAULTS: RetrievalOptions = { mode: "single", margin: 0.2, negPool: 0, hardNegatives: 1, maxTextLen: null, maxBoxes: 36, evalBatchSize: 500, evalSplit: "val", evalLimit: 0, rerank: 0 };
-
-/** Checks `recipe.options` of a retrieval recipe; unknown keys and bad values are rejected naming the key. */
-export function retrievalOptions(raw: Record<string, unknown> | undefined, where = "recipe.options"): RetrievalOptions {
-  const o = { ...RETRIEVAL_DEFAULTS } as Record<string, unknown>;
-  for (const [k, v] of Object.entries(raw ?? {})) {
-    if (!(k in RETRIEVAL_DEFAULTS)) throw new Error(`${where}.${k}: unknown retrieval option (allowed: ${Object.keys(RETRIEVAL_DEFAULTS).join(", ")})`);
-    o[k] = v;
-  }
-  const r = o as unknown as RetrievalOptions;
-  if (r.mode !== "single" && r.mode !== "two") throw new Error(`${where}.mode: expected "single" or "two", got ${JSON.stringify(r.mode)}`);
-  checkRanges({ ...o, maxTextLen: o.maxTextLen ?? undefined }, where, {
-    // scores are sigmoids in [0, 1]: a margin above 1 can never be met
-    margin: { min: 0, max: 1 },
-    negPool: { int: true, min: 0, max: 1 << 16 },
-    hardNegatives: { int: true, min: 1, max: 1 << 16 },
-    maxTextLen: { int: true, min: 3, max: 512 },
-    maxBoxes: { int: true, min: 1, max: 1024 },
-    evalBatchSize: { int: true, min: 1, max: 1 << 20 },
-    rerank: { int: true, min: 0, max: 1 << 16 },
-    evalLimit: { int: true, min: 0, max: 1 << 30 },
-  });
-  if (!["train", "val", "test", "test_comp"].includes(r.evalSplit)) throw new Error(`${where}.evalSplit: expected train, val, test or test_comp, got ${JSON.stringify(r.evalSplit)}`);
-  if (r.negPool > 0 && r.hardNegatives > r.negPool) throw new Error(`${where}.hardNegatives (${r.hardNegatives}) exceeds negPool (${r.negPool})`);
-  return r;
-}
-
-// ---- models ----------------------------------------------------------------------------------------
-
-export type { RegionMatcher, TextInputs, RegionInputs, RetrievalModel };
-
-/** The retrieval model of `method`: from a run directory (pre-training or retrieval fine-tuning), or freshly initialised. */
-export async function buildRetrievalModel(method: string, spec: ModelSpec, from: string | null, o: RetrievalOptions): Promise<RetrievalModel> {
-  const def = getMethod(method);
-  if (!from) return def.retrievalModel(spec, o.mode);
-  const { model, missing } = await loadRun(from, { build: (run) => def.retrievalModel(run.model, o.mode).model, allowMissing: def.retrievalOptional });
-  return def.wrapRetrievalModel(model, missing);
-}
-
-// ---- training steps (each method's, in src/methods/) ----------------------------------------------
+// ---- training steps (each method's loss, in src/methods/) ------------------------------------------
 
 export { semvlpRankStep, negativePools, hardestOf } from "../methods/semvlp.ts";
 export { mspFourWayStep } from "../methods/msp.ts";
 export { vlmoItcStep } from "../methods/vlmo.ts";
 
-// ---- evaluation -------------------------------------------------------------------------------------
-
-export interface ScoreResult {
-  /** [images x captions] */
-  i2t: Float32Array;
-  /** [captions x images], when it differs from i2t transposed (ITM re-ranking). */
-  t2i?: Float32Array;
-  seconds: number;
-}
-
-function bar(total: number, label: string, o: { quiet?: boolean; progress?: ProgressFactory }): Progress | null {
-  return o.quiet ? null : (o.progress?.(total, label) ?? null);
-}
-
-/** Scores every (image, caption) pair of a set with a fusion model; blocks of images against chunks of captions. */
-export async function scoreAllPairs(m: RegionMatcher, set: EvalSet, o: { regions: string | string[]; maxTextLen: number; maxBoxes: number; batchSize: number; quiet?: boolean; progress?: ProgressFactory }): Promise<ScoreResult> {
-  const t0 = performance.now();
-  const Ni = set.images.length;
-  const Nt = set.captions.length;
-  const out = new Float32Array(Ni * Nt);
-  const src = await openRegions(o.regions);
-  const tok = BertTokenizer.load();
-  const device = moduleDevice(m);
-  const text = toTensors({ arrays: { ...encodeTexts(tok, set.captions.map((c) => c.text), o.maxTextLen) }, meta: {} }, device);
-  for (const x of Object.values(text)) x.keep();
-  const all: TextInputs = { ids: text.input_ids, mask: text.attention_mask, wpos: text.word_position_ids };
-  const perBlock = Math.max(1, Math.floor(o.batchSize / Nt));
-  const chunk = Math.min(Nt, o.batchSize);
-  const pb = bar(Ni * Nt, "scoring pairs", o);
-  let scored = 0;
-  const was = m.training;
-  m.eval();
-  try {
-    for (let i0 = 0; i0 < Ni; i0 += perBlock) {
-      const ids = set.images.slice(i0, i0 + perBlock).map((im) => im.id);
-      const nb = ids.length;
-      tidy(() => noGrad(() => {
-        const reg = toTensors({ arrays: { ...regionArrays(src, ids, o.maxBoxes) }, meta: {} }, device);
-        for (let c0 = 0; c0 < Nt; c0 += chunk) {
-          tidy(() => {
-            const c = Math.min(chunk, Nt - c0);
-            const t: TextInputs = { ids: all.ids.narrow(0, c0, c).repeat(nb, 1), mask: all.mask.narrow(0, c0, c).repeat(nb, 1), wpos: all.wpos.narrow(0, c0, c).repeat(nb, 1) };
-            const r: RegionInputs = { feats: reg.feats.repeatInterleave(c, 0), boxes: reg.boxes.repeatInterleave(c, 0), valid: reg.region_valid.repeatInterleave(c, 0) };
-            const s = m.score(t, r).toFloat32Array();
-            for (let b = 0; b < nb; b++) out.set(s.subarray(b * c, (b + 1) * c), (i0 + b) * Nt + c0);
-          });
-          pb?.update((scored += nb * Math.min(chunk, Nt - c0)));
-        }
-      }));
-      // let the progress bar and other callbacks run between blocks
-      await new Promise((r) => setImmediate(r));
-    }
-  } finally {
-    m.train(was);
-    pb?.finish();
-    src.close();
-    for (const x of Object.values(text)) x.dispose();
-  }
-  return { i2t: out, seconds: (performance.now() - t0) / 1000 };
-}
-
-/** VLMo as a dual encoder: every image and caption embedded once, one matrix product; optional ITM re-ranking of the top k. */
-export async function scoreDual(model: VLMoModel, set: EvalSet, o: { world: string; images?: string; maxTextLen: number; batchSize: number; rerank: number; quiet?: boolean; progress?: ProgressFactory }): Promise<ScoreResult> {
-  const t0 = performance.now();
-  const S = model.config.imageSize;
-  const Ni = set.images.length;
-  const Nt = set.captions.length;
-  const pb = bar(Ni + Nt, "embedding", o);
-  let embedded = 0;
-  const device = moduleDevice(model);
-  const was = model.training;
-  model.eval();
-  const kept: Tensor[] = [];
-  try {
-    const imgEmb: Tensor[] = [];
-    const pixels: Tensor[] = [];
-    const bs = Math.max(1, Math.min(o.batchSize, 256));
-    for (let i0 = 0; i0 < Ni; i0 += bs) {
-      const files = set.images.slice(i0, i0 + bs).map((im) => im.file);
-      const host = await pixelArray(o.images ?? join(o.world, "images"), files, S);
-      tidy(() => noGrad(() => {
-        const px = toTensors({ arrays: { px: host }, meta: {} }, device).px;
-        imgEmb.push(model.inferImage(px, { vlBranch: false }).itc!.keep());
-        if (o.rerank > 0) pixels.push(px.keep());
-      }));
-      kept.push(imgEmb.at(-1)!, ...(o.rerank > 0 ? [pixels.at(-1)!] : []));
-      pb?.update((embedded += files.length));
-    }
-    const tok = BertTokenizer.load();
-    const text = toTensors({ arrays: { ...encodeTexts(tok, set.captions.map((c) => c.text), o.maxTextLen) }, meta: {} }, device);
-    for (const x of Object.values(text)) kept.push(x.keep());
-    const txtEmb: Tensor[] = [];
-    for (let c0 = 0; c0 < Nt; c0 += bs) {
-      const c = Math.min(bs, Nt - c0);
-      tidy(() => noGrad(() => {
-        txtEmb.push(model.inferText(text.input_ids.narrow(0, c0, c), text.attention_mask.narrow(0, c0, c), { vlBranch: false }).itc!.keep());
-      }));
-      kept.push(txtEmb.at(-1)!);
-      pb?.update((embedded += c));
-    }
-    pb?.finish();
-    return tidy(() => noGrad(() => {
-      const scores = itcScores(cat(imgEmb), cat(txtEmb));
-      if (o.rerank <= 0) return { i2t: scores.toFloat32Array(), seconds: (performance.now() - t0) / 1000 };
-      const rr = rerankWithItm(model, scores, cat(pixels), text.input_ids, text.attention_mask, o.rerank);
-      return { i2t: rr.i2t.toFloat32Array(), t2i: rr.t2i.toFloat32Array(), seconds: (performance.now() - t0) / 1000 };
-    }));
-  } finally {
-    pb?.finish();
-    model.train(was);
-    for (const t of kept) t.dispose();
-  }
-}
-
-export interface EvaluateModelOptions {
-  /** A synthetic world (or `source`). */
-  world?: string;
-  split: string;
-  /** A split of a data source (instead of the world's `split`). */
-  source?: RetrievalSource;
-  regions?: string | string[];
-  limit?: number;
-  batchSize: number;
-  rerank: number;
-  maxTextLen: number;
-  maxBoxes: number;
-  dump?: string;
-  quiet?: boolean;
-  progress?: ProgressFactory;
-  /** Written into the dump. */
-  checkpoint?: string;
-}
-
-export type RetrievalResult = RetrievalMetrics & { images: number; captions: number; score_seconds: number };
-
-/** R@K, median and mean rank of a model on a split of a world (and the rankings dump). */
-export async function evaluateRetrievalModel(rm: RetrievalModel, o: EvaluateModelOptions): Promise<RetrievalResult> {
-  const set = evalSet(o.source ? readRetrievalSource(o.source) : readRetrievalSplit(o.world!, o.split), o.limit);
-  if (set.images.length < 2) throw new Error(`retrieval ${o.split}: ${set.images.length} image(s); ranking needs at least 2`);
-  let sc: ScoreResult;
-  if (rm.kind === "fusion") {
-    if (o.rerank > 0) throw new Error(`--rerank applies to dual encoders (VLMo); a ${rm.method} model already scores every pair with its ITM head`);
-    const regions = o.regions ?? o.source?.regions ?? (o.source ? undefined : join(o.world!, "features", "obj36.tsv"));
-    if (!regions) throw new Error(`${o.source!.json}: a ${rm.method} model needs region features (the source's regions key)`);
-    sc = await scoreAllPairs(rm.model, set, { regions, maxTextLen: o.maxTextLen, maxBoxes: o.maxBoxes, batchSize: o.batchSize, quiet: o.quiet, progress: o.progress });
-  } else {
-    if (o.rerank > 0 && !rm.hasItm) throw new Error("--rerank: this VLMo model has no ITM head (itm_score)");
-    sc = await scoreDual(rm.model, set, { world: o.world ?? "", images: o.source?.images, maxTextLen: o.maxTextLen, batchSize: o.batchSize, rerank: o.rerank, quiet: o.quiet, progress: o.progress });
-  }
-  const m = retrievalMetrics(sc.i2t, set.captionImage, set.images.length, { t2i: sc.t2i });
-  const { irRanks, trRanks, ...metrics } = m;
-  const result: RetrievalResult = { ...metrics, images: set.images.length, captions: set.captions.length, score_seconds: sc.seconds };
-  if (o.dump) writeDump(o.dump, set, sc, irRanks, trRanks, result, o);
-  return result;
-}
-
-/** Rankings: per caption its image's rank and the top-10 images; per image its rank and the top-10 captions. */
-function writeDump(path: string, set: EvalSet, sc: ScoreResult, ir: ArrayLike<number>, tr: ArrayLike<number>, metrics: RetrievalResult, o: EvaluateModelOptions): void {
-  const Ni = set.images.length;
-  const Nt = set.captions.length;
-  const t2i = sc.t2i ?? (() => {
-    const t = new Float32Array(Ni * Nt);
-    for (let i = 0; i < Ni; i++) for (let c = 0; c < Nt; c++) t[c * Ni + i] = sc.i2t[i * Nt + c];
-    return t;
-  })();
-  const dump = {
-    checkpoint: o.checkpoint ?? null,
-    world: o.world ?? null,
-    source: o.source?.json ?? null,
-    split: o.split,
-    // ranks are expected ranks: tied candidates in a uniformly random order (src/tasks/ranking.ts)
-    tie_rule: "average",
-    metrics,
-    captions: set.captions.map((c, t) => ({ caption_id: c.id, text: c.text, image_id: set.images[c.image].id, rank: ir[t], top10: topK(t2i, Ni, t, 10).map((i) => set.images[i].id) })),
-    images: set.images.map((im, i) => ({ image_id: im.id, caption_ids: im.captions.map((c) => c.id), rank: tr[i], top10: topK(sc.i2t, Nt, i, 10).map((t) => set.captions[t].id) })),
-  };
-  mkdirSync(dirname(resolve(path)), { recursive: true });
-  writeFileSync(path, JSON.stringify(dump, null, 1));
-}
-
 // ---- the task contract ---------------------------------------------------------------------------------
-
-/** Images of a split of a recipe's data (0 when it has none). */
-function splitSize(data: FinetuneRecipe["data"], split: string): number {
-  try {
-    const d = retrievalData(data, split);
-    return "source" in d ? readRetrievalSource(d.source).length : readRetrievalSplit(d.world, split).length;
-  } catch {
-    return 0;
-  }
-}
-
-function textLenFor(rm: RetrievalModel, o: RetrievalOptions): number {
-  return o.maxTextLen ?? (rm.kind === "dual" ? rm.model.config.maxTextLen : 20);
-}
 
 const log = (quiet: boolean | undefined, s: string) => {
   if (!quiet) console.log(s);

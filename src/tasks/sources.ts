@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { arrowTables, asList, recipeSources, splitOf, TASK_FORMATS, type DataSource } from "../pretrain/sources.ts";
 import { readAns2Label, readAnswerVocab } from "../data/formats/vqa.ts";
 import { arrowAnswerVocab, type TaskExampleInput } from "./data.ts";
-import type { RetrievalSource } from "./retrieval_data.ts";
+import type { RetrievalSource } from "./retrieval/data.ts";
 import type { TaskName } from "../methods/index.ts";
 
 /** A fine-tuning recipe's data section. */

@@ -13,20 +13,20 @@
 // (main thread or loader worker) and whenever (resume) it is built.
 import { join } from "node:path";
 import { existsSync } from "node:fs";
-import type { BatchBuilder, HostArray, HostBatch } from "../data/loader.ts";
-import { readKarpathy, karpathySubset } from "../data/formats/karpathy.ts";
-import { readCocoCaptions } from "../data/formats/coco.ts";
-import { readHardNegatives } from "../data/formats/hardneg.ts";
-import type { RegionSource } from "../data/regions/index.ts";
-import { openRegions } from "../data/regions/index.ts";
-import { BertTokenizer } from "../text/tokenizer.ts";
-import { arrowImages, arrowRef, encodeTexts, isArrowRef, regionArrays } from "./data.ts";
-import { CaptionArrowReader } from "../data/formats/arrow.ts";
-import { stepRng } from "../engine/rng.ts";
-import { otherIndex } from "../objectives/sampling.ts";
-import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
+import type { BatchBuilder, HostArray, HostBatch } from "../../data/loader.ts";
+import { readKarpathy, karpathySubset } from "../../data/formats/karpathy.ts";
+import { readCocoCaptions } from "../../data/formats/coco.ts";
+import { readHardNegatives } from "../../data/formats/hardneg.ts";
+import type { RegionSource } from "../../data/regions/index.ts";
+import { openRegions } from "../../data/regions/index.ts";
+import { BertTokenizer } from "../../text/tokenizer.ts";
+import { arrowImages, arrowRef, encodeTexts, isArrowRef, regionArrays } from "../data.ts";
+import { CaptionArrowReader } from "../../data/formats/arrow.ts";
+import { stepRng } from "../../engine/rng.ts";
+import { otherIndex } from "../../objectives/sampling.ts";
+import { loadImageTensor, VLMO_NORM } from "../../vision/image.ts";
 
-export const RETRIEVAL_DATA_MODULE = new URL("./retrieval_data.ts", import.meta.url).href;
+export const RETRIEVAL_DATA_MODULE = new URL("./data.ts", import.meta.url).href;
 
 export interface RetrievalCaption {
   /** Karpathy `sentid`. */

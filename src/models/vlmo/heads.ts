@@ -1,6 +1,6 @@
 // VLMo task heads, named as in the official implementation (microsoft/unilm vlmo/modules/heads.py
 // and vlmo_module.py), and the retrieval scorer (ITC dot products, optional ITM re-ranking).
-import { Module, Linear, LayerNorm, GELU, Sequential, Tensor, full, noGrad, tidy, F } from "../engine/index.ts";
+import { Module, Linear, LayerNorm, GELU, Sequential, Tensor, full, noGrad, tidy, F } from "../../engine/index.ts";
 
 function initLinear(l: Linear): Linear {
   F.normal_(l.weight, 0, 0.02);

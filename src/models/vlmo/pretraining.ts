@@ -1,9 +1,10 @@
 // VLMo as its stage-1 pre-training (src/pretrain/vlmo.ts) trains it: the model plus the
 // masked-patch head.
-import { Tensor, zeros, F } from "../engine/index.ts";
-import { Linear } from "../engine/nn.ts";
-import { hogDim } from "../objectives/hog.ts";
-import { VLMoModel, type VLMoConfig } from "./vlmo.ts";
+import { Tensor, zeros, F } from "../../engine/index.ts";
+import { Linear } from "../../engine/nn.ts";
+import { hogDim } from "../../objectives/hog.ts";
+import { VLMoModel } from "./model.ts";
+import type { VLMoConfig } from "./config.ts";
 
 /** VLMo with the stage-1 masked-patch head (`mim_mask_token`, `mim_head`); all other names are official. */
 export class VLMoForPretraining extends VLMoModel {
