@@ -17,7 +17,8 @@ import { computeItc, computeItm, computeMim, sampleHardNegatives } from "../obje
 import { otherIndex } from "../objectives/sampling.ts";
 import { hogPatches } from "../objectives/hog.ts";
 import type { Rng } from "../engine/rng.ts";
-import type { Recipe } from "./recipe.ts";
+import { sectionOf, STAGE_SETTINGS, type Recipe } from "./recipe.ts";
+import { Type, choice, num, COUNT, WEIGHT } from "./schema.ts";
 import type { Source, Stage, StepContext } from "../train/trainer.ts";
 import type { Dist } from "../engine/dist.ts";
 import type { LossOut } from "../objectives/losses.ts";
@@ -108,12 +109,24 @@ export function vlmoItc(model: VLMoModel, img: VLMoUnimodalOutput, txt: VLMoUnim
   return { loss, i2t: main.i2t, t2i: main.t2i, metrics: { ...main.metrics, ...vlMetrics, itc_cls_loss: main.metrics.itc_loss, itc_loss: loss.item() } };
 }
 
+/** The recipe's `vlmo` section (registered by src/methods/vlmo.ts); the defaults are buildVLMo's. */
+export const VLMO_SECTION = Type.Object({
+  order: Type.Optional(Type.Array(Type.String(), { description: "the stages in order (default image, text, image-text)" })),
+  stages: Type.Optional(Type.Record(Type.String(), Type.Object(STAGE_SETTINGS, { additionalProperties: false }), { description: "per stage: the train fields it overrides" })),
+  standard: Type.Optional(Type.Boolean({ description: "Table 5 ablation: a standard Transformer, one FFN for every modality" })),
+  itmHardNegatives: Type.Optional(Type.Boolean({ description: "ITM negatives drawn from the batch's ITC similarities (default true)" })),
+  mlmWeight: Type.Optional(num(WEIGHT)),
+  itmWeight: Type.Optional(num(WEIGHT)),
+  itmRandomSteps: Type.Optional(num(COUNT, { description: "image-text steps with random ITM negatives before the hard ones" })),
+  trimPadding: Type.Optional(Type.Boolean({ description: "trim each batch's text to its longest (default true)" })),
+  mimTarget: Type.Optional(choice(["pixels", "hog"], { description: "what masked image modelling predicts (default pixels)" })),
+}, { additionalProperties: false, description: "VLMo's settings" });
+
 export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage[] } {
-  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: VLMO_MLM_WEIGHT, itmWeight: 1, itmRandomSteps: 0, trimPadding: true, mimTarget: "pixels", stages: {}, ...(r.vlmo ?? {}) } as {
+  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: VLMO_MLM_WEIGHT, itmWeight: 1, itmRandomSteps: 0, trimPadding: true, mimTarget: "pixels", stages: {}, ...(sectionOf(r, "vlmo", VLMO_SECTION) ?? {}) } as {
     itmRandomSteps: number; mimTarget: MimTarget; order: string[]; standard: boolean; itmHardNegatives: boolean; mlmWeight: number; itmWeight: number; trimPadding: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number }>;
   };
   const config = vlmoConfig(r.model.preset as VLMoPreset, { standard: v.standard, ...(r.model.overrides ?? {}) } as Partial<VLMoConfig>);
-  if (v.mimTarget !== "pixels" && v.mimTarget !== "hog") throw new Error(`recipe.vlmo.mimTarget: expected "pixels" or "hog", got ${JSON.stringify(v.mimTarget)}`);
   const model = new VLMoForPretraining(config, v.mimTarget);
   const vocab = mlmVocab(config.vocabSize);
   const sources = sourcesFor(r.data, "vlmo", IMAGE_TEXT_FORMATS);
