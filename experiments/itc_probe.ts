@@ -6,7 +6,7 @@
 // INIT=FILE: start from a run's model.safetensors (the image-only stage's, say).
 // SETS: recipe --set values over recipes/vlmo-small.json (world data/world-small); BOW=1 replaces the
 // text transformer by the mean of its word embeddings (is the text side the limit?).
-import { loadRecipe } from "../src/pretrain/recipe.ts";
+import { loadRecipe } from "../src/methods/index.ts";
 import { buildVLMo } from "../src/pretrain/vlmo.ts";
 import { Loader, toTensors } from "../src/data/loader.ts";
 import { tidy, noGrad, F, type Tensor } from "../src/engine/index.ts";

@@ -11,6 +11,7 @@ import { randomResizedCropBox, hflip, randAugment, augmentView, VLMO_PRETRAIN_AU
 import { Rng } from "../src/engine/rng.ts";
 import { createBuilder } from "../src/pretrain/imagetext.ts";
 import { pretrainAugment } from "../src/pretrain/vlmo.ts";
+import { validateRecipe } from "../src/methods/index.ts";
 import { generateWorld } from "../src/data/synth/world.ts";
 import type { RgbImage } from "../src/vision/image.ts";
 
@@ -94,9 +95,12 @@ test("recipe.vlmo.augment: true is the official transform, false none, an object
   assert.equal(noFlip.flip, false);
   assert.deepEqual(noFlip.scale, [0.5, 1]);
   assert.equal(noFlip.m, 7);
-  assert.throws(() => pretrainAugment({ flop: true }), /recipe\.vlmo\.augment\.flop: unknown key/);
   assert.throws(() => pretrainAugment({ scale: [0.9, 0.2] }), /recipe\.vlmo\.augment\.scale/);
-  assert.throws(() => pretrainAugment({ ops: ["invert"] }), /recipe\.vlmo\.augment\.ops/);
-  assert.throws(() => pretrainAugment({ m: 12 }), /recipe\.vlmo\.augment\.m/);
-  assert.throws(() => pretrainAugment("yes"), /recipe\.vlmo\.augment: expected true, false or an object/);
+  const recipe = (augment: unknown) => validateRecipe({ method: "vlmo", model: { preset: "tiny" }, data: { world: "w" }, vlmo: { augment } });
+  assert.ok(recipe({ flip: false, m: 5 }));
+  assert.ok(recipe(false));
+  assert.throws(() => recipe({ flop: true }), /recipe\.vlmo\.augment/);
+  assert.throws(() => recipe({ ops: ["invert"] }), /recipe\.vlmo\.augment/);
+  assert.throws(() => recipe({ m: 12 }), /recipe\.vlmo\.augment/);
+  assert.throws(() => recipe("yes"), /recipe\.vlmo\.augment/);
 });

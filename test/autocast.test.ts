@@ -15,7 +15,7 @@ import { AdamW } from "../src/engine/optim.ts";
 import { decodeSafetensors } from "../src/engine/serialize/safetensors.ts";
 import { TorchRef, type RefTensor } from "./torchref.ts";
 import { generateWorld } from "../src/data/synth/world.ts";
-import { validateRecipe } from "../src/pretrain/recipe.ts";
+import { validateRecipe } from "../src/methods/index.ts";
 import { validateFinetuneRecipe } from "../src/tasks/task.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
 import { train } from "../src/train/trainer.ts";

@@ -16,7 +16,7 @@ import { decodeImage } from "../src/vision/image.ts";
 import { BertTokenizer } from "../src/text/tokenizer.ts";
 import { createBuilder } from "../src/pretrain/imagetext.ts";
 import { Rng } from "../src/engine/rng.ts";
-import { validateRecipe } from "../src/pretrain/recipe.ts";
+import { validateRecipe } from "../src/methods/index.ts";
 
 const row = (name: string, unified: string, shorts: string[], category: string, subcategory: string, order: number, img: Record<string, boolean>) => ({
   name, unified, non_qualified: null, image: `${unified.toLowerCase()}.png`, sheet_x: 0, sheet_y: 0, short_name: shorts[0], short_names: shorts,

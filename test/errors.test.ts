@@ -57,7 +57,7 @@ test("a corrupt recipe.json on --resume names its path", async () => {
 });
 
 test("VLMo's image-text stage with batch size 1 explains that its negatives need a batch of 2", async () => {
-  const { validateRecipe } = await import("../src/pretrain/recipe.ts");
+  const { validateRecipe } = await import("../src/methods/index.ts");
   const { buildVLMo } = await import("../src/pretrain/vlmo.ts");
   const { sampleHardNegatives } = await import("../src/objectives/losses.ts");
   const { tensor, tidy } = await import("../src/engine/index.ts");

@@ -12,7 +12,8 @@ import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { Tensor, tensor, randn, randint, ones, zeros, cat, tidy, noGrad, manualSeed, Generator } from "../src/engine/index.ts";
 import { generateWorld } from "../src/data/synth/world.ts";
-import { validateRecipe, type Recipe } from "../src/pretrain/recipe.ts";
+import { type Recipe } from "../src/pretrain/recipe.ts";
+import { validateRecipe } from "../src/methods/index.ts";
 import { buildVLMo, vlmoItc, VLMO_MLM_WEIGHT } from "../src/pretrain/vlmo.ts";
 import { mspInputs, MSP_DEFAULTS } from "../src/pretrain/msp.ts";
 import { semvlpInputs } from "../src/pretrain/semvlp.ts";
@@ -232,7 +233,7 @@ test("LXMERT rule: MSP puts MLM and visual targets on mismatched pairs by defaul
     assert.equal(st.featLoss, 0);
     // the recipe option is validated
     const base = { method: "msp", model: { preset: "lxmertSTiny" }, data: { world } };
-    assert.equal(validateRecipe({ ...base, msp: { lossesOnMismatched: false } }).msp!.lossesOnMismatched, false);
+    assert.equal((validateRecipe({ ...base, msp: { lossesOnMismatched: false } }).msp as { lossesOnMismatched: boolean }).lossesOnMismatched, false);
     assert.throws(() => validateRecipe({ ...base, msp: { lossesOnMismatched: "no" } }), /recipe\.msp\.lossesOnMismatched: expected a boolean/);
   });
 });

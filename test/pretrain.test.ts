@@ -6,7 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
 import { generateWorld } from "../src/data/synth/world.ts";
-import { validateRecipe, applySets, type Recipe } from "../src/pretrain/recipe.ts";
+import { applySets, type Recipe } from "../src/pretrain/recipe.ts";
+import { validateRecipe } from "../src/methods/index.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
 import { train } from "../src/train/trainer.ts";
 import { manualSeed } from "../src/engine/index.ts";
@@ -22,7 +23,7 @@ before(async () => {
 
 const MICRO_BERT = { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, visualFeatDim: 32 };
 
-function recipe(method: Recipe["method"], extra: Record<string, unknown> = {}, sets: string[] = []): Recipe {
+function recipe(method: "semvlp" | "msp" | "vlmo", extra: Record<string, unknown> = {}, sets: string[] = []): Recipe {
   const base: Record<string, unknown> = {
     method,
     model: method === "semvlp" ? { preset: "tiny", overrides: { ...MICRO_BERT, numHiddenLayers: 2, crossLayerStart: 1 } }
@@ -51,7 +52,7 @@ test("recipes: unknown keys and wrong types are rejected naming the key; --set o
   assert.throws(() => validateRecipe({ method: "clip", model: { preset: "x" }, data: { world: "w" } }), /recipe\.method/);
   const r = recipe("semvlp", {}, ["train.lr=0.5", "semvlp.singleRatio=0.25"]);
   assert.equal(r.train.lr, 0.5);
-  assert.equal(r.semvlp!.singleRatio, 0.25);
+  assert.equal((r.semvlp as { singleRatio: number }).singleRatio, 0.25);
   for (const f of ["semvlp-tiny", "msp-tiny", "vlmo-tiny", "semvlp-small", "msp-small", "vlmo-small", "semvlp-paper", "msp-paper", "vlmo-paper"]) {
     validateRecipe(JSON.parse(readFileSync(new URL(`../recipes/${f}.json`, import.meta.url), "utf8")), f);
   }

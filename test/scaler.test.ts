@@ -10,7 +10,7 @@ import { GradScaler } from "../src/engine/scaler.ts";
 import { Linear } from "../src/engine/nn.ts";
 import { manualSeed, randn, tensor } from "../src/engine/index.ts";
 import { generateWorld } from "../src/data/synth/world.ts";
-import { validateRecipe } from "../src/pretrain/recipe.ts";
+import { validateRecipe } from "../src/methods/index.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
 import { train } from "../src/train/trainer.ts";
 

@@ -8,7 +8,8 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateWorld } from "../src/data/synth/world.ts";
-import { validateRecipe, loadRecipe, type Recipe } from "../src/pretrain/recipe.ts";
+import { type Recipe } from "../src/pretrain/recipe.ts";
+import { validateRecipe, loadRecipe } from "../src/methods/index.ts";
 import { recipeSources } from "../src/pretrain/sources.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
 import { train } from "../src/train/trainer.ts";
@@ -42,7 +43,7 @@ const MODEL = {
 const RUN_SETS = ["train.batchSize=4", "train.workers=0", "train.checkpointEvery=0", "train.evalEvery=0"];
 
 /** A sources-only recipe object (not yet validated). */
-function sourcesRecipe(method: Recipe["method"], sources: unknown[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+function sourcesRecipe(method: "semvlp" | "msp" | "vlmo", sources: unknown[], extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { method, model: MODEL[method], data: { root: tree, sources }, train: { seed: 1, batchSize: 4, lr: 1e-3, steps: 2, workers: 0 }, ...extra };
 }
 
@@ -53,7 +54,7 @@ const LXMERT_SOURCE = {
 };
 
 /** `vlp pretrain` of a recipes/real/ recipe on the fixture tree; the metrics rows it logged. */
-async function pretrainReal(name: string, method: Recipe["method"], sets: string[]): Promise<{ rows: Record<string, number | string>[]; recipe: Recipe }> {
+async function pretrainReal(name: string, method: "semvlp" | "msp" | "vlmo", sets: string[]): Promise<{ rows: Record<string, number | string>[]; recipe: Recipe }> {
   const out = join(root, `run-${name}`);
   const all = [`data.root=${tree}`, `model=${JSON.stringify(MODEL[method])}`, ...RUN_SETS, ...sets];
   const r = await vlp(["pretrain", "--recipe", recipeFile(name), ...all.flatMap((s) => ["--set", s]), "--out", out, "--quiet"]);

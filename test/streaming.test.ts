@@ -14,7 +14,7 @@ import {
 } from "../src/data/formats/wds.ts";
 import { CaptionArrowWriter } from "../src/data/formats/arrow.ts";
 import { Loader } from "../src/data/loader.ts";
-import { validateRecipe } from "../src/pretrain/recipe.ts";
+import { validateRecipe } from "../src/methods/index.ts";
 import { sourcesFor, REGION_TEXT_FORMATS, IMAGE_TEXT_FORMATS } from "../src/pretrain/sources.ts";
 import { imageTextExamples } from "../src/pretrain/imagetext_input.ts";
 import { interleaveByImage } from "../src/pretrain/examples.ts";

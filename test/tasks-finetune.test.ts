@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { generateWorld } from "../src/data/synth/world.ts";
 import { validateFinetuneRecipe, type FinetuneRecipe } from "../src/tasks/task.ts";
-import { validateRecipe } from "../src/pretrain/recipe.ts";
+import { validateRecipe } from "../src/methods/index.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
 import { train } from "../src/train/trainer.ts";
 import { loadStateDictFile } from "../src/engine/checkpoint.ts";

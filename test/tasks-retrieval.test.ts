@@ -15,7 +15,7 @@ import { readHardNegatives } from "../src/data/formats/hardneg.ts";
 import { BertTokenizer } from "../src/text/tokenizer.ts";
 import { tidy, noGrad, manualSeed, cat, tensor, F, type Tensor } from "../src/engine/index.ts";
 import { computeItc } from "../src/objectives/losses.ts";
-import { validateRecipe, type Recipe } from "../src/pretrain/recipe.ts";
+import { validateRecipe } from "../src/methods/index.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
 import { train } from "../src/train/trainer.ts";
 import { loadFinetuneRecipe, validateFinetuneRecipe } from "../src/tasks/task.ts";
@@ -245,7 +245,7 @@ test("scoring under bf16 autocast (vlp eval --precision bf16): score matrices ar
 });
 
 /** A micro pre-training run (a couple of steps) in `dir`, with its recipe.json like `vlp pretrain` writes. */
-async function pretrainRun(method: Recipe["method"], dir: string, vlmo: Record<string, unknown> = {}): Promise<void> {
+async function pretrainRun(method: "semvlp" | "msp" | "vlmo", dir: string, vlmo: Record<string, unknown> = {}): Promise<void> {
   const { writeFileSync, mkdirSync } = await import("node:fs");
   const extra = method === "vlmo" ? { vlmo: { order: ["image-text"], ...vlmo } } : method === "msp" ? { msp: { order: ["sentence"] } } : {};
   const r = validateRecipe({ method, model: MODELS[method], data: { world }, train: { seed: 3, batchSize: 8, lr: 1e-3, warmup: 0.1, steps: 2, workers: 0 }, ...extra });

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 import { join, resolve } from "node:path";
 import { runSynth } from "./synth.ts";
-import { loadRecipe } from "../pretrain/recipe.ts";
+import { loadRecipe } from "../methods/index.ts";
 import { buildStrategy } from "./pretrain.ts";
 import { train } from "../train/trainer.ts";
 import { claimRunDir, runFiles } from "../train/rundir.ts";

@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { existsSync, mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadRecipe, validateRecipe, applySets, readRecipeJson, type Recipe } from "../pretrain/recipe.ts";
+import { applySets, readRecipeJson, type Recipe } from "../pretrain/recipe.ts";
 import { claimRunDir } from "../train/rundir.ts";
 import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 import type { Stage } from "../train/trainer.ts";
@@ -166,6 +166,8 @@ export async function main(argv: string[]): Promise<void> {
     let recipe: Recipe | undefined;
     let runDir: string | undefined;
     if (main) {
+      // recipes are checked against the registered methods' sections (src/methods/recipe.ts)
+      const { loadRecipe, validateRecipe } = await import("../methods/index.ts");
       if (values.resume) {
         runDir = values.resume;
         const saved = join(runDir, "recipe.json");

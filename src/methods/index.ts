@@ -6,3 +6,4 @@ import "./vlmo.ts";
 
 export { getMethod, methodNames, registerMethod, type MethodDef, type ModelSpec, type TaskNet, type RetrievalModel, type RankOptions, type ModelDescription } from "./method.ts";
 export { loadRun, readRunConfig, readRunInfo, writeRunInfo, writeRunConfig, modelFile, vlpkitVersion, vocabIdentity, type RunConfig, type RunInfo, type LoadedRun, type LoadRunOptions, type TaskName } from "./run.ts";
+export { recipeSchema, validateRecipe, loadRecipe } from "./recipe.ts";

@@ -6,6 +6,7 @@
 import type { Module, Tensor } from "../engine/index.ts";
 import type { HostBatch } from "../data/loader.ts";
 import type { Recipe } from "../pretrain/recipe.ts";
+import type { TSchema } from "../pretrain/schema.ts";
 import type { Source, Stage } from "../train/trainer.ts";
 import type { TaskHead, RegionMatcher } from "../models/region_tasks.ts";
 import type { SemVLPMode } from "../models/semvlp.ts";
@@ -56,6 +57,8 @@ export interface MethodDef {
   presets: readonly string[];
   /** What its batches hold: region features or pixels. */
   input: "regions" | "pixels";
+  /** The schema of the recipe's section named after the method (`recipe.<name>`), declared with its strategy. */
+  section: TSchema;
   /** Pre-training: the strategy of src/pretrain/ (the model and its stages). */
   buildStrategy(r: Recipe): { model: Module; stages: Stage[] };
   /** The model spec a recipe trains (VLMo: vlmo.standard folded into the overrides). */

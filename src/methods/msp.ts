@@ -5,7 +5,7 @@ import { cat, ones, zeros, noGrad, F, type Tensor } from "../engine/index.ts";
 import { LxmertModel, lxmertConfig, LXMERT_PRESETS, type LxmertConfig, type LxmertPreset } from "../models/lxmert.ts";
 import { LxmertSForMSP } from "../models/lxmert_msp.ts";
 import type { RegionMatcher } from "../models/region_tasks.ts";
-import { buildMSP } from "../pretrain/msp.ts";
+import { buildMSP, MSP_SECTION } from "../pretrain/msp.ts";
 import { registerMethod } from "./method.ts";
 import { regionMethod, catText, catRegions, textOf, regionsOf } from "./region.ts";
 
@@ -16,6 +16,7 @@ export const MSP = registerMethod({
   name: "msp",
   title: "LXMERT-S",
   presets: Object.keys(LXMERT_PRESETS),
+  section: MSP_SECTION,
   buildStrategy: buildMSP,
   modelSpec: (r) => r.model,
   ...regionMethod({

@@ -7,7 +7,7 @@ import type { HostBatch } from "../data/loader.ts";
 import type { StepContext } from "../train/trainer.ts";
 import { SemVLPForPreTraining, SemVLPModel, semvlpConfig, SEMVLP_PRESETS, type SemVLPConfig, type SemVLPPreset } from "../models/semvlp.ts";
 import type { RegionMatcher, RegionInputs, TextInputs } from "../models/region_tasks.ts";
-import { buildSemVLP } from "../pretrain/semvlp.ts";
+import { buildSemVLP, SEMVLP_SECTION } from "../pretrain/semvlp.ts";
 import { registerMethod, type RankOptions } from "./method.ts";
 import { regionMethod, pickText, pickRegions, textOf, regionsOf, idxTensor } from "./region.ts";
 
@@ -17,6 +17,7 @@ export const SEMVLP = registerMethod({
   name: "semvlp",
   title: "SemVLP",
   presets: Object.keys(SEMVLP_PRESETS),
+  section: SEMVLP_SECTION,
   buildStrategy: buildSemVLP,
   modelSpec: (r) => r.model,
   ...regionMethod({

@@ -7,7 +7,7 @@ import { computeItc } from "../objectives/losses.ts";
 import { VLMoModel, vlmoConfig, convertOfficialStateDict, VLMO_PRESETS, type VLMoConfig, type VLMoHeadsConfig, type VLMoPreset } from "../models/vlmo/index.ts";
 import { VLMoForPretraining, type MimTarget } from "../models/vlmo/pretraining.ts";
 import type { TaskHead } from "../models/region_tasks.ts";
-import { buildVLMo } from "../pretrain/vlmo.ts";
+import { buildVLMo, VLMO_SECTION } from "../pretrain/vlmo.ts";
 import { registerMethod, type ModelSpec, type TaskNet } from "./method.ts";
 import { idxTensor } from "./region.ts";
 
@@ -44,6 +44,7 @@ export const VLMO = registerMethod({
   title: "VLMo",
   presets: Object.keys(VLMO_PRESETS),
   input: "pixels",
+  section: VLMO_SECTION,
   buildStrategy: buildVLMo,
   // VLMo's Table 5 ablation is set outside `model` (recipe.vlmo.standard) but changes the network
   modelSpec: (r) => (r.vlmo?.standard !== undefined ? { ...r.model, overrides: { standard: r.vlmo.standard, ...(r.model.overrides ?? {}) } } : r.model),

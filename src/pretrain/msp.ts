@@ -9,7 +9,8 @@ import { lxmertConfig, type LxmertPreset, type LxmertConfig, type LxmertInputs }
 import { LxmertSForMSP } from "../models/lxmert_msp.ts";
 import { computeObjectPrediction, computeItm, computeIfrs, computeTopic, type LossOut, type ObjectLossWeighting } from "../objectives/losses.ts";
 import { shuffleTriplets } from "../objectives/masking.ts";
-import type { Recipe } from "./recipe.ts";
+import { sectionOf, STAGE_SETTINGS, VISUAL_WEIGHTING, type Recipe } from "./recipe.ts";
+import { Type, num, RATIO, WEIGHT } from "./schema.ts";
 import type { Source, Stage, StepContext } from "../train/trainer.ts";
 import type { Tensor, Generator } from "../engine/index.ts";
 import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets, maskedLm, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
@@ -48,6 +49,21 @@ export const MSP_ITC_DIM = 64;
  */
 export const MSP_DEFAULTS = { lossesOnMismatched: true, hardFraction: undefined as number | undefined, itc: 0, itmPaired: false };
 
+/** The recipe's `msp` section (registered by src/methods/msp.ts); the defaults are buildMSP's. */
+export const MSP_SECTION = Type.Object({
+  order: Type.Optional(Type.Array(Type.String(), { description: "the stages in order (default token, phrase, sentence)" })),
+  joint: Type.Optional(Type.Boolean({ description: "one stage mixing the granularities instead of one stage each" })),
+  stages: Type.Optional(Type.Record(Type.String(), Type.Object({
+    ...STAGE_SETTINGS,
+    losses: Type.Optional(Type.Record(Type.String(), num(WEIGHT), { description: "loss weights of the stage" })),
+  }, { additionalProperties: false }), { description: "per stage: the train fields it overrides and its loss weights" })),
+  visualWeighting: Type.Optional(VISUAL_WEIGHTING),
+  lossesOnMismatched: Type.Optional(Type.Boolean({ description: "MLM and the visual losses on ITM negatives too (default true, as LXMERT)" })),
+  hardFraction: Type.Optional(num(RATIO, { description: "the share of ITM negatives drawn from the hard-negative pool" })),
+  itc: Type.Optional(num(WEIGHT, { description: "weight of the ITC term in the sentence stage (default 0)" })),
+  itmPaired: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false, description: "MSP's (LXMERT-S) settings" });
+
 export function parseOrder(order: string[]): Granularity[] {
   return order.map((o) => {
     const g = ALIASES[o.toLowerCase()];
@@ -57,7 +73,7 @@ export function parseOrder(order: string[]): Granularity[] {
 }
 
 export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
-  const m = { order: ["token", "phrase", "sentence"], joint: false, stages: {}, visualWeighting: "mask" as const, ...MSP_DEFAULTS, ...(r.msp ?? {}) };
+  const m = { order: ["token", "phrase", "sentence"], joint: false, stages: {}, visualWeighting: "mask" as const, ...MSP_DEFAULTS, ...(sectionOf(r, "msp", MSP_SECTION) ?? {}) };
   const order = parseOrder(m.order);
   const sources = sourcesFor(r.data, "msp", REGION_TEXT_FORMATS);
   checkMspSources(sources, order);

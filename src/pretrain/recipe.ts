@@ -1,154 +1,187 @@
 // Recipes: JSON files that describe a pre-training run (method, model preset, data, schedule,
-// strategy settings). Unknown keys and wrong types are rejected naming the offending key.
+// strategy settings). Their keys are TypeBox schemas (./schema.ts): the common ones here, each
+// method's section with its strategy; src/methods/recipe.ts puts them together from the method
+// registry and checks a recipe. Unknown keys and wrong types are rejected naming the offending key.
 import { readFileSync, existsSync } from "node:fs";
 import { resolve } from "node:path";
+import { availableParallelism } from "node:os";
 import { precisionDtype, PRECISIONS, type Precision } from "../engine/dtype.ts";
 import { parseDevice } from "../engine/device.ts";
-import { checkRange, checkRanges, TRAIN_RANGES, RATIO, WEIGHT, COUNT } from "./ranges.ts";
-import { checkSources, type DataSource } from "./sources.ts";
+import { Type, check, choice, describe, num, COUNT, type Filled, type Range, type Static, type TSchema } from "./schema.ts";
+import { checkSources, sourceSchema, type DataSource } from "./sources.ts";
 
-export interface TrainSection {
-  seed: number;
-  batchSize: number;
-  lr: number;
-  /** Warmup as a fraction of each stage's steps. */
-  warmup: number;
-  epochs?: number;
-  steps?: number;
-  clip: number;
-  accumulate: number;
-  checkpointEvery: number;
-  /** Keep only the newest N checkpoints (0: keep all). */
-  keepCheckpoints?: number;
-  /** Evaluate on the held-out split every N steps (0: only at the end of each stage). */
-  evalEvery: number;
-  workers: number;
-  weightDecay: number;
-  /**
-   * "fp32" (default) or "bf16": forward and loss under libtorch's autocast to bfloat16 (weights,
-   * gradients, optimizer state and checkpoints stay float32). "fp16" is CUDA-only.
-   */
-  precision: Precision;
-  /** "cpu" (default), "cuda" or "cuda:N"; `--device` overrides it. "cuda" is each data-parallel worker's own GPU. */
-  device: string;
+/** Loader worker threads: more than twice the cores (at least 8) only cost memory. */
+export const MAX_WORKERS = Math.max(8, 2 * availableParallelism());
+/** What a recipe's schema allows for `train.workers` (the machine's own bound is checked after it: the schema file is the same on every machine). */
+const WORKERS_SCHEMA: Range = { int: true, min: 0, max: 1024, why: "loader threads" };
+const WORKERS: Range = { int: true, min: 0, max: MAX_WORKERS, why: `loader threads; this machine has ${availableParallelism()} cores` };
+
+/** The numeric fields of the train section of pre-training and fine-tuning recipes (and of stages that override them). */
+export const TRAIN_RANGES = {
+  seed: { int: true, min: 0, max: 2 ** 31 - 1 },
+  batchSize: { int: true, min: 1, max: 1 << 16 },
+  lr: { above: 0, max: 1 },
+  warmup: { min: 0, max: 1 },
+  epochs: { above: 0, max: 1e6 },
+  steps: { int: true, min: 1, max: 1e9 },
+  clip: { above: 0, why: "the gradient norm is clipped to it; <= 0 would zero or reverse the gradients" },
+  accumulate: { int: true, min: 1, max: 1024 },
+  checkpointEvery: COUNT,
+  keepCheckpoints: COUNT,
+  evalEvery: COUNT,
+  workers: WORKERS_SCHEMA,
+  weightDecay: { min: 0, max: 1 },
+} satisfies Record<string, Range>;
+
+const DOC = {
+  seed: "seed of the model's initialisation, the data order and the masking",
+  batchSize: "examples per step (per data-parallel worker)",
+  lr: "peak learning rate",
+  warmup: "linear warmup as a fraction of each stage's steps",
+  epochs: "passes over the data (or steps)",
+  steps: "optimizer steps (or epochs)",
+  clip: "gradient norm clipped to this",
+  accumulate: "micro-batches accumulated per optimizer step",
+  checkpointEvery: "write a checkpoint every N steps (0: only at the end)",
+  keepCheckpoints: "keep only the newest N checkpoints (0: keep all)",
+  evalEvery: "evaluate on the held-out split every N steps (0: only at the end of each stage)",
+  workers: "loader worker threads",
+  weightDecay: "AdamW weight decay",
+  precision: "fp32, or bf16 (autocast for the forward and loss; weights, gradients and checkpoints stay fp32); fp16 is CUDA-only",
+  device: "cpu, cuda or cuda:N (--device overrides it)",
+} as const;
+
+/** A train field with its range and, when given, the default filled in when it is absent. */
+export function trainField(k: keyof typeof TRAIN_RANGES, dflt?: number) {
+  return Type.Optional(num(TRAIN_RANGES[k], { description: DOC[k], ...(dflt !== undefined ? { default: dflt } : {}) }));
 }
+/** train.precision and train.device, with their defaults. */
+export const TRAIN_DEVICE = {
+  precision: Type.Optional(choice(PRECISIONS as readonly Precision[] as ["fp32", "bf16", "fp16"], { description: DOC.precision, default: "fp32" })),
+  device: Type.Optional(Type.String({ description: DOC.device, default: "cpu" })),
+};
+/** The train section is optional; absent, it is {} with every default filled in. */
+export const TRAIN_OPTIONS = { additionalProperties: false, default: {}, description: "training settings (absent ones take their defaults)" };
 
-export interface Recipe {
-  method: "semvlp" | "msp" | "vlmo";
-  description?: string;
-  model: { preset: string; overrides?: Record<string, unknown> };
-  /**
-   * The data: either `world`, the synthetic world (or a folder laid out like it) that holds the data
-   * files, or `sources`, datasets named by format and path (src/pretrain/sources.ts; `world` is the
-   * shorthand of one `synth` source). `karpathy`: the image-text split file VLMo reads, relative to
-   * the world (default karpathy/dataset_synth.json; karpathy/dataset_emoji.json for a folder written
-   * by `vlp data emoji`). `root`: the folder relative source paths start from (default: the current
-   * folder), so that one `--set data.root=DIR` points a recipe at another copy of the same tree.
-   */
-  data: { world?: string; regions?: string; karpathy?: string; root?: string; sources?: DataSource[] };
-  train: TrainSection;
-  semvlp?: { singleRatio: number; losses: Record<string, number>; visualWeighting: "mask" | "confidence" | "mask*confidence"; qa: boolean; itmSources?: string[]; textSources?: string[]; itmPaired?: boolean; textWarmup?: { steps: number; lr?: number } };
-  msp?: { order: string[]; joint: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number; losses?: Record<string, number> }>; visualWeighting: "mask" | "confidence" | "mask*confidence"; lossesOnMismatched?: boolean; hardFraction?: number; itc?: number; itmPaired?: boolean };
-  vlmo?: Record<string, unknown>;
-}
+export const PRETRAIN_TRAIN = Type.Object({
+  seed: trainField("seed", 0),
+  batchSize: trainField("batchSize", 32),
+  lr: trainField("lr", 1e-4),
+  warmup: trainField("warmup", 0.05),
+  epochs: trainField("epochs"),
+  steps: trainField("steps"),
+  clip: trainField("clip", 1),
+  accumulate: trainField("accumulate", 1),
+  checkpointEvery: trainField("checkpointEvery", 0),
+  keepCheckpoints: trainField("keepCheckpoints"),
+  evalEvery: trainField("evalEvery", 0),
+  workers: trainField("workers", 1),
+  weightDecay: trainField("weightDecay", 0.01),
+  ...TRAIN_DEVICE,
+}, TRAIN_OPTIONS);
 
-const TRAIN_DEFAULTS: TrainSection = { seed: 0, batchSize: 32, lr: 1e-4, warmup: 0.05, clip: 1, accumulate: 1, checkpointEvery: 0, evalEvery: 0, workers: 1, weightDecay: 0.01, precision: "fp32", device: "cpu" };
+/** The train section once checked: every field but epochs, steps and keepCheckpoints filled in. */
+export type TrainSection = Filled<Static<typeof PRETRAIN_TRAIN>, Exclude<keyof Static<typeof PRETRAIN_TRAIN>, "epochs" | "steps" | "keepCheckpoints">>;
 
-type Shape = "number" | "string" | "boolean" | "object" | "string[]" | "any";
-const SCHEMA: Record<string, Record<string, Shape>> = {
-  "": { method: "string", description: "string", model: "object", data: "object", train: "object", semvlp: "object", msp: "object", vlmo: "object", $schema: "string" },
-  model: { preset: "string", overrides: "object" },
-  data: { world: "string", regions: "string", karpathy: "string", root: "string", sources: "any" },
-  train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", keepCheckpoints: "number", evalEvery: "number", workers: "number", weightDecay: "number", precision: "string", device: "string" },
-  semvlp: { singleRatio: "number", losses: "object", visualWeighting: "string", qa: "boolean", itmSources: "string[]", textSources: "string[]", itmPaired: "boolean", textWarmup: "object" },
-  msp: { order: "string[]", joint: "boolean", stages: "object", visualWeighting: "string", lossesOnMismatched: "boolean", hardFraction: "number", itc: "number", itmPaired: "boolean" },
-  vlmo: { stages: "object", itmHardNegatives: "boolean", mlmWeight: "number", itmWeight: "number", itmRandomSteps: "number", trimPadding: "boolean", mimTarget: "string", standard: "boolean", order: "string[]", augment: "any" },
+/** A stage's own settings (`msp.stages.<stage>`, `vlmo.stages.<stage>`): the train fields it overrides. */
+export const STAGE_SETTINGS = {
+  epochs: Type.Optional(num(TRAIN_RANGES.epochs)),
+  steps: Type.Optional(num(TRAIN_RANGES.steps)),
+  batchSize: Type.Optional(num(TRAIN_RANGES.batchSize)),
+  lr: Type.Optional(num(TRAIN_RANGES.lr)),
 };
 
-function typeOk(v: unknown, s: Shape): boolean {
-  if (s === "any") return true;
-  if (s === "string[]") return Array.isArray(v) && v.every((x) => typeof x === "string");
-  if (s === "object") return typeof v === "object" && v !== null && !Array.isArray(v);
-  return typeof v === s;
+/** What a region loss is weighted by: the mask, the detector's confidence, or both. */
+export const VISUAL_WEIGHTING = choice(["mask", "confidence", "mask*confidence"], { description: "what the visual losses are weighted by (default mask)" });
+
+/** A model as a recipe names it: a preset of the method and overrides of its config. */
+export const MODEL = Type.Object({
+  preset: Type.String({ minLength: 1, description: "a config preset of the method (tiny, small, base, large...)" }),
+  overrides: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: "fields of the preset's config replaced" })),
+}, { additionalProperties: false });
+
+/**
+ * The data: either `world`, the synthetic world (or a folder laid out like it) that holds the data
+ * files, or `sources`, datasets named by format and path (src/pretrain/sources.ts; `world` is the
+ * shorthand of one `synth` source). `karpathy`: the image-text split file VLMo reads, relative to
+ * the world (default karpathy/dataset_synth.json; karpathy/dataset_emoji.json for a folder written
+ * by `vlp data emoji`). `root`: the folder relative source paths start from (default: the current
+ * folder), so that one `--set data.root=DIR` points a recipe at another copy of the same tree.
+ */
+export const PRETRAIN_DATA = Type.Object({
+  world: Type.Optional(Type.String({ description: "a synthetic world (vlp data synth), or a folder laid out like one" })),
+  regions: Type.Optional(Type.String({ description: "another region features file of the world" })),
+  karpathy: Type.Optional(Type.String({ description: "the image-text split file relative to the world (default karpathy/dataset_synth.json)" })),
+  root: Type.Optional(Type.String({ description: "the folder relative source paths start from (default: the current folder)" })),
+  sources: Type.Optional(Type.Array(sourceSchema(), { minItems: 1, description: "datasets by format and path" })),
+}, { additionalProperties: false, description: "world (the synthetic world) or sources, not both" });
+
+/**
+ * The keys every pre-training recipe has; the method sections (`semvlp`, `msp`, `vlmo`) are each
+ * method's own (its strategy's `*_SECTION` schema), added by the method registry (src/methods/recipe.ts).
+ */
+export const RECIPE_KEYS = {
+  $schema: Type.Optional(Type.String({ description: "the JSON schema of this file (for editors)" })),
+  method: Type.String({ description: "the pre-training method" }),
+  description: Type.Optional(Type.String()),
+  model: MODEL,
+  data: PRETRAIN_DATA,
+  train: Type.Optional(PRETRAIN_TRAIN),
+};
+
+type RecipeKeys = Static<ReturnType<typeof Type.Object<typeof RECIPE_KEYS>>>;
+
+/** A checked pre-training recipe: the common keys, train filled with its defaults, and the method sections (each read by its strategy). */
+export type Recipe = Omit<RecipeKeys, "train" | "data"> & {
+  data: Omit<Static<typeof PRETRAIN_DATA>, "sources"> & { sources?: DataSource[] };
+  train: TrainSection;
+  [section: string]: unknown;
+};
+
+/** A method's section of a recipe (`recipe.<method>`), as its schema types it; undefined when absent. */
+export function sectionOf<S extends TSchema>(r: Recipe, name: string, _schema: S): Static<S> | undefined {
+  return r[name] as Static<S> | undefined;
 }
 
-/** Check a recipe object; throws naming the first offending key (e.g. `recipe.train.lr: expected a number`). */
-export function validateRecipe(r: unknown, where = "recipe"): Recipe {
-  if (typeof r !== "object" || r === null) throw new Error(`${where}: expected a JSON object`);
-  for (const [section, fields] of Object.entries(SCHEMA)) {
-    const obj = section === "" ? r : (r as Record<string, unknown>)[section];
-    if (obj === undefined) continue;
-    for (const [k, v] of Object.entries(obj as Record<string, unknown>)) {
-      const key = section ? `${where}.${section}.${k}` : `${where}.${k}`;
-      if (!(k in fields)) throw new Error(`${key}: unknown key (allowed: ${Object.keys(fields).join(", ")})`);
-      if (!typeOk(v, fields[k])) throw new Error(`${key}: expected ${fields[k] === "string[]" ? "a list of strings" : `a ${fields[k]}`}, got ${JSON.stringify(v)}`);
-    }
-  }
-  const rec = r as Recipe;
-  if (!["semvlp", "msp", "vlmo"].includes(rec.method)) throw new Error(`${where}.method: expected "semvlp", "msp" or "vlmo", got ${JSON.stringify(rec.method)}`);
-  if (!rec.model?.preset) throw new Error(`${where}.model.preset: required`);
-  checkData(rec, where);
-  rec.train = { ...TRAIN_DEFAULTS, ...(rec.train ?? {}) };
-  const t = rec.train;
-  checkRanges(t as unknown as Record<string, unknown>, `${where}.train`, TRAIN_RANGES);
-  checkTrainDevice(t, where);
-  checkStrategyRanges(rec, where);
+/**
+ * Checks a pre-training recipe against `schema` (the common keys and the registered methods'
+ * sections: src/methods/recipe.ts builds it), fills in the train defaults and resolves the data
+ * paths; throws naming the first offending key (e.g. `recipe.train.lr: expected a number ...`).
+ */
+export function checkRecipe(schema: TSchema, r: unknown, where = "recipe"): Recipe {
+  if (typeof r !== "object" || r === null || Array.isArray(r)) throw new Error(`${where}: expected a JSON object`);
+  const data = (r as Record<string, unknown>).data;
+  // the sources first: their own checks name the format's keys and files, and resolve the paths
+  if (typeof data === "object" && data !== null && !Array.isArray(data)) checkData(data as Recipe["data"], where);
+  const rec = check(schema, r, where) as Recipe;
+  checkWorkers(rec.train.workers, `${where}.train.workers`);
+  checkTrainDevice(rec.train, where);
   return rec;
+}
+
+/** train.workers within this machine's bound (the schema's is the same everywhere). */
+export function checkWorkers(v: number, key: string): void {
+  if (v > WORKERS.max!) throw new Error(`${key}: expected ${describe(num(WORKERS))} (${WORKERS.why}), got ${JSON.stringify(v)}`);
 }
 
 /**
  * `data.world` (the synthetic world) or `data.sources` (checked, their paths resolved against
  * `data.root`, itself against the current folder), not both.
  */
-function checkData(rec: Recipe, where: string): void {
-  const d = rec.data;
-  if (d?.sources === undefined) {
-    if (!d?.world) throw new Error(`${where}.data.world: required (or data.sources)`);
+function checkData(d: Recipe["data"], where: string): void {
+  if (d.sources === undefined) {
+    if (!d.world) throw new Error(`${where}.data.world: required (or data.sources)`);
     if (d.root !== undefined) throw new Error(`${where}.data.root: only used with data.sources`);
     return;
   }
   for (const k of ["world", "regions", "karpathy"] as const) {
     if (d[k] !== undefined) throw new Error(`${where}.data.${k}: not with data.sources (a synthetic world is the source {"format": "synth", "world": ...})`);
   }
-  if (d.root !== undefined) {
+  if (typeof d.root === "string") {
     d.root = resolve(d.root);
     if (!existsSync(d.root)) throw new Error(`${where}.data.root: no such folder ${d.root}`);
   }
-  d.sources = checkSources(d.sources, `${where}.data.sources`, d.root ?? process.cwd());
-}
-
-/** The numeric settings of each method's section (ratios, loss weights, per-stage steps and learning rates). */
-function checkStrategyRanges(rec: Recipe, where: string): void {
-  const weights = (m: unknown, key: string) => {
-    if (m === undefined) return;
-    if (typeof m !== "object" || m === null || Array.isArray(m)) throw new Error(`${key}: expected an object of loss weights`);
-    for (const [k, v] of Object.entries(m)) checkRange(v, `${key}.${k}`, WEIGHT);
-  };
-  const stages = (m: unknown, key: string) => {
-    if (m === undefined) return;
-    for (const [name, st] of Object.entries(m as Record<string, unknown>)) {
-      if (typeof st !== "object" || st === null || Array.isArray(st)) throw new Error(`${key}.${name}: expected an object`);
-      const { losses, ...rest } = st as Record<string, unknown>;
-      checkRanges(rest, `${key}.${name}`, TRAIN_RANGES);
-      weights(losses, `${key}.${name}.losses`);
-    }
-  };
-  const s = rec.semvlp;
-  if (s) {
-    checkRanges(s as unknown as Record<string, unknown>, `${where}.semvlp`, { singleRatio: RATIO });
-    weights(s.losses, `${where}.semvlp.losses`);
-    checkRanges(s.textWarmup as Record<string, unknown> | undefined, `${where}.semvlp.textWarmup`, { steps: { int: true, min: 0, max: 1e9 }, lr: TRAIN_RANGES.lr });
-  }
-  const m = rec.msp;
-  if (m) {
-    checkRanges(m as unknown as Record<string, unknown>, `${where}.msp`, { hardFraction: RATIO, itc: WEIGHT });
-    stages(m.stages, `${where}.msp.stages`);
-  }
-  const v = rec.vlmo;
-  if (v) {
-    checkRanges(v, `${where}.vlmo`, { mlmWeight: WEIGHT, itmWeight: WEIGHT, itmRandomSteps: COUNT });
-    stages(v.stages, `${where}.vlmo.stages`);
-  }
+  d.sources = checkSources(d.sources, `${where}.data.sources`, typeof d.root === "string" ? d.root : process.cwd());
 }
 
 /** Checks train.device's form and train.precision for that device (fp16 is refused on the CPU). */
@@ -206,11 +239,4 @@ export function readRecipeJson(path: string, sets: string[] = []): Record<string
   }
   applySets(raw, sets);
   return raw;
-}
-
-/** Read a recipe file; relative data paths are resolved against the current directory. */
-export function loadRecipe(path: string, sets: string[] = []): Recipe {
-  const r = validateRecipe(readRecipeJson(path, sets), path);
-  if (r.data.world !== undefined) r.data.world = resolve(r.data.world);
-  return r;
 }

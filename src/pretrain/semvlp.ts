@@ -5,7 +5,8 @@
 // ITM (50% random negatives) and image QA; MLM, object and QA losses only on matched pairs.
 import { SemVLPForPreTraining, semvlpConfig, type SemVLPMode, type SemVLPPreset } from "../models/semvlp.ts";
 import { computeObjectPrediction, computeItm, computeQa } from "../objectives/losses.ts";
-import type { Recipe } from "./recipe.ts";
+import { sectionOf, TRAIN_RANGES, VISUAL_WEIGHTING, type Recipe } from "./recipe.ts";
+import { Type, num, RATIO, WEIGHT } from "./schema.ts";
 import type { Tensor, Generator } from "../engine/index.ts";
 import type { Stage } from "../train/trainer.ts";
 import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted, maskedLm, renameMetrics, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
@@ -24,9 +25,26 @@ export function semvlpInputs(batch: Record<string, Tensor>, generator: Generator
   return { text: maskText(batch, generator, vocab, { matched }), vis: maskVisual(batch, generator), matched };
 }
 
+/** The recipe's `semvlp` section (registered by src/methods/semvlp.ts); the defaults are buildSemVLP's. */
+export const SEMVLP_SECTION = Type.Object({
+  singleRatio: Type.Optional(num(RATIO, { description: "the share of single-stream mini-batches (default 0.5)" })),
+  losses: Type.Optional(Type.Object(
+    { mlm: Type.Optional(num(WEIGHT)), obj: Type.Optional(num(WEIGHT)), attr: Type.Optional(num(WEIGHT)), feat: Type.Optional(num(WEIGHT)), itm: Type.Optional(num(WEIGHT)), qa: Type.Optional(num(WEIGHT)), itc: Type.Optional(num(WEIGHT)) } satisfies Record<keyof typeof SEMVLP_LOSSES, unknown>,
+    { additionalProperties: false, description: "loss weights (default 1 each, itc 0)" },
+  )),
+  visualWeighting: Type.Optional(VISUAL_WEIGHTING),
+  qa: Type.Optional(Type.Boolean({ description: "the image QA task (default true)" })),
+  itmSources: Type.Optional(Type.Array(Type.String(), { description: "the sentf sources ITM negatives are drawn from" })),
+  textSources: Type.Optional(Type.Array(Type.String(), { description: "the sentf sources read (default mscoco, vqa, gqa)" })),
+  itmPaired: Type.Optional(Type.Boolean()),
+  textWarmup: Type.Optional(Type.Object({
+    steps: num({ int: true, min: 0, max: 1e9 }),
+    lr: Type.Optional(num(TRAIN_RANGES.lr)),
+  }, { additionalProperties: false, description: "a text-only warmup stage before the main one" })),
+}, { additionalProperties: false, description: "SemVLP's settings" });
+
 export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: Stage[] } {
-  const s = { singleRatio: 0.5, losses: SEMVLP_LOSSES, visualWeighting: "mask" as const, qa: true, itmSources: undefined as string[] | undefined, textSources: ["mscoco", "vqa", "gqa"], itmPaired: false, textWarmup: undefined as { steps: number; lr?: number } | undefined, ...(r.semvlp ?? {}) };
-  if (s.singleRatio < 0 || s.singleRatio > 1) throw new Error(`recipe.semvlp.singleRatio: a fraction in [0, 1], got ${s.singleRatio}`);
+  const s = { singleRatio: 0.5, losses: SEMVLP_LOSSES, visualWeighting: "mask" as const, qa: true, itmSources: undefined as string[] | undefined, textSources: ["mscoco", "vqa", "gqa"], itmPaired: false, textWarmup: undefined as { steps: number; lr?: number } | undefined, ...(sectionOf(r, "semvlp", SEMVLP_SECTION) ?? {}) };
   const sources = sourcesFor(r.data, "semvlp", REGION_TEXT_FORMATS.filter((f) => f !== "vg"));
   const answers = semvlpAnswers(sources, s.qa);
   const losses = { ...SEMVLP_LOSSES, ...s.losses };

@@ -7,6 +7,7 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { expandShards } from "../data/formats/wds.ts";
 import type { WebDatasetInput } from "./imagetext_input.ts";
+import { Type, num, type TSchema } from "./schema.ts";
 
 export const SOURCE_FORMATS = ["synth", "lxmert", "vg", "karpathy", "coco-captions", "vilt-arrow", "webdataset", "vqa", "gqa", "nlvr2"] as const;
 export type SourceFormat = (typeof SOURCE_FORMATS)[number];
@@ -114,6 +115,40 @@ const FORMAT_KEYS: Record<SourceFormat, { keys: Record<string, Kind>; required: 
   gqa: { keys: { json: "files", answers: "file", regions: "files", images: "dir", eval: "object", test: "object" }, required: ["json", "answers"], eval: ["json", "regions", "images"] },
   nlvr2: { keys: { json: "files", jsonl: "files", regions: "files", images: "dir", eval: "object", test: "object" }, required: [], eval: ["json", "jsonl", "regions", "images"] },
 };
+
+/** A kind of source key as a schema. */
+function kindSchema(k: Kind): TSchema {
+  const path = Type.String({ minLength: 1 });
+  switch (k) {
+    case "file": case "dir": case "string": return path;
+    case "files": case "patterns": return Type.Union([path, Type.Array(path, { minItems: 1 })]);
+    case "strings": return Type.Array(path, { minItems: 1 });
+    case "number": return Type.Number();
+    case "object": return Type.Object({});
+  }
+}
+
+/**
+ * One entry of `data.sources` as a schema, from FORMAT_KEYS: one object per format (its `format`
+ * a constant, its keys and required keys, its `eval` / `test` keys), for editors and for checking
+ * recipe files; `checkSources` checks the same keys at run time and the files they name.
+ */
+export function sourceSchema(): TSchema {
+  return Type.Union(SOURCE_FORMATS.map((format) => {
+    const spec = FORMAT_KEYS[format];
+    const split = Type.Object(Object.fromEntries(spec.eval.map((k) => [k, Type.Optional(kindSchema(spec.keys[k]))])), { additionalProperties: false });
+    const props: Record<string, TSchema> = {
+      name: Type.String({ pattern: "^[\\w.-]+$", description: "the source's name (letters, digits, _ . -)" }),
+      format: Type.Literal(format),
+      weight: Type.Optional(num({ above: 0 }, { description: "sampling weight among the sources a stage mixes (default 1)" })),
+    };
+    for (const [k, kind] of Object.entries(spec.keys)) {
+      const schema = k === "eval" || k === "test" ? split : kindSchema(kind);
+      props[k] = spec.required.includes(k) ? schema : Type.Optional(schema);
+    }
+    return Type.Object(props, { additionalProperties: false, title: `a ${format} source` });
+  }));
+}
 
 const KARPATHY_SPLITS = ["train", "val", "test", "restval"];
 

@@ -17,7 +17,8 @@ import { computeItc, computeItm, computeMim, sampleHardNegatives } from "../obje
 import { otherIndex } from "../objectives/sampling.ts";
 import { hogPatches } from "../objectives/hog.ts";
 import type { Rng } from "../engine/rng.ts";
-import type { Recipe } from "./recipe.ts";
+import { sectionOf, STAGE_SETTINGS, type Recipe } from "./recipe.ts";
+import { Type, choice, num, COUNT, WEIGHT, RATIO, type Static } from "./schema.ts";
 import type { Source, Stage, StepContext } from "../train/trainer.ts";
 import type { Dist } from "../engine/dist.ts";
 import type { LossOut } from "../objectives/losses.ts";
@@ -109,34 +110,53 @@ export function vlmoItc(model: VLMoModel, img: VLMoUnimodalOutput, txt: VLMoUnim
   return { loss, i2t: main.i2t, t2i: main.t2i, metrics: { ...main.metrics, ...vlMetrics, itc_cls_loss: main.metrics.itc_loss, itc_loss: loss.item() } };
 }
 
+/** The recipe's `vlmo.augment`: true, false, or some fields of VLMO_PRETRAIN_AUGMENT. */
+const AUGMENT = Type.Union([
+  Type.Boolean(),
+  Type.Object({
+    scale: Type.Optional(Type.Array(num({ min: 0, max: 1 }), { minItems: 2, maxItems: 2, description: "RandomResizedCrop's area fraction [lo, hi] (official 0.5, 1)" })),
+    flip: Type.Optional(Type.Boolean({ description: "mirror half of the images (official true)" })),
+    n: Type.Optional(num({ int: true, min: 0, max: 16 }, { description: "RandAugment ops drawn per image (official 2)" })),
+    m: Type.Optional(num({ min: 0, max: 10 }, { description: "their magnitude, 0-10 (official 7)" })),
+    p: Type.Optional(num(RATIO, { description: "the chance each drawn op applies (official 0.5)" })),
+    ops: Type.Optional(Type.Array(choice(AUG_OPS), { minItems: 1, description: "the op list drawn from" })),
+    translateMax: Type.Optional(num(RATIO, { description: "largest translation as a fraction of the side, at magnitude 10 (official 10/224)" })),
+  }, { additionalProperties: false }),
+], { description: "image augmentation in the image and image-text stages (default true: the official crop + flip + RandAugment; false: none; an object: some fields overridden)" });
+
+/** The recipe's `vlmo` section (registered by src/methods/vlmo.ts); the defaults are buildVLMo's. */
+export const VLMO_SECTION = Type.Object({
+  order: Type.Optional(Type.Array(Type.String(), { description: "the stages in order (default image, text, image-text)" })),
+  stages: Type.Optional(Type.Record(Type.String(), Type.Object(STAGE_SETTINGS, { additionalProperties: false }), { description: "per stage: the train fields it overrides" })),
+  standard: Type.Optional(Type.Boolean({ description: "Table 5 ablation: a standard Transformer, one FFN for every modality" })),
+  itmHardNegatives: Type.Optional(Type.Boolean({ description: "ITM negatives drawn from the batch's ITC similarities (default true)" })),
+  mlmWeight: Type.Optional(num(WEIGHT)),
+  itmWeight: Type.Optional(num(WEIGHT)),
+  itmRandomSteps: Type.Optional(num(COUNT, { description: "image-text steps with random ITM negatives before the hard ones" })),
+  trimPadding: Type.Optional(Type.Boolean({ description: "trim each batch's text to its longest (default true)" })),
+  mimTarget: Type.Optional(choice(["pixels", "hog"], { description: "what masked image modelling predicts (default pixels)" })),
+  augment: Type.Optional(AUGMENT),
+}, { additionalProperties: false, description: "VLMo's settings" });
+
 /**
- * `recipe.vlmo.augment`: true (default, the paper's "We apply RandAugment to the input images": the
- * official pre-training transform, VLMO_PRETRAIN_AUGMENT), false (plain resize), or an object
- * overriding some of its fields (e.g. `{ "flip": false }` where captions say left and right).
+ * `recipe.vlmo.augment` (its shape checked by VLMO_SECTION): true or absent (the paper's "We apply
+ * RandAugment to the input images": the official pre-training transform, VLMO_PRETRAIN_AUGMENT), false
+ * (plain resize), or an object overriding some of its fields (e.g. `{ "flip": false }` where captions
+ * say left and right).
  */
-export function pretrainAugment(a: unknown, where = "recipe.vlmo.augment"): PretrainAugment | null {
+export function pretrainAugment(a: Static<typeof AUGMENT> | undefined, where = "recipe.vlmo.augment"): PretrainAugment | null {
   if (a === false) return null;
   if (a === true || a === undefined) return VLMO_PRETRAIN_AUGMENT;
-  if (typeof a !== "object" || a === null || Array.isArray(a)) throw new Error(`${where}: expected true, false or an object of ${Object.keys(VLMO_PRETRAIN_AUGMENT).join(", ")}; got ${JSON.stringify(a)}`);
-  const out = { ...VLMO_PRETRAIN_AUGMENT, ...(a as Partial<PretrainAugment>) };
-  for (const k of Object.keys(a)) if (!(k in VLMO_PRETRAIN_AUGMENT)) throw new Error(`${where}.${k}: unknown key (allowed: ${Object.keys(VLMO_PRETRAIN_AUGMENT).join(", ")})`);
-  const [lo, hi] = out.scale;
-  if (!Array.isArray(out.scale) || out.scale.length !== 2 || !(lo > 0 && lo <= hi && hi <= 1)) throw new Error(`${where}.scale: expected [lo, hi] with 0 < lo <= hi <= 1, got ${JSON.stringify(out.scale)}`);
-  if (typeof out.flip !== "boolean") throw new Error(`${where}.flip: expected a boolean, got ${JSON.stringify(out.flip)}`);
-  if (!Number.isInteger(out.n) || out.n < 0) throw new Error(`${where}.n: expected an integer >= 0, got ${JSON.stringify(out.n)}`);
-  if (typeof out.m !== "number" || out.m < 0 || out.m > 10) throw new Error(`${where}.m: expected a number in [0, 10], got ${JSON.stringify(out.m)}`);
-  if (typeof out.p !== "number" || out.p < 0 || out.p > 1) throw new Error(`${where}.p: expected a number in [0, 1], got ${JSON.stringify(out.p)}`);
-  if (typeof out.translateMax !== "number" || out.translateMax < 0 || out.translateMax > 1) throw new Error(`${where}.translateMax: expected a number in [0, 1], got ${JSON.stringify(out.translateMax)}`);
-  if (!Array.isArray(out.ops) || out.ops.length === 0 || out.ops.some((o) => !(AUG_OPS as readonly string[]).includes(o))) throw new Error(`${where}.ops: expected a non-empty list of ${AUG_OPS.join(", ")}; got ${JSON.stringify(out.ops)}`);
+  const out = { ...VLMO_PRETRAIN_AUGMENT, ...a } as PretrainAugment;
+  if (!(out.scale[0] > 0 && out.scale[0] <= out.scale[1])) throw new Error(`${where}.scale: expected [lo, hi] with 0 < lo <= hi <= 1, got ${JSON.stringify(out.scale)}`);
   return out;
 }
 
 export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage[] } {
-  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: VLMO_MLM_WEIGHT, itmWeight: 1, itmRandomSteps: 0, trimPadding: true, mimTarget: "pixels", augment: true, stages: {}, ...(r.vlmo ?? {}) } as {
-    augment: boolean | Partial<PretrainAugment>; itmRandomSteps: number; mimTarget: MimTarget; order: string[]; standard: boolean; itmHardNegatives: boolean; mlmWeight: number; itmWeight: number; trimPadding: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number }>;
+  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: VLMO_MLM_WEIGHT, itmWeight: 1, itmRandomSteps: 0, trimPadding: true, mimTarget: "pixels", augment: true, stages: {}, ...(sectionOf(r, "vlmo", VLMO_SECTION) ?? {}) } as {
+    augment: Static<typeof AUGMENT>; itmRandomSteps: number; mimTarget: MimTarget; order: string[]; standard: boolean; itmHardNegatives: boolean; mlmWeight: number; itmWeight: number; trimPadding: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number }>;
   };
   const config = vlmoConfig(r.model.preset as VLMoPreset, { standard: v.standard, ...(r.model.overrides ?? {}) } as Partial<VLMoConfig>);
-  if (v.mimTarget !== "pixels" && v.mimTarget !== "hog") throw new Error(`recipe.vlmo.mimTarget: expected "pixels" or "hog", got ${JSON.stringify(v.mimTarget)}`);
   const model = new VLMoForPretraining(config, v.mimTarget);
   const augment = pretrainAugment(v.augment);
   const vocab = mlmVocab(config.vocabSize);

@@ -1,130 +1,114 @@
-// The JSON API's request and response shapes, each written once: as a JSON schema (which Fastify
-// validates and which makes the OpenAPI document at /openapi.json), with its TypeScript type derived
-// from the schema by `FromSchema`. The route modules in ./routes/ take both from here.
+// The JSON API's request and response shapes, each written once as a TypeBox schema: the JSON
+// schema Fastify validates (with its ajv) and which makes the OpenAPI document at /openapi.json, and
+// through `Static<>` its TypeScript type. The route modules in ./routes/ take both from here.
+import { Type, type Static, type TProperties, type TSchema } from "@sinclair/typebox";
 import { MAX_IMAGE_B64, MAX_TEXT } from "./limits.ts";
-
-/** The TypeScript type of a JSON schema written `as const` (the subset these schemas use). */
-export type FromSchema<S> = S extends { readonly nullable: true } ? SchemaBase<S> | null : SchemaBase<S>;
-type SchemaBase<S> =
-  S extends { readonly enum: readonly (infer E)[] } ? E
-  : S extends { readonly type: "string" } ? string
-  : S extends { readonly type: "integer" | "number" } ? number
-  : S extends { readonly type: "boolean" } ? boolean
-  : S extends { readonly type: "array"; readonly items: infer I } ? FromSchema<I>[]
-  : S extends { readonly type: "object"; readonly properties: infer P }
-    ? SchemaObject<P, S extends { readonly required: readonly (infer R)[] } ? R : never>
-  : unknown;
-type SchemaObject<P, R> = Flat<
-  { -readonly [K in keyof P as K extends R ? K : never]: FromSchema<P[K]> } &
-  { -readonly [K in keyof P as K extends R ? never : K]?: FromSchema<P[K]> }
->;
-type Flat<T> = { [K in keyof T]: T[K] };
 
 // ---------------------------------------------------------------- shared fields
 
-const checkpointField = { type: "string", pattern: "^[A-Za-z0-9._-]{1,128}$", description: "name of a served checkpoint (GET /health lists them); default: the first" } as const;
-const imageField = { type: "string", minLength: 1, maxLength: MAX_IMAGE_B64, description: "a PNG, JPEG or WebP image, base64 or a data: URL" } as const;
-const textField = { type: "string", minLength: 1, maxLength: MAX_TEXT } as const;
-const errorSchema = { type: "object", properties: { statusCode: { type: "integer" }, error: { type: "string" } } } as const;
+const checkpointField = Type.String({ pattern: "^[A-Za-z0-9._-]{1,128}$", description: "name of a served checkpoint (GET /health lists them); default: the first" });
+const imageField = Type.String({ minLength: 1, maxLength: MAX_IMAGE_B64, description: "a PNG, JPEG or WebP image, base64 or a data: URL" });
+const textField = Type.String({ minLength: 1, maxLength: MAX_TEXT });
+const errorSchema = Type.Object({ statusCode: Type.Optional(Type.Integer()), error: Type.Optional(Type.String()) });
 /** The error responses of a route that takes a body. */
-export const errors = { 400: errorSchema, 404: errorSchema, 409: errorSchema, 413: errorSchema, 415: errorSchema } as const;
-const vector = { type: "array", items: { type: "number" } } as const;
+export const errors = { 400: errorSchema, 404: errorSchema, 409: errorSchema, 413: errorSchema, 415: errorSchema };
+const vector = Type.Array(Type.Number());
+/** A reply's fields: all optional (a reply object leaves out what does not apply). */
+const reply = <P extends TProperties>(props: P) => Type.Partial(Type.Object(props));
+const body = { additionalProperties: false } as const;
+const nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
 // ---------------------------------------------------------------- GET /health
 
-export const healthReply = {
-  type: "object",
-  properties: {
-    status: { type: "string" },
-    uptime: { type: "number" },
-    checkpoints: {
-      type: "array",
-      items: {
-        type: "object",
-        properties: {
-          name: { type: "string" }, kind: { type: "string" }, task: { type: "string" }, model: { type: "string" },
-          imageSize: { type: "integer" }, dim: { type: "integer" }, layers: { type: "integer" }, itc: { type: "boolean" }, itm: { type: "boolean" }, vqa: { type: "boolean" }, vqaAnswers: { type: "integer" },
-        },
-      },
-    },
-    index: { type: "object", nullable: true, properties: { model: { type: "string" }, dim: { type: "integer" }, dtype: { type: "string" }, images: { type: "integer" }, texts: { type: "integer" }, bytes: { type: "integer" } } },
-    runs: { type: "boolean" },
-  },
-} as const;
-export type HealthReply = FromSchema<typeof healthReply>;
+export const healthReply = reply({
+  status: Type.String(),
+  uptime: Type.Number(),
+  checkpoints: Type.Array(reply({
+    name: Type.String(), kind: Type.String(), task: Type.String(), model: Type.String(),
+    imageSize: Type.Integer(), dim: Type.Integer(), layers: Type.Integer(), itc: Type.Boolean(), itm: Type.Boolean(), vqa: Type.Boolean(), vqaAnswers: Type.Integer(),
+  })),
+  index: nullable(reply({ model: Type.String(), dim: Type.Integer(), dtype: Type.String(), images: Type.Integer(), texts: Type.Integer(), bytes: Type.Integer() })),
+  runs: Type.Boolean(),
+});
+export type HealthReply = Static<typeof healthReply>;
 
 // ---------------------------------------------------------------- POST /embed
 
-export const embedBody = {
-  type: "object", additionalProperties: false,
-  properties: { texts: { type: "array", maxItems: 64, items: textField }, images: { type: "array", maxItems: 16, items: imageField }, checkpoint: checkpointField },
-} as const;
-export type EmbedBody = FromSchema<typeof embedBody>;
-export const embedReply = { type: "object", properties: { checkpoint: { type: "string" }, dim: { type: "integer" }, texts: { type: "array", items: vector }, images: { type: "array", items: vector } } } as const;
-export type EmbedReply = FromSchema<typeof embedReply>;
+export const embedBody = Type.Object({
+  texts: Type.Optional(Type.Array(textField, { maxItems: 64 })),
+  images: Type.Optional(Type.Array(imageField, { maxItems: 16 })),
+  checkpoint: Type.Optional(checkpointField),
+}, body);
+export type EmbedBody = Static<typeof embedBody>;
+export const embedReply = reply({ checkpoint: Type.String(), dim: Type.Integer(), texts: Type.Array(vector), images: Type.Array(vector) });
+export type EmbedReply = Static<typeof embedReply>;
 
 // ---------------------------------------------------------------- POST /search, GET /api/index/images
 
-export const searchBody = {
-  type: "object", additionalProperties: false,
-  properties: {
-    text: textField, image: imageField,
-    k: { type: "integer", minimum: 1, maximum: 100, default: 10 },
-    target: { type: "string", enum: ["images", "captions"], description: "default: images for a text, captions for an image" },
-  },
-} as const;
-export type SearchBody = FromSchema<typeof searchBody>;
-export const searchReply = {
-  type: "object",
-  properties: {
-    query: { type: "string" }, target: { type: "string" }, indexed: { type: "integer" }, ms: { type: "number" },
-    results: { type: "array", items: { type: "object", properties: { rank: { type: "integer" }, id: { type: "string" }, score: { type: "number" }, url: { type: "string" }, text: { type: "string" }, image: { type: "string" } } } },
-  },
-} as const;
-export type SearchReply = FromSchema<typeof searchReply>;
+export const searchBody = Type.Object({
+  text: Type.Optional(textField),
+  image: Type.Optional(imageField),
+  k: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 10 })),
+  // an enum (not a union of constants): a bad value is one error that lists the allowed ones
+  target: Type.Optional(Type.Unsafe<"images" | "captions">({ type: "string", enum: ["images", "captions"], description: "default: images for a text, captions for an image" })),
+}, body);
+export type SearchBody = Static<typeof searchBody>;
+export const searchReply = reply({
+  query: Type.String(), target: Type.String(), indexed: Type.Integer(), ms: Type.Number(),
+  results: Type.Array(reply({ rank: Type.Integer(), id: Type.String(), score: Type.Number(), url: Type.String(), text: Type.String(), image: Type.String() })),
+});
+export type SearchReply = Static<typeof searchReply>;
 
-export const indexImagesQuery = { type: "object", additionalProperties: false, properties: { offset: { type: "integer", minimum: 0, default: 0 }, limit: { type: "integer", minimum: 1, maximum: 200, default: 24 } } } as const;
-export type IndexImagesQuery = FromSchema<typeof indexImagesQuery>;
-export const indexImagesReply = { type: "object", properties: { total: { type: "integer" }, images: { type: "array", items: { type: "object", properties: { id: { type: "string" }, url: { type: "string" } } } } } } as const;
-export type IndexImagesReply = FromSchema<typeof indexImagesReply>;
+export const indexImagesQuery = Type.Object({
+  offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 24 })),
+}, body);
+export type IndexImagesQuery = Static<typeof indexImagesQuery>;
+export const indexImagesReply = reply({ total: Type.Integer(), images: Type.Array(reply({ id: Type.String(), url: Type.String() })) });
+export type IndexImagesReply = Static<typeof indexImagesReply>;
 
 // ---------------------------------------------------------------- POST /vqa
 
-export const vqaBody = {
-  type: "object", additionalProperties: false, required: ["image", "question"],
-  properties: { image: imageField, question: textField, k: { type: "integer", minimum: 1, maximum: 50, default: 5 }, checkpoint: checkpointField },
-} as const;
-export type VqaBody = FromSchema<typeof vqaBody>;
-export const vqaReply = { type: "object", properties: { checkpoint: { type: "string" }, question: { type: "string" }, answers: { type: "array", items: { type: "object", properties: { answer: { type: "string" }, score: { type: "number" } } } } } } as const;
-export type VqaReply = FromSchema<typeof vqaReply>;
+export const vqaBody = Type.Object({
+  image: imageField,
+  question: textField,
+  k: Type.Optional(Type.Integer({ minimum: 1, maximum: 50, default: 5 })),
+  checkpoint: Type.Optional(checkpointField),
+}, body);
+export type VqaBody = Static<typeof vqaBody>;
+export const vqaReply = reply({ checkpoint: Type.String(), question: Type.String(), answers: Type.Array(reply({ answer: Type.String(), score: Type.Number() })) });
+export type VqaReply = Static<typeof vqaReply>;
 
 // ---------------------------------------------------------------- POST /itm, POST /attention
 
-export const itmBody = {
-  type: "object", additionalProperties: false, required: ["image"],
-  properties: { image: imageField, text: textField, texts: { type: "array", minItems: 1, maxItems: 32, items: textField }, checkpoint: checkpointField },
-} as const;
-export type ItmBody = FromSchema<typeof itmBody>;
-export const itmReply = { type: "object", properties: { checkpoint: { type: "string" }, scores: { type: "array", items: { type: "object", properties: { text: { type: "string" }, match: { type: "number" }, logit: { type: "number" } } } } } } as const;
-export type ItmReply = FromSchema<typeof itmReply>;
+export const itmBody = Type.Object({
+  image: imageField,
+  text: Type.Optional(textField),
+  texts: Type.Optional(Type.Array(textField, { minItems: 1, maxItems: 32 })),
+  checkpoint: Type.Optional(checkpointField),
+}, body);
+export type ItmBody = Static<typeof itmBody>;
+export const itmReply = reply({ checkpoint: Type.String(), scores: Type.Array(reply({ text: Type.String(), match: Type.Number(), logit: Type.Number() })) });
+export type ItmReply = Static<typeof itmReply>;
 
-export const attentionBody = {
-  type: "object", additionalProperties: false, required: ["image", "text"],
-  properties: { image: imageField, text: textField, layers: { type: "integer", minimum: 1, maximum: 64, default: 1 }, checkpoint: checkpointField },
-} as const;
-export type AttentionBody = FromSchema<typeof attentionBody>;
-export const attentionReply = {
-  type: "object",
-  properties: {
-    checkpoint: { type: "string" }, tokens: { type: "array", items: { type: "string" } }, grid: { type: "integer" }, layers: { type: "integer" },
-    maps: { type: "array", items: vector }, imageShare: vector, match: { type: "number", nullable: true },
-  },
-} as const;
-export type AttentionReply = FromSchema<typeof attentionReply>;
+export const attentionBody = Type.Object({
+  image: imageField,
+  text: textField,
+  layers: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, default: 1 })),
+  checkpoint: Type.Optional(checkpointField),
+}, body);
+export type AttentionBody = Static<typeof attentionBody>;
+export const attentionReply = reply({
+  checkpoint: Type.String(), tokens: Type.Array(Type.String()), grid: Type.Integer(), layers: Type.Integer(),
+  maps: Type.Array(vector), imageShare: vector, match: nullable(Type.Number()),
+});
+export type AttentionReply = Static<typeof attentionReply>;
 
 // ---------------------------------------------------------------- GET /api/runs, GET /api/runs/metrics
 
-export const runsReply = { type: "object", properties: { runs: { type: "array", items: { type: "object", properties: { name: { type: "string" }, method: { type: "string", nullable: true }, kind: { type: "string", nullable: true }, steps: { type: "integer" }, stages: { type: "array", items: { type: "string" } } } } } } } as const;
-export type RunsReply = FromSchema<typeof runsReply>;
-export const runMetricsQuery = { type: "object", additionalProperties: false, required: ["run"], properties: { run: { type: "string", minLength: 1, maxLength: 300 } } } as const;
-export type RunMetricsQuery = FromSchema<typeof runMetricsQuery>;
+export const runsReply = reply({
+  runs: Type.Array(reply({ name: Type.String(), method: nullable(Type.String()), kind: nullable(Type.String()), steps: Type.Integer(), stages: Type.Array(Type.String()) })),
+});
+export type RunsReply = Static<typeof runsReply>;
+export const runMetricsQuery = Type.Object({ run: Type.String({ minLength: 1, maxLength: 300 }) }, body);
+export type RunMetricsQuery = Static<typeof runMetricsQuery>;

@@ -4,7 +4,7 @@
 // split with the task's metric, and writes the run directory:
 //   finetune.json (method, model, world, answer labels, the recipe as run), model.safetensors,
 //   metrics.jsonl / metrics.html (trainer), ckpt-<step>/; SemVLP "best": mode-single/, mode-two/.
-import { checkRanges } from "../pretrain/ranges.ts";
+import { Type, check, choice, num, type Filled, type Static, type TSchema } from "../pretrain/schema.ts";
 import { copyFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { F, manualSeed, noGrad, tidy, type Tensor } from "../engine/index.ts";
@@ -22,18 +22,17 @@ import type { EvalArgs, FinetuneArgs, FinetuneRecipe } from "./task.ts";
 
 const DATA_MODULE = new URL("./data.ts", import.meta.url).href;
 
-/** Options every classification task reads from `recipe.options`. */
-export interface ClassifyOptions {
-  /** SemVLP: the mode the task reads (h_CLS of single-stream, o_IMG of two-stream), or "best" = both, keep the better on val. */
-  mode: SemVLPMode | "best";
-  /** Text length (default: 20 for region models as LXMERT, the model's maxTextLen for VLMo). */
-  maxTextLen?: number;
-  maxBoxes: number;
-  /** QA on SemVLP: start the answer head from the pre-trained QA head (answers matched by string) or random. */
-  answerHead: "random" | "pretrained";
-  [k: string]: unknown;
-}
-const COMMON_DEFAULTS: ClassifyOptions = { mode: "single", maxBoxes: 36, answerHead: "random" };
+/** Options every classification task reads from `recipe.options` (a task adds its own: `ClassifyTask.options`). */
+export const CLASSIFY_OPTIONS = {
+  mode: Type.Optional(choice(["single", "two", "best"], { default: "single", description: "SemVLP: the mode the task reads (h_CLS of single-stream, o_IMG of two-stream), or best = both, keeping the better on val" })),
+  // text positions and boxes are allocated per example: beyond these the model has no embedding or the batch no memory
+  maxTextLen: Type.Optional(num({ int: true, above: 2, max: 512 }, { description: "text length (default: 20 for region models as LXMERT, the model's maxTextLen for VLMo)" })),
+  maxBoxes: Type.Optional(num({ int: true, above: 2, max: 1024 }, { default: 36, description: "boxes per image (region models)" })),
+  answerHead: Type.Optional(choice(["random", "pretrained"], { default: "random", description: "QA on SemVLP: start the answer head from the pre-trained QA head (answers matched by string) or random" })),
+};
+
+/** The options once checked: the common ones with their defaults, and the task's own. */
+export type ClassifyOptions = Filled<Static<ReturnType<typeof Type.Object<typeof CLASSIFY_OPTIONS>>>, "mode" | "maxBoxes" | "answerHead"> & { [k: string]: unknown };
 
 export interface Prediction {
   id: number | string;
@@ -49,8 +48,8 @@ export interface ClassifyTask {
   answersDir?: string;
   /** The metric that picks SemVLP's mode. */
   main: string;
-  /** Task-specific option defaults (their keys are the allowed ones besides the common ones). */
-  defaults?: Record<string, unknown>;
+  /** Task-specific options besides the common ones (CLASSIFY_OPTIONS), with their defaults. */
+  options?: Record<string, TSchema>;
   /** The training stages (default: one stage on the train split). */
   stages?(c: StageContext): Stage[];
   /** `limit`: only the first N examples were evaluated (--limit); `annotations`: the split's VQA v2 annotation files, when it has them. */
@@ -74,18 +73,21 @@ const log = (quiet: boolean | undefined, s: string) => {
 
 export const taskFile = worldFile;
 
+const schemas = new WeakMap<ClassifyTask, TSchema>();
+
+/** The schema of a classification task's `recipe.options`: the common options and the task's own. */
+export function classifyOptionsSchema(task: ClassifyTask): TSchema {
+  let s = schemas.get(task);
+  if (!s) {
+    s = Type.Object({ ...CLASSIFY_OPTIONS, ...(task.options ?? {}) }, { additionalProperties: false, description: `${task.name} options` });
+    schemas.set(task, s);
+  }
+  return s;
+}
+
 /** recipe.options with defaults; unknown keys and bad values are rejected naming the key. */
 export function classifyOptions(task: ClassifyTask, raw: Record<string, unknown> | undefined): ClassifyOptions {
-  const defaults = { ...COMMON_DEFAULTS, ...(task.defaults ?? {}) };
-  for (const k of Object.keys(raw ?? {})) {
-    if (!(k in defaults) && k !== "maxTextLen") throw new Error(`recipe.options.${k}: unknown key for ${task.name} (allowed: ${[...Object.keys(defaults), "maxTextLen"].join(", ")})`);
-  }
-  const o = { ...defaults, ...(raw ?? {}) } as ClassifyOptions;
-  if (!["single", "two", "best"].includes(o.mode)) throw new Error(`recipe.options.mode: expected "single", "two" or "best", got ${JSON.stringify(o.mode)}`);
-  if (!["random", "pretrained"].includes(o.answerHead)) throw new Error(`recipe.options.answerHead: expected "random" or "pretrained", got ${JSON.stringify(o.answerHead)}`);
-  // text positions and boxes are allocated per example: beyond these the model has no embedding or the batch no memory
-  checkRanges(o as unknown as Record<string, unknown>, "recipe.options", { maxTextLen: { int: true, above: 2, max: 512 }, maxBoxes: { int: true, above: 2, max: 1024 } });
-  return o;
+  return check(classifyOptionsSchema(task), structuredClone(raw ?? {}), "recipe.options", { unknownKey: `unknown key for ${task.name}` }) as ClassifyOptions;
 }
 
 /** Argmax predictions of a model on a builder's examples, in order (no shuffle, last batch kept). */

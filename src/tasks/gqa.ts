@@ -10,27 +10,33 @@
 // ("do the ...": no 471 -> 83, yes 55; "are there ...": yes 734 -> 552, no 368; "how many": 0 207 -> 194).
 import { softScore, writeGqaResults } from "./metrics.ts";
 import { balancedSubset, readTaskInputs, type BalanceOptions, type TaskDataArgs } from "./data.ts";
-import { runEvaluate, runFinetune, type ClassifyTask, type StageContext } from "./classify.ts";
+import { runEvaluate, runFinetune, classifyOptionsSchema, type ClassifyTask, type StageContext } from "./classify.ts";
+import { Type, choice, num, type Static } from "../pretrain/schema.ts";
+import { TRAIN_RANGES } from "../pretrain/recipe.ts";
 import type { Stage } from "../train/trainer.ts";
 import type { EvalArgs, FinetuneArgs } from "./task.ts";
 
-interface GqaOptions {
-  stages: ("all" | "balanced")[];
-  balanced: { epochs?: number; steps?: number; lr?: number; ratio?: number; minTail?: number };
-}
+/** GQA's own options: the stages in order, and the balanced stage's settings. */
+const GQA_OPTIONS = {
+  stages: Type.Optional(Type.Array(choice(["all", "balanced"]), { minItems: 1, default: ["all", "balanced"], description: "the stages in order: all (the all-split train set), balanced (its balanced subset)" })),
+  balanced: Type.Optional(Type.Object({
+    epochs: Type.Optional(num(TRAIN_RANGES.epochs)),
+    steps: Type.Optional(num(TRAIN_RANGES.steps)),
+    lr: Type.Optional(num(TRAIN_RANGES.lr)),
+    ratio: Type.Optional(num({ min: 1 }, { description: "each answer capped at this times the next rarer one's count (default 1.5)" })),
+    minTail: Type.Optional(num({ int: true, min: 0 }, { description: "answers with fewer examples are kept whole (default 10)" })),
+  }, { additionalProperties: false, default: {}, description: "the balanced stage's settings (default: the train section's)" })),
+};
+type GqaOptions = Required<Static<ReturnType<typeof Type.Object<typeof GQA_OPTIONS>>>>;
 
 const answersOf = (preds: Parameters<ClassifyTask["dump"]>[1], labels?: string[]) => preds.map((p) => ({ question_id: p.id, answer: labels![p.index] }));
 
 function gqaStages(c: StageContext): Stage[] {
+  // checked by the options schema (classifyOptions)
   const o = c.options as unknown as GqaOptions;
   const t = c.recipe.train;
-  if (!Array.isArray(o.stages) || o.stages.length === 0 || o.stages.some((s) => s !== "all" && s !== "balanced")) {
-    throw new Error(`recipe.options.stages: a list of "all" and "balanced", got ${JSON.stringify(o.stages)}`);
-  }
-  const b = o.balanced ?? {};
-  for (const k of Object.keys(b)) if (!["epochs", "steps", "lr", "ratio", "minTail"].includes(k)) throw new Error(`recipe.options.balanced.${k}: unknown key (allowed: epochs, steps, lr, ratio, minTail)`);
+  const b = o.balanced;
   const balance: BalanceOptions = { ratio: b.ratio ?? 1.5, minTail: b.minTail ?? 10, seed: t.seed };
-  if (!(balance.ratio >= 1)) throw new Error(`recipe.options.balanced.ratio: expected a number >= 1, got ${balance.ratio}`);
   return o.stages.map((name): Stage => {
     const common = { name, lr: t.lr, warmup: t.warmup, weightDecay: t.weightDecay, epochs: t.epochs, steps: t.steps };
     if (name === "all") return { ...common, sources: [c.source("gqa-all", c.spec("train"))] };
@@ -47,7 +53,7 @@ export const GQA: ClassifyTask = {
   format: "gqa",
   answersDir: "gqa",
   main: "acc",
-  defaults: { stages: ["all", "balanced"], balanced: {} },
+  options: GQA_OPTIONS,
   stages: gqaStages,
   score(preds, { labels }) {
     const labelled = preds.filter((p) => p.example.scores);
@@ -61,5 +67,6 @@ export const GQA: ClassifyTask = {
   dump: (path, preds, labels) => writeGqaResults(path, answersOf(preds, labels)),
 };
 
+export const options = classifyOptionsSchema(GQA);
 export const finetune = (a: FinetuneArgs) => runFinetune(GQA, a);
 export const evaluate = (a: EvalArgs) => runEvaluate(GQA, a);

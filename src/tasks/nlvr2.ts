@@ -2,7 +2,7 @@
 // concatenated into a pair classifier (LXMERT's logit_fc; VLMo's nlvr2_classifier, the second image
 // with modality type 2), cross-entropy; accuracy; `--dump` writes the CSV "identifier,True|False".
 import { accuracy, writeNlvr2Results } from "./metrics.ts";
-import { runEvaluate, runFinetune, type ClassifyTask } from "./classify.ts";
+import { runEvaluate, runFinetune, classifyOptionsSchema, type ClassifyTask } from "./classify.ts";
 import type { EvalArgs, FinetuneArgs } from "./task.ts";
 
 export const NLVR2: ClassifyTask = {
@@ -18,5 +18,6 @@ export const NLVR2: ClassifyTask = {
   dump: (path, preds) => writeNlvr2Results(path, preds.map((p) => ({ identifier: String(p.id), prediction: p.index === 1 }))),
 };
 
+export const options = classifyOptionsSchema(NLVR2);
 export const finetune = (a: FinetuneArgs) => runFinetune(NLVR2, a);
 export const evaluate = (a: EvalArgs) => runEvaluate(NLVR2, a);

@@ -44,7 +44,7 @@ import { retrievalData, splitSize } from "./retrieval/splits.ts";
 import { buildRetrievalModel } from "./retrieval/model.ts";
 import { evaluateRetrievalModel } from "./retrieval/evaluate.ts";
 
-export { type RetrievalOptions, RETRIEVAL_DEFAULTS, retrievalOptions } from "./retrieval/options.ts";
+export { type RetrievalOptions, RETRIEVAL_DEFAULTS, RETRIEVAL_OPTIONS, RETRIEVAL_OPTIONS as options, retrievalOptions } from "./retrieval/options.ts";
 export { buildRetrievalModel } from "./retrieval/model.ts";
 export type { RegionMatcher, TextInputs, RegionInputs } from "../models/region_tasks.ts";
 export type { RetrievalModel } from "../methods/index.ts";

@@ -12,14 +12,11 @@ import { readAns2Label, readAnswerVocab } from "../data/formats/vqa.ts";
 import { arrowAnswerVocab, type TaskExampleInput } from "./data.ts";
 import type { RetrievalSource } from "./retrieval/data.ts";
 import type { TaskName } from "../methods/index.ts";
+import type { Static } from "../pretrain/schema.ts";
+import type { FINETUNE_DATA } from "./task.ts";
 
-/** A fine-tuning recipe's data section. */
-export interface TaskRecipeData {
-  world?: string;
-  regions?: string;
-  root?: string;
-  sources?: DataSource[];
-}
+/** A fine-tuning recipe's data section (its schema: FINETUNE_DATA), the sources as checkSources returns them. */
+export type TaskRecipeData = Omit<Static<typeof FINETUNE_DATA>, "sources"> & { sources?: DataSource[] };
 
 /** The one source a task reads (a world: its synth source); another format, or several sources, is an error naming the key. */
 export function taskSource(task: TaskName, data: TaskRecipeData): { source: DataSource; where: string } {

@@ -2,86 +2,94 @@
 // (src/tasks/<task>.ts) exports `finetune(args)` and `evaluate(args)`, and reads a fine-tuning recipe.
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import { checkSources } from "../pretrain/sources.ts";
+import { checkSources, sourceSchema } from "../pretrain/sources.ts";
 import { taskSource, type TaskRecipeData } from "./sources.ts";
-import { readRecipeJson, checkTrainDevice } from "../pretrain/recipe.ts";
-import { checkRanges, TRAIN_RANGES } from "../pretrain/ranges.ts";
-import type { Precision } from "../engine/dtype.ts";
+import { readRecipeJson, checkTrainDevice, checkWorkers, trainField, TRAIN_DEVICE, TRAIN_OPTIONS, MODEL } from "../pretrain/recipe.ts";
+import { Type, check, choice, type Filled, type Static, type TSchema } from "../pretrain/schema.ts";
 import { methodNames, type TaskName } from "../methods/index.ts";
 import type { ProgressFactory } from "../train/progress.ts";
 
-export interface FinetuneRecipe {
-  task: TaskName;
-  description?: string;
-  /** For runs from scratch (no --from): the method and model; with --from they come from the pre-trained run. */
-  method?: string;
-  model?: { preset: string; overrides?: Record<string, unknown> };
-  /**
-   * `world` (a synthetic world, optionally with another `regions` file) or `sources`: the task's
-   * dataset by format and path (vqa, gqa, nlvr2, karpathy, coco-captions, synth; src/pretrain/sources.ts),
-   * relative paths starting from `root` (default: the current folder).
-   */
-  data: TaskRecipeData;
-  train: {
-    seed: number;
-    batchSize: number;
-    lr: number;
-    /** Warmup as a fraction of the steps. */
-    warmup: number;
-    epochs?: number;
-    steps?: number;
-    clip: number;
-    weightDecay: number;
-    workers: number;
-    /** Evaluate (task metric on the val split) every N steps; 0 = at the end only. */
-    evalEvery: number;
-    checkpointEvery: number;
-    /** Keep only the newest N checkpoints (0: keep all). */
-    keepCheckpoints?: number;
-    /** "fp32" (default) or "bf16" (autocast for the forward and loss; see the pre-training recipe). */
-    precision: Precision;
-    /** "cpu" (default), "cuda" or "cuda:N"; `--device` overrides it. */
-    device: string;
-  };
-  /** Task-specific settings (answer sets, two-stage GQA, negatives, image size...), validated by the task. */
-  options?: Record<string, unknown>;
+export const TASKS: TaskName[] = ["vqa", "gqa", "nlvr2", "retrieval"];
+
+export const FINETUNE_TRAIN = Type.Object({
+  seed: trainField("seed", 0),
+  batchSize: trainField("batchSize", 32),
+  lr: trainField("lr", 5e-5),
+  warmup: trainField("warmup", 0.1),
+  epochs: trainField("epochs"),
+  steps: trainField("steps"),
+  clip: trainField("clip", 1),
+  weightDecay: trainField("weightDecay", 0.01),
+  workers: trainField("workers", 1),
+  evalEvery: trainField("evalEvery", 0),
+  checkpointEvery: trainField("checkpointEvery", 0),
+  keepCheckpoints: trainField("keepCheckpoints"),
+  ...TRAIN_DEVICE,
+}, TRAIN_OPTIONS);
+
+/**
+ * `world` (a synthetic world, optionally with another `regions` file) or `sources`: the task's
+ * dataset by format and path (vqa, gqa, nlvr2, karpathy, coco-captions, synth; src/pretrain/sources.ts),
+ * relative paths starting from `root` (default: the current folder).
+ */
+export const FINETUNE_DATA = Type.Object({
+  world: Type.Optional(Type.String({ description: "a synthetic world written by `vlp data synth`" })),
+  regions: Type.Optional(Type.String({ description: "another region features file of the world" })),
+  root: Type.Optional(Type.String({ description: "the folder relative source paths start from (default: the current folder)" })),
+  sources: Type.Optional(Type.Array(sourceSchema(), { minItems: 1, description: "the task's dataset by format and path (one source)" })),
+}, { additionalProperties: false, description: "world (the synthetic world) or sources, not both" });
+
+/**
+ * The fine-tuning recipe's schema. `options`: each task's options schema (`TaskModule.options`),
+ * applied by task (the published schema, recipes/finetune.schema.json); without them options is
+ * any object, checked by the task when it runs.
+ */
+export function finetuneSchema(options?: Partial<Record<TaskName, TSchema>>) {
+  const recipe = Type.Object({
+    $schema: Type.Optional(Type.String({ description: "the JSON schema of this file (for editors)" })),
+    task: choice(TASKS, { description: "the downstream task" }),
+    description: Type.Optional(Type.String()),
+    method: Type.Optional(choice(methodNames(), { description: "for runs from scratch (no --from): the method; with --from it is the pre-trained run's" })),
+    model: Type.Optional(MODEL),
+    data: FINETUNE_DATA,
+    train: Type.Optional(FINETUNE_TRAIN),
+    options: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: "task-specific settings (answer sets, two-stage GQA, negatives...)" })),
+  }, { additionalProperties: false, title: "vlpkit fine-tuning recipe" });
+  if (!options) return recipe;
+  // per task, its options (JSON Schema's if/then: editors complete the options of the recipe's task)
+  const byTask = Object.entries(options).map(([task, o]) => ({ if: { properties: { task: { const: task } }, required: ["task"] }, then: { properties: { options: o } } }));
+  return Type.Unsafe<Static<typeof recipe>>({ ...recipe, allOf: byTask });
 }
 
-const TRAIN_DEFAULTS: FinetuneRecipe["train"] = { seed: 0, batchSize: 32, lr: 5e-5, warmup: 0.1, clip: 1, weightDecay: 0.01, workers: 1, evalEvery: 0, checkpointEvery: 0, precision: "fp32", device: "cpu" };
-const TRAIN_KEYS = new Set([...Object.keys(TRAIN_DEFAULTS), "epochs", "steps", "keepCheckpoints"]);
-const TOP_KEYS = new Set(["task", "description", "method", "model", "data", "train", "options", "$schema"]);
-const TASKS: TaskName[] = ["vqa", "gqa", "nlvr2", "retrieval"];
+const FINETUNE_SCHEMA = finetuneSchema();
+
+export type FinetuneRecipe = Omit<Static<typeof FINETUNE_SCHEMA>, "task" | "data" | "train" | "method"> & {
+  task: TaskName;
+  /** For runs from scratch (no --from): the method and model; with --from they come from the pre-trained run. */
+  method?: string;
+  data: TaskRecipeData;
+  train: Filled<Static<typeof FINETUNE_TRAIN>, Exclude<keyof Static<typeof FINETUNE_TRAIN>, "epochs" | "steps" | "keepCheckpoints">>;
+};
 
 /** Read and check a fine-tuning recipe (`--set k=v` overrides applied first); errors name the key. */
 export function loadFinetuneRecipe(path: string, sets: string[] = []): FinetuneRecipe {
   return validateFinetuneRecipe(readRecipeJson(path, sets), path);
 }
 
+/** Checks a fine-tuning recipe (the train defaults filled in, data paths resolved); the task checks its options when it runs. */
 export function validateFinetuneRecipe(raw: Record<string, unknown>, where = "recipe"): FinetuneRecipe {
-  for (const k of Object.keys(raw)) if (!TOP_KEYS.has(k)) throw new Error(`${where}.${k}: unknown key (allowed: ${[...TOP_KEYS].join(", ")})`);
-  const r = raw as unknown as FinetuneRecipe;
-  if (!TASKS.includes(r.task)) throw new Error(`${where}.task: expected one of ${TASKS.join(", ")}, got ${JSON.stringify(r.task)}`);
-  if (r.method !== undefined && !methodNames().includes(r.method)) throw new Error(`${where}.method: expected ${methodNames().map((m) => JSON.stringify(m)).join(", ")}, got ${JSON.stringify(r.method)}`);
-  checkTaskData(r, where);
-  for (const [k, v] of Object.entries(r.train ?? {})) {
-    if (!TRAIN_KEYS.has(k)) throw new Error(`${where}.train.${k}: unknown key (allowed: ${[...TRAIN_KEYS].join(", ")})`);
-    if (k === "precision" || k === "device") continue; // checked below
-    if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`${where}.train.${k}: expected a number, got ${JSON.stringify(v)}`);
-  }
-  r.train = { ...TRAIN_DEFAULTS, ...(r.train ?? {}) };
-  checkRanges(r.train as unknown as Record<string, unknown>, `${where}.train`, TRAIN_RANGES);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error(`${where}: expected a JSON object`);
+  // the data first: the sources' own checks name the format's keys and files, and resolve the paths
+  if (typeof raw.data === "object" && raw.data !== null && !Array.isArray(raw.data)) checkTaskData(raw.data as TaskRecipeData, where);
+  const r = check(FINETUNE_SCHEMA, raw, where) as FinetuneRecipe;
+  taskSource(r.task, r.data);
+  checkWorkers(r.train.workers, `${where}.train.workers`);
   checkTrainDevice(r.train, where);
-  if (r.options !== undefined && (typeof r.options !== "object" || r.options === null || Array.isArray(r.options))) throw new Error(`${where}.options: expected an object`);
   return r;
 }
 
-const DATA_KEYS = ["world", "regions", "root", "sources"];
-
-/** `data.world` (+ `regions`) or `data.sources` (checked, paths resolved against `data.root`), not both; the task must read the source. */
-function checkTaskData(r: FinetuneRecipe, where: string): void {
-  const d = r.data;
-  if (typeof d !== "object" || d === null || Array.isArray(d)) throw new Error(`${where}.data: expected an object with world or sources`);
-  for (const k of Object.keys(d)) if (!DATA_KEYS.includes(k)) throw new Error(`${where}.data.${k}: unknown key (allowed: ${DATA_KEYS.join(", ")})`);
+/** `data.world` (+ `regions`) or `data.sources` (checked, paths resolved against `data.root`), not both. */
+function checkTaskData(d: TaskRecipeData, where: string): void {
   if (d.sources === undefined) {
     if (typeof d.world !== "string") throw new Error(`${where}.data.world: required (a world written by \`vlp data synth\`), or data.sources`);
     if (d.root !== undefined) throw new Error(`${where}.data.root: only used with data.sources`);
@@ -97,7 +105,6 @@ function checkTaskData(r: FinetuneRecipe, where: string): void {
     }
     d.sources = checkSources(d.sources, `${where}.data.sources`, d.root ?? process.cwd());
   }
-  taskSource(r.task, d);
 }
 
 export interface FinetuneArgs {
@@ -134,6 +141,8 @@ export interface EvalArgs {
 }
 
 export interface TaskModule {
+  /** The schema of `recipe.options` for this task (defaults included). */
+  options: TSchema;
   finetune(a: FinetuneArgs): Promise<Record<string, number>>;
   evaluate(a: EvalArgs): Promise<Record<string, number>>;
 }
@@ -141,4 +150,10 @@ export interface TaskModule {
 export async function loadTask(task: string): Promise<TaskModule> {
   if (!TASKS.includes(task as TaskName)) throw new Error(`unknown task "${task}" (expected: ${TASKS.join(", ")})`);
   return (await import(`./${task}.ts`)) as TaskModule;
+}
+
+/** The published fine-tuning schema: every task's options applied by task. */
+export async function finetuneFileSchema(): Promise<TSchema> {
+  const options = Object.fromEntries(await Promise.all(TASKS.map(async (t) => [t, (await loadTask(t)).options] as const)));
+  return finetuneSchema(options);
 }

@@ -8,7 +8,7 @@
 // `--dump` writes the official results file [{question_id, answer}].
 import { readVqaAnnotations, type VqaAnnotation } from "../data/formats/vqa.ts";
 import { vqaMetrics, writeVqaResults } from "./metrics.ts";
-import { runEvaluate, runFinetune, type ClassifyTask, type Prediction } from "./classify.ts";
+import { runEvaluate, runFinetune, classifyOptionsSchema, type ClassifyTask, type Prediction } from "./classify.ts";
 import type { EvalArgs, FinetuneArgs } from "./task.ts";
 
 const answersOf = (preds: Prediction[], labels?: string[]) => preds.map((p) => ({ question_id: p.id, answer: labels![p.index], label: p.example.scores }));
@@ -25,5 +25,6 @@ export const VQA: ClassifyTask = {
   dump: (path, preds, labels) => writeVqaResults(path, answersOf(preds, labels)),
 };
 
+export const options = classifyOptionsSchema(VQA);
 export const finetune = (a: FinetuneArgs) => runFinetune(VQA, a);
 export const evaluate = (a: EvalArgs) => runEvaluate(VQA, a);
