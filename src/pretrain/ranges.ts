@@ -51,6 +51,7 @@ export const TRAIN_RANGES: Record<string, Range> = {
   checkpointEvery: COUNT,
   keepCheckpoints: COUNT,
   evalEvery: COUNT,
+  logEvery: { int: true, min: 1, max: 1e9 },
   workers: { int: true, min: 0, max: MAX_WORKERS, why: `loader threads; this machine has ${availableParallelism()} cores` },
   weightDecay: FRACTION,
 };

@@ -22,6 +22,11 @@ export interface TrainSection {
   keepCheckpoints?: number;
   /** Evaluate on the held-out split every N steps (0: only at the end of each stage). */
   evalEvery: number;
+  /**
+   * A metrics.jsonl row every N steps (default 1), holding the means over those steps; losses and
+   * metrics stay on the device between rows (no host read per step).
+   */
+  logEvery: number;
   workers: number;
   weightDecay: number;
   /**
@@ -52,14 +57,14 @@ export interface Recipe {
   vlmo?: Record<string, unknown>;
 }
 
-const TRAIN_DEFAULTS: TrainSection = { seed: 0, batchSize: 32, lr: 1e-4, warmup: 0.05, clip: 1, accumulate: 1, checkpointEvery: 0, evalEvery: 0, workers: 1, weightDecay: 0.01, precision: "fp32", device: "cpu" };
+const TRAIN_DEFAULTS: TrainSection = { seed: 0, batchSize: 32, lr: 1e-4, warmup: 0.05, clip: 1, accumulate: 1, checkpointEvery: 0, evalEvery: 0, logEvery: 1, workers: 1, weightDecay: 0.01, precision: "fp32", device: "cpu" };
 
 type Shape = "number" | "string" | "boolean" | "object" | "string[]" | "any";
 const SCHEMA: Record<string, Record<string, Shape>> = {
   "": { method: "string", description: "string", model: "object", data: "object", train: "object", semvlp: "object", msp: "object", vlmo: "object", $schema: "string" },
   model: { preset: "string", overrides: "object" },
   data: { world: "string", regions: "string", karpathy: "string", root: "string", sources: "any" },
-  train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", keepCheckpoints: "number", evalEvery: "number", workers: "number", weightDecay: "number", precision: "string", device: "string" },
+  train: { seed: "number", batchSize: "number", lr: "number", warmup: "number", epochs: "number", steps: "number", clip: "number", accumulate: "number", checkpointEvery: "number", keepCheckpoints: "number", evalEvery: "number", logEvery: "number", workers: "number", weightDecay: "number", precision: "string", device: "string" },
   semvlp: { singleRatio: "number", losses: "object", visualWeighting: "string", qa: "boolean", itmSources: "string[]", textSources: "string[]", itmPaired: "boolean", textWarmup: "object" },
   msp: { order: "string[]", joint: "boolean", stages: "object", visualWeighting: "string", lossesOnMismatched: "boolean", hardFraction: "number", itc: "number", itmPaired: "boolean" },
   vlmo: { stages: "object", itmHardNegatives: "boolean", mlmWeight: "number", itmWeight: "number", itmRandomSteps: "number", trimPadding: "boolean", mimTarget: "string", standard: "boolean", order: "string[]" },

@@ -43,7 +43,7 @@ import type { EvalArgs, FinetuneArgs, FinetuneRecipe } from "./task.ts";
 import { getMethod, loadRun, readRunInfo, writeRunInfo, writeRunConfig, type ModelSpec, type RetrievalModel } from "../methods/index.ts";
 import { retrievalMetrics, topK, type RetrievalMetrics } from "./ranking.ts";
 import { encodeTexts, regionArrays } from "./data.ts";
-import { RETRIEVAL_DATA_MODULE, evalSet, pixelArray, readRetrievalSource, readRetrievalSplit, type EvalSet, type RetrievalDataArgs, type RetrievalSource, type RetrievalSplit } from "./retrieval_data.ts";
+import { RETRIEVAL_DATA_MODULE, evalSet, pixelArray, readRetrievalSource, readRetrievalSplit, type EvalSet, type RetrievalBatch, type RetrievalDataArgs, type RetrievalMeta, type RetrievalSource, type RetrievalSplit } from "./retrieval_data.ts";
 import { retrievalSource, taskSource } from "./sources.ts";
 
 /** Where a split of a recipe's data is: a source's split, or a world (a synth source: its world and region file) and the split's name. */
@@ -349,7 +349,7 @@ export async function finetune(a: FinetuneArgs): Promise<Record<string, number>>
   writeRunInfo(a.out, { kind: "finetune", task: "retrieval", method, model: spec, world: r.data.world, from: a.from ? resolve(a.from) : null, recipe: r });
   writeRunConfig(a.out, { kind: "finetune", task: "retrieval", method, spec, model });
   const L = textLenFor(rm, o);
-  const dataArgs = (split: RetrievalSplit): BuilderSpec => ({
+  const dataArgs = (split: RetrievalSplit): BuilderSpec<RetrievalBatch, RetrievalMeta> => ({
     module: RETRIEVAL_DATA_MODULE,
     args: {
       ...retrievalData(r.data, split),
