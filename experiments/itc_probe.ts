@@ -8,7 +8,7 @@
 // text transformer by the mean of its word embeddings (is the text side the limit?).
 import { loadRecipe } from "../src/methods/index.ts";
 import { buildVLMo } from "../src/pretrain/vlmo.ts";
-import { Loader, toTensors } from "../src/data/loader.ts";
+import { Loader, toTensors, type HostBatch } from "../src/data/loader.ts";
 import { tidy, noGrad, F, type Tensor } from "../src/engine/index.ts";
 import { AdamW } from "../src/engine/optim.ts";
 import { clipGradNorm } from "../src/engine/grad.ts";
@@ -73,7 +73,7 @@ const val = await Loader.create(src.evalData!, { batchSize: 32, seed: 0, shuffle
 const valBatches: Record<string, Tensor>[] = [];
 for (let i = 0; i < 7; i++) {
   const hb = await val.next();
-  const b = toTensors(hb);
+  const b = toTensors(hb as HostBatch);
   if (regions) { b.pixels.dispose(); b.pixels = regionInput((hb.meta as { files: string[] }).files); }
   for (const t of Object.values(b)) t.keep();
   valBatches.push(b);
@@ -89,8 +89,8 @@ function evalVal(): [number, number] {
   noGrad(() => {
     for (const b of valBatches) tidy(() => {
       const m = itc(b).metrics;
-      i2t += m.itc_i2t_acc;
-      t2i += m.itc_t2i_acc;
+      i2t += m.itc_i2t_acc.item();
+      t2i += m.itc_t2i_acc.item();
     });
   });
   model.train();
@@ -104,7 +104,7 @@ let running = 0;
 model.train();
 for (let s = 1; s <= steps; s++) {
   const hb = await train.next();
-  const b = toTensors(hb);
+  const b = toTensors(hb as HostBatch);
   if (regions) { b.pixels.dispose(); b.pixels = regionInput((hb.meta as { files: string[] }).files); }
   const m = tidy(() => {
     const out = itc(b);
@@ -116,7 +116,7 @@ for (let s = 1; s <= steps; s++) {
   clipGradNorm([...model.parameters(), ...(extra ? extra.parameters() : []), ...(regionFc ? regionFc.parameters() : [])], 1.0);
   noGrad(() => opt.step());
   opt.zeroGrad();
-  running = 0.9 * running + 0.1 * m.itc_i2t_acc;
+  running = 0.9 * running + 0.1 * m.itc_i2t_acc.item();
   if (s % 100 === 0) {
     const [vi, vt] = evalVal();
     console.log(`${process.env.SETS || "recipe"}${process.env.INIT ? ` init=${process.env.INIT}` : ""} img=${img}${bow ? " +bow text" : ""} step ${s}: train~${running.toFixed(3)} val i2t ${vi.toFixed(3)} t2i ${vt.toFixed(3)} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);

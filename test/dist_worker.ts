@@ -61,7 +61,7 @@ export function buildTiny(batchSize = 16, steps = 6): { model: Tiny; stages: Sta
       name: "reg",
       batchSize,
       data: { module: SELF, args: { n: 96 } },
-      step: (batch, _meta, ctx) => {
+      step: (batch: Record<string, Tensor>, _meta, ctx) => {
         const loss = F.mseLoss(model.forward(batch.x, ctx.rng.next() < 0.35), batch.y);
         return { loss, metrics: { mse: loss.item() } };
       },

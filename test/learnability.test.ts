@@ -7,7 +7,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateWorld } from "../src/data/synth/world.ts";
-import { createBuilder } from "../src/pretrain/builder.ts";
+import { createBuilder, type RegionTextBatch } from "../src/pretrain/builder.ts";
 import { readPretrainExamples } from "../src/pretrain/examples.ts";
 import { readHardNegatives } from "../src/data/formats/hardneg.ts";
 import { toTensors } from "../src/data/loader.ts";
@@ -87,7 +87,7 @@ test("SemVLP: the pooled output (ITM input) reads both the image and the text in
       for (const mode of ["single", "two"] as const) {
         tidy(() => {
           const b = toTensors(host);
-          const fwd = (x: Record<string, Tensor>) => model.bert.forward({ inputIds: x.input_ids, attentionMask: x.attention_mask, visualFeats: x.feats, visualPos: x.boxes, visualAttentionMask: x.region_valid }, mode).pooledOutput;
+          const fwd = (x: RegionTextBatch) => model.bert.forward({ inputIds: x.input_ids, attentionMask: x.attention_mask, visualFeats: x.feats, visualPos: x.boxes, visualAttentionMask: x.region_valid }, mode).pooledOutput;
           const roll = (t: Tensor) => t.roll(1, 0);
           const rel = (a: Tensor, c: Tensor) => a.sub(c).norm().item() / a.norm().item();
           noGrad(() => {

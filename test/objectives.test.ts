@@ -111,8 +111,25 @@ test("computeMlm: ignores unmasked positions and matches a hand computation", ()
   const labels = tensor([[0, -1]], { dtype: "int64" });
   const { loss, metrics } = computeMlm(logits, labels);
   close(loss.item(), -Math.log(Math.exp(2) / (Math.exp(2) + 2)));
-  assert.equal(metrics.mlm_acc, 1);
-  assert.equal(metrics.mlm_count, 1);
+  assert.equal(metrics.mlm_acc.item(), 1);
+  assert.equal(metrics.mlm_count.item(), 1);
+}));
+
+test("losses with nothing to measure: loss 0 with a zero gradient, and the metric NaN (the trainer leaves it out of the row)", () => tidy(() => {
+  const logits = tensor([[[2, 0, 0], [0, 1, 0]]]).requiresGrad_();
+  const mlm = computeMlm(logits, tensor([[-1, -1]], { dtype: "int64" }));
+  assert.equal(mlm.loss.item(), 0);
+  assert.ok(Number.isNaN(mlm.metrics.mlm_loss.item()));
+  assert.equal(mlm.metrics.mlm_acc.item(), 0);
+  assert.equal(mlm.metrics.mlm_count.item(), 0);
+  mlm.loss.backward();
+  assert.deepEqual(logits.grad!.toArray(), [0, 0, 0, 0, 0, 0]);
+  const itm = computeItm(tensor([[0, 3], [3, 0]]), tensor([-1, -1], { dtype: "int64" }));
+  assert.equal(itm.loss.item(), 0);
+  assert.ok(Number.isNaN(itm.metrics.itm_loss.item()) && Number.isNaN(itm.metrics.itm_acc.item()));
+  assert.equal(itm.metrics.itm_count.item(), 0);
+  // with targets, itm_count is the one left out
+  assert.ok(Number.isNaN(computeItm(tensor([[0, 3]]), tensor([1], { dtype: "int64" })).metrics.itm_count.item()));
 }));
 
 test("computeItc: symmetric cross-entropy with temperature, by hand", () => tidy(() => {
@@ -153,19 +170,19 @@ test("computeObjectPrediction: mask vs confidence weighting and the mismatch rul
   close(byConf.loss.item(), (0.5 * ce0 + 1 * ce1) / 2);
   const mismatched = computeObjectPrediction({ obj }, { ...t, matched: tensor([false]) }, { weighting: "mask" });
   close(mismatched.loss.item(), 0);
-  assert.equal(byMask.metrics.obj_acc, 0);
+  assert.equal(byMask.metrics.obj_acc.item(), 0);
 }));
 
 test("computeItm / computeQa / computeTopic / computeMim basic values", () => tidy(() => {
   const itm = computeItm(tensor([[0, 3], [3, 0]]), tensor([1, 1], { dtype: "int64" }));
   close(itm.loss.item(), (Math.log(1 + Math.exp(-3)) + Math.log(1 + Math.exp(3))) / 2);
-  assert.equal(itm.metrics.itm_acc, 0.5);
+  assert.equal(itm.metrics.itm_acc.item(), 0.5);
   const qa = computeQa(tensor([[1, 0], [0, 1]]), tensor([1, 1], { dtype: "int64" }), tensor([true, false]));
   close(qa.loss.item(), Math.log(1 + Math.E) - 0);
-  assert.equal(qa.metrics.qa_count, 1);
+  assert.equal(qa.metrics.qa_count.item(), 1);
   const topic = computeTopic(tensor([[10, -10, 10]]), tensor([[1, 0, 0]]));
-  assert.equal(topic.metrics.topic_precision, 0.5);
-  assert.equal(topic.metrics.topic_recall, 1);
+  assert.equal(topic.metrics.topic_precision.item(), 0.5);
+  assert.equal(topic.metrics.topic_recall.item(), 1);
   const patches = tensor([[[1, 2, 3, 4], [2, 2, 2, 2]]]);
   const mim = computeMim(zeros([1, 2, 4]), patches, tensor([[true, false]]));
   // target = (x - mean) / sqrt(unbiased var + 1e-6): mean square = biased var / unbiased var = 1.25 / (5/3) = 0.75

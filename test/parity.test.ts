@@ -15,6 +15,9 @@ import { generateWorld } from "../src/data/synth/world.ts";
 import { type Recipe } from "../src/pretrain/recipe.ts";
 import { validateRecipe } from "../src/methods/index.ts";
 import { buildVLMo, vlmoItc, VLMO_MLM_WEIGHT } from "../src/pretrain/vlmo.ts";
+import type { ImageTextBatch } from "../src/pretrain/imagetext.ts";
+import type { RegionTextBatch } from "../src/pretrain/builder.ts";
+import { readMetrics } from "../src/train/trainer.ts";
 import { mspInputs, MSP_DEFAULTS } from "../src/pretrain/msp.ts";
 import { semvlpInputs } from "../src/pretrain/semvlp.ts";
 import { maskText, mlmVocab, topicTargets } from "../src/pretrain/common.ts";
@@ -49,7 +52,7 @@ function vlmoRecipe(vlmo: Record<string, unknown> = {}): Recipe {
 }
 
 /** A hand-made image-text batch with ids inside the small vocabulary: [CLS] w.. [SEP] [PAD].. */
-function pairBatch(b: number, t: number): Record<string, Tensor> {
+function pairBatch(b: number, t: number): ImageTextBatch<"pair"> {
   const tok = BertTokenizer.load();
   const ids: number[][] = [], mask: number[][] = [], words: number[][] = [];
   for (let i = 0; i < b; i++) {
@@ -123,14 +126,14 @@ O['vl_t2i'] = (lv.t().argmax(-1) == gt).float().mean().item()
     ref.run();
     const close = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b)), `${what}: ours ${a}, torch ${b}`);
     close(ours.loss.item(), ref.scalar("itc", "loss") as number, "itc loss");
-    close(ours.metrics.itc_loss, ref.scalar("itc", "loss") as number, "metric itc_loss");
-    close(ours.metrics.itc_cls_loss, ref.scalar("itc", "cls") as number, "metric itc_cls_loss");
-    close(ours.metrics.itc_vl_loss, ref.scalar("itc", "vl") as number, "metric itc_vl_loss");
+    close(ours.metrics.itc_loss.item(), ref.scalar("itc", "loss") as number, "metric itc_loss");
+    close(ours.metrics.itc_cls_loss.item(), ref.scalar("itc", "cls") as number, "metric itc_cls_loss");
+    close(ours.metrics.itc_vl_loss.item(), ref.scalar("itc", "vl") as number, "metric itc_vl_loss");
     // accuracy metrics: the main branch under the old names, the VL branch with the itc_vl_ prefix
-    close(ours.metrics.itc_i2t_acc, ref.scalar("itc", "i2t") as number, "itc_i2t_acc");
-    close(ours.metrics.itc_vl_i2t_acc, ref.scalar("itc", "vl_i2t") as number, "itc_vl_i2t_acc");
-    close(ours.metrics.itc_vl_t2i_acc, ref.scalar("itc", "vl_t2i") as number, "itc_vl_t2i_acc");
-    close(ours.metrics.logit_vl_scale, Math.exp(model.logit_vl_scale!.item()), "logit_vl_scale");
+    close(ours.metrics.itc_i2t_acc.item(), ref.scalar("itc", "i2t") as number, "itc_i2t_acc");
+    close(ours.metrics.itc_vl_i2t_acc.item(), ref.scalar("itc", "vl_i2t") as number, "itc_vl_i2t_acc");
+    close(ours.metrics.itc_vl_t2i_acc.item(), ref.scalar("itc", "vl_t2i") as number, "itc_vl_t2i_acc");
+    close(ours.metrics.logit_vl_scale.item(), Math.exp(model.logit_vl_scale!.item()), "logit_vl_scale");
     close(model.logit_scale!.grad!.item(), ref.scalar("itc", "gs") as number, "d loss / d logit_scale");
     close(model.logit_vl_scale!.grad!.item(), ref.scalar("itc", "gsv") as number, "d loss / d logit_vl_scale");
     // the VL-branch projections are trained
@@ -150,10 +153,10 @@ test("VLMo image-text step: trains the VL-branch ITC heads; loss = ITC + ITM + 0
     const pair = stages.find((s) => s.name === "image-text")!.sources[0];
     const batch = pairBatch(6, 12);
     const r = pair.step(batch, {}, ctx);
+    const m = readMetrics(r.metrics);
     for (const k of ["itc_loss", "itc_cls_loss", "itc_vl_loss", "itc_i2t_acc", "itc_t2i_acc", "itc_vl_i2t_acc", "itc_vl_t2i_acc", "logit_vl_scale", "itm_loss", "mlm_loss"]) {
-      assert.ok(Number.isFinite(r.metrics[k]), `metric ${k}`);
+      assert.ok(Number.isFinite(m[k]), `metric ${k}`);
     }
-    const m = r.metrics;
     const expected = m.itc_loss + m.itm_loss + 0.25 * m.mlm_loss;
     assert.ok(Math.abs(r.loss.item() - expected) < 1e-5 * expected, `step loss ${r.loss.item()} vs itc + itm + 0.25 mlm = ${expected}`);
     assert.ok(Math.abs(m.itc_loss - (m.itc_cls_loss + m.itc_vl_loss) / 2) < 1e-6, "itc_loss is the mean of both branches");
@@ -166,11 +169,12 @@ test("VLMo image-text step: trains the VL-branch ITC heads; loss = ITC + ITM + 0
     }
     // the text-only stage's MLM (official compute_textonly_mlm) is not weighted
     const text = stages.find((s) => s.name === "text")!.sources[0].step(batch, {}, ctx);
-    assert.ok(Math.abs(text.loss.item() - text.metrics.text_mlm_loss) < 1e-6);
+    assert.ok(Math.abs(text.loss.item() - readMetrics(text.metrics).text_mlm_loss) < 1e-6);
     // recipes can still choose another weight
     const { stages: s1, model: m1 } = buildVLMo(vlmoRecipe({ mlmWeight: 1 }));
     const r1 = s1.find((s) => s.name === "image-text")!.sources[0].step(batch, {}, { rng: new Rng(7), generator: new Generator(7), step: 0 });
-    const e1 = r1.metrics.itc_loss + r1.metrics.itm_loss + r1.metrics.mlm_loss;
+    const m1m = readMetrics(r1.metrics);
+    const e1 = m1m.itc_loss + m1m.itm_loss + m1m.mlm_loss;
     assert.ok(Math.abs(r1.loss.item() - e1) < 1e-5 * e1);
     m1.dispose();
   } finally {
@@ -179,7 +183,8 @@ test("VLMo image-text step: trains the VL-branch ITC heads; loss = ITC + ITM + 0
 });
 
 /** A region-text batch: 4 pairs, pairs 1 and 3 mismatched (ITM negatives), 40 tokens, 24 regions. */
-function regionBatch(): Record<string, Tensor> {
+/** The region-text batch fields these tests read (a partial RegionTextBatch). */
+function regionBatch(): RegionTextBatch {
   const b = 4, n = 24, d = 8;
   const pair = pairBatch(b, 40);
   return {
@@ -192,18 +197,18 @@ function regionBatch(): Record<string, Tensor> {
     obj_conf: ones([b, n]),
     attr_labels: randint(0, 3, [b, n]),
     attr_conf: ones([b, n]),
-  };
+  } as unknown as RegionTextBatch;
 }
 
 /** MLM targets per pair, and the feature loss of a prediction that is exact except on the mismatched pairs. */
-function targetsOnPairs(batch: Record<string, Tensor>, text: { labels: Tensor }, visMask: Tensor, matched: Tensor | undefined) {
+function targetsOnPairs(batch: RegionTextBatch, text: { labels: Tensor }, visMask: Tensor, matched: Tensor | undefined) {
   return noGrad(() => {
     const perPair = text.labels.ne(IGNORE).sum(1).toArray() as number[];
     const off = cat([zeros([1, 1, 1]), ones([1, 1, 1]), zeros([1, 1, 1]), ones([1, 1, 1])], 0);
     const maskedPerPair = visMask.sum(1).toArray() as number[];
     const loss = computeObjectPrediction({ feat: batch.feats.add(off) }, {
       feats: batch.feats, objLabels: batch.obj_labels, objConf: batch.obj_conf, attrLabels: batch.attr_labels, attrConf: batch.attr_conf, mask: visMask, matched,
-    }).metrics.mrfr_loss;
+    }).metrics.mrfr_loss.item();
     return { perPair, maskedPerPair, featLoss: loss };
   });
 }
@@ -249,7 +254,7 @@ test("VLMo ITM options: the loss weight (vlmo.itmWeight) and the random-then-har
     try {
       const g = new Generator(7);
       const r = stages.find((s) => s.name === "image-text")!.sources[0].step(batch, {}, { rng: new Rng(7), generator: g, step });
-      return { state: g.getState().toArray() as number[], metrics: r.metrics, loss: r.loss.item() };
+      return { state: g.getState().toArray() as number[], metrics: readMetrics(r.metrics), loss: r.loss.item() };
     } finally {
       model.dispose();
     }

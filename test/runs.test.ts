@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Linear, manualSeed, setNumThreads } from "../src/engine/index.ts";
+import { Linear, manualSeed, setNumThreads, type Tensor } from "../src/engine/index.ts";
 import { checkpointDir, latestCheckpoint, loadCheckpoint } from "../src/engine/checkpoint.ts";
 import { train, type Stage, type TrainOptions } from "../src/train/trainer.ts";
 
@@ -32,7 +32,7 @@ function setup(o: { stages?: number[]; failFrom?: number; lr?: number } = {}) {
       name: `src${k}`,
       batchSize: 4,
       data: { module: BUILDER, args: { n: 40, failFrom: o.failFrom } },
-      step: (b) => {
+      step: (b: Record<string, Tensor>) => {
         const loss = model.forward(b.x.div(40)).square().mean();
         return { loss, metrics: { out: loss.item() * 2 } };
       },

@@ -64,7 +64,7 @@ test("data: splits and caption-major order; LXMERT-S gets a random image, a hard
   const pool = new Map(hn.train_image_list.map((id, r) => [String(id), new Set(hn.train_hard_pool[r].map((j) => String(hn.train_image_list[j])))]));
   const tok = BertTokenizer.load();
   const byId = new Map(images.map((im) => [im.id, im]));
-  const ids = host.arrays.hard_input_ids.data as BigInt64Array;
+  const ids = host.arrays.hard_input_ids!.data as BigInt64Array;
   let fromPool = 0;
   for (let k = 0; k < 16; k++) {
     assert.notEqual(m.negImgIds[k], m.imgIds[k]);
@@ -85,7 +85,7 @@ test("data: splits and caption-major order; LXMERT-S gets a random image, a hard
   const direct = regionArrays(reader, [m.negImgIds[3]], 36);
   reader.close();
   const D = 32;
-  assert.deepEqual(Array.from((host.arrays.neg_feats.data as Float32Array).subarray(3 * 36 * D, 4 * 36 * D)), Array.from(direct.feats.data as Float32Array));
+  assert.deepEqual(Array.from((host.arrays.neg_feats!.data as Float32Array).subarray(3 * 36 * D, 4 * 36 * D)), Array.from(direct.feats.data as Float32Array));
   // a batch is a function of (seed, step): rebuilt equal, another step draws other negatives
   const again = await b.build(idx, 7);
   assert.deepEqual(again.meta, host.meta);
@@ -127,8 +127,9 @@ test("losses: LXMERT-S 4-pair BCE equals the ITM head's 2-class cross-entropy; S
   const { batch } = await regionBatch({ fourWay: {} });
   tidy(() => noGrad(() => {
     const r = mspFourWayStep(msp, batch);
-    const t = (p: string) => ({ ids: batch[`${p}input_ids`], mask: batch[`${p}attention_mask`], wpos: batch[`${p}word_position_ids`] });
-    const g = (p: string) => ({ feats: batch[`${p}feats`], boxes: batch[`${p}boxes`], valid: batch[`${p}region_valid`] });
+    const named = batch as unknown as Record<string, Tensor>;
+    const t = (p: string) => ({ ids: named[`${p}input_ids`], mask: named[`${p}attention_mask`], wpos: named[`${p}word_position_ids`] });
+    const g = (p: string) => ({ feats: named[`${p}feats`], boxes: named[`${p}boxes`], valid: named[`${p}region_valid`] });
     const logits = cat([msp.logits(t(""), g("")), msp.logits(t(""), g("neg_")), msp.logits(t("hard_"), g("")), msp.logits(t("rand_"), g(""))]);
     const labels = tensor([1, 1, 1, 1, 1, 1, 1, 1, ...Array(24).fill(0)], { dtype: "int64" });
     close(r.loss.item(), F.crossEntropy(logits, labels).item(), 1e-5, "BCE(log-odds) vs CE");
@@ -147,7 +148,7 @@ test("losses: LXMERT-S 4-pair BCE equals the ITM head's 2-class cross-entropy; S
       const row: number[] = [];
       for (let j = 0; j < 6; j++) {
         const pick = (x: Tensor, i: number) => x.narrow(0, i, 1);
-        row.push(sem.score({ ids: pick(rb.input_ids, k), mask: pick(rb.attention_mask, k), wpos: pick(rb.word_position_ids, k) }, { feats: pick(rb.feats, j), boxes: pick(rb.boxes, j), valid: pick(rb.region_valid, j) }).sigmoid().item());
+        row.push(sem.score({ ids: pick(rb.input_ids, k), mask: pick(rb.attention_mask, k), wpos: pick(rb.word_position_ids, k) }, { feats: pick(rb.feats!, j), boxes: pick(rb.boxes!, j), valid: pick(rb.region_valid!, j) }).sigmoid().item());
       }
       s.push(row);
     }
@@ -175,7 +176,7 @@ test("VLMo ITC step: a batch showing one image twice trains on its first caption
     const r = vlmoItcStep(vlmo, batch, host.meta);
     assert.equal(r.metrics.itc_batch, 3);
     const keep = tensor([0, 1, 3], { dtype: "int64" });
-    const img = vlmo.inferImage(batch.pixels.indexSelect(0, keep), { vlBranch: false }).itc!;
+    const img = vlmo.inferImage(batch.pixels!.indexSelect(0, keep), { vlBranch: false }).itc!;
     const txt = vlmo.inferText(batch.input_ids.indexSelect(0, keep), batch.attention_mask.indexSelect(0, keep), { vlBranch: false }).itc!;
     close(r.loss.item(), computeItc(img, txt, vlmo.logit_scale!).loss.item(), 1e-5);
   }));

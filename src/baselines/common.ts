@@ -2,7 +2,7 @@
 // wordpiece ids seen in training captions, the caption/image sampling of a training step, held-out
 // and the printed table (held-out ITM pairs and zero-shot metrics live in src/tasks/heldout.ts, which
 // the pre-trained models' evaluation shares).
-import { Module, Embedding, tensor, tidy, F, type Tensor } from "../engine/index.ts";
+import { Module, Embedding, tensor, zeros, tidy, F, type Tensor } from "../engine/index.ts";
 import { Adam } from "../engine/optim.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { Rng } from "../engine/rng.ts";
@@ -124,22 +124,29 @@ export function trainBaseline(
   // the baselines' own seed form (a float product, not mixSeed's imul), kept so their published runs reproduce
   const rng = new Rng((o.seed * 0x9e3779b1) ^ salt);
   const byImage = captionsByImage(set);
-  let lossSum = 0;
+  // the losses since the last printed line, summed on the device: read once per line, never per step
+  let lossSum = zeros([], { dtype: "float64" }).keep();
   for (let step = 0; step < o.steps; step++) {
     const s = sampleStep(rng, set, byImage, o.batchSize);
-    lossSum += tidy(() => {
+    const sum = tidy(() => {
       const loss = lossOf(s);
       loss.backward();
       opt.step();
       opt.zeroGrad();
       after?.();
-      return loss.item();
+      return o.logEvery > 0 ? lossSum.add(loss.detach().to("float64")).keep() : null;
     });
+    if (sum) {
+      lossSum.dispose();
+      lossSum = sum;
+    }
     if (o.logEvery > 0 && (step + 1) % o.logEvery === 0) {
-      console.log(`${log.name} step ${step + 1}/${o.steps} ${log.what} ${(lossSum / o.logEvery).toFixed(4)}`);
-      lossSum = 0;
+      console.log(`${log.name} step ${step + 1}/${o.steps} ${log.what} ${(lossSum.item() / o.logEvery).toFixed(4)}`);
+      lossSum.dispose();
+      lossSum = zeros([], { dtype: "float64" }).keep();
     }
   }
+  lossSum.dispose();
 }
 
 /** Zero-shot metrics of a test score matrix (`zs_`), and of its first 100 images (`zs100_`) when the split is bigger. */

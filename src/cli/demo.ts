@@ -53,7 +53,7 @@ export async function main(argv: string[]): Promise<void> {
     writeJsonAtomic(join(runDir, "recipe.json"), r);
     console.log(`\n== ${name}: ${r.method}, ${model.numParameters().toLocaleString()} parameters, stages ${stages.map((s) => s.name).join(" -> ")} (${getNumThreads()} threads)`);
     const t0 = performance.now();
-    const summary = await train(model, stages, { runDir, seed: r.train.seed, clip: r.train.clip, accumulate: r.train.accumulate, checkpointEvery: r.train.checkpointEvery, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device, progress: progressBars });
+    const summary = await train(model, stages, { runDir, seed: r.train.seed, clip: r.train.clip, accumulate: r.train.accumulate, checkpointEvery: r.train.checkpointEvery, evalEvery: r.train.evalEvery, logEvery: r.train.logEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device, progress: progressBars });
     const sec = (performance.now() - t0) / 1000;
     const steps = readFileSync(join(runDir, "metrics.jsonl"), "utf8").trim().split("\n").filter((l) => !l.includes('"source":"val"')).length;
     for (const [stage, m] of Object.entries(summary)) {

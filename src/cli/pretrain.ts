@@ -206,6 +206,7 @@ export async function main(argv: string[]): Promise<void> {
       checkpointEvery: recipe!.train.checkpointEvery,
       keepCheckpoints: recipe!.train.keepCheckpoints,
       evalEvery: recipe!.train.evalEvery,
+      logEvery: recipe!.train.logEvery,
       workers: recipe!.train.workers,
       precision: recipe!.train.precision,
       device,

@@ -14,19 +14,31 @@ export interface HostArray {
   shape: number[];
   dtype: DType;
 }
-/** A batch on the host: named arrays plus plain JSON-able extras (ids, strings). */
-export interface HostBatch {
-  arrays: Record<string, HostArray>;
-  meta: Record<string, unknown>;
+
+/**
+ * A batch as a step receives it: tensors by name. Each builder exports its own interface of this
+ * (RegionTextBatch, ImageTextBatch, TaskBatch, RetrievalBatch), which its steps take: the names,
+ * dtypes and shapes are written once, where the builder makes them.
+ */
+export type TensorBatch = object;
+/** The host arrays of a batch `B`: one HostArray per tensor, by the same names (an optional tensor's array optional). */
+export type HostArrays<B extends TensorBatch> = { [K in keyof B]: HostArray };
+/** The metadata of a batch: plain JSON-able extras (ids, strings), each builder's own interface. */
+export type BatchMeta = object;
+
+/** A batch on the host: named arrays plus plain JSON-able extras (ids, strings); it crosses from the worker threads as is. */
+export interface HostBatch<B extends TensorBatch = Record<string, Tensor>, M extends BatchMeta = Record<string, unknown>> {
+  arrays: HostArrays<B>;
+  meta: M;
 }
-export interface BatchBuilder {
+export interface BatchBuilder<B extends TensorBatch = Record<string, Tensor>, M extends BatchMeta = Record<string, unknown>> {
   /** Items in the dataset; a streamed builder's: in one epoch, over all ranks. */
   readonly length: number;
   /**
    * The batch of these items: positions in the sampler's order, or for a streamed builder their
    * positions in the epoch's stream, with the items themselves (`items`, what `stream` yielded).
    */
-  build(indices: number[], step: number, items?: unknown[]): HostBatch | Promise<HostBatch>;
+  build(indices: number[], step: number, items?: unknown[]): HostBatch<B, M> | Promise<HostBatch<B, M>>;
   /**
    * A streamed builder (a source read in order, never indexed: WebDataset shards) gives the items of
    * one epoch in its own seeded order, this rank's share, as plain data that crosses to the worker
@@ -42,23 +54,30 @@ export interface StreamOptions {
   rank: number;
   world: number;
 }
-export interface BuilderSpec {
+export interface BuilderSpec<B extends TensorBatch = Record<string, Tensor>, M extends BatchMeta = Record<string, unknown>> {
   /** Absolute file URL or path of the module exporting createBuilder. */
   module: string;
   args: unknown;
+  /**
+   * Never set: the batch and metadata types the module's builder makes, so that a spec carries them
+   * to the step that consumes its batches (trainer.ts `Source`).
+   */
+  readonly batchType?: { batch: B; meta: M };
 }
 
 /**
  * Host arrays -> tensors on `device` (int32 label arrays are widened to int64 where dtype says so). On
  * CUDA each array goes through pinned memory with a non-blocking copy.
  */
-export function toTensors(b: HostBatch, device: Device = "cpu"): Record<string, Tensor> {
+export function toTensors<K extends string>(b: { arrays: Record<K, HostArray>; meta?: unknown }, device?: Device): Record<K, Tensor>;
+export function toTensors<B extends TensorBatch>(b: { arrays: HostArrays<B>; meta?: unknown }, device?: Device): B;
+export function toTensors<B extends TensorBatch>(b: { arrays: HostArrays<B>; meta?: unknown }, device: Device = "cpu"): B {
   const out: Record<string, Tensor> = {};
-  for (const [k, a] of Object.entries(b.arrays)) {
+  for (const [k, a] of Object.entries(b.arrays as Record<string, HostArray>)) {
     const host = a.dtype === "bool" ? tensor(a.data as Uint8Array, { shape: a.shape }).bool() : tensor(a.data, { shape: a.shape, dtype: a.dtype });
     out[k] = toDevice(host, device);
   }
-  return out;
+  return out as B;
 }
 
 /** Deterministic permutation of [0, n) for (seed, epoch), split into rank shards like DistributedSampler. */
@@ -96,31 +115,32 @@ export interface LoaderPosition {
 /** A worker thread and the batches it owes (by request id). */
 interface WorkerSlot {
   worker: Worker;
-  waiting: Map<number, { resolve: (b: HostBatch) => void; reject: (e: Error) => void }>;
+  /** The batches it owes: what it posts is a HostBatch of the spec's builder (the same module runs there). */
+  waiting: Map<number, { resolve: (b: unknown) => void; reject: (e: Error) => void }>;
   /** Set once the worker has died: every batch it owed or is asked for fails with it. */
   failure?: Error;
 }
 
-export class Loader {
+export class Loader<B extends TensorBatch = Record<string, Tensor>, M extends BatchMeta = Record<string, unknown>> {
   private workers: WorkerSlot[] = [];
   private closing = false;
-  private local?: BatchBuilder;
-  private pending = new Map<number, Promise<HostBatch>>();
+  private local?: BatchBuilder<B, M>;
+  private pending = new Map<number, Promise<HostBatch<B, M>>>();
   private seq = 0;
   /** A streamed builder's open epoch: its iterator and how many items were taken from it. */
   private cursor?: { epoch: number; at: number; it: Iterator<unknown> };
   position: LoaderPosition = { epoch: 0, batch: 0 };
 
   private constructor(
-    readonly spec: BuilderSpec,
+    readonly spec: BuilderSpec<B, M>,
     readonly length: number,
     readonly o: { batchSize: number; seed: number; shuffle?: boolean; dropLast?: boolean; workers: number; prefetch: number; rank?: number; world?: number },
   ) {}
 
-  static async create(spec: BuilderSpec, o: { batchSize: number; seed: number; shuffle?: boolean; dropLast?: boolean; workers?: number; prefetch?: number; rank?: number; world?: number }): Promise<Loader> {
-    const mod = await import(spec.module);
-    const local: BatchBuilder = await mod.createBuilder(spec.args);
-    const l = new Loader(spec, local.length, { workers: o.workers ?? 0, prefetch: o.prefetch ?? 2, ...o });
+  static async create<B extends TensorBatch = Record<string, Tensor>, M extends BatchMeta = Record<string, unknown>>(spec: BuilderSpec<B, M>, o: { batchSize: number; seed: number; shuffle?: boolean; dropLast?: boolean; workers?: number; prefetch?: number; rank?: number; world?: number }): Promise<Loader<B, M>> {
+    const mod = (await import(spec.module)) as { createBuilder(args: unknown): BatchBuilder<B, M> | Promise<BatchBuilder<B, M>> };
+    const local = await mod.createBuilder(spec.args);
+    const l = new Loader<B, M>(spec, local.length, { workers: o.workers ?? 0, prefetch: o.prefetch ?? 2, ...o });
     l.local = local;
     for (let i = 0; i < l.o.workers; i++) l.workers.push(l.spawn());
     return l;
@@ -130,7 +150,7 @@ export class Loader {
     const worker = new Worker(new URL("./loader_worker.mjs", import.meta.url), { workerData: this.spec });
     worker.unref();
     const slot: WorkerSlot = { worker, waiting: new Map() };
-    worker.on("message", (m: { id: number; batch?: HostBatch; error?: string }) => {
+    worker.on("message", (m: { id: number; batch?: unknown; error?: string }) => {
       const p = slot.waiting.get(m.id);
       if (!p) return;
       slot.waiting.delete(m.id);
@@ -196,19 +216,19 @@ export class Loader {
     return { indices, items };
   }
 
-  private request(indices: number[], step: number, items?: unknown[]): Promise<HostBatch> {
+  private request(indices: number[], step: number, items?: unknown[]): Promise<HostBatch<B, M>> {
     if (this.workers.length === 0) return Promise.resolve(this.local!.build(indices, step, items));
     const slot = this.workers[this.seq++ % this.workers.length];
     if (slot.failure) return Promise.reject(slot.failure);
     const id = this.seq;
-    return new Promise<HostBatch>((resolve, reject) => {
-      slot.waiting.set(id, { resolve, reject });
+    return new Promise<HostBatch<B, M>>((resolve, reject) => {
+      slot.waiting.set(id, { resolve: (b) => resolve(b as HostBatch<B, M>), reject });
       slot.worker.postMessage({ id, indices, step, items });
     });
   }
 
   /** The next batch; keeps `prefetch` batches in flight ahead of it. */
-  async next(): Promise<HostBatch> {
+  async next(): Promise<HostBatch<B, M>> {
     const perEpoch = this.batchesPerEpoch();
     if (perEpoch === 0) throw new Error(`Loader: dataset of ${this.length} items is smaller than one batch of ${this.o.batchSize}`);
     const key = (p: LoaderPosition) => p.epoch * perEpoch + p.batch;
@@ -219,7 +239,7 @@ export class Loader {
       // the builder's step seeds its random choices: distinct per rank (and unchanged with one process)
       if (!this.pending.has(kk)) {
         const step = kk * (this.o.world ?? 1) + (this.o.rank ?? 0);
-        let batch: Promise<HostBatch>;
+        let batch: Promise<HostBatch<B, M>>;
         if (this.local?.stream) {
           try {
             const { indices, items } = this.streamItems(p);

@@ -22,3 +22,26 @@ export function textArrays<K extends string>(tok: BertTokenizer, texts: string[]
   });
   return Object.fromEntries(names.map((name, f) => [name, { data: data[f], shape: [n, L], dtype: "int64" }])) as Record<K, HostArray>;
 }
+
+/** How far a batch's texts reach: what a step needs on the host to trim padding and draw whole-word masks without reading tensors. */
+export interface TextExtent {
+  /** Tokens of the longest text (its attention mask's count). */
+  longest: number;
+  /** Words of the batch: its largest word index + 1 (0 without words). */
+  words: number;
+}
+
+/** The extent of texts encoded by textArrays: `mask` [n, L] attention mask, `wordIds` [n, L] word indices (-1 none). */
+export function textExtent(mask: HostArray, wordIds?: HostArray): TextExtent {
+  const [n, L] = mask.shape;
+  const m = mask.data as BigInt64Array;
+  let longest = 0;
+  for (let k = 0; k < n; k++) {
+    let c = 0;
+    for (let j = 0; j < L; j++) c += Number(m[k * L + j]);
+    longest = Math.max(longest, c);
+  }
+  let words = 0;
+  if (wordIds) for (const w of wordIds.data as BigInt64Array) words = Math.max(words, Number(w) + 1);
+  return { longest, words };
+}

@@ -1,6 +1,6 @@
 // Gradient utilities: global-norm clipping (torch.nn.utils.clip_grad_norm_, op for op), a check
 // for non-finite gradients or losses, and gradient accumulation over micro-batches.
-import { call, callVoid, noGrad, stack, Tensor } from "./tensor.ts";
+import { call, callVoid, noGrad, stack, zeros, Tensor } from "./tensor.ts";
 import { tidy } from "./scope.ts";
 import { isFloating } from "./dtype.ts";
 
@@ -13,10 +13,19 @@ const list = (ps: Params): Tensor[] => (ps instanceof Tensor ? [ps] : [...ps]);
  * grad *= min(1, maxNorm / (total + 1e-6)). Non-finite norms are not an error (they propagate).
  */
 export function clipGradNorm(params: Params, maxNorm: number, normType = 2): number {
+  return tidy(() => clipGradNormTensor(params, maxNorm, normType).item());
+}
+
+/**
+ * clipGradNorm without reading the norm to the host (no synchronisation on an accelerator): the
+ * norm before clipping as a 0-d float32 tensor on the gradients' device (0 when no parameter has a
+ * gradient), detached.
+ */
+export function clipGradNormTensor(params: Params, maxNorm: number, normType = 2): Tensor {
   return tidy(() =>
     noGrad(() => {
       const grads = list(params).map((p) => p.grad).filter((g): g is Tensor => g !== null);
-      if (grads.length === 0) return 0;
+      if (grads.length === 0) return zeros([]);
       const device = grads[0].device;
       const onDevice = (t: Tensor) => (t.device === device ? t : t.to(device));
       let total: Tensor;
@@ -29,7 +38,7 @@ export function clipGradNorm(params: Params, maxNorm: number, normType = 2): num
       }
       const coef = call<Tensor>("aten::mul.Scalar", total.add(1e-6).reciprocal(), { float: maxNorm }).clamp(undefined, 1.0);
       for (const g of grads) g.detach().mul_(g.device === device ? coef : coef.to(g.device));
-      return total.item();
+      return total;
     }),
   );
 }

@@ -11,7 +11,7 @@ export { DataParallel, broadcastModule, broadcastOptimizer, broadcastTensors, al
 export { autocast, autocastAsync, autocastState, withPrecision, withPrecisionAsync, precisionDtype, PRECISIONS, type Precision, type AutocastDType } from "./precision.ts";
 export { Optimizer, Adam, AdamW, SGD, paramGroupsNoDecay, defaultNoDecay, type ParamGroup, type ParamGroupSpec, type AdamOptions, type SGDOptions, type OptimizerStateDict } from "./optim.ts";
 export { makeSchedule, applyLr, linearWarmupDecay, polynomialDecay, cosineDecay, constantWithWarmup, type Schedule, type ScheduleConfig } from "./schedule.ts";
-export { clipGradNorm, hasNonFinite, hasNonFiniteGrad, GradAccumulator } from "./grad.ts";
+export { clipGradNorm, clipGradNormTensor, hasNonFinite, hasNonFiniteGrad, GradAccumulator } from "./grad.ts";
 export { Rng, mixSeed, stepRng, hashSeed } from "./rng.ts";
 export { parseDevice, isCuda, placeDevice, deviceProblem } from "./device.ts";
 export { checkDevice, toDevice, moduleDevice } from "./placement.ts";

@@ -80,6 +80,17 @@ export const reductionCode = (r: Reduction = "mean"): number => REDUCTION[r];
 
 const code = (d: DType | undefined): number | undefined => (d === undefined ? undefined : DTYPE_CODE[d]);
 
+let reads = 0;
+/**
+ * How many times tensor data has been read to the host so far: `item()`, `data()` (and `toArray()`,
+ * `toFloat32Array()`, `bytes()` through it), and copies from a GPU to the CPU (`to("cpu")`). Each is
+ * a synchronisation point on an accelerator; the training step path makes none between logged rows
+ * (test/host_reads.test.ts counts them here).
+ */
+export function hostReads(): number {
+  return reads;
+}
+
 export class Tensor implements Trackable {
   private _native: NativeTensor | null;
   private _dtype?: DType;
@@ -152,6 +163,7 @@ export class Tensor implements Trackable {
   // ---- data out -----------------------------------------------------------------------------
   /** A copy of the elements as a typed array (float16/bfloat16 as raw uint16 bits). */
   data(): TypedArray {
+    reads++;
     return typedView(native.toBuffer(this.native), this.dtype);
   }
   /** The elements as numbers (int64 converted, float16/bfloat16 decoded via float32). */
@@ -173,9 +185,11 @@ export class Tensor implements Trackable {
     return d;
   }
   bytes(): Uint8Array {
+    reads++;
     return new Uint8Array(native.toBuffer(this.native));
   }
   item(): number {
+    reads++;
     return Number(native.item(this.native));
   }
 
@@ -223,6 +237,7 @@ export class Tensor implements Trackable {
   /** A dtype or device conversion; nonBlocking: a host-device copy that does not wait (from pinned memory, like PyTorch's). */
   to(target: DType | Device, opts: { copy?: boolean; nonBlocking?: boolean } = {}): Tensor {
     if (target in DTYPE_CODE) return call("aten::to.dtype", this, DTYPE_CODE[target as DType], !!opts.nonBlocking, !!opts.copy);
+    if (target === "cpu" && this.device !== "cpu") reads++;
     return call("aten::to.device", this, target, DTYPE_CODE[this.dtype], !!opts.nonBlocking, !!opts.copy);
   }
   /** A copy in page-locked host memory (needs CUDA), the source of non-blocking copies to a GPU. */

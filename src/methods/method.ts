@@ -4,7 +4,7 @@
 // and the task models downstream code puts on its backbone. `vlp pretrain`, the tasks and serving
 // look a method up here by name; none of them switches on the method.
 import type { Module, Tensor } from "../engine/index.ts";
-import type { HostBatch } from "../data/loader.ts";
+import type { RetrievalBatch, RetrievalMeta, TaskBatch } from "../data/batches.ts";
 import type { Recipe } from "../pretrain/recipe.ts";
 import type { TSchema } from "../pretrain/schema.ts";
 import type { Source, Stage } from "../train/trainer.ts";
@@ -25,7 +25,7 @@ export interface TaskNet {
   input: { kind: "regions"; featDim: number } | { kind: "pixels"; size: number };
   /** SemVLP: the mode the task reads. */
   mode?: SemVLPMode;
-  logits(b: Record<string, Tensor>): Tensor;
+  logits(b: TaskBatch): Tensor;
 }
 
 /** A retrieval model: a fusion model scoring every pair, or a dual encoder (VLMo) embedding each side once. */
@@ -99,15 +99,13 @@ export interface MethodDef {
   /** Retrieval tensors a run may lack (VLMo: the ITM head, needed only to re-rank). */
   retrievalOptional?(name: string): boolean;
   /** The fine-tuning loss of retrieval. */
-  retrievalStep(rm: RetrievalModel, o: RankOptions): Source["step"];
+  retrievalStep(rm: RetrievalModel, o: RankOptions): Source<RetrievalBatch, RetrievalMeta>["step"];
   /** Extra arguments of the retrieval batch builder (LXMERT-S: four pairs per example). */
   retrievalData?: { fourWay?: Record<string, never> };
   /** How it fine-tunes retrieval, for the log. */
   retrievalSummary(o: RankOptions): string;
 }
 
-/** The step of a trainer source with the batch's host metadata (retrieval steps read image ids). */
-export type Meta = HostBatch["meta"];
 
 const REGISTRY = new Map<string, MethodDef>();
 

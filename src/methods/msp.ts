@@ -1,13 +1,14 @@
 // MSP (multi-stage pre-training of LXMERT-S): token -> phrase -> sentence stages
 // (src/pretrain/msp.ts, src/models/lxmert_msp.ts). Downstream: LXMERT-S's product pooler feeds the
 // task heads; retrieval fine-tunes ViLBERT-style (four pairs per example, BCE on the ITM head).
-import { cat, ones, zeros, noGrad, F, type Tensor } from "../engine/index.ts";
+import { cat, ones, zeros, noGrad, F } from "../engine/index.ts";
 import { LxmertModel, lxmertConfig, LXMERT_PRESETS, type LxmertConfig, type LxmertPreset } from "../models/lxmert.ts";
 import { LxmertSForMSP } from "../models/lxmert_msp.ts";
 import type { RegionMatcher } from "../models/region_tasks.ts";
 import { buildMSP, MSP_SECTION } from "../pretrain/msp.ts";
 import { registerMethod } from "./method.ts";
 import { regionMethod, catText, catRegions, textOf, regionsOf } from "./region.ts";
+import type { RetrievalBatch } from "../data/batches.ts";
 
 /** LXMERT-S as MSP pre-trains it: no QA head, the topic head of TITP/TITS. */
 const lxmertS = (spec: { preset: string; overrides?: Record<string, unknown> }) => lxmertConfig(spec.preset as LxmertPreset, { taskQa: false, topicHead: true, ...(spec.overrides ?? {}) } as Partial<LxmertConfig>);
@@ -36,7 +37,7 @@ export const MSP = registerMethod({
 // ---- retrieval fine-tuning ----------------------------------------------------------------------
 
 /** LXMERT-S (ViLBERT-style): 4 pairs per example, BCE on the ITM log-odds with labels 1, 0, 0, 0. */
-export function mspFourWayStep(m: RegionMatcher, batch: Record<string, Tensor>) {
+export function mspFourWayStep(m: RegionMatcher, batch: RetrievalBatch) {
   const t = textOf(batch);
   const r = regionsOf(batch);
   const B = t.ids.size(0);
@@ -45,7 +46,7 @@ export function mspFourWayStep(m: RegionMatcher, batch: Record<string, Tensor>) 
   const loss = F.binaryCrossEntropyWithLogits(s, labels);
   const metrics = noGrad(() => {
     const correct = s.gt(0).float().eq(labels).float();
-    return { itm_loss: loss.item(), itm_acc: correct.mean().item(), pos_acc: correct.narrow(0, 0, B).mean().item() };
+    return { itm_loss: loss.detach(), itm_acc: correct.mean(), pos_acc: correct.narrow(0, 0, B).mean() };
   });
   return { loss, metrics };
 }

@@ -5,6 +5,7 @@ import { cat, tensor, type Module, type Tensor, type Device } from "../engine/in
 import { toDevice } from "../engine/placement.ts";
 import { RegionMatcher, RegionTaskModel, type RegionBackbone, type RegionBackboneConfig, type RegionInputs, type TaskHead, type TextInputs } from "../models/region_tasks.ts";
 import type { SemVLPMode } from "../models/semvlp.ts";
+import { need, type RetrievalBatch } from "../data/batches.ts";
 import type { MethodDef, ModelDescription, ModelSpec, RetrievalModel, TaskNet } from "./method.ts";
 
 type Backbone = (c: RegionBackboneConfig) => RegionBackbone;
@@ -54,8 +55,10 @@ function regionNet(model: RegionTaskModel, modes: boolean): TaskNet {
 
 // ---- rows of retrieval batches ------------------------------------------------------------------
 
-export const textOf = (b: Record<string, Tensor>, p = ""): TextInputs => ({ ids: b[`${p}input_ids`], mask: b[`${p}attention_mask`], wpos: b[`${p}word_position_ids`] });
-export const regionsOf = (b: Record<string, Tensor>, p = ""): RegionInputs => ({ feats: b[`${p}feats`], boxes: b[`${p}boxes`], valid: b[`${p}region_valid`] });
+/** A retrieval batch's captions: its own (""), or fourWay's hard ("hard_") or random ("rand_") ones. */
+export const textOf = (b: RetrievalBatch, p: "" | "hard_" | "rand_" = ""): TextInputs => ({ ids: need(b, `${p}input_ids`, "retrieval"), mask: need(b, `${p}attention_mask`, "retrieval"), wpos: need(b, `${p}word_position_ids`, "retrieval") });
+/** A retrieval batch's images as regions: its own (""), or fourWay's negatives ("neg_"). */
+export const regionsOf = (b: RetrievalBatch, p: "" | "neg_" = ""): RegionInputs => ({ feats: need(b, `${p}feats`, "retrieval"), boxes: need(b, `${p}boxes`, "retrieval"), valid: need(b, `${p}region_valid`, "retrieval") });
 export const pickText = (t: TextInputs, idx: Tensor): TextInputs => ({ ids: t.ids.indexSelect(0, idx), mask: t.mask.indexSelect(0, idx), wpos: t.wpos.indexSelect(0, idx) });
 export const pickRegions = (r: RegionInputs, idx: Tensor): RegionInputs => ({ feats: r.feats.indexSelect(0, idx), boxes: r.boxes.indexSelect(0, idx), valid: r.valid.indexSelect(0, idx) });
 export const catText = (ts: TextInputs[]): TextInputs => ({ ids: cat(ts.map((t) => t.ids)), mask: cat(ts.map((t) => t.mask)), wpos: cat(ts.map((t) => t.wpos)) });

@@ -3,7 +3,7 @@
 // o_IMG (two-stream), "best" tries both; QA can start from the pre-trained QA head; retrieval
 // fine-tunes UNITER-style (triplet loss against the hardest in-batch negatives).
 import { cat, noGrad, tidy, type Tensor } from "../engine/index.ts";
-import type { HostBatch } from "../data/loader.ts";
+import type { RetrievalBatch, RetrievalMeta } from "../data/batches.ts";
 import type { StepContext } from "../train/trainer.ts";
 import { SemVLPForPreTraining, SemVLPModel, semvlpConfig, SEMVLP_PRESETS, type SemVLPConfig, type SemVLPPreset } from "../models/semvlp.ts";
 import type { RegionMatcher, RegionInputs, TextInputs } from "../models/region_tasks.ts";
@@ -89,8 +89,8 @@ function scoreNoGrad(m: RegionMatcher, t: TextInputs, r: RegionInputs, textIdx: 
 }
 
 /** SemVLP (UNITER-style): triplet loss on sigmoid match scores, against the hardest in-batch negatives of each side. */
-export function semvlpRankStep(m: RegionMatcher, o: RankOptions, batch: Record<string, Tensor>, meta: HostBatch["meta"], ctx: Pick<StepContext, "rng">) {
-  const imgIds = meta.imgIds as string[];
+export function semvlpRankStep(m: RegionMatcher, o: RankOptions, batch: RetrievalBatch, meta: RetrievalMeta, ctx: Pick<StepContext, "rng">) {
+  const imgIds = meta.imgIds;
   const B = imgIds.length;
   const t = textOf(batch);
   const r = regionsOf(batch);
@@ -113,6 +113,7 @@ export function semvlpRankStep(m: RegionMatcher, o: RankOptions, batch: Record<s
       regIdx.push(k);
     }
   }
+  // the hardest negatives are chosen on the host from the pool's scores: one host read per step, by design
   const pool = scoreNoGrad(m, t, r, textIdx, regIdx, o.evalBatchSize);
   const nI = rows.reduce((a, k) => a + poolI[k].length, 0);
   const hardI = hardestOf(rows.map((k) => poolI[k]), pool.subarray(0, nI), h);
@@ -128,10 +129,10 @@ export function semvlpRankStep(m: RegionMatcher, o: RankOptions, batch: Record<s
   const hinge = (neg: Tensor) => neg.sub(pos).add(o.margin).clampMin(0);
   const loss = cat([hinge(negI), hinge(negT)], 1).mean();
   const metrics = noGrad(() => ({
-    rank_loss: loss.item(),
-    rank_acc: pos.gt(negI.amax(1, true)).logicalAnd(pos.gt(negT.amax(1, true))).float().mean().item(),
-    pos_score: pos.mean().item(),
-    hard_neg_score: cat([negI, negT], 1).mean().item(),
+    rank_loss: loss.detach(),
+    rank_acc: pos.gt(negI.amax(1, true)).logicalAnd(pos.gt(negT.amax(1, true))).float().mean(),
+    pos_score: pos.mean(),
+    hard_neg_score: cat([negI, negT], 1).mean(),
   }));
   return { loss, metrics };
 }

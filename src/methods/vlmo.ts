@@ -1,8 +1,7 @@
 // VLMo (Bao et al. 2022): a mixture-of-modality-experts transformer pre-trained stagewise
 // (src/pretrain/vlmo.ts, src/models/vlmo/). Every downstream model
 // is a VLMoModel with other heads (the official names); retrieval fine-tunes it as a dual encoder (ITC).
-import type { Tensor } from "../engine/index.ts";
-import type { HostBatch } from "../data/loader.ts";
+import { need, type RetrievalBatch, type RetrievalMeta } from "../data/batches.ts";
 import { computeItc } from "../objectives/losses.ts";
 import { VLMoModel, vlmoConfig, convertOfficialStateDict, VLMO_PRESETS, type VLMoConfig, type VLMoHeadsConfig, type VLMoPreset } from "../models/vlmo/index.ts";
 import { VLMoForPretraining, type MimTarget } from "../models/vlmo/pretraining.ts";
@@ -34,8 +33,8 @@ function vlmoNet(model: VLMoModel, head: TaskHead): TaskNet {
     model,
     input: { kind: "pixels", size: model.config.imageSize },
     logits: head.kind === "qa"
-      ? (b) => model.vqaLogits(model.inferFusion(b.input_ids, b.attention_mask, b.pixels))
-      : (b) => model.nlvr2Logits(b.input_ids, b.attention_mask, b.pixels0, b.pixels1),
+      ? (b) => model.vqaLogits(model.inferFusion(b.input_ids, b.attention_mask, need(b, "pixels", "VLMo's VQA")))
+      : (b) => model.nlvr2Logits(b.input_ids, b.attention_mask, need(b, "pixels0", "VLMo's NLVR2"), need(b, "pixels1", "VLMo's NLVR2")),
   };
 }
 
@@ -81,10 +80,10 @@ export const VLMO = registerMethod({
 // ---- retrieval fine-tuning ----------------------------------------------------------------------
 
 /** VLMo: ITC between image-only and text-only embeddings; repeated images in a batch keep their first caption only. */
-export function vlmoItcStep(model: VLMoModel, batch: Record<string, Tensor>, meta: HostBatch["meta"]) {
-  const imgIds = meta.imgIds as string[];
+export function vlmoItcStep(model: VLMoModel, batch: RetrievalBatch, meta: RetrievalMeta) {
+  const imgIds = meta.imgIds;
   const first = imgIds.map((id, k) => (imgIds.indexOf(id) === k ? k : -1)).filter((k) => k >= 0);
-  let ids = batch.input_ids, mask = batch.attention_mask, pixels = batch.pixels;
+  let ids = batch.input_ids, mask = batch.attention_mask, pixels = need(batch, "pixels", "VLMo's retrieval");
   if (first.length < imgIds.length) {
     const idx = idxTensor(first, ids.device);
     ids = ids.indexSelect(0, idx);

@@ -5,6 +5,7 @@
 // pre-trained ITM classifier `cls.seq_relationship.*` (retrieval).
 // What a task reads: SemVLP's pooled output is pooler(h_CLS) in single-stream mode and pooler(o_IMG)
 // in two-stream mode; LXMERT-S's is its product pooler.
+import { need, type TaskBatch } from "../data/batches.ts";
 import { Module, Sequential, type Tensor } from "../engine/index.ts";
 import { initBertWeights, type BertLikeConfig } from "./bert.ts";
 import { BertVisualAnswerHead, ItmHead, NLVR2Head } from "./heads.ts";
@@ -36,13 +37,14 @@ export class RegionTaskModel extends Module {
     initBertWeights(this, c.initializerRange);
   }
 
-  pooled(b: Record<string, Tensor>): Tensor {
-    const x = { inputIds: b.input_ids, attentionMask: b.attention_mask, positionIds: b.word_position_ids, visualFeats: b.feats, visualPos: b.boxes, visualAttentionMask: b.region_valid };
+  pooled(b: TaskBatch): Tensor {
+    const who = `${this.method} task model`;
+    const x = { inputIds: b.input_ids, attentionMask: b.attention_mask, positionIds: need(b, "word_position_ids", who), visualFeats: need(b, "feats", who), visualPos: need(b, "boxes", who), visualAttentionMask: need(b, "region_valid", who) };
     return this.bert instanceof SemVLPModel ? this.bert.forward(x, this.mode).pooledOutput : this.bert.forward(x).pooledOutput;
   }
 
   /** [B, answers] (QA) or [B, 2] (NLVR2, from 2B rows with each statement's two images adjacent). */
-  forward(b: Record<string, Tensor>): Tensor {
+  forward(b: TaskBatch): Tensor {
     const p = this.pooled(b);
     return this.answer_head ? this.answer_head.forward(p) : this.pair!.forwardInterleaved(p);
   }

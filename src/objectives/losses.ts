@@ -1,12 +1,37 @@
 // The pre-training losses of SemVLP, MSP (LXMERT-S) and VLMo, each a pure function from model
 // outputs and batch targets to a loss and its metrics (open_clip/ViLT style: no model code here).
+// Nothing here reads a tensor to the host: metrics are detached 0-d tensors, read by the trainer
+// only when it logs a row (src/train/metric_sums.ts), and a count of zero (no masked token, no ITM
+// row) is handled on the device.
 import { Tensor, F, arange, where, multinomial, noGrad, type Generator } from "../engine/index.ts";
 import { IGNORE } from "./masking.ts";
 import { toDevice } from "../engine/placement.ts";
 
+/** Metrics are detached 0-d tensors; NaN means "not measured on this batch" (the trainer leaves it out of the row). */
+export type LossMetrics = Record<string, Tensor>;
+
 export interface LossOut {
   loss: Tensor;
-  metrics: Record<string, number>;
+  metrics: LossMetrics;
+}
+
+/** `value` where `cond` (a 0-d bool tensor) holds, else NaN: a metric reported only on batches that measure it. */
+export function measuredIf(cond: Tensor, value: Tensor): Tensor {
+  return where(cond, value.detach().to("float64"), NaN);
+}
+
+/** `num / den` of two counts in float64 (the value a host division of the two read counts gives); 0 when den is 0. */
+export function ratio(num: Tensor, den: Tensor): Tensor {
+  const d = den.to("float64");
+  return where(d.gt(0), num.to("float64").div(d.clampMin(1)), 0);
+}
+
+/**
+ * The mean of `sum` over `n` targets as the mean reduction computes it (sum / n, in the loss's
+ * dtype), 0 with a zero gradient when there is none: no host branch on the count.
+ */
+function meanOver(sum: Tensor, n: Tensor): Tensor {
+  return sum.div(n.clampMin(1).to(sum.dtype));
 }
 
 /** Positions with a target (label != -1), flattened: [K] indices into B*L. Gather before big vocab heads. */
@@ -19,11 +44,11 @@ export function computeMlm(logits: Tensor, labels: Tensor): LossOut {
   const v = logits.size(-1);
   const flatLabels = labels.reshape(-1);
   const flat = logits.reshape(-1, v);
-  const n = flatLabels.ne(IGNORE).sum().item();
-  if (n === 0) return { loss: logits.sum().mul(0), metrics: { mlm_acc: 0, mlm_count: 0 } };
-  const loss = F.crossEntropy(flat, flatLabels, { ignoreIndex: IGNORE });
-  const acc = noGrad(() => flat.argmax(-1).eq(flatLabels).logicalAnd(flatLabels.ne(IGNORE)).sum().item() / n);
-  return { loss, metrics: { mlm_loss: loss.item(), mlm_acc: acc, mlm_count: n } };
+  const has = flatLabels.ne(IGNORE);
+  const n = has.sum();
+  // no target (n = 0): loss 0, mlm_loss not measured, accuracy 0
+  const loss = meanOver(F.crossEntropy(flat, flatLabels, { ignoreIndex: IGNORE, reduction: "sum" }), n);
+  return noGrad(() => ({ loss, metrics: { mlm_loss: measuredIf(n.gt(0), loss), mlm_acc: ratio(flat.argmax(-1).eq(flatLabels).logicalAnd(has).sum(), n), mlm_count: n } }));
 }
 
 export type ObjectLossWeighting = "mask" | "confidence" | "mask*confidence";
@@ -59,10 +84,10 @@ export function computeObjectPrediction(
   let maskW = t.mask.float();
   if (t.matched) maskW = maskW.mul(t.matched.float().unsqueeze(1));
   const denom = maskW.numel;
-  const metrics: Record<string, number> = {};
+  const metrics: LossMetrics = {};
   let total: Tensor | null = null;
   const add = (name: string, l: Tensor, w = 1) => {
-    metrics[name] = l.item();
+    metrics[name] = l.detach();
     const lw = l.mul(w);
     total = total ? total.add(lw) : lw;
   };
@@ -80,8 +105,7 @@ export function computeObjectPrediction(
   if (pred.obj) {
     add("moc_obj_loss", classLoss(pred.obj, t.objLabels, t.objConf), o.weights?.obj ?? 1);
     const m = t.mask.logicalAnd(t.objLabels.ge(0));
-    const n = m.sum().item();
-    metrics.obj_acc = n ? noGrad(() => pred.obj!.argmax(-1).eq(t.objLabels).logicalAnd(m).sum().item() / n) : 0;
+    metrics.obj_acc = noGrad(() => ratio(pred.obj!.argmax(-1).eq(t.objLabels).logicalAnd(m).sum(), m.sum()));
   }
   if (pred.attr) add("moc_attr_loss", classLoss(pred.attr, t.attrLabels, t.attrConf), o.weights?.attr ?? 1);
   if (!total) throw new Error("computeObjectPrediction: no prediction given");
@@ -91,11 +115,13 @@ export function computeObjectPrediction(
 /** Two-way image-text matching: cross-entropy on [N, 2] logits with labels 1 = matched (-1: no ITM for that row). */
 export function computeItm(logits: Tensor, labels: Tensor): LossOut {
   const has = labels.ne(IGNORE);
-  const n = has.sum().item();
-  if (n === 0) return { loss: logits.sum().mul(0), metrics: { itm_count: 0 } };
-  const loss = F.crossEntropy(logits, labels, { ignoreIndex: IGNORE });
-  const acc = noGrad(() => logits.argmax(-1).eq(labels).logicalAnd(has).sum().item() / n);
-  return { loss, metrics: { itm_loss: loss.item(), itm_acc: acc } };
+  const n = has.sum();
+  const loss = meanOver(F.crossEntropy(logits, labels, { ignoreIndex: IGNORE, reduction: "sum" }), n);
+  // a batch without ITM rows: loss 0, and only itm_count (0) measured
+  return noGrad(() => {
+    const some = n.gt(0);
+    return { loss, metrics: { itm_loss: measuredIf(some, loss), itm_acc: measuredIf(some, ratio(logits.argmax(-1).eq(labels).logicalAnd(has).sum(), n)), itm_count: measuredIf(some.logicalNot(), n) } };
+  });
 }
 
 /**
@@ -108,8 +134,8 @@ export function computeItc(img: Tensor, txt: Tensor, logitScale: Tensor, o: { al
   const t2i = txt.matmul((o.allImg ?? img).T).mul(scale);
   const labels = arange(img.size(0), undefined, 1, { device: img.device }).add(o.offset ?? 0);
   const loss = F.crossEntropy(i2t, labels).add(F.crossEntropy(t2i, labels)).div(2);
-  const [accI, accT] = noGrad(() => [i2t.argmax(-1).eq(labels).float().mean().item(), t2i.argmax(-1).eq(labels).float().mean().item()]);
-  return { loss, i2t, t2i, metrics: { itc_loss: loss.item(), itc_i2t_acc: accI, itc_t2i_acc: accT, logit_scale: scale.item() } };
+  const metrics = noGrad(() => ({ itc_loss: loss.detach(), itc_i2t_acc: i2t.argmax(-1).eq(labels).float().mean(), itc_t2i_acc: t2i.argmax(-1).eq(labels).float().mean(), logit_scale: scale.detach() }));
+  return { loss, i2t, t2i, metrics };
 }
 
 /**
@@ -123,11 +149,13 @@ export function computeItcKeyed(img: Tensor, txt: Tensor, logitScale: Tensor, ke
   const same = keys.unsqueeze(1).eq(keys.unsqueeze(0)).float();
   const target = same.div(same.sum(1, true));
   const loss = F.logSoftmax(i2t, 1).mul(target).sum(1).mean().add(F.logSoftmax(i2t.T, 1).mul(target).sum(1).mean()).div(-2);
-  const [accI, accT] = noGrad(() => [
-    same.gather(1, i2t.argmax(1).unsqueeze(1)).mean().item(),
-    same.gather(1, i2t.T.argmax(1).unsqueeze(1)).mean().item(),
-  ]);
-  return { loss, metrics: { itc_loss: loss.item(), itc_i2t_acc: accI, itc_t2i_acc: accT, logit_scale: scale.item() } };
+  const metrics = noGrad(() => ({
+    itc_loss: loss.detach(),
+    itc_i2t_acc: same.gather(1, i2t.argmax(1).unsqueeze(1)).mean(),
+    itc_t2i_acc: same.gather(1, i2t.T.argmax(1).unsqueeze(1)).mean(),
+    logit_scale: scale.detach(),
+  }));
+  return { loss, metrics };
 }
 
 /**
@@ -142,7 +170,8 @@ export function sampleHardNegatives(sim: Tensor, offset: number, generator?: Gen
     const pos = arange(b, undefined, 1, { device: sim.device }).add(offset).unsqueeze(1);
     // softmax with the positive removed; identical to softmax-then-zero after multinomial's normalisation, without underflow
     const weights = sim.float().scatter(1, pos, -Infinity).softmax(1);
-    // drawn on the host with the (CPU) generator, as the masks are
+    // drawn on the host with the (CPU) generator, as the masks are: on an accelerator the weights'
+    // copy to the CPU is the image-text step's one host read (the sampling needs their values)
     return toDevice(multinomial(weights.cpu(), 1, false, generator).squeeze(1), sim.device);
   });
 }
@@ -155,16 +184,13 @@ export function sampleHardNegatives(sim: Tensor, offset: number, generator?: Gen
 export function computeQa(logits: Tensor, target: Tensor, matched?: Tensor, mode: "sampled" | "soft" = "sampled"): LossOut {
   if (mode === "sampled") {
     const labels = matched ? where(matched, target, IGNORE) : target;
-    const n = labels.ne(IGNORE).sum().item();
-    if (n === 0) return { loss: logits.sum().mul(0), metrics: { qa_acc: 0, qa_count: 0 } };
-    const loss = F.crossEntropy(logits, labels, { ignoreIndex: IGNORE });
-    const acc = noGrad(() => logits.argmax(-1).eq(labels).sum().item() / n);
-    return { loss, metrics: { qa_loss: loss.item(), qa_acc: acc, qa_count: n } };
+    const n = labels.ne(IGNORE).sum();
+    const loss = meanOver(F.crossEntropy(logits, labels, { ignoreIndex: IGNORE, reduction: "sum" }), n);
+    return noGrad(() => ({ loss, metrics: { qa_loss: measuredIf(n.gt(0), loss), qa_acc: ratio(logits.argmax(-1).eq(labels).sum(), n), qa_count: n } }));
   }
   const w = matched ? matched.float().unsqueeze(1).expandAs(target) : undefined;
   const loss = F.binaryCrossEntropyWithLogits(logits, target, { weight: w }).mul(target.size(1));
-  const score = noGrad(() => target.gather(1, logits.argmax(-1).unsqueeze(1)).mean().item());
-  return { loss, metrics: { qa_loss: loss.item(), qa_score: score } };
+  return noGrad(() => ({ loss, metrics: { qa_loss: loss.detach(), qa_score: target.gather(1, logits.argmax(-1).unsqueeze(1)).mean() } }));
 }
 
 /**
@@ -172,11 +198,10 @@ export function computeQa(logits: Tensor, target: Tensor, matched?: Tensor, mode
  * that position with a squared L2 loss; averaged over the shuffled positions.
  */
 export function computeIfrs(pred: Tensor, originalFeats: Tensor, shuffled: Tensor): LossOut {
-  const n = shuffled.sum().item();
-  if (n === 0) return { loss: pred.sum().mul(0), metrics: { ifrs_count: 0 } };
+  const n = shuffled.sum();
   const sq = pred.sub(originalFeats).square().sum(-1);
-  const loss = sq.mul(shuffled.float()).sum().div(n);
-  return { loss, metrics: { ifrs_loss: loss.item(), ifrs_count: n } };
+  const loss = meanOver(sq.mul(shuffled.float()).sum(), n);
+  return noGrad(() => ({ loss, metrics: { ifrs_loss: measuredIf(n.gt(0), loss), ifrs_count: n } }));
 }
 
 /** MSP's TITP/TITS (equation 2): multi-label BCE over the vocabulary, averaged over the V classes. */
@@ -185,10 +210,8 @@ export function computeTopic(logits: Tensor, multiHot: Tensor, name = "topic"): 
   const metrics = noGrad(() => {
     const pred = logits.gt(0);
     const tgt = multiHot.gt(0.5);
-    const tp = pred.logicalAnd(tgt).sum().item();
-    const p = pred.sum().item();
-    const t = tgt.sum().item();
-    return { [`${name}_loss`]: loss.item(), [`${name}_precision`]: p ? tp / p : 0, [`${name}_recall`]: t ? tp / t : 0 };
+    const tp = pred.logicalAnd(tgt).sum();
+    return { [`${name}_loss`]: loss.detach(), [`${name}_precision`]: ratio(tp, pred.sum()), [`${name}_recall`]: ratio(tp, tgt.sum()) };
   });
   return { loss, metrics };
 }
@@ -204,8 +227,8 @@ export function computeMim(pred: Tensor, patches: Tensor, mask: Tensor, o: { sta
   const target = o.standardize === false ? patches : patches.sub(patches.mean(-1, true)).div(patches.var(-1, true, true).add(1e-6).sqrt());
   const per = pred.sub(target).square().mean(-1);
   const m = mask.float();
-  const n = m.sum().item();
-  const loss = n ? per.mul(m).sum().div(n) : per.sum().mul(0);
-  return { loss, metrics: { mim_loss: loss.item(), mim_count: n } };
+  const n = m.sum();
+  const loss = meanOver(per.mul(m).sum(), n);
+  return noGrad(() => ({ loss, metrics: { mim_loss: loss.detach(), mim_count: n } }));
 }
 

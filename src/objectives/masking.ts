@@ -2,7 +2,7 @@
 // all drawn from a seeded libtorch Generator so runs are reproducible and resumable. The generator
 // is a CPU one: draws are made on the host and sent to the batch's device, so a seed masks the same
 // tokens and regions on every device.
-import { Tensor, Generator, rand, randint, where, zerosLike, arange, bernoulli, full, tensor, type Device } from "../engine/index.ts";
+import { Tensor, Generator, rand, randint, where, zerosLike, arange, bernoulli, full, tensor, cat, type Device } from "../engine/index.ts";
 import { toDevice } from "../engine/placement.ts";
 
 /** Label value for positions that carry no target (LXMERT's convention). */
@@ -16,6 +16,12 @@ export interface TokenMaskOptions {
   prob?: number;
   /** Whole-word masking: per-token word index (-1 for specials); all pieces of a word are masked together. */
   wordIds?: Tensor;
+  /**
+   * With `wordIds`: the batch's word count (its largest word index + 1), when the caller knows it on
+   * the host (the builder's metadata); otherwise it is read from `wordIds` (a host read: the draw's
+   * shape depends on it).
+   */
+  words?: number;
   generator?: Generator;
 }
 
@@ -26,7 +32,7 @@ export function maskTokens(ids: Tensor, o: TokenMaskOptions): { inputIds: Tensor
   const dev = ids.device;
   let chosen: Tensor;
   if (o.wordIds) {
-    const words = o.wordIds.max().item() + 1;
+    const words = o.words ?? o.wordIds.max().item() + 1;
     const wordPick = toDevice(bernoulli(full([ids.size(0), Math.max(words, 1)], p), g).bool(), dev);
     chosen = wordPick.gather(1, o.wordIds.clampMin(0)).logicalAnd(o.wordIds.ge(0));
   } else {
@@ -80,28 +86,18 @@ export function maskRegions(feats: Tensor, o: RegionMaskOptions = {}): { feats: 
 export function shuffleTriplets(b: number, n: number, o: { prob?: number; offset?: number; generator?: Generator; device?: Device } = {}): { index: Tensor; shuffled: Tensor } {
   const offset = o.offset ?? 0;
   const triplets = Math.floor((n - offset) / 3);
-  const perms = [[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
-  const pick = bernoulli(full([b, Math.max(triplets, 1)], o.prob ?? 0.05), o.generator).toArray();
-  const which = randint(0, perms.length, [b, Math.max(triplets, 1)], { generator: o.generator }).toArray();
-  const index = new Array<number>(b * n);
-  const shuffled = new Array<number>(b * n).fill(0);
-  for (let i = 0; i < b; i++) {
-    for (let j = 0; j < n; j++) index[i * n + j] = j;
-    for (let t = 0; t < triplets; t++) {
-      if (!pick[i * Math.max(triplets, 1) + t]) continue;
-      const perm = perms[which[i * Math.max(triplets, 1) + t]];
-      const base = offset + 3 * t;
-      for (let k = 0; k < 3; k++) {
-        index[i * n + base + k] = base + perm[k];
-        if (perm[k] !== k) shuffled[i * n + base + k] = 1;
-      }
-    }
-  }
+  const t = Math.max(triplets, 1);
+  const perms = tensor([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]], { dtype: "int64" });
+  // the draws as before (one shuffle flag and one of the 5 non-identity permutations per triplet), applied with tensor ops: no host read
+  const pick = bernoulli(full([b, t], o.prob ?? 0.05), o.generator).bool();
+  const which = randint(0, 5, [b, t], { generator: o.generator }).add(1);
+  const perm = perms.indexSelect(0, where(pick, which, 0).reshape(-1)).reshape(b, t * 3).slice(1, 0, triplets * 3);
+  const base = arange(triplets).mul(3).add(offset).repeatInterleave(3);
+  const rest = (from: number, to: number) => arange(from, to).unsqueeze(0).expand(b, to - from);
+  const index = cat([rest(0, offset), perm.add(base), rest(offset + triplets * 3, n)], 1).contiguous();
+  const shuffled = index.ne(arange(n).unsqueeze(0));
   const dev = o.device ?? "cpu";
-  return {
-    index: toDevice(tensor(index, { dtype: "int64", shape: [b, n] }), dev),
-    shuffled: toDevice(tensor(shuffled, { dtype: "bool", shape: [b, n] }), dev),
-  };
+  return { index: toDevice(index, dev), shuffled: toDevice(shuffled, dev) };
 }
 
 /**

@@ -3,7 +3,8 @@
 // a QA target and MSP's topic labels. It runs in the loader's worker threads; every random choice
 // comes from a PRNG seeded by (seed, step), so a batch is the same wherever and whenever it is built.
 import { readFileSync } from "node:fs";
-import type { BatchBuilder, HostBatch } from "../data/loader.ts";
+import type { BatchBuilder, HostArrays } from "../data/loader.ts";
+import type { Tensor } from "../engine/index.ts";
 import { openRegions, type RegionFeatures } from "../data/regions/index.ts";
 import { readHardNegatives } from "../data/formats/hardneg.ts";
 import { readAns2Label } from "../data/formats/vqa.ts";
@@ -66,6 +67,52 @@ export interface RegionTextArgs {
   labels?: { objects: number; attrs: number };
 }
 
+/**
+ * A region-text batch (what SemVLP's and MSP's steps read): R rows, each a text paired with an
+ * image; R is the batch size, or more with `itm.paired` (every ITM text again, with a negative image,
+ * after the others). L = maxTextLen, N = maxBoxes, D = the regions' feature size.
+ */
+export interface RegionTextBatch {
+  /** [R, L] int64 token ids ([CLS] text [SEP], then [PAD]). */
+  input_ids: Tensor;
+  /** [R, L] int64: 1 for a token, 0 for padding. */
+  attention_mask: Tensor;
+  /** [R, L] int64 LXMERT-S word positions (the word of each token; its pieces share it). */
+  word_position_ids: Tensor;
+  /** [R, L] int64 word index of each token (-1 for [CLS], [SEP] and padding): whole-word masking. */
+  word_ids: Tensor;
+  /** [R, N, D] float32 region features of the row's image (zeros past its boxes). */
+  feats: Tensor;
+  /** [R, N, 4] float32 normalised boxes (x1, y1, x2, y2). */
+  boxes: Tensor;
+  /** [R, N] int64 the detector's object label of each region (-1: none), and [R, N] float32 its confidence. */
+  obj_labels: Tensor;
+  obj_conf: Tensor;
+  /** [R, N] int64 attribute label (-1: none), and [R, N] float32 its confidence. */
+  attr_labels: Tensor;
+  attr_conf: Tensor;
+  /** [R, N] bool: the image has a box there. */
+  region_valid: Tensor;
+  /** [R] bool: the row's image is its text's own. */
+  matched: Tensor;
+  /** [R] int64 ITM target: 1 matched, 0 mismatched, -1 no ITM for the row (its source is not in itm.sources). */
+  itm_target: Tensor;
+  /** [R] int64 the row's image as a key within the batch (rows showing one image share it): ITC's positives. */
+  img_key: Tensor;
+  /** [R] int64 the sampled answer label of a matched question (-1: none). */
+  qa_target: Tensor;
+  /** [R, K] int64 MSP's topic word ids of each text, padded with -1 (with `objectVocab` only). */
+  topic_ids?: Tensor;
+}
+
+/** What a region-text batch carries besides its tensors. */
+export interface RegionTextMeta {
+  /** Each row's image id. */
+  imgIds: string[];
+  /** Each row's text source ("mscoco", "vqa", ...; the granularity of MSP's files). */
+  sources: (string | undefined)[];
+}
+
 /** Throws naming file, line/record and field unless every label of `ids` is -1 (none) or in [0, count). */
 function checkLabels(ids: Int32Array, n: number, count: number, field: string, what: string, where: () => string): void {
   for (let j = 0; j < n; j++) {
@@ -92,7 +139,7 @@ function readExamples(e: ExamplesFile): PretrainExample[] {
 /** The region file(s) of a builder, for messages. */
 const regionsLabel = (r: string | string[]): string => (typeof r === "string" ? r : r.join(", "));
 
-export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
+export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder<RegionTextBatch, RegionTextMeta>> {
   const read: PretrainExample[] = a.examples.flatMap(readExamples);
   const examples = a.interleave ? interleaveByImage(read, (e) => e.imgId) : read;
   const regions = await openRegions(a.regions);
@@ -115,7 +162,7 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
 
   return {
     length: examples.length,
-    build(indices: number[], step: number): HostBatch {
+    build(indices: number[], step: number) {
       const rng = stepRng(a.seed, step);
       const L = a.maxTextLen;
       const N = a.maxBoxes;
@@ -182,7 +229,7 @@ export async function createBuilder(a: RegionTextArgs): Promise<BatchBuilder> {
           topicRows.push(topicWords(enc.inputIds, labelIds, tok.maskId + 1));
         }
       });
-      const arrays: HostBatch["arrays"] = {
+      const arrays: HostArrays<RegionTextBatch> = {
         input_ids: { data: ids, shape: [b, L], dtype: "int64" },
         attention_mask: { data: mask, shape: [b, L], dtype: "int64" },
         word_position_ids: { data: wordPos, shape: [b, L], dtype: "int64" },

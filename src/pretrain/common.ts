@@ -8,8 +8,8 @@ import { where } from "../engine/index.ts";
 import type { BuilderSpec } from "../data/loader.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { readAns2Label } from "../data/formats/vqa.ts";
-import type { RegionTextArgs } from "./builder.ts";
-import { computeMlm, computeItcKeyed, targetPositions, type LossOut } from "../objectives/losses.ts";
+import type { RegionTextArgs, RegionTextBatch, RegionTextMeta } from "./builder.ts";
+import { computeMlm, computeItcKeyed, targetPositions, type LossOut, type LossMetrics } from "../objectives/losses.ts";
 
 export const BUILDER_MODULE = new URL("./builder.ts", import.meta.url).href;
 
@@ -19,7 +19,7 @@ export function worldFile(world: string, rel: string): string {
   return p;
 }
 
-export function regionTextSpec(args: RegionTextArgs): BuilderSpec {
+export function regionTextSpec(args: RegionTextArgs): BuilderSpec<RegionTextBatch, RegionTextMeta> {
   return { module: BUILDER_MODULE, args };
 }
 
@@ -48,11 +48,16 @@ export function mlmVocab(vocabSize: number, tok: Pick<MlmVocab, "padId" | "clsId
   return v;
 }
 
-/** MLM inputs of a batch: [MASK]/random/kept per BERT; no targets on mismatched pairs when `matched` is given. */
-export function maskText(batch: Record<string, Tensor>, g: Generator, vocab: MlmVocab, o: { wholeWord?: boolean; matched?: Tensor } = {}): { inputIds: Tensor; labels: Tensor } {
+/**
+ * MLM inputs of a batch: [MASK]/random/kept per BERT; no targets on mismatched pairs when `matched`
+ * is given. Whole-word masking (`wholeWord`) needs the batch's `word_ids` and, to draw without a
+ * host read, its word count `words` (the builder's metadata: TextExtent).
+ */
+export function maskText(batch: { input_ids: Tensor; word_ids?: Tensor }, g: Generator, vocab: MlmVocab, o: { wholeWord?: boolean; words?: number; matched?: Tensor } = {}): { inputIds: Tensor; labels: Tensor } {
   const ids = batch.input_ids;
   const special = ids.eq(vocab.padId).logicalOr(ids.eq(vocab.clsId)).logicalOr(ids.eq(vocab.sepId));
-  const m = maskTokens(ids, { vocabSize: vocab.vocabSize, maskId: vocab.maskId, special, wordIds: o.wholeWord ? batch.word_ids : undefined, generator: g });
+  if (o.wholeWord && !batch.word_ids) throw new Error("maskText: whole-word masking needs the batch's word_ids");
+  const m = maskTokens(ids, { vocabSize: vocab.vocabSize, maskId: vocab.maskId, special, wordIds: o.wholeWord ? batch.word_ids : undefined, words: o.words, generator: g });
   const labels = o.matched ? where(o.matched.unsqueeze(1), m.labels, IGNORE) : m.labels;
   return { inputIds: m.inputIds, labels };
 }
@@ -63,19 +68,21 @@ export function maskText(batch: Record<string, Tensor>, g: Generator, vocab: Mlm
  * past the longest one are padding in every row, masked out of attention and pooling, so every
  * unpadded output is the same; only the work shrinks (the synthetic captions fill about half of
  * 40). Not for data-parallel steps that gather text across ranks (the lengths would differ).
+ * `longest`: the longest text's token count, as the builder counted it on the host (TextExtent), so
+ * the cut needs no host read; without it, it is read from the mask.
  */
-export function trimTextPadding(batch: Record<string, Tensor>): Record<string, Tensor> {
+export function trimTextPadding<B extends { input_ids: Tensor; attention_mask: Tensor; word_ids?: Tensor }>(batch: B, longest?: number): B {
   const mask = batch.attention_mask;
-  if (!mask || mask.ndim !== 2) return batch;
+  if (mask.ndim !== 2) return batch;
   // right padding: the longest row's length covers every row's tokens
-  const longest = mask.sum(1).max().item();
+  longest ??= mask.sum(1).max().item();
   if (longest >= mask.size(1) || longest === 0) return batch;
-  const out = { ...batch };
-  for (const k of ["input_ids", "attention_mask", "word_ids"]) if (out[k]) out[k] = out[k].slice(1, 0, longest);
+  const out = { ...batch, input_ids: batch.input_ids.slice(1, 0, longest), attention_mask: mask.slice(1, 0, longest) };
+  if (batch.word_ids) out.word_ids = batch.word_ids.slice(1, 0, longest);
   return out;
 }
 
-export function maskVisual(batch: Record<string, Tensor>, g: Generator): { feats: Tensor; mask: Tensor } {
+export function maskVisual(batch: { feats: Tensor; region_valid: Tensor }, g: Generator): { feats: Tensor; mask: Tensor } {
   return maskRegions(batch.feats, { valid: batch.region_valid, generator: g });
 }
 
@@ -90,14 +97,14 @@ export function topicTargets(topicIds: Tensor, vocab: number): Tensor {
 }
 
 /** The same loss with every metric name prefixed (e.g. "text_" for a text-only stage's MLM). */
-export function renameMetrics<T extends { metrics: Record<string, number> }>(o: T, prefix: string): T {
+export function renameMetrics<T extends { metrics: LossMetrics }>(o: T, prefix: string): T {
   return { ...o, metrics: Object.fromEntries(Object.entries(o.metrics).map(([k, x]) => [prefix + k, x])) };
 }
 
 /** Σ w_k · loss_k over the losses present; metrics merged. */
-export function weighted(parts: Record<string, LossOut | undefined>, weights: Record<string, number>): { loss: Tensor; metrics: Record<string, number> } {
+export function weighted(parts: Record<string, LossOut | undefined>, weights: Record<string, number>): { loss: Tensor; metrics: LossMetrics } {
   let total: Tensor | null = null;
-  const metrics: Record<string, number> = {};
+  const metrics: LossMetrics = {};
   for (const [k, part] of Object.entries(parts)) {
     if (!part) continue;
     const w = weights[k] ?? 1;
@@ -124,7 +131,7 @@ export function maskedLm(hidden: Tensor, labels: Tensor, head: (x: Tensor) => Te
  * encodes those rows alone (`pick` selects them from any batch tensor) into unit-norm text and image
  * embeddings; rows showing the same image (`img_key`) are all positives. Undefined with fewer than 2 rows.
  */
-export function matchedItc(batch: Record<string, Tensor>, rows: Tensor, logitScale: Tensor, features: (pick: (t: Tensor) => Tensor) => { text: Tensor; image: Tensor }): LossOut | undefined {
+export function matchedItc(batch: RegionTextBatch, rows: Tensor, logitScale: Tensor, features: (pick: (t: Tensor) => Tensor) => { text: Tensor; image: Tensor }): LossOut | undefined {
   if (rows.size(0) < 2) return undefined;
   const pick = (t: Tensor) => t.indexSelect(0, rows);
   const f = features(pick);

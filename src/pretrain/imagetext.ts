@@ -4,8 +4,9 @@
 // shards streamed through the loader (streamedBuilder below). `mode`
 // selects what a batch holds: "image" (stage 1), "text" (stage 2) or "pair" (stage 3). Runs in the
 // loader's worker threads.
-import type { BatchBuilder, HostBatch } from "../data/loader.ts";
-import { textArrays } from "../data/text_arrays.ts";
+import type { BatchBuilder, HostArray, HostArrays, HostBatch } from "../data/loader.ts";
+import type { Tensor } from "../engine/index.ts";
+import { textArrays, textExtent, type TextExtent } from "../data/text_arrays.ts";
 import { decodeImage, resizeImage, toChw, VLMO_NORM, type ChwImage } from "../vision/image.ts";
 import { augmentView, type PretrainAugment } from "../vision/augment.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
@@ -14,14 +15,51 @@ import { countSamples, streamRefs, WdsError, WdsRefReader, type WdsRef } from ".
 import { Rng, hashSeed } from "../engine/rng.ts";
 import { imageTextExamples, type ImageTextInput, type WebDatasetInput } from "./imagetext_input.ts";
 
-export interface ImageTextArgs {
+export type ImageTextMode = "image" | "text" | "pair";
+
+/** The images of a batch: [B, 3, S, S] float32 pixels, resized to S = imageSize and normalised (mean = std = 0.5). */
+export interface ImageBatch {
+  pixels: Tensor;
+}
+/** The captions of a batch: [B, L] int64 token ids, attention mask (1 token, 0 padding) and word index of each token (-1 none); L = maxTextLen. */
+export interface CaptionBatch {
+  input_ids: Tensor;
+  attention_mask: Tensor;
+  word_ids: Tensor;
+}
+/**
+ * An image-text batch, by the builder's mode: the images alone ("image", stage 1), the captions
+ * alone ("text", stage 2), or each image with its caption ("pair", stage 3).
+ */
+export type ImageTextBatch<M extends ImageTextMode = ImageTextMode> = { image: ImageBatch; text: CaptionBatch; pair: ImageBatch & CaptionBatch }[M];
+
+/** What an image-text batch carries besides its tensors; `longest`/`words` (TextExtent) are 0 without captions. */
+export interface ImageTextMeta extends TextExtent {
+  /** Each example's image file (or shard#key). */
+  files: string[];
+  texts: string[];
+}
+
+type ImageTextHost<M extends ImageTextMode = ImageTextMode> = HostBatch<ImageTextBatch<M>, ImageTextMeta>;
+
+/** A batch's host arrays and metadata from its pixels (modes with images) and encoded captions (modes with text). */
+function imageTextBatch<M extends ImageTextMode>(pixels: HostArray | null, captions: HostArrays<CaptionBatch> | null, files: string[], texts: string[]): ImageTextHost<M> {
+  // the mode decided which of the two are there
+  const arrays = { ...(pixels ? { pixels } : {}), ...(captions ?? {}) } as HostArrays<ImageTextBatch<M>>;
+  const extent = captions ? textExtent(captions.attention_mask, captions.word_ids) : { longest: 0, words: 0 };
+  return { arrays, meta: { files, texts, ...extent } };
+}
+
+const CAPTION_FIELDS = { input_ids: "inputIds", attention_mask: "attentionMask", word_ids: "wordIds" } as const;
+
+export interface ImageTextArgs<M extends ImageTextMode = ImageTextMode> {
   /** The data (`input`), or the Karpathy file + image folder of `split` (train = train + restval). */
   input?: ImageTextInput;
   karpathy?: string;
   images?: string;
   /** "train" is read in file order; a held-out split in caption-major order (interleaveByImage). */
   split: "train" | "val" | "test";
-  mode: "image" | "text" | "pair";
+  mode: M;
   imageSize: number;
   maxTextLen: number;
   /** Training views of the images (train split, image and pair modes): crop, flip, RandAugment; null: none. */
@@ -52,7 +90,7 @@ function viewOf(a: ImageTextArgs, step: number, index: number): { augment: Pretr
   return a.augment && a.split === "train" && a.mode !== "text" ? { augment: a.augment, rng: new Rng(hashSeed("augment", a.seed ?? 0, step, index)) } : undefined;
 }
 
-export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
+export async function createBuilder<M extends ImageTextMode>(a: ImageTextArgs<M>): Promise<BatchBuilder<ImageTextBatch<M>, ImageTextMeta>> {
   const input = inputOf(a);
   if (input.format === "webdataset") return streamedBuilder(a, input);
   // one example per caption (pair/text) or per image (image); held-out captions in caption-major order
@@ -60,19 +98,18 @@ export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
   const tok = a.mode === "image" ? null : BertTokenizer.load();
   return {
     length: examples.length,
-    async build(indices: number[], step: number): Promise<HostBatch> {
+    async build(indices: number[], step: number): Promise<ImageTextHost<M>> {
       const b = indices.length;
-      const arrays: HostBatch["arrays"] = {};
+      let pixels: HostArray | null = null;
       if (a.mode !== "text") {
         const S = a.imageSize;
-        const pixels = new Float32Array(b * 3 * S * S);
+        const data = new Float32Array(b * 3 * S * S);
         const loaded = await Promise.all(indices.map((i) => loadImage(examples.image(i), examples.key(i), S, viewOf(a, step, i))));
-        loaded.forEach((img, k) => pixels.set(img.data, k * 3 * S * S));
-        arrays.pixels = { data: pixels, shape: [b, 3, S, S], dtype: "float32" };
+        loaded.forEach((img, k) => data.set(img.data, k * 3 * S * S));
+        pixels = { data, shape: [b, 3, S, S], dtype: "float32" };
       }
       const texts = indices.map((i) => examples.text(i));
-      if (tok) Object.assign(arrays, textArrays(tok, texts, a.maxTextLen, { input_ids: "inputIds", attention_mask: "attentionMask", word_ids: "wordIds" }));
-      return { arrays, meta: { files: indices.map((i) => examples.key(i)), texts } };
+      return imageTextBatch(pixels, tok ? textArrays(tok, texts, a.maxTextLen, CAPTION_FIELDS) : null, indices.map((i) => examples.key(i)), texts);
     },
   };
 }
@@ -85,7 +122,7 @@ export async function createBuilder(a: ImageTextArgs): Promise<BatchBuilder> {
  * (lines of the text file, or a JSON "captions" list) trains on one drawn from the step's seed,
  * and is held out on its first. The epoch's length is counted from the shards' headers once.
  */
-function streamedBuilder(a: ImageTextArgs, input: WebDatasetInput): BatchBuilder {
+function streamedBuilder<M extends ImageTextMode>(a: ImageTextArgs<M>, input: WebDatasetInput): BatchBuilder<ImageTextBatch<M>, ImageTextMeta> {
   const required = [input.image.join(";"), input.text];
   const files = new WdsRefReader();
   const tok = a.mode === "image" ? null : BertTokenizer.load();
@@ -96,24 +133,23 @@ function streamedBuilder(a: ImageTextArgs, input: WebDatasetInput): BatchBuilder
       return length;
     },
     stream: (epoch, o) => streamRefs(input.shards, { ...o, epoch, buffer: input.shuffleBuffer, required }),
-    async build(indices: number[], step: number, items?: unknown[]): Promise<HostBatch> {
+    async build(indices: number[], step: number, items?: unknown[]): Promise<ImageTextHost<M>> {
       if (!items) throw new Error("webdataset builder: a streamed source is read through the loader's stream (items, not indices)");
       const refs = items as WdsRef[];
       const b = refs.length;
-      const arrays: HostBatch["arrays"] = {};
+      let pixels: HostArray | null = null;
       if (a.mode !== "text") {
         const S = a.imageSize;
-        const pixels = new Float32Array(b * 3 * S * S);
+        const data = new Float32Array(b * 3 * S * S);
         const loaded = await Promise.all(refs.map((r, k) => loadImage(files.read(r, input.image.join(";")), `${r.shard}: sample "${r.key}"`, S, viewOf(a, step, indices[k]))));
-        loaded.forEach((img, k) => pixels.set(img.data, k * 3 * S * S));
-        arrays.pixels = { data: pixels, shape: [b, 3, S, S], dtype: "float32" };
+        loaded.forEach((img, k) => data.set(img.data, k * 3 * S * S));
+        pixels = { data, shape: [b, 3, S, S], dtype: "float32" };
       }
       const texts = a.mode === "image" ? refs.map(() => "") : refs.map((r, k) => {
         const captions = wdsCaptions(r, files.read(r, input.text), input.text);
         return captions[a.split === "train" && captions.length > 1 ? new Rng(hashSeed("caption", step, indices[k])).int(captions.length) : 0];
       });
-      if (tok) Object.assign(arrays, textArrays(tok, texts, a.maxTextLen, { input_ids: "inputIds", attention_mask: "attentionMask", word_ids: "wordIds" }));
-      return { arrays, meta: { files: refs.map((r) => `${basename(r.shard)}#${r.key}`), texts } };
+      return imageTextBatch(pixels, tok ? textArrays(tok, texts, a.maxTextLen, CAPTION_FIELDS) : null, refs.map((r) => `${basename(r.shard)}#${r.key}`), texts);
     },
   };
 }

@@ -11,7 +11,9 @@ import { computeObjectPrediction, computeItm, computeIfrs, computeTopic, type Lo
 import { shuffleTriplets } from "../objectives/masking.ts";
 import { sectionOf, STAGE_SETTINGS, VISUAL_WEIGHTING, type Recipe } from "./recipe.ts";
 import { Type, num, RATIO, WEIGHT } from "./schema.ts";
-import type { Source, Stage, StepContext } from "../train/trainer.ts";
+import { defineSource, type Source, type Stage, type StepContext } from "../train/trainer.ts";
+import type { RegionTextBatch } from "./builder.ts";
+import { need } from "../data/batches.ts";
 import type { Tensor, Generator } from "../engine/index.ts";
 import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets, maskedLm, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
 import { sourcesFor, sharedFile, lxmertInputs, splitOf, sourceName, REGION_TEXT_FORMATS, type DataSource } from "./sources.ts";
@@ -103,7 +105,7 @@ export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
     const st = (m.stages as Record<string, { batchSize?: number; losses?: Record<string, number> }>)[g] ?? {};
     const losses = { ...MSP_LOSSES[g], ...(g === "sentence" && m.itc > 0 ? { itc: m.itc } : {}), ...(st.losses ?? {}) };
     const feeding = sources.filter((src) => feeds(src, g));
-    return feeding.map((src) => ({
+    return feeding.map((src) => defineSource({
       name: sourceName(g, src, feeding.length),
       weight: src.weight,
       batchSize: st.batchSize ?? r.train.batchSize,
@@ -176,7 +178,7 @@ function mspInputFiles(src: DataSource, g: Granularity, split: "train" | "val") 
  * masking, and `matched`, the pairs the MLM/visual losses are restricted to (undefined = every pair:
  * the official LXMERT rule, MSP's default; with `lossesOnMismatched` false, the matched pairs only).
  */
-export function mspInputs(g: Granularity, batch: Record<string, Tensor>, generator: Generator, vocab: MlmVocab, lossesOnMismatched = MSP_DEFAULTS.lossesOnMismatched) {
+export function mspInputs(g: Granularity, batch: RegionTextBatch, generator: Generator, vocab: MlmVocab, lossesOnMismatched = MSP_DEFAULTS.lossesOnMismatched) {
   const [b, n] = batch.feats.shape;
   // IFRS (token stage): shuffle feature triplets (boxes stay); shuffled regions are not also masked
   let feats = batch.feats;
@@ -192,7 +194,7 @@ export function mspInputs(g: Granularity, batch: Record<string, Tensor>, generat
   return { vis, text, shuffled, matched };
 }
 
-function mspStep(model: LxmertSForMSP, g: Granularity, losses: Record<string, number>, o: { weighting: ObjectLossWeighting; vocab: MlmVocab; lossesOnMismatched: boolean }, batch: Record<string, Tensor>, ctx: StepContext) {
+function mspStep(model: LxmertSForMSP, g: Granularity, losses: Record<string, number>, o: { weighting: ObjectLossWeighting; vocab: MlmVocab; lossesOnMismatched: boolean }, batch: RegionTextBatch, ctx: StepContext) {
   const { vis, text, shuffled, matched: lossPairs } = mspInputs(g, batch, ctx.generator, o.vocab, o.lossesOnMismatched);
   const inputs: LxmertInputs = { inputIds: text.inputIds, attentionMask: batch.attention_mask, positionIds: batch.word_position_ids, visualFeats: vis.feats, visualPos: batch.boxes, visualAttentionMask: batch.region_valid };
   const out = model.bert.forward(inputs);
@@ -205,8 +207,8 @@ function mspStep(model: LxmertSForMSP, g: Granularity, losses: Record<string, nu
       ? computeObjectPrediction(visual, { feats: batch.feats, objLabels: batch.obj_labels, objConf: batch.obj_conf, attrLabels: batch.attr_labels, attrConf: batch.attr_conf, mask: vis.mask, matched: lossPairs }, { weighting: o.weighting })
       : undefined,
     ifrs: shuffled ? computeIfrs(model.ifrs_head.forward(out.regionOutput), batch.feats, shuffled) : undefined,
-    titp: g === "phrase" && topic ? computeTopic(topic, topicTargets(batch.topic_ids, model.config.vocabSize), "titp") : undefined,
-    tits: g === "sentence" && topic ? computeTopic(topic, topicTargets(batch.topic_ids, model.config.vocabSize), "tits") : undefined,
+    titp: g === "phrase" && topic ? computeTopic(topic, topicTargets(need(batch, "topic_ids", "MSP's TITP"), model.config.vocabSize), "titp") : undefined,
+    tits: g === "sentence" && topic ? computeTopic(topic, topicTargets(need(batch, "topic_ids", "MSP's TITS"), model.config.vocabSize), "tits") : undefined,
     itm: matched ? computeItm(model.cls.seq_relationship.forward(out.itmInput), matched.long()) : undefined,
     itc: g === "sentence" && (losses.itc ?? 0) > 0 ? mspItc(model, batch) : undefined,
   };
@@ -214,7 +216,7 @@ function mspStep(model: LxmertSForMSP, g: Granularity, losses: Record<string, nu
 }
 
 /** The align-before-fuse ITC of a sentence batch (MSP_ITC_DIM's comment), on its matched pairs. */
-function mspItc(model: LxmertSForMSP, batch: Record<string, Tensor>): LossOut | undefined {
+function mspItc(model: LxmertSForMSP, batch: RegionTextBatch): LossOut | undefined {
   return matchedItc(batch, batch.matched.nonzero().squeeze(1), model.logit_scale!, (pick) =>
     model.itcFeatures({ inputIds: pick(batch.input_ids), attentionMask: pick(batch.attention_mask), positionIds: pick(batch.word_position_ids), visualFeats: pick(batch.feats), visualPos: pick(batch.boxes), visualAttentionMask: pick(batch.region_valid) }));
 }

@@ -29,6 +29,7 @@ export const TRAIN_RANGES = {
   checkpointEvery: COUNT,
   keepCheckpoints: COUNT,
   evalEvery: COUNT,
+  logEvery: { int: true, min: 1, max: 1e9 },
   workers: WORKERS_SCHEMA,
   weightDecay: { min: 0, max: 1 },
 } satisfies Record<string, Range>;
@@ -45,6 +46,7 @@ const DOC = {
   checkpointEvery: "write a checkpoint every N steps (0: only at the end)",
   keepCheckpoints: "keep only the newest N checkpoints (0: keep all)",
   evalEvery: "evaluate on the held-out split every N steps (0: only at the end of each stage)",
+  logEvery: "a metrics.jsonl row every N steps, holding the means over those steps; losses and metrics stay on the device between rows (no host read per step)",
   workers: "loader worker threads",
   weightDecay: "AdamW weight decay",
   precision: "fp32, or bf16 (autocast for the forward and loss; weights, gradients and checkpoints stay fp32); fp16 is CUDA-only",
@@ -75,6 +77,7 @@ export const PRETRAIN_TRAIN = Type.Object({
   checkpointEvery: trainField("checkpointEvery", 0),
   keepCheckpoints: trainField("keepCheckpoints"),
   evalEvery: trainField("evalEvery", 0),
+  logEvery: trainField("logEvery", 1),
   workers: trainField("workers", 1),
   weightDecay: trainField("weightDecay", 0.01),
   ...TRAIN_DEVICE,

@@ -7,8 +7,9 @@ import { SemVLPForPreTraining, semvlpConfig, type SemVLPMode, type SemVLPPreset 
 import { computeObjectPrediction, computeItm, computeQa } from "../objectives/losses.ts";
 import { sectionOf, TRAIN_RANGES, VISUAL_WEIGHTING, type Recipe } from "./recipe.ts";
 import { Type, num, RATIO, WEIGHT } from "./schema.ts";
-import type { Tensor, Generator } from "../engine/index.ts";
-import type { Stage } from "../train/trainer.ts";
+import type { Generator } from "../engine/index.ts";
+import { defineSource, type Stage } from "../train/trainer.ts";
+import type { RegionTextBatch } from "./builder.ts";
 import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted, maskedLm, renameMetrics, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
 import { sourcesFor, sharedFile, lxmertInputs, sourceName, REGION_TEXT_FORMATS, type DataSource } from "./sources.ts";
 
@@ -20,7 +21,7 @@ export const SEMVLP_LOSSES = { mlm: 1, obj: 1, attr: 1, feat: 1, itm: 1, qa: 1, 
  * targets on mismatched pairs, so `matched` restricts every loss but ITM (unlike LXMERT, which
  * masks only QA on them: see MSP's lossesOnMismatched).
  */
-export function semvlpInputs(batch: Record<string, Tensor>, generator: Generator, vocab: MlmVocab) {
+export function semvlpInputs(batch: RegionTextBatch, generator: Generator, vocab: MlmVocab) {
   const matched = batch.matched;
   return { text: maskText(batch, generator, vocab, { matched }), vis: maskVisual(batch, generator), matched };
 }
@@ -74,7 +75,7 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
     epochs: r.train.epochs,
     steps: r.train.steps,
     weightDecay: r.train.weightDecay,
-    sources: sources.map((src) => ({
+    sources: sources.map((src) => defineSource({
       name: sourceName("image-text", src, sources.length),
       weight: src.weight,
       batchSize: r.train.batchSize,
@@ -118,7 +119,7 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
     warmup: r.train.warmup,
     steps: tw.steps,
     weightDecay: r.train.weightDecay,
-    sources: sources.map((src) => ({
+    sources: sources.map((src) => defineSource({
       name: sourceName("text", src, sources.length),
       weight: src.weight,
       batchSize: r.train.batchSize,

@@ -23,7 +23,7 @@ import type { Source, Stage, StepContext } from "../train/trainer.ts";
 import type { Dist } from "../engine/dist.ts";
 import type { LossOut } from "../objectives/losses.ts";
 import { worldFile, trimTextPadding, weighted, maskedLm, maskText, mlmVocab, renameMetrics, type MlmVocab } from "./common.ts";
-import type { ImageTextArgs } from "./imagetext.ts";
+import type { CaptionBatch, ImageTextArgs, ImageTextBatch, ImageTextMeta, ImageTextMode } from "./imagetext.ts";
 import type { ImageTextInput } from "./imagetext_input.ts";
 import { sourcesFor, splitOf, arrowTables, sourceName, webdatasetInput, IMAGE_TEXT_FORMATS, type DataSource } from "./sources.ts";
 import type { BuilderSpec } from "../data/loader.ts";
@@ -73,8 +73,9 @@ export function patchesOf(pixels: Tensor, p: number): Tensor {
 /** The official weight of the image-text stage's MLM loss (compute_mlm returns mlm_loss * 0.25; text-only MLM is unweighted). */
 export const VLMO_MLM_WEIGHT = 0.25;
 
-function mlmInputs(batch: Record<string, Tensor>, ctx: StepContext, vocab: MlmVocab, wholeWord: boolean) {
-  return maskText(batch, ctx.generator, vocab, { wholeWord });
+/** VLMo's MLM inputs: whole-word masking, drawn with the batch's word count from its metadata (no host read). */
+function mlmInputs(batch: CaptionBatch, meta: ImageTextMeta, ctx: StepContext, vocab: MlmVocab) {
+  return maskText(batch, ctx.generator, vocab, { wholeWord: true, words: meta.words });
 }
 
 /**
@@ -107,7 +108,7 @@ export function vlmoItc(model: VLMoModel, img: VLMoUnimodalOutput, txt: VLMoUnim
   const vl = globalItc(img.itcVl, txt.itcVl, model.logit_vl_scale, dist);
   const loss = main.loss.add(vl.loss).mul(0.5);
   const vlMetrics = Object.fromEntries(Object.entries(vl.metrics).map(([k, x]) => [k === "logit_scale" ? "logit_vl_scale" : k.replace(/^itc_/, "itc_vl_"), x]));
-  return { loss, i2t: main.i2t, t2i: main.t2i, metrics: { ...main.metrics, ...vlMetrics, itc_cls_loss: main.metrics.itc_loss, itc_loss: loss.item() } };
+  return { loss, i2t: main.i2t, t2i: main.t2i, metrics: { ...main.metrics, ...vlMetrics, itc_cls_loss: main.metrics.itc_loss, itc_loss: loss.detach() } };
 }
 
 /** The recipe's `vlmo.augment`: true, false, or some fields of VLMO_PRETRAIN_AUGMENT. */
@@ -161,18 +162,18 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
   const augment = pretrainAugment(v.augment);
   const vocab = mlmVocab(config.vocabSize);
   const sources = sourcesFor(r.data, "vlmo", IMAGE_TEXT_FORMATS);
-  const spec = (src: DataSource, mode: ImageTextArgs["mode"], split: "train" | "val" = "train"): BuilderSpec | undefined => {
+  const spec = <M extends ImageTextMode>(src: DataSource, mode: M, split: "train" | "val" = "train"): BuilderSpec<ImageTextBatch<M>, ImageTextMeta> | undefined => {
     const input = imageTextInput(src, split);
     return input && { module: IMAGETEXT_MODULE, args: { input, split, mode, imageSize: config.imageSize, maxTextLen: config.maxTextLen, augment, seed: r.train.seed } satisfies ImageTextArgs };
   };
   // one trainer source per data source of a stage (named by the stage alone when one data source feeds it)
-  const sourcesOf = (name: string, batchSize: number, mode: ImageTextArgs["mode"], step: Source["step"]): Source[] => sources.map((src) => ({
+  const sourcesOf = <M extends ImageTextMode>(name: string, batchSize: number, mode: M, step: Source<ImageTextBatch<M>, ImageTextMeta>["step"]): Source<ImageTextBatch<M>, ImageTextMeta>[] => sources.map((src) => ({
     name: sourceName(name, src, sources.length), weight: src.weight, batchSize, data: spec(src, mode)!, evalData: spec(src, mode, "val"), step,
   }));
   const p = config.patchSize;
   const g = config.imageSize / p;
 
-  const stepImage = (batch: Record<string, Tensor>, _m: unknown, ctx: StepContext) => {
+  const stepImage = (batch: ImageTextBatch<"image">, _m: ImageTextMeta, ctx: StepContext) => {
     const b = batch.pixels.size(0);
     const masks = Array.from({ length: b }, () => blockMask(g, 0.4, ctx.rng));
     const dev = batch.pixels.device;
@@ -186,18 +187,18 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     return { ...weighted({ mim }, {}), tag: "image" };
   };
 
-  const stepText = (full: Record<string, Tensor>, _m: unknown, ctx: StepContext) => {
-    const batch = v.trimPadding ? trimTextPadding(full) : full;
-    const { inputIds, labels } = mlmInputs(batch, ctx, vocab, true);
+  const stepText = (full: ImageTextBatch<"text">, meta: ImageTextMeta, ctx: StepContext) => {
+    const batch = v.trimPadding ? trimTextPadding(full, meta.longest) : full;
+    const { inputIds, labels } = mlmInputs(batch, meta, ctx, vocab);
     const out = model.inferText(inputIds, batch.attention_mask, { vlBranch: false });
     return { ...weighted({ textmlm: renameMetrics(maskedLm(out.hidden, labels, (x) => model.mlmLogits(x)), "text_") }, {}), tag: "text" };
   };
 
-  const stepPair = (full: Record<string, Tensor>, _m: unknown, ctx: StepContext) => {
+  const stepPair = (full: ImageTextBatch<"pair">, meta: ImageTextMeta, ctx: StepContext) => {
     // data parallel: ITC and the hard negatives use the global batch (every rank's, this rank's first)
     const dist = ctx.dist && ctx.dist.world > 1 ? ctx.dist : undefined;
     // texts gathered across ranks need one length: trim only on one process
-    const batch = v.trimPadding && !dist ? trimTextPadding(full) : full;
+    const batch = v.trimPadding && !dist ? trimTextPadding(full, meta.longest) : full;
     const ids = batch.input_ids;
     const mask = batch.attention_mask;
     const b = ids.size(0);
@@ -207,7 +208,8 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const txt = model.inferText(ids, mask, { vlBranch });
     const img = model.inferImage(batch.pixels, { vlBranch });
     const itc = vlmoItc(model, img, txt, dist);
-    // ITM: one hard negative text per image and one hard negative image per text, sampled from the ITC similarities
+    // ITM: one hard negative text per image and one hard negative image per text, sampled from the ITC
+    // similarities: a host read per step on an accelerator (sampleHardNegatives draws on the CPU)
     const randomOther = () => toDevice(tensor(Array.from({ length: b }, (_, i) => otherIndex(ctx.rng, b, i)), { dtype: "int64" }), dev);
     // the curriculum (vlmo.itmRandomSteps): random negatives for the stage's first steps, then the paper's
     const hard = v.itmHardNegatives && ctx.step > itmHardFrom;
@@ -232,7 +234,7 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const itmLabels = cat([ones([b], { dtype: "int64", device: dev }), zeros([2 * b], { dtype: "int64", device: dev })]);
     const itm = computeItm(model.itmLogits(fused), itmLabels);
     // MLM on the fusion encoder: masked text with its image
-    const m = mlmInputs(batch, ctx, vocab, true);
+    const m = mlmInputs(batch, meta, ctx, vocab);
     const mlmOut = model.inferFusion(m.inputIds, mask, batch.pixels);
     const mlm = maskedLm(mlmOut.textFeats, m.labels, (x) => model.mlmLogits(x));
     return { ...weighted({ itc, itm, mlm }, { mlm: v.mlmWeight, itm: v.itmWeight }), tag: "image-text" };

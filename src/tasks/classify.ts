@@ -7,7 +7,7 @@
 import { Type, check, choice, num, type Filled, type Static, type TSchema } from "../pretrain/schema.ts";
 import { copyFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { F, manualSeed, noGrad, tidy, type Tensor } from "../engine/index.ts";
+import { F, manualSeed, noGrad, tidy } from "../engine/index.ts";
 import { Loader, toTensors, type BuilderSpec } from "../data/loader.ts";
 import { moduleDevice, placeDevice } from "../engine/placement.ts";
 import { computeQa } from "../objectives/losses.ts";
@@ -16,7 +16,8 @@ import type { ProgressFactory } from "../train/progress.ts";
 import type { SemVLPMode } from "../models/semvlp.ts";
 import { getMethod, readRunInfo, writeRunInfo, writeRunConfig, type RunInfo } from "../methods/index.ts";
 import { pretrainedTaskNet, scratchTaskNet, loadTaskRun, type TaskHead, type TaskNet } from "./models.ts";
-import { inputFile, readAnswers, readTaskInputs, type TaskDataArgs, type TaskExample, type TaskFormat } from "./data.ts";
+import { inputFile, readAnswers, readTaskInputs, type TaskBatch, type TaskDataArgs, type TaskExample, type TaskFormat, type TaskMeta } from "./data.ts";
+import { need } from "../data/batches.ts";
 import { answerVocab, classifySplit, worldFile, type TaskRecipeData } from "./sources.ts";
 import type { EvalArgs, FinetuneArgs, FinetuneRecipe } from "./task.ts";
 
@@ -61,9 +62,9 @@ export interface StageContext {
   recipe: FinetuneRecipe;
   options: ClassifyOptions;
   /** The builder spec of a split (with extra builder arguments, e.g. GQA's balancing). */
-  spec(split: string, extra?: Partial<TaskDataArgs>): BuilderSpec;
+  spec(split: string, extra?: Partial<TaskDataArgs>): BuilderSpec<TaskBatch, TaskMeta>;
   /** The source of a split, trained with the task's loss. */
-  source(name: string, data: BuilderSpec): Source;
+  source(name: string, data: BuilderSpec<TaskBatch, TaskMeta>): Source<TaskBatch, TaskMeta>;
   log(s: string): void;
 }
 
@@ -91,7 +92,7 @@ export function classifyOptions(task: ClassifyTask, raw: Record<string, unknown>
 }
 
 /** Argmax predictions of a model on a builder's examples, in order (no shuffle, last batch kept). */
-export async function predict(net: TaskNet, spec: BuilderSpec, o: { batchSize: number; quiet?: boolean; progress?: ProgressFactory; label?: string }): Promise<{ ids: (number | string)[]; index: number[] }> {
+export async function predict(net: TaskNet, spec: BuilderSpec<TaskBatch, TaskMeta>, o: { batchSize: number; quiet?: boolean; progress?: ProgressFactory; label?: string }): Promise<{ ids: (number | string)[]; index: number[] }> {
   const loader = await Loader.create(spec, { batchSize: o.batchSize, seed: 0, shuffle: false, dropLast: false, workers: 1 });
   const n = loader.batchesPerEpoch();
   const bar = o.quiet ? null : (o.progress?.(n, o.label ?? "eval") ?? null);
@@ -104,7 +105,7 @@ export async function predict(net: TaskNet, spec: BuilderSpec, o: { batchSize: n
     for (let i = 0; i < n; i++) {
       const host = await loader.next();
       index.push(...tidy(() => noGrad(() => net.logits(toTensors(host, device)).argmax(-1).toArray())));
-      ids.push(...(host.meta.ids as (number | string)[]));
+      ids.push(...host.meta.ids);
       bar?.update(i + 1);
     }
   } finally {
@@ -123,7 +124,7 @@ interface Setup {
   options: ClassifyOptions;
 }
 
-function dataSpec(task: ClassifyTask, net: TaskNet, s: Setup, split: string, extra: Partial<TaskDataArgs> = {}): BuilderSpec {
+function dataSpec(task: ClassifyTask, net: TaskNet, s: Setup, split: string, extra: Partial<TaskDataArgs> = {}): BuilderSpec<TaskBatch, TaskMeta> {
   const sp = classifySplit(task.name, s.data, split);
   const need = (v: string | string[] | undefined, what: string) => {
     if (v === undefined) throw new Error(`the ${split} split of ${task.name} has no ${what}, which a ${net.method} model reads (the source's ${what === "region features" ? "regions" : "images"} key)`);
@@ -142,14 +143,15 @@ function dataSpec(task: ClassifyTask, net: TaskNet, s: Setup, split: string, ext
   return { module: DATA_MODULE, args };
 }
 
-function taskStep(net: TaskNet, head: TaskHead): Source["step"] {
-  return (batch: Record<string, Tensor>) => {
+function taskStep(net: TaskNet, head: TaskHead): Source<TaskBatch, TaskMeta>["step"] {
+  return (batch) => {
     const logits = net.logits(batch);
     // VQA / GQA: BCE-with-logits (mean) x number of answers against the soft scores (LXMERT, VLMo)
-    if (head.kind === "qa") return computeQa(logits, batch.target, undefined, "soft");
-    const loss = F.crossEntropy(logits, batch.label);
-    const acc = noGrad(() => logits.argmax(-1).eq(batch.label).float().mean().item());
-    return { loss, metrics: { nlvr2_loss: loss.item(), nlvr2_acc: acc } };
+    if (head.kind === "qa") return computeQa(logits, need(batch, "target", "the QA loss"), undefined, "soft");
+    const label = need(batch, "label", "the NLVR2 loss");
+    const loss = F.crossEntropy(logits, label);
+    // metrics stay on the device: the trainer reads them when it logs a row
+    return { loss, metrics: noGrad(() => ({ nlvr2_loss: loss.detach(), nlvr2_acc: logits.argmax(-1).eq(label).float().mean() })) };
   };
 }
 

@@ -12,7 +12,8 @@
 import { join } from "node:path";
 import { readdirSync } from "node:fs";
 import { CaptionArrowReader, Nlvr2ArrowReader, VqaArrowReader } from "../data/formats/arrow.ts";
-import type { BatchBuilder, HostArray, HostBatch } from "../data/loader.ts";
+import type { BatchBuilder, HostArray, HostArrays } from "../data/loader.ts";
+import type { TaskBatch, TaskMeta } from "../data/batches.ts";
 import { textArrays } from "../data/text_arrays.ts";
 import { openRegions } from "../data/regions/index.ts";
 import type { RegionSource } from "../data/regions/index.ts";
@@ -353,7 +354,9 @@ export interface TaskDataArgs {
 
 const IMAGE_CACHE_BYTES = 256 * 2 ** 20;
 
-export async function createBuilder(a: TaskDataArgs): Promise<BatchBuilder> {
+export type { TaskBatch, TaskMeta };
+
+export async function createBuilder(a: TaskDataArgs): Promise<BatchBuilder<TaskBatch, TaskMeta>> {
   let examples = readTaskInputs(a.format, a.examples);
   const named = typeof a.examples === "string" ? a.examples : a.examples.map(inputFile).join(", ");
   if (a.balance) examples = balancedSubset(examples, a.balance).map((i) => examples[i]);
@@ -406,16 +409,16 @@ export async function createBuilder(a: TaskDataArgs): Promise<BatchBuilder> {
 
   return {
     length: examples.length,
-    async build(indices: number[]): Promise<HostBatch> {
+    async build(indices: number[]) {
       const exs = indices.map((i) => examples[i]);
       const b = exs.length;
-      const arrays: HostBatch["arrays"] = {};
+      let arrays: HostArrays<TaskBatch>;
       if (regions) {
         // NLVR2: the statement twice, with img0 then img1 (adjacent rows)
         const rows = nlvr2 ? exs.flatMap((e) => [e, e]) : exs;
-        Object.assign(arrays, encodeTexts(tok, rows.map((e) => e.text), L), regionArrays(regions!, nlvr2 ? exs.flatMap((e) => e.imgIds) : exs.map((e) => e.imgIds[0]), a.regions!.maxBoxes));
+        arrays = { ...encodeTexts(tok, rows.map((e) => e.text), L), ...regionArrays(regions!, nlvr2 ? exs.flatMap((e) => e.imgIds) : exs.map((e) => e.imgIds[0]), a.regions!.maxBoxes) };
       } else {
-        Object.assign(arrays, encodeTexts(tok, exs.map((e) => e.text), L));
+        arrays = { ...encodeTexts(tok, exs.map((e) => e.text), L) };
         if (nlvr2) {
           arrays.pixels0 = await pixelArray(exs.map((e) => e.imgIds[0]));
           arrays.pixels1 = await pixelArray(exs.map((e) => e.imgIds[1]));

@@ -38,7 +38,7 @@ import type { BuilderSpec } from "../data/loader.ts";
 import { train, type Stage } from "../train/trainer.ts";
 import type { EvalArgs, FinetuneArgs, FinetuneRecipe } from "./task.ts";
 import { getMethod, readRunInfo, writeRunInfo, writeRunConfig, type ModelSpec } from "../methods/index.ts";
-import { RETRIEVAL_DATA_MODULE, type RetrievalDataArgs, type RetrievalSplit } from "./retrieval/data.ts";
+import { RETRIEVAL_DATA_MODULE, type RetrievalBatch, type RetrievalDataArgs, type RetrievalMeta, type RetrievalSplit } from "./retrieval/data.ts";
 import { retrievalOptions, textLenFor } from "./retrieval/options.ts";
 import { retrievalData, splitSize } from "./retrieval/splits.ts";
 import { buildRetrievalModel } from "./retrieval/model.ts";
@@ -88,7 +88,7 @@ export async function finetune(a: FinetuneArgs): Promise<Record<string, number>>
   writeRunInfo(a.out, { kind: "finetune", task: "retrieval", method, model: spec, world: r.data.world, from: a.from ? resolve(a.from) : null, recipe: r });
   writeRunConfig(a.out, { kind: "finetune", task: "retrieval", method, spec, model });
   const L = textLenFor(rm, o);
-  const dataArgs = (split: RetrievalSplit): BuilderSpec => ({
+  const dataArgs = (split: RetrievalSplit): BuilderSpec<RetrievalBatch, RetrievalMeta> => ({
     module: RETRIEVAL_DATA_MODULE,
     args: {
       ...retrievalData(r.data, split),

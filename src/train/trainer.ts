@@ -8,15 +8,16 @@ import { checkDevice, placeDevice } from "../engine/placement.ts";
 import { AdamW, paramGroupsNoDecay } from "../engine/optim.ts";
 import { makeSchedule, type ScheduleConfig } from "../engine/schedule.ts";
 import { withPrecision, precisionDtype, type Precision } from "../engine/precision.ts";
-import { clipGradNorm } from "../engine/grad.ts";
+import { clipGradNormTensor } from "../engine/grad.ts";
 import { GradScaler, type ScalerState } from "../engine/scaler.ts";
 import { saveCheckpoint, loadCheckpoint, latestCheckpoint, checkpointDir, saveStateDict, readTrainerState, pruneCheckpoints } from "../engine/checkpoint.ts";
 import { writeFileAtomic, writingTo } from "../engine/serialize/atomic.ts";
 import { runFiles } from "./rundir.ts";
 import { runSettings, checkResumeSettings, summarizeHistory, pushRecent, stageSummary, stepsBelow, type Settings, type MetricsRow } from "./resume.ts";
-import { Loader, toTensors, type BuilderSpec, type HostBatch, type LoaderPosition } from "../data/loader.ts";
+import { Loader, toTensors, type BuilderSpec, type BatchMeta, type TensorBatch, type LoaderPosition } from "../data/loader.ts";
 import type { ProgressFactory } from "./progress.ts";
 import { Rng, mixSeed, stepRng } from "../engine/rng.ts";
+import { MetricSums, readScalars, type Metrics } from "./metric_sums.ts";
 import { renderRunPlot } from "./plot.ts";
 import type { Dist } from "../engine/dist.ts";
 import { DataParallel, broadcastModule, broadcastOptimizer, reduceMetrics, type DDPOptions } from "../engine/ddp.ts";
@@ -38,21 +39,34 @@ export interface StepContext {
 
 export interface StepResult {
   loss: Tensor;
-  metrics: Record<string, number>;
+  /**
+   * Detached 0-d tensors (read to the host only when a metrics row is logged) or host numbers; NaN:
+   * not measured on this step (metric_sums.ts).
+   */
+  metrics: Metrics;
   /** What this step trained, when a source has several kinds of step (SemVLP's "single"/"two" mode). */
   tag?: string;
 }
 
-/** A data source of a stage: a batch builder and the step function that turns its batches into losses. */
-export interface Source {
+/**
+ * A data source of a stage: a batch builder and the step function that turns its batches into
+ * losses. `B` and `M` are the builder's batch and metadata interfaces (its spec carries them), so a
+ * step reads the fields its builder makes, by name and type; a stage holds sources of any builders.
+ */
+export interface Source<B extends TensorBatch = TensorBatch, M extends BatchMeta = BatchMeta> {
   name: string;
-  data: BuilderSpec;
+  data: BuilderSpec<B, M>;
   batchSize: number;
   /** Relative sampling weight when a stage has several sources (MSP's joint T+P+S). */
   weight?: number;
   /** Held-out data for the periodic evaluation (the same objectives, without gradients). */
-  evalData?: BuilderSpec;
-  step(batch: Record<string, Tensor>, meta: HostBatch["meta"], ctx: StepContext): StepResult;
+  evalData?: BuilderSpec<B, M>;
+  step(batch: B, meta: M, ctx: StepContext): StepResult;
+}
+
+/** A source whose step takes its builder's batch type (inferred from `data`). */
+export function defineSource<B extends TensorBatch = Record<string, Tensor>, M extends BatchMeta = Record<string, unknown>>(s: Source<B, M>): Source<B, M> {
+  return s;
 }
 
 export interface Stage {
@@ -82,6 +96,11 @@ export interface TrainOptions {
   evalEvery?: number;
   /** Batches per evaluation (default 10). */
   evalBatches?: number;
+  /**
+   * Write a metrics row every N optimizer steps (default 1), with the means of the loss, the gradient
+   * norm and each metric over those steps; also at each checkpoint and at the end of each stage.
+   * Between rows the step's measurements stay on the device: the step path reads nothing to the host.
+   */
   logEvery?: number;
   workers?: number;
   resume?: boolean;
@@ -163,9 +182,10 @@ async function evaluate(model: Module, stage: Stage, o: TrainOptions, step: numb
       const device = o.device ?? "cpu";
       for (let i = 0; i < n; i++) {
         const host = await loader.next();
+        // read batch by batch: the evaluation's numbers are its result
         const m = tidy(() => noGrad(() => {
           const r = withPrecision(o.precision, () => src.step(toTensors(host, device), host.meta, { rng: new Rng(1000 + i), generator: g, step, dist, device }), device);
-          return { loss: r.loss.item(), ...r.metrics };
+          return readMetrics({ loss: r.loss, ...r.metrics });
         }));
         for (const [k, v] of Object.entries(m)) sums[k] = (sums[k] ?? 0) + v / n;
       }
@@ -175,6 +195,24 @@ async function evaluate(model: Module, stage: Stage, o: TrainOptions, step: numb
     }
   } finally {
     model.train(wasTraining);
+  }
+  return out;
+}
+
+/**
+ * A step's measurements as host numbers, with one read for all the tensors; NaN (not measured) is
+ * left out, as a step without the measurement would have left it.
+ */
+export function readMetrics(m: Metrics): Record<string, number> {
+  const names = Object.keys(m);
+  const ts = names.map((k) => m[k]).filter((v): v is Tensor => typeof v !== "number");
+  const host = readScalars(ts);
+  let j = 0;
+  const out: Record<string, number> = {};
+  for (const k of names) {
+    const v = m[k];
+    const x = typeof v === "number" ? v : host[j++];
+    if (!Number.isNaN(x) || k === "loss") out[k] = x;
   }
   return out;
 }
@@ -273,6 +311,14 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
     if (resuming) summarizeHistory(history, stage.name, { recent, evalSummary });
     const weights = stage.sources.map((s) => s.weight ?? 1);
     const wsum = weights.reduce((a, b) => a + b, 0);
+    const accumulate = o.accumulate ?? 1;
+    const logEvery = Math.max(1, Math.floor(o.logEvery ?? 1));
+    // the loss, gradient norm and metrics since the last row, on the device
+    const sums = new MetricSums(accumulate);
+    let lastLogged = first - 1;
+    // fp16: the steps the loss scaler skipped since the last row, and its scale on the last step
+    let skippedSteps = 0;
+    let lastScale: number | undefined;
     try {
       for (let step = first; step <= steps; step++) {
         const global = state.globalStep + 1;
@@ -280,9 +326,6 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
         if (dist) reseedRank(generator, o.seed, global, dist.rank);
         const lrFactor = sched(step - 1);
         opt.setLrFactor(lrFactor);
-        const accumulate = o.accumulate ?? 1;
-        const metrics: Record<string, number> = {};
-        let lossSum = 0;
         let source = stage.sources[0];
         let tag = "";
         for (let micro = 0; micro < accumulate; micro++) {
@@ -291,61 +334,79 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
           while (k < weights.length - 1 && (r -= weights[k]) > 0) k++;
           source = stage.sources[k];
           const host = await loaders[k].next();
-          const res = tidy(() => {
+          tag = tidy(() => {
             const batch = toTensors(host, device);
             // forward and loss under autocast (o.precision); backward outside it, as with torch.autocast
             const out = withPrecision(o.precision, () => source.step(batch, host.meta, { rng, generator, step: global, dist, device }), device);
-            const l = out.loss.item();
-            if (!Number.isFinite(l)) return { l, metrics: out.metrics, tag: out.tag };
+            // a non-finite loss is found when the row is read (below), before any checkpoint
             const loss = (scaler ? scaler.scaleLoss(out.loss) : out.loss).div(accumulate);
             if (ddp) ddp.backward(loss);
             else loss.backward();
-            return { l, metrics: out.metrics, tag: out.tag };
+            sums.add(out.loss, out.metrics);
+            return out.tag ?? source.name;
           });
-          if (!Number.isFinite(res.l)) {
-            const last = latestCheckpoint(o.runDir);
-            throw new Error(`non-finite loss (${res.l}) at stage ${stage.name}, step ${step} (source ${source.name}); the last good checkpoint is ${last ?? "none (no checkpoint written yet)"}`);
-          }
-          tag = res.tag ?? source.name;
-          lossSum += res.l / accumulate;
-          for (const [m, v] of Object.entries(res.metrics)) metrics[m] = (metrics[m] ?? 0) + v / accumulate;
         }
-        if (ddp) {
-          ddp.finish();
-          const { loss: meanLoss, ...meanMetrics } = reduceMetrics(dist!, { loss: lossSum, ...metrics });
-          lossSum = meanLoss;
-          Object.assign(metrics, meanMetrics);
-        }
+        if (ddp) ddp.finish();
         const params = model.parameters().filter((p) => p.requiresGrad);
-        // loss scaling: gradients back to their size, or (an inf or NaN among them) no update this step
+        // loss scaling: gradients back to their size, or (an inf or NaN among them) no update this step;
+        // the scaler reads whether it found one on every step (as torch.cuda.amp.GradScaler.step does)
         const lossScale = scaler?.scale;
         const stepped = scaler ? scaler.unscale(params) : true;
-        const gradNorm = o.clip && stepped ? clipGradNorm(params, o.clip) : NaN;
-        if (o.clip && stepped && !Number.isFinite(gradNorm)) {
-          throw new Error(`non-finite gradient norm at stage ${stage.name}, step ${step}; the last good checkpoint is ${latestCheckpoint(o.runDir) ?? "none"}`);
-        }
+        const gradNorm = o.clip && stepped ? clipGradNormTensor(params, o.clip) : NaN;
+        sums.endStep(gradNorm);
+        if (typeof gradNorm !== "number") gradNorm.dispose();
         if (stepped) noGrad(() => opt.step());
         opt.zeroGrad();
         scaler?.update(stepped);
+        if (scaler) {
+          skippedSteps += stepped ? 0 : 1;
+          lastScale = lossScale;
+        }
         state = { ...state, stage: si, stageStep: step, globalStep: global, positions: { ...state.positions, ...Object.fromEntries(stage.sources.map((s, k) => [s.name, loaders[k].position])) }, ...(scaler ? { scaler: scaler.stateDict() } : {}) };
-        const scaling = scaler ? { loss_scale: lossScale, skipped: stepped ? 0 : 1 } : {};
-        const line = { step: global, stage: stage.name, stage_step: step, source: tag, lr: stage.lr * lrFactor, loss: lossSum, grad_norm: gradNorm, ...scaling, time: Date.now(), ...metrics };
-        if (main) appendTo(metricsFile, JSON.stringify(line) + "\n");
-        pushRecent(recent, { loss: lossSum, ...metrics });
-        bar?.update(step, `loss ${lossSum.toFixed(3)}`);
         const last = step === steps;
+        const checkpoint = main && ((o.checkpointEvery && global % o.checkpointEvery === 0) || last);
+        const stopping = !!o.stopAfter && global >= o.stopAfter;
+        // a row every logEvery steps, and before a checkpoint (whose weights it vouches for) or the end
+        if (step % logEvery === 0 || last || stopping || (o.checkpointEvery && global % o.checkpointEvery === 0)) {
+          const row = sums.read();
+          const from = lastLogged + 1;
+          lastLogged = step;
+          const norm = row.gradNorm;
+          let { loss, metrics } = row;
+          if (dist) {
+            const { loss: meanLoss, ...meanMetrics } = reduceMetrics(dist, { loss, ...metrics });
+            loss = meanLoss;
+            metrics = meanMetrics;
+          }
+          const when = from === step ? `step ${step}` : `steps ${from}-${step}`;
+          if (!Number.isFinite(loss)) {
+            throw new Error(`non-finite loss (${loss}) at stage ${stage.name}, ${when} (source ${source.name}); the last good checkpoint is ${latestCheckpoint(o.runDir) ?? "none (no checkpoint written yet)"}`);
+          }
+          if (o.clip && !Number.isFinite(norm) && !scaler) {
+            throw new Error(`non-finite gradient norm at stage ${stage.name}, ${when}; the last good checkpoint is ${latestCheckpoint(o.runDir) ?? "none"}`);
+          }
+          const scaling = scaler ? { loss_scale: lastScale, skipped: skippedSteps } : {};
+          skippedSteps = 0;
+          const line = { step: global, stage: stage.name, stage_step: step, source: tag, lr: stage.lr * lrFactor, loss, grad_norm: norm, ...scaling, time: Date.now(), ...metrics };
+          if (main) appendTo(metricsFile, JSON.stringify(line) + "\n");
+          pushRecent(recent, { loss, ...metrics });
+          bar?.update(step, `loss ${loss.toFixed(3)}`);
+        } else {
+          bar?.update(step);
+        }
         if (stage.sources.some((x) => x.evalData) && ((o.evalEvery && global % o.evalEvery === 0) || last)) {
           const val = await evaluate(model, stage, o, global);
           if (main) appendTo(metricsFile, JSON.stringify({ step: global, stage: stage.name, stage_step: step, source: "val", time: Date.now(), ...val }) + "\n");
           Object.assign(evalSummary, val);
         }
-        if (main && ((o.checkpointEvery && global % o.checkpointEvery === 0) || last)) {
+        if (checkpoint) {
           saveCheckpoint(checkpointDir(o.runDir, global), { step: global, run: state, settings }, { model, optimizer: opt, generators: { trainer: generator }, device });
           if (o.keepCheckpoints) pruneCheckpoints(o.runDir, o.keepCheckpoints);
         }
-        if (o.stopAfter && global >= o.stopAfter) return summary;
+        if (stopping) return summary;
       }
     } finally {
+      sums.reset();
       bar?.finish();
       await Promise.all(loaders.map((l) => l.close()));
       ddp?.dispose();

@@ -13,7 +13,8 @@
 // (main thread or loader worker) and whenever (resume) it is built.
 import { join } from "node:path";
 import { existsSync } from "node:fs";
-import type { BatchBuilder, HostArray, HostBatch } from "../../data/loader.ts";
+import type { BatchBuilder, HostArray, HostArrays } from "../../data/loader.ts";
+import type { RetrievalBatch, RetrievalMeta } from "../../data/batches.ts";
 import { readKarpathy, karpathySubset } from "../../data/formats/karpathy.ts";
 import { readCocoCaptions } from "../../data/formats/coco.ts";
 import { readHardNegatives } from "../../data/formats/hardneg.ts";
@@ -166,8 +167,9 @@ export async function pixelArray(imagesDir: string, files: string[], size: numbe
   return { data, shape: [files.length, 3, size, size], dtype: "float32" };
 }
 
-function prefixed<T extends object>(prefix: string, arrays: T): Record<string, HostArray> {
-  return Object.fromEntries(Object.entries(arrays).map(([k, v]) => [`${prefix}${k}`, v as HostArray]));
+/** Host arrays renamed with a prefix ("neg_", "hard_", "rand_"), keys typed as the batch names them. */
+function prefixed<P extends string, T extends { [K in keyof T]: HostArray }>(prefix: P, arrays: T): { [K in keyof T & string as `${P}${K}`]: HostArray } {
+  return Object.fromEntries(Object.entries(arrays as Record<string, HostArray>).map(([k, v]) => [`${prefix}${k}`, v])) as { [K in keyof T & string as `${P}${K}`]: HostArray };
 }
 
 // ---- the fine-tuning batch builder -----------------------------------------------------------------
@@ -192,7 +194,9 @@ export interface RetrievalDataArgs {
 
 const rngFor = (seed: number, step: number) => stepRng(seed, step, 0x5bd1e995);
 
-export async function createBuilder(a: RetrievalDataArgs): Promise<BatchBuilder> {
+export type { RetrievalBatch, RetrievalMeta };
+
+export async function createBuilder(a: RetrievalDataArgs): Promise<BatchBuilder<RetrievalBatch, RetrievalMeta>> {
   const images = a.source ? readRetrievalSource(a.source) : readRetrievalSplit(a.world!, a.split!);
   const imageRoot = a.source ? a.source.images : join(a.world!, "images");
   const regionPath = a.regions ?? a.source?.regions ?? join(a.world ?? "", "features", "obj36.tsv");
@@ -227,15 +231,15 @@ export async function createBuilder(a: RetrievalDataArgs): Promise<BatchBuilder>
   const maxBoxes = a.maxBoxes ?? 36;
   return {
     length: examples.length,
-    async build(indices: number[], step: number): Promise<HostBatch> {
+    async build(indices: number[], step: number) {
       const rng = rngFor(a.seed, step);
       const exs = indices.map((i) => examples[i]);
       const imgIdx = exs.map((e) => e.image);
-      const arrays: Record<string, HostArray> = {
+      const arrays: HostArrays<RetrievalBatch> = {
         ...encodeTexts(tok, exs.map((e) => e.text), L),
         img_index: { data: BigInt64Array.from(imgIdx, BigInt), shape: [exs.length], dtype: "int64" },
       };
-      const meta: Record<string, unknown> = { imgIds: imgIdx.map((i) => images[i].id) };
+      const meta: RetrievalMeta = { imgIds: imgIdx.map((i) => images[i].id) };
       if (a.kind === "regions") Object.assign(arrays, regionArrays(regions!, imgIdx.map((i) => images[i].id), maxBoxes));
       else arrays.pixels = await pixelArray(imageRoot, imgIdx.map((i) => images[i].file), a.imageSize ?? 224);
       if (hard) {
