@@ -88,7 +88,8 @@ for img in vit cnn; do STEPS=1500 BOW=1 IMG=$img VLP_NUM_THREADS=1 node --import
 for img in region cnnmax; do STEPS=1500 BOW=1 IMG=$img VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1; done
 STEPS=1500 IMG=region VLP_NUM_THREADS=1 node --import tsx experiments/itc_probe.ts | tail -1
 STEPS=1500 VLP_NUM_THREADS=1 node --import tsx experiments/pixel_probe.ts | tail -1
-STEPS=1500 SIZE=128 POOL=max VLP_NUM_THREADS=1 node --import tsx experiments/pixel_probe.ts | tail -1
+STEPS=1500 INIT=kaiming VLP_NUM_THREADS=1 node --import tsx experiments/pixel_probe.ts | tail -1
+STEPS=6000 INIT=kaiming VLP_NUM_THREADS=1 node --import tsx experiments/pixel_probe.ts | tail -1
 # session 6: long image-only stages (pixels, HOG), then the probe from their weights
 run S1P-vlmo-mim-pixels-4000 recipes/vlmo-small.json --set 'vlmo.order=["image"]' --set vlmo.stages.image.steps=4000 --set train.evalEvery=1000
 run S1H-vlmo-mim-hog-2000 recipes/vlmo-small.json --set 'vlmo.order=["image"]' --set vlmo.stages.image.steps=2000 --set vlmo.mimTarget=hog --set train.evalEvery=500
