@@ -10,7 +10,7 @@ import { applySets, type Recipe } from "../src/pretrain/recipe.ts";
 import { validateRecipe } from "../src/methods/index.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
 import { train } from "../src/train/trainer.ts";
-import { manualSeed } from "../src/engine/index.ts";
+import { manualSeed, saveStateDict, type Tensor } from "../src/engine/index.ts";
 import { parseOrder } from "../src/pretrain/msp.ts";
 import { STAGE2_FROZEN } from "../src/pretrain/vlmo.ts";
 
@@ -45,6 +45,34 @@ async function run(r: Recipe, dir: string, extra: Partial<Parameters<typeof trai
   // training steps; the held-out evaluation at the end of each stage is logged with source "val"
   return { model, stages, summary, rows: all.filter((x) => x.source !== "val"), valRows: all.filter((x) => x.source === "val") };
 }
+
+test("model.init starts the model from a checkpoint's tensors (BERT names), the rest as initialised; a missing or unfitting file is an error", async () => {
+  manualSeed(3);
+  const a = (await buildStrategy(recipe("semvlp"))).model;
+  const file = join(root, "init-bert.safetensors");
+  // a text-only BERT: the embeddings and the transformer layers, as a BERT checkpoint has them
+  const bertOnly = new Map([...a.stateDict()].filter(([k]) => /^bert\.(embeddings|encoder\.layer)\./.test(k)));
+  saveStateDict(file, bertOnly);
+  manualSeed(4);
+  const fresh = (await buildStrategy(recipe("semvlp", { train: { seed: 4, batchSize: 8, steps: 6, workers: 0 } }))).model.stateDict();
+  manualSeed(4);
+  const b = (await buildStrategy(recipe("semvlp", { train: { seed: 4, batchSize: 8, steps: 6, workers: 0 } }, [`model.init=${file}`]))).model.stateDict();
+  const same = (x: Tensor, y: Tensor) => x.sub(y).abs().max().item() === 0;
+  const sa = a.stateDict();
+  const word = "bert.embeddings.word_embeddings.weight";
+  assert.ok(!same(fresh.get(word)!, sa.get(word)!), "precondition: seeds 3 and 4 initialise differently");
+  assert.ok(same(b.get(word)!, sa.get(word)!), "the word embeddings come from the file");
+  assert.ok(same(b.get("bert.encoder.layer.0.attention.self.query.weight")!, sa.get("bert.encoder.layer.0.attention.self.query.weight")!));
+  // (the MLM decoder is tied to the word embeddings: it came with them)
+  const rest = [...b.keys()].filter((k) => !bertOnly.has(k) && k !== "cls.predictions.decoder.weight");
+  assert.ok(rest.length > 0);
+  for (const k of rest) assert.ok(same(b.get(k)!, fresh.get(k)!), `${k} keeps its own initialisation`);
+  assert.throws(() => validateRecipe({ method: "semvlp", model: { preset: "tiny", init: 3 }, data: { world } }), /recipe\.model\.init/);
+  await assert.rejects(buildStrategy(recipe("semvlp", {}, [`model.init=${join(root, "absent.bin")}`])), /recipe\.model\.init: .*absent\.bin does not exist/);
+  const foreign = join(root, "foreign.safetensors");
+  saveStateDict(foreign, new Map([["some.other.weight", sa.get(word)!]]));
+  await assert.rejects(buildStrategy(recipe("semvlp", {}, [`model.init=${foreign}`])), /recipe\.model\.init: no tensor of .*foreign\.safetensors/);
+});
 
 test("recipes: unknown keys and wrong types are rejected naming the key; --set overrides", () => {
   assert.throws(() => recipe("semvlp", { train: { lr: "fast" } }), /recipe\.train\.lr: expected a number/);

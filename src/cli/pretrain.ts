@@ -4,7 +4,7 @@
 // (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) joins its group directly.
 import { parseArgs } from "node:util";
 import { existsSync, mkdirSync } from "node:fs";
-import { basename, join } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { applySets, readRecipeJson, type Recipe } from "../pretrain/recipe.ts";
 import { claimRunDir } from "../train/rundir.ts";
@@ -17,10 +17,30 @@ import { DEVICE_OPTION, deviceFlag, usableDevice } from "./device.ts";
 import { progressBars } from "./progress.ts";
 // The engine (libtorch) is imported where it is used: the launcher of `--nproc N` never loads it.
 
-/** The recipe's method's model and stages (src/methods/: the registry, loaded with the engine). */
+/**
+ * The recipe's method's model and stages (src/methods/: the registry, loaded with the engine); with
+ * `model.init`, the model starts from that checkpoint's tensors (initFromCheckpoint).
+ */
 export async function buildStrategy(r: Recipe): Promise<{ model: Module; stages: Stage[] }> {
   const { getMethod } = await import("../methods/index.ts");
-  return getMethod(r.method, "recipe.method").buildStrategy(r);
+  const built = getMethod(r.method, "recipe.method").buildStrategy(r);
+  if (r.model.init) await initFromCheckpoint(built.model, resolve(r.model.init));
+  return built;
+}
+
+/**
+ * `recipe.model.init`: a foreign pre-trained checkpoint (BERT for SemVLP's shared blocks or
+ * LXMERT-S's language side, official LXMERT or VLMo weights) read by loadPretrained; the model's
+ * tensors the file lacks keep their initialisation (the heads, the visual side), the file's tensors the
+ * model lacks are dropped, and a file that fills none is an error. Prints what it loaded.
+ */
+export async function initFromCheckpoint(model: Module, file: string): Promise<{ layout: string; loaded: string[]; missing: string[]; unmatched: string[] }> {
+  if (!existsSync(file)) throw new Error(`recipe.model.init: ${file} does not exist`);
+  const { loadPretrained } = await import("../models/pretrained.ts");
+  const r = loadPretrained(model, file, { allowMissing: true, allowUnmatched: true });
+  if (r.loaded.length === 0) throw new Error(`recipe.model.init: no tensor of ${file} (read as ${r.layout}) fits the ${model.constructor.name}: its ${r.unmatched.length} tensors all match no tensor of the model`);
+  console.log(`vlp pretrain: model.init ${file} (${r.layout}): ${r.loaded.length} tensors loaded, ${r.missing.length} of the model's left as initialised, ${r.unmatched.length} of the file's dropped`);
+  return r;
 }
 
 /** Writes the run's config.json (method, the model's full config and heads, vocabulary, vlpkit version) beside its weights. */

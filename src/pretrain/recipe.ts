@@ -101,6 +101,7 @@ export const VISUAL_WEIGHTING = choice(["mask", "confidence", "mask*confidence"]
 export const MODEL = Type.Object({
   preset: Type.String({ minLength: 1, description: "a config preset of the method (tiny, small, base, large...)" }),
   overrides: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: "fields of the preset's config replaced" })),
+  init: Type.Optional(Type.String({ minLength: 1, description: "a pre-trained checkpoint (.bin / .pth / .safetensors: Hugging Face BERT or LXMERT, official LXMERT or VLMo names) whose tensors start the model; the others keep their initialisation" })),
 }, { additionalProperties: false });
 
 /**
