@@ -65,22 +65,29 @@ export const TRAIN_DEVICE = {
 /** The train section is optional; absent, it is {} with every default filled in. */
 export const TRAIN_OPTIONS = { additionalProperties: false, default: {}, description: "training settings (absent ones take their defaults)" };
 
+/** The train fields pre-training and fine-tuning share, with the learning rate and warmup defaults each gives. */
+export function commonTrainFields(d: { lr: number; warmup: number }) {
+  return {
+    seed: trainField("seed", 0),
+    batchSize: trainField("batchSize", 32),
+    lr: trainField("lr", d.lr),
+    warmup: trainField("warmup", d.warmup),
+    epochs: trainField("epochs"),
+    steps: trainField("steps"),
+    clip: trainField("clip", 1),
+    weightDecay: trainField("weightDecay", 0.01),
+    workers: trainField("workers", 1),
+    evalEvery: trainField("evalEvery", 0),
+    checkpointEvery: trainField("checkpointEvery", 0),
+    keepCheckpoints: trainField("keepCheckpoints"),
+    ...TRAIN_DEVICE,
+  };
+}
+
 export const PRETRAIN_TRAIN = Type.Object({
-  seed: trainField("seed", 0),
-  batchSize: trainField("batchSize", 32),
-  lr: trainField("lr", 1e-4),
-  warmup: trainField("warmup", 0.05),
-  epochs: trainField("epochs"),
-  steps: trainField("steps"),
-  clip: trainField("clip", 1),
+  ...commonTrainFields({ lr: 1e-4, warmup: 0.05 }),
   accumulate: trainField("accumulate", 1),
-  checkpointEvery: trainField("checkpointEvery", 0),
-  keepCheckpoints: trainField("keepCheckpoints"),
-  evalEvery: trainField("evalEvery", 0),
   logEvery: trainField("logEvery", 1),
-  workers: trainField("workers", 1),
-  weightDecay: trainField("weightDecay", 0.01),
-  ...TRAIN_DEVICE,
 }, TRAIN_OPTIONS);
 
 /** The train section once checked: every field but epochs, steps and keepCheckpoints filled in. */

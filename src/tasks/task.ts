@@ -4,28 +4,14 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { checkSources, sourceSchema } from "../pretrain/sources.ts";
 import { taskSource, type TaskRecipeData } from "./sources.ts";
-import { readRecipeJson, checkTrainDevice, checkWorkers, trainField, TRAIN_DEVICE, TRAIN_OPTIONS, MODEL } from "../pretrain/recipe.ts";
+import { readRecipeJson, checkTrainDevice, checkWorkers, commonTrainFields, TRAIN_OPTIONS, MODEL } from "../pretrain/recipe.ts";
 import { Type, check, choice, type Filled, type Static, type TSchema } from "../pretrain/schema.ts";
 import { methodNames, type TaskName } from "../methods/index.ts";
 import type { ProgressFactory } from "../train/progress.ts";
 
 export const TASKS: TaskName[] = ["vqa", "gqa", "nlvr2", "retrieval"];
 
-export const FINETUNE_TRAIN = Type.Object({
-  seed: trainField("seed", 0),
-  batchSize: trainField("batchSize", 32),
-  lr: trainField("lr", 5e-5),
-  warmup: trainField("warmup", 0.1),
-  epochs: trainField("epochs"),
-  steps: trainField("steps"),
-  clip: trainField("clip", 1),
-  weightDecay: trainField("weightDecay", 0.01),
-  workers: trainField("workers", 1),
-  evalEvery: trainField("evalEvery", 0),
-  checkpointEvery: trainField("checkpointEvery", 0),
-  keepCheckpoints: trainField("keepCheckpoints"),
-  ...TRAIN_DEVICE,
-}, TRAIN_OPTIONS);
+export const FINETUNE_TRAIN = Type.Object(commonTrainFields({ lr: 5e-5, warmup: 0.1 }), TRAIN_OPTIONS);
 
 /**
  * `world` (a synthetic world, optionally with another `regions` file) or `sources`: the task's
