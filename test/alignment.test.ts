@@ -215,7 +215,7 @@ test("ITM read-outs: SemVLP itmRead 'prod' is pooler.dense(mean text * mean imag
   }
 }));
 
-test("ITM read-outs: LXMERT-S pool 'mean' feeds the paper's product pooler with sequence means; VLMo itmRead 'prod'", () => tidy(() => {
+test("ITM read-outs: LXMERT-S pool 'mean' feeds the paper's product pooler with sequence means; VLMo itmRead 'prod' (ITM and the pooled vector the task heads read)", () => tidy(() => {
   manualSeed(4);
   const over = { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, visualFeatDim: 8, xLayers: 1, hiddenDropoutProb: 0, attentionProbsDropoutProb: 0 };
   const m = new LxmertModel(lxmertConfig("lxmertSTiny", { ...over, pool: "mean" }));
@@ -236,6 +236,9 @@ test("ITM read-outs: LXMERT-S pool 'mean' feeds the paper's product pooler with 
   const f = v.inferFusion(ids, mask, randn([1, 3, 16, 16]));
   const e = v.pooler.dense.forward(maskedMean(f.textFeats, mask).mul(f.imageFeats.mean(1))).tanh();
   assert.ok(v.itmLogits(f).sub(v.itm_score!.forward(e)).abs().max().item() < 1e-6);
+  // the VQA / NLVR2 heads read the same pair vector (`pooled`), not the pooler on the fusion [CLS]
+  assert.ok(f.pooled.sub(e).abs().max().item() < 1e-6);
+  assert.ok(f.pooled.sub(v.pooler.forward(f.hidden)).abs().max().item() > 1e-3);
 }));
 
 test("LXMERT-S itmRead 'prod': the ITM head reads pooler(mean(lang) * mean(vision incl. the visual [CLS])); official read-out unchanged", () => tidy(() => {

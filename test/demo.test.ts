@@ -17,6 +17,8 @@ test("vlp demo twice into one runs folder: the second replaces the first run ins
   const first = spawnSync(process.execPath, args, { env, encoding: "utf8" });
   assert.equal(first.status, 0, first.stderr.slice(-2000));
   assert.ok(existsSync(join(root, "runs", "semvlp-tiny", "ckpt-2")), "the first run wrote a checkpoint");
+  // the run carries its config, as every vlp pretrain run does (loadRun reads it)
+  assert.equal(JSON.parse(readFileSync(join(root, "runs", "semvlp-tiny", "config.json"), "utf8")).method, "semvlp");
   const second = spawnSync(process.execPath, args, { env, encoding: "utf8" });
   assert.equal(second.status, 0, second.stderr.slice(-2000));
   assert.match(second.stdout, /replacing the earlier run/);

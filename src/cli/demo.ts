@@ -7,7 +7,7 @@ import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 import { join, resolve } from "node:path";
 import { runSynth } from "./synth.ts";
 import { loadRecipe } from "../methods/index.ts";
-import { buildStrategy } from "./pretrain.ts";
+import { buildStrategy, writePretrainConfig } from "./pretrain.ts";
 import { train } from "../train/trainer.ts";
 import { claimRunDir, runFiles } from "../train/rundir.ts";
 import { manualSeed, getNumThreads } from "../engine/index.ts";
@@ -51,6 +51,7 @@ export async function main(argv: string[]): Promise<void> {
     // the recipe as run, so that `vlp finetune --from`, `vlp eval` and `vlp serve` can read the run
     mkdirSync(runDir, { recursive: true });
     writeJsonAtomic(join(runDir, "recipe.json"), r);
+    await writePretrainConfig(runDir, r, model);
     console.log(`\n== ${name}: ${r.method}, ${model.numParameters().toLocaleString()} parameters, stages ${stages.map((s) => s.name).join(" -> ")} (${getNumThreads()} threads)`);
     const t0 = performance.now();
     const summary = await train(model, stages, { runDir, seed: r.train.seed, clip: r.train.clip, accumulate: r.train.accumulate, checkpointEvery: r.train.checkpointEvery, evalEvery: r.train.evalEvery, logEvery: r.train.logEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device, progress: progressBars });

@@ -44,7 +44,7 @@ export async function initFromCheckpoint(model: Module, file: string): Promise<{
 }
 
 /** Writes the run's config.json (method, the model's full config and heads, vocabulary, vlpkit version) beside its weights. */
-async function writePretrainConfig(runDir: string, r: Recipe, model: Module): Promise<void> {
+export async function writePretrainConfig(runDir: string, r: Recipe, model: Module): Promise<void> {
   const { getMethod, writeRunConfig } = await import("../methods/index.ts");
   writeRunConfig(runDir, { kind: "pretrain", method: r.method, spec: getMethod(r.method).modelSpec(r), model });
 }

@@ -48,7 +48,8 @@ export interface VLMoConfig {
   /**
    * What the ITM head reads: "pooled" (official: the pooler on the fusion [CLS]) or "prod" (vlpkit
    * option: the pooler's dense layer over the element-wise product of the fused text part's mean and
-   * the fused image part's mean, a bilinear read-out a from-scratch model has at step 0).
+   * the fused image part's mean, a bilinear read-out a from-scratch model has at step 0). With "prod"
+   * the fusion output's `pooled`, which the VQA and NLVR2 heads read, is that product read-out too.
    */
   itmRead?: "pooled" | "prod";
   /** Layer scale init (0.1); null = no gamma_1/gamma_2. */

@@ -54,7 +54,7 @@ export interface VLMoFusionOutput extends VLMoEncoderOutput {
   textCls: Tensor;
   /** Image [CLS] after the final norm (hidden[:, textLen]). */
   imageCls: Tensor;
-  /** pooler(hidden[:, 0]): the pair representation for ITM / VQA / NLVR2. */
+  /** The pair representation for ITM / VQA / NLVR2: pooler(hidden[:, 0]), or the product read-out (config.itmRead "prod"). */
   pooled: Tensor;
   /** With config.itmRead "prod": what the ITM head reads instead of `pooled`. */
   itmInput?: Tensor;
@@ -269,11 +269,19 @@ export class VLMoModel extends Module {
       imageFeats: enc.hidden.narrow(1, T, I),
       textCls: enc.hidden.select(1, 0),
       imageCls: enc.hidden.select(1, T),
-      pooled: this.pooler.forward(enc.hidden),
-      itmInput: this.config.itmRead === "prod"
-        ? this.pooler.poolVector(maskedMean(enc.hidden.narrow(1, 0, T), mask).mul(enc.hidden.narrow(1, T, I).mean(1)))
-        : undefined,
+      ...this.pairVectors(enc.hidden, mask, T, I),
     };
+  }
+
+  /**
+   * The pair representation: pooler(hidden[:, 0]) (official), or with config.itmRead "prod" the
+   * product read-out, pooler(mean(fused text) ⊙ mean(fused image)), for ITM and for every head that
+   * reads `pooled` (VQA, NLVR2), so that fine-tuning starts from the vector pre-training trained.
+   */
+  private pairVectors(hidden: Tensor, mask: Tensor | null, T: number, I: number): { pooled: Tensor; itmInput?: Tensor } {
+    if (this.config.itmRead !== "prod") return { pooled: this.pooler.forward(hidden) };
+    const prod = this.pooler.poolVector(maskedMean(hidden.narrow(1, 0, T), mask).mul(hidden.narrow(1, T, I).mean(1)));
+    return { pooled: prod, itmInput: prod };
   }
 
   // ---- heads ----
