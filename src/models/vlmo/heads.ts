@@ -104,8 +104,8 @@ export function itcScores(imageEmb: Tensor, textEmb: Tensor): Tensor {
 
 /** What re-ranking needs from a model (VLMoModel satisfies it). */
 export interface ItmScorer {
-  inferFusion(ids: Tensor, mask: Tensor | null, pixels: Tensor): { pooled: Tensor; itmInput?: Tensor };
-  itmLogits(f: Tensor | { pooled: Tensor; itmInput?: Tensor }): Tensor;
+  inferFusion(ids: Tensor, mask: Tensor | null, pixels: Tensor): { pooled: Tensor };
+  itmLogits(f: Tensor | { pooled: Tensor }): Tensor;
 }
 
 export interface RerankResult {

@@ -56,8 +56,6 @@ export interface VLMoFusionOutput extends VLMoEncoderOutput {
   imageCls: Tensor;
   /** The pair representation for ITM / VQA / NLVR2: pooler(hidden[:, 0]), or the product read-out (config.itmRead "prod"). */
   pooled: Tensor;
-  /** With config.itmRead "prod": what the ITM head reads instead of `pooled`. */
-  itmInput?: Tensor;
 }
 
 export interface UnimodalOptions extends InspectOptions {
@@ -269,7 +267,7 @@ export class VLMoModel extends Module {
       imageFeats: enc.hidden.narrow(1, T, I),
       textCls: enc.hidden.select(1, 0),
       imageCls: enc.hidden.select(1, T),
-      ...this.pairVectors(enc.hidden, mask, T, I),
+      pooled: this.pairVector(enc.hidden, mask, T, I),
     };
   }
 
@@ -278,10 +276,9 @@ export class VLMoModel extends Module {
    * product read-out, pooler(mean(fused text) ⊙ mean(fused image)), for ITM and for every head that
    * reads `pooled` (VQA, NLVR2), so that fine-tuning starts from the vector pre-training trained.
    */
-  private pairVectors(hidden: Tensor, mask: Tensor | null, T: number, I: number): { pooled: Tensor; itmInput?: Tensor } {
-    if (this.config.itmRead !== "prod") return { pooled: this.pooler.forward(hidden) };
-    const prod = this.pooler.poolVector(maskedMean(hidden.narrow(1, 0, T), mask).mul(hidden.narrow(1, T, I).mean(1)));
-    return { pooled: prod, itmInput: prod };
+  private pairVector(hidden: Tensor, mask: Tensor | null, T: number, I: number): Tensor {
+    if (this.config.itmRead !== "prod") return this.pooler.forward(hidden);
+    return this.pooler.poolVector(maskedMean(hidden.narrow(1, 0, T), mask).mul(hidden.narrow(1, T, I).mean(1)));
   }
 
   // ---- heads ----
@@ -299,7 +296,7 @@ export class VLMoModel extends Module {
   }
   /** ITM logits [B, 2] from a fusion output (or its pooled vector). */
   itmLogits(f: VLMoFusionOutput | Tensor): Tensor {
-    return this.need(this.itm_score, "itm").forward(f instanceof Tensor ? f : (f.itmInput ?? f.pooled));
+    return this.need(this.itm_score, "itm").forward(f instanceof Tensor ? f : f.pooled);
   }
   /** MLM logits [B, T, vocab] from text features (the fusion output's textFeats or a text-only hidden). */
   mlmLogits(textFeats: Tensor): Tensor {
