@@ -9,6 +9,6 @@ const { values, positionals } = parseArgs({ options: { split: { type: "string", 
 for (const run of positionals) {
   const m = await evaluatePretraining(run, { split: values.split, limit: values.limit ? Number(values.limit) : undefined, quiet: true });
   const f = (k: string) => (m[k] === undefined ? "-" : m[k].toFixed(3));
-  console.log(`${run}: ${m.images} images, ITM ${f("itm_acc")} (chance ${f("itm_chance")}), IR R@1 ${f("zs_ir_r1")} R@10 ${f("zs_ir_r10")} (chance ${f("zs_chance_r1")} / ${f("zs_chance_r10")}), TR R@1 ${f("zs_tr_r1")} R@10 ${f("zs_tr_r10")}`);
+  console.log(`${run}: ${m.images} images, ITM ${f("itm_acc")} (chance ${f("itm_chance")}), ITM_HS ${f("itm_hs_acc")} (k ${m.itm_hs_k ?? "-"}), IR R@1 ${f("zs_ir_r1")} R@10 ${f("zs_ir_r10")} (chance ${f("zs_chance_r1")} / ${f("zs_chance_r10")}), TR R@1 ${f("zs_tr_r1")} R@10 ${f("zs_tr_r10")}`);
   console.log(JSON.stringify(m));
 }

@@ -18,6 +18,9 @@ import { readVgAttributes, readVgObjects, readVgRegionDescriptions } from "../sr
 import { readLxmertVqa, readVqaAnnotations, readVqaQuestions } from "../src/data/formats/vqa.ts";
 import { ATTRIBUTE_VOCAB, CATEGORIES, COLORS, OBJECT_VOCAB } from "../src/data/synth/catalog.ts";
 import { regionFeatures } from "../src/data/synth/features.ts";
+import { hardNegativePools, objectSetsFromVg } from "../src/data/synth/hardneg.ts";
+import { evalSet, readRetrievalSplit } from "../src/tasks/retrieval/data.ts";
+import { heldoutPoolSize, worldHardPairs } from "../src/tasks/heldout.ts";
 import { Rng, hashSeed } from "../src/engine/rng.ts";
 import { decodeImage } from "../src/vision/image.ts";
 
@@ -300,6 +303,28 @@ test("Karpathy split, hard negatives and NLVR2 pairs are consistent", () => {
   const nl = json("lxmert/nlvr2_train.json") as { label: number; img0: string; img1: string }[];
   assert.ok(nl.some((r) => r.label === 1) && nl.some((r) => r.label === 0));
   assert.ok(nl.every((r) => r.img0 !== r.img1));
+});
+
+test("held-out hard ITM pairs: the world's VG ground truth rebuilds its train pool; negatives come from the held-out pool", () => {
+  const sets = objectSetsFromVg(json("vg/image_data.json"), readVgAttributes(join(dirA(), "vg/attributes.json")).records);
+  const h = json("hardneg/hard_negative.json");
+  // the train pool, rebuilt from the read-back objects by the same rule, is the world's file
+  assert.deepEqual(hardNegativePools(h.train_image_list.map((id: string) => sets.get(id)!), 20), h.train_hard_pool);
+  const set = evalSet(readRetrievalSplit(dirA(), "test"));
+  const hard = worldHardPairs(dirA(), set)!;
+  assert.equal(hard.k, heldoutPoolSize(20, h.train_image_list.length, set.images.length));
+  const pools = hardNegativePools(set.images.map((im) => sets.get(im.id)!), hard.k);
+  assert.equal(hard.pairs.caption.length, 2 * set.captions.length);
+  set.captions.forEach((c, t) => {
+    assert.deepEqual([hard.pairs.image[2 * t], hard.pairs.matched[2 * t]], [c.image, 1]);
+    assert.equal(hard.pairs.matched[2 * t + 1], 0);
+    assert.ok(pools[c.image].slice(1).includes(hard.pairs.image[2 * t + 1]), `caption ${t}: negative outside its image's pool`);
+  });
+  // the pool's share of the images is the training pool's
+  assert.equal(heldoutPoolSize(20, 3500, 100), 1);
+  assert.equal(heldoutPoolSize(20, 40, 10), 5);
+  assert.throws(() => objectSetsFromVg([{ image_id: 1, url: "images/x.png" }], [{ image_id: 1, attributes: [{ names: ["dog"], attributes: ["red"] }] }]), /vg\/attributes.json: image 1, object 0: not a synthetic-world object/);
+  assert.throws(() => objectSetsFromVg([], [{ image_id: 3, attributes: [] }]), /image_id 3 is not in vg\/image_data.json/);
 });
 
 test("ProgressBar: quiet off a TTY except the final line; throttled redraws on a TTY", () => {

@@ -20,7 +20,7 @@ import { readRetrievalSplit, evalSet, type EvalSet } from "../tasks/retrieval/da
 import { computeItc } from "../objectives/losses.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import {
-  WordVocab, BowText, captionTexts, itmPairs, itmAccuracy, itmChance, bestThreshold, trainBaseline, indexTensor, zeroShotWithSubset,
+  WordVocab, BowText, captionTexts, itmPairs, itmAccuracy, itmChance, bestThreshold, trainBaseline, indexTensor, zeroShotWithSubset, subMatrix, worldHardPairs,
 } from "./common.ts";
 
 export type BowLoss = "itm" | "itc" | "itm+itc";
@@ -153,6 +153,13 @@ export async function runBow(opts: Partial<BowOptions> & { world: string }): Pro
     itm_chance_val: itmChance(pv),
     ...zeroShotWithSubset(test, sets.test),
   };
+  // ITM with hard negatives on the first 100 test images, as for the fusion models (experiments/heldout.ts)
+  const sub = subMatrix(test, sets.test, Math.min(100, sets.test.images.length));
+  const hard = worldHardPairs(o.world, sub.set);
+  if (hard) {
+    metrics.itm_hs_acc_100 = itmAccuracy(sub.i2t, sub.set.captions.length, hard.pairs, threshold);
+    metrics.itm_acc_100 = itmAccuracy(sub.i2t, sub.set.captions.length, itmPairs(sub.set), threshold);
+  }
   metrics.steps = o.steps;
   metrics.seconds = (performance.now() - t0) / 1000;
   for (const s of Object.values(data)) {

@@ -160,4 +160,4 @@ export function zeroShotWithSubset(test: Float32Array, set: EvalSet): Record<str
 }
 
 import { zeroShotMetrics, subMatrix } from "../tasks/heldout.ts";
-export { itmPairs, itmAccuracy, bestThreshold, itmChance, zeroShotMetrics, subMatrix, type ItmPairs } from "../tasks/heldout.ts";
+export { itmPairs, itmAccuracy, bestThreshold, itmChance, zeroShotMetrics, subMatrix, worldHardPairs, type ItmPairs } from "../tasks/heldout.ts";

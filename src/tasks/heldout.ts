@@ -5,6 +5,12 @@ import { Rng } from "../engine/rng.ts";
 import { otherIndex } from "../objectives/sampling.ts";
 import { retrievalMetrics, chanceRecall } from "./retrieval/ranking.ts";
 import type { EvalSet } from "./retrieval/data.ts";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { hardNegativePools, objectSetsFromVg, type ObjectSet } from "../data/synth/hardneg.ts";
+import { readVgAttributes } from "../data/formats/vg.ts";
+import { readJson } from "../data/formats/util.ts";
+import { readHardNegatives } from "../data/formats/hardneg.ts";
 
 /** Held-out ITM pairs: `caption[k]` shown with `image[k]`; `matched[k]` = 1 when that is its own image. */
 export interface ItmPairs {
@@ -31,6 +37,52 @@ export function itmPairs(set: EvalSet, seed = 1234): ItmPairs {
     image[2 * t + 1] = otherIndex(rng, n, c.image);
   });
   return { caption, image, matched };
+}
+
+/**
+ * Held-out hard ITM pairs (MSP's ITM_HS, measured where no pool file reaches): every caption with its
+ * own image and with one drawn from its image's hard pool, the pool built over the evaluated images
+ * by the same rule as the training pool (`hardNegativePools`: most shared colour-category
+ * combinations). `k` sets how hard: the training pool holds the 20 most similar of ~3,500 train
+ * images, so a 100-image set matches that hardness with k = 1 (see `heldoutPoolSize`).
+ */
+export function itmHardPairs(set: EvalSet, objects: Map<string, ObjectSet>, k: number, seed = 1234): ItmPairs {
+  const sets = set.images.map((im) => {
+    const o = objects.get(im.id);
+    if (!o) throw new Error(`hard ITM pairs: no objects for image ${im.id}`);
+    return o;
+  });
+  const pools = hardNegativePools(sets, k);
+  const rng = new Rng(seed);
+  const nt = set.captions.length;
+  const caption = new Int32Array(2 * nt), image = new Int32Array(2 * nt), matched = new Uint8Array(2 * nt);
+  set.captions.forEach((c, t) => {
+    const pool = pools[c.image].slice(1);
+    caption[2 * t] = caption[2 * t + 1] = t;
+    image[2 * t] = c.image;
+    matched[2 * t] = 1;
+    image[2 * t + 1] = pool.length ? pool[rng.int(pool.length)] : otherIndex(rng, set.images.length, c.image);
+  });
+  return { caption, image, matched };
+}
+
+/** The held-out pool size that keeps the training pool's share: round(trainPool x images / trainImages), at least 1. */
+export function heldoutPoolSize(trainPool: number, trainImages: number, images: number): number {
+  return Math.max(1, Math.round((trainPool * images) / Math.max(1, trainImages)));
+}
+
+/**
+ * Hard held-out ITM pairs of a synthetic world (its ground-truth objects in vg/, its training pool
+ * in hardneg/ setting how hard), or undefined for data without them (e.g. the emoji).
+ */
+export function worldHardPairs(world: string, set: EvalSet): { pairs: ItmPairs; k: number } | undefined {
+  const vg = join(world, "vg"), poolFile = join(world, "hardneg", "hard_negative.json");
+  if (!existsSync(join(vg, "attributes.json")) || !existsSync(join(vg, "image_data.json")) || !existsSync(poolFile)) return undefined;
+  const train = readHardNegatives(poolFile);
+  const trainPool = Math.max(0, ...train.train_hard_pool.map((r) => r.length - 1));
+  const k = heldoutPoolSize(trainPool, train.train_image_list.length, set.images.length);
+  const objects = objectSetsFromVg(readJson(join(vg, "image_data.json")) as { image_id: number; url?: string }[], readVgAttributes(join(vg, "attributes.json")).records, join(vg, "attributes.json"));
+  return { pairs: itmHardPairs(set, objects, k), k };
 }
 
 const pairScore = (i2t: Float32Array, numCaptions: number, p: ItmPairs, k: number) => i2t[p.image[k] * numCaptions + p.caption[k]];

@@ -13,7 +13,7 @@ import { readRunInfo } from "../methods/index.ts";
 import { buildRetrievalModel, retrievalOptions, scoreAllPairs, scoreDual } from "./retrieval.ts";
 import { encodeTexts } from "./data.ts";
 import { evalSet, pixelArray, readRetrievalSplit, type EvalSet } from "./retrieval/data.ts";
-import { itmPairs, itmAccuracy, itmChance, zeroShotMetrics, type ItmPairs } from "./heldout.ts";
+import { itmPairs, itmAccuracy, itmChance, zeroShotMetrics, worldHardPairs, type ItmPairs } from "./heldout.ts";
 import type { ProgressFactory } from "../train/progress.ts";
 
 export interface PretrainEvalOptions {
@@ -32,7 +32,9 @@ export interface PretrainEvalOptions {
 
 /**
  * `itm_acc` / `itm_chance` on the split's balanced caption pairs, and `zs_ir_r{1,5,10}`,
- * `zs_tr_r{1,5,10}`, `zs_chance_r{1,5,10}` (IR chance K / images), `zs_chance_tr_r{K}`, `zs_r_mean`.
+ * `zs_tr_r{1,5,10}`, `zs_chance_r{1,5,10}` (IR chance K / images), `zs_chance_tr_r{K}`, `zs_r_mean`;
+ * on a synthetic world also `itm_hs_acc` (and its pool size `itm_hs_k`): ITM with hard negatives
+ * (`itmHardPairs`), the held-out counterpart of MSP's ITM_HS.
  */
 export async function evaluatePretraining(run: string, o: PretrainEvalOptions = {}): Promise<Record<string, number>> {
   const info = readRunInfo(run);
@@ -43,24 +45,34 @@ export async function evaluatePretraining(run: string, o: PretrainEvalOptions = 
   const karpathy = o.karpathy ?? info.karpathy;
   const set = evalSet(readRetrievalSplit(world, split, karpathy), o.limit);
   const pairs = itmPairs(set);
+  const hard = worldHardPairs(world, set);
   const rm = await buildRetrievalModel(info.method, info.model, run, retrievalOptions(undefined));
   try {
     if (rm.kind === "fusion") {
       const sc = await scoreAllPairs(rm.model, set, { regions: join(world, "features", "obj36.tsv"), maxTextLen: 20, maxBoxes: 36, batchSize: 500, quiet: o.quiet, progress: o.progress });
       // the ITM head's logit difference: > 0 means "matched"
-      return { itm_acc: itmAccuracy(sc.i2t, set.captions.length, pairs), itm_chance: itmChance(pairs), ...zeroShotMetrics("zs_", sc.i2t, set), images: set.images.length, captions: set.captions.length };
+      const nt = set.captions.length;
+      const hs: Record<string, number> = hard ? { itm_hs_acc: itmAccuracy(sc.i2t, nt, hard.pairs), itm_hs_k: hard.k } : {};
+      return { itm_acc: itmAccuracy(sc.i2t, nt, pairs), itm_chance: itmChance(pairs), ...hs, ...zeroShotMetrics("zs_", sc.i2t, set), images: set.images.length, captions: nt };
     }
     const m = rm.model;
     const sc = await scoreDual(m, set, { world, maxTextLen: m.config.maxTextLen, batchSize: 256, rerank: 0, quiet: o.quiet, progress: o.progress });
     const out: Record<string, number> = { ...zeroShotMetrics("zs_", sc.i2t, set), images: set.images.length, captions: set.captions.length };
     if (rm.hasItm) {
-      const itm = await vlmoPairScores(m, set, pairs, world);
       // scores laid out as an [images x captions] matrix that holds only the pairs' cells
       const nt = set.captions.length;
-      const mat = new Float32Array(set.images.length * nt);
-      for (let k = 0; k < pairs.caption.length; k++) mat[pairs.image[k] * nt + pairs.caption[k]] = itm[k];
-      out.itm_acc = itmAccuracy(mat, nt, pairs);
+      const accuracy = async (p: ItmPairs): Promise<number> => {
+        const itm = await vlmoPairScores(m, set, p, world);
+        const mat = new Float32Array(set.images.length * nt);
+        for (let k = 0; k < p.caption.length; k++) mat[p.image[k] * nt + p.caption[k]] = itm[k];
+        return itmAccuracy(mat, nt, p);
+      };
+      out.itm_acc = await accuracy(pairs);
       out.itm_chance = itmChance(pairs);
+      if (hard) {
+        out.itm_hs_acc = await accuracy(hard.pairs);
+        out.itm_hs_k = hard.k;
+      }
     }
     return out;
   } finally {

@@ -89,3 +89,28 @@ export function hardNegativePools(sets: ObjectSet[], k: number): number[][] {
   }
   return pools;
 }
+
+/**
+ * The object sets of a world's images, read back from its Visual Genome attributes file
+ * (`vg/attributes.json`: each object's first name is its category, its colour is the attribute
+ * that names one), keyed by image id (the file stem, e.g. `synth_00000012`). The world writes the
+ * ground truth there for every split, so held-out images get pools by the same rule as train ones.
+ */
+export function objectSetsFromVg(images: { image_id: number; url?: string }[], attributes: { image_id: number; attributes: { names: string[]; attributes: string[] }[] }[], file = "vg/attributes.json"): Map<string, ObjectSet> {
+  const stem = new Map(images.map((im) => [im.image_id, (im.url ?? "").replace(/^.*\//, "").replace(/\.[^.]+$/, "")]));
+  const out = new Map<string, ObjectSet>();
+  for (const im of attributes) {
+    const id = stem.get(im.image_id);
+    if (!id) throw new Error(`${file}: image_id ${im.image_id} is not in vg/image_data.json`);
+    const set: ObjectSet = { categories: [], colors: [] };
+    im.attributes.forEach((o, j) => {
+      const cat = o.names[0] as Category;
+      const col = o.attributes.find((a) => (COLORS as readonly string[]).includes(a)) as Color | undefined;
+      if (!CATEGORIES.includes(cat) || !col) throw new Error(`${file}: image ${im.image_id}, object ${j}: not a synthetic-world object (names ${JSON.stringify(o.names)}, attributes ${JSON.stringify(o.attributes)})`);
+      set.categories.push(cat);
+      set.colors.push(col);
+    });
+    out.set(id, set);
+  }
+  return out;
+}
