@@ -10,7 +10,10 @@
 //
 //   node --import tsx experiments/compare.ts [--world data/world-demo] [--out experiments/runs]
 // (the tiny recipes expect the main job's world: vlp data synth --images 5000 --code-dim 32 --out data/world-demo)
-//        [--jobs 2] [--seeds 0,1] [--groups A,B,C,D] [--methods semvlp,msp,vlmo] [--tasks vqa,gqa,nlvr2,retrieval] [--pretrain-scale 1] [--table experiments/RESULTS.md]
+//        [--jobs 2] [--seeds 0,1] [--pretrain-seeds 0] [--groups A,B,C,D] [--methods semvlp,msp,vlmo] [--tasks vqa,gqa,nlvr2,retrieval] [--pretrain-scale 1] [--table experiments/RESULTS.md]
+// --seeds are group A's fine-tuning seeds. --pretrain-seeds are the pre-training seeds of groups B-D's
+// rows (run `<id>-p<seed>` for a seed other than 0): their cells are mean ± std over those runs, each
+// held-out on the world's test split (experiments/heldout.ts) and fine-tuned once (the first --seeds seed).
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -25,6 +28,7 @@ const { values: opt } = parseArgs({
     out: { type: "string", default: "experiments/runs" },
     jobs: { type: "string", default: "2" },
     seeds: { type: "string", default: "0,1" },
+    "pretrain-seeds": { type: "string", default: "0" },
     groups: { type: "string", default: "A,B,C,D" },
     /** Group A's fine-tuning tasks (default all four; GQA runs with the first seed only). */
     tasks: { type: "string", default: "vqa,gqa,nlvr2,retrieval" },
@@ -40,6 +44,9 @@ const { values: opt } = parseArgs({
 const world = resolve(opt.world!);
 const out = resolve(opt.out!);
 const seeds = opt.seeds!.split(",").map(Number);
+const pretrainSeeds = opt["pretrain-seeds"]!.split(",").map(Number);
+/** The runs of one row of groups B-D: one per pre-training seed. */
+const seedIds = (id: string): string[] => pretrainSeeds.map((p) => (p === 0 ? id : `${id}-p${p}`));
 const groups = new Set(opt.groups!.split(","));
 const methods = new Set(opt.methods!.split(","));
 const tasks = new Set(opt.tasks!.split(","));
@@ -58,7 +65,7 @@ const msp = (id: string, sets: string[]): Pretrain => ({ id, recipe: "recipes/ms
 const vlmoStages = [`vlmo.stages.image.steps=${steps(60)}`, `vlmo.stages.text.steps=${steps(60)}`, `vlmo.stages.image-text.steps=${steps(200)}`];
 const vlmo = (id: string, sets: string[]): Pretrain => ({ id, recipe: "recipes/vlmo-tiny.json", sets: [...vlmoStages, ...sets] });
 
-const PRETRAIN: Pretrain[] = [
+const BASE_PRETRAIN: Pretrain[] = [
   semvlp("semvlp-both", ["semvlp.singleRatio=0.5"]),
   semvlp("semvlp-single", ["semvlp.singleRatio=1"]),
   semvlp("semvlp-two", ["semvlp.singleRatio=0"]),
@@ -74,6 +81,8 @@ const PRETRAIN: Pretrain[] = [
   vlmo("vlmo-standard-stagewise", ["vlmo.standard=true"]),
   vlmo("vlmo-standard-pairs", ['vlmo.order=["image-text"]', "vlmo.standard=true"]),
 ];
+// every pre-training seed of every row (seed 0 keeps the recipe's seed and the plain id)
+const PRETRAIN: Pretrain[] = BASE_PRETRAIN.flatMap((p) => pretrainSeeds.map((q) => (q === 0 ? p : { ...p, id: `${p.id}-p${q}`, sets: [...p.sets, `train.seed=${q}`] })));
 // from scratch: the same model as the pre-trained runs (the tiny recipe's preset and overrides)
 const modelOf = (recipe: string): string => JSON.stringify((JSON.parse(readFileSync(recipe, "utf8")) as { model: unknown }).model);
 const METHOD_OF: Record<string, { method: string; model: string }> = {
@@ -96,9 +105,9 @@ if (groups.has("A")) {
     add(pre, m, ["gqa"], seeds.slice(0, 1));
   }
 }
-if (groups.has("B")) for (const id of ["semvlp-both", "semvlp-single", "semvlp-two", "semvlp-two-ls0", "semvlp-two-ls3"]) add(id, "semvlp", ["vqa", "nlvr2"], seeds.slice(0, 1));
-if (groups.has("C")) for (const id of ["msp-S", "msp-TS", "msp-PS", "msp-TPS", "msp-joint", "msp-SPT"]) add(id, "msp", ["vqa", "nlvr2"], seeds.slice(0, 1));
-if (groups.has("D")) for (const id of ["vlmo-mome-stagewise", "vlmo-mome-pairs", "vlmo-standard-stagewise", "vlmo-standard-pairs"]) add(id, "vlmo", ["nlvr2", "retrieval"], seeds.slice(0, 1));
+if (groups.has("B")) for (const id of ["semvlp-both", "semvlp-single", "semvlp-two", "semvlp-two-ls0", "semvlp-two-ls3"].flatMap(seedIds)) add(id, "semvlp", ["vqa", "nlvr2"], seeds.slice(0, 1));
+if (groups.has("C")) for (const id of ["msp-S", "msp-TS", "msp-PS", "msp-TPS", "msp-joint", "msp-SPT"].flatMap(seedIds)) add(id, "msp", ["vqa", "nlvr2"], seeds.slice(0, 1));
+if (groups.has("D")) for (const id of ["vlmo-mome-stagewise", "vlmo-mome-pairs", "vlmo-standard-stagewise", "vlmo-standard-pairs"].flatMap(seedIds)) add(id, "vlmo", ["nlvr2", "retrieval"], seeds.slice(0, 1));
 // one job per distinct (pre, task, seed)
 const ftKey = (f: Finetune) => `${f.task}-${f.pre ?? `scratch-${f.method}`}-s${f.seed}`;
 const uniqueFt = [...new Map(finetunes.map((f) => [ftKey(f), f])).values()];
@@ -106,9 +115,9 @@ const neededPre = PRETRAIN.filter((p) => uniqueFt.some((f) => f.pre === p.id));
 
 // ---- running ------------------------------------------------------------------------------------
 
-function vlp(args: string[], log: string): Promise<void> {
+function vlp(args: string[], log: string, script = VLP): Promise<void> {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, ["--import", "tsx", VLP, ...args], {
+    const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
       cwd: ROOT,
       env: { ...process.env, VLP_NUM_THREADS: "1" },
       stdio: ["ignore", "pipe", "pipe"],
@@ -167,6 +176,17 @@ await pool(neededPre, jobs, async (p) => {
   if (existsSync(zsFile(p.id)) || !existsSync(join(preDir(p.id), "model.safetensors"))) return;
   console.log(`${stamp()} zero-shot retrieval ${p.id}`);
   await vlp(["eval", "retrieval", "--checkpoint", preDir(p.id), "--split", "test", "--metrics", zsFile(p.id), "--quiet"], zsFile(p.id).replace(/json$/, "log"));
+});
+
+// held-out alignment of every pre-trained run (ITM, ITM with hard negatives, zero-shot R@K; the fusion
+// models on the first 100 test images, as experiments/heldout.ts prints them)
+const heldoutFile = (id: string) => join(out, "heldout", `${id}.json`);
+mkdirSync(join(out, "heldout"), { recursive: true });
+await pool(neededPre, jobs, async (p) => {
+  if (existsSync(heldoutFile(p.id)) || !existsSync(join(preDir(p.id), "model.safetensors"))) return;
+  console.log(`${stamp()} held-out alignment ${p.id}`);
+  const limit = p.id.startsWith("vlmo") ? [] : ["--limit", "100"];
+  await vlp([...limit, "--out", heldoutFile(p.id), preDir(p.id)], heldoutFile(p.id).replace(/json$/, "log"), join(ROOT, "experiments/heldout.ts"));
 });
 
 const ftDir = (f: Finetune) => join(out, "finetune", ftKey(f));
@@ -236,6 +256,18 @@ function transfer(pre: string, method: string, task: Task, split: string, s: num
   return `${d >= 0 ? "+" : ""}${pct(d)} (${Math.abs(d) > bar ? (d > 0 ? "beyond" : "worse, beyond") : "within"} 2σ = ${pct(bar)})`;
 }
 
+/** mean ± std over a row's pre-training seeds of `get(run id)` (percent). */
+function overSeeds(id: string, get: (run: string) => number | null | undefined): string {
+  const vals = seedIds(id).map(get).filter((v): v is number => typeof v === "number");
+  if (vals.length === 0) return "–";
+  const mean = vals.reduce((a, b) => a + b, 0) / vals.length;
+  if (vals.length === 1) return pct(mean);
+  return `${pct(mean)} ± ${pct(Math.sqrt(vals.reduce((a, v) => a + (v - mean) ** 2, 0) / (vals.length - 1)))}`;
+}
+const heldout = (id: string, key: string) => overSeeds(id, (r) => readJson(heldoutFile(r))?.[key]);
+const ftOver = (id: string, method: string, task: Task, split: string) => overSeeds(id, (r) => headline(task, readJson(evalFile({ pre: r, method, task, seed: seeds[0] }, split))));
+const zsOver = (id: string) => overSeeds(id, (r) => headline("retrieval", readJson(zsFile(r))));
+
 const zs = (id: string) => {
   const v = headline("retrieval", readJson(zsFile(id)));
   return v === null ? "–" : pct(v);
@@ -247,8 +279,8 @@ const head = (xs: string[]) => {
   row(xs);
   row(xs.map(() => "---"));
 };
-lines.push(`Measured by \`node --import tsx experiments/compare.ts\` on ${world.replace(ROOT + "/", "")} (seeds ${seeds.join(",")}; pre-training scale ×${scale}); ${new Date().toISOString().slice(0, 10)}.`);
-lines.push(`All numbers are percentages on the world's test split (comp = the held-out compositional split, \`test_comp\`). VQA: official VQA accuracy; GQA, NLVR2: accuracy; retrieval: mean of IR and TR R@1/5/10 (SemVLP and MSP, which score every pair with their ITM head: the first ${FUSION_RETRIEVAL_IMAGES} images of the split; VLMo: all); ZS: zero-shot retrieval from the pre-trained checkpoint on the whole test split. \`a ± b\`: mean ± sample standard deviation over the fine-tuning seeds (one pre-training run per row).`);
+lines.push(`Measured by \`node --import tsx experiments/compare.ts\` on ${world.replace(ROOT + "/", "")} (fine-tuning seeds ${seeds.join(",")}; pre-training seeds ${pretrainSeeds.join(",")}; pre-training scale ×${scale}); ${new Date().toISOString().slice(0, 10)}.`);
+lines.push(`All numbers are percentages on the world's test split (comp = the held-out compositional split, \`test_comp\`). VQA: official VQA accuracy; GQA, NLVR2: accuracy; retrieval: mean of IR and TR R@1/5/10 (SemVLP and MSP, which score every pair with their ITM head: the first ${FUSION_RETRIEVAL_IMAGES} images of the split; VLMo: all); ZS: zero-shot retrieval from the pre-trained checkpoint on the whole test split. Group A: \`a ± b\` is the mean ± sample standard deviation over the fine-tuning seeds (one pre-training run per row). Groups B-D: over the pre-training seeds, each fine-tuned once (seed ${seeds[0]}); "held-out ITM" (every test caption with its own image and a random one, chance 50), ITM_HS (with a hard negative, \`itm_hs_acc\`) and ZS R@1 (chance 1.0) are experiments/heldout.ts's numbers on the first 100 test images (VLMo: all).`);
 lines.push("");
 if (groups.has("A")) {
   lines.push("**A. Pre-trained vs from scratch**", "");
@@ -272,28 +304,25 @@ if (groups.has("A")) {
 }
 if (groups.has("B")) {
   lines.push("**B. SemVLP: pre-training modes (paper Table 4) and L_s (Figure 3; two-stream only, 4 layers)**", "");
-  head(["pre-training", "L_s", "VQA", "VQA comp", "NLVR2", "ZS retrieval"]);
-  const s0 = seeds.slice(0, 1);
+  head(["pre-training", "L_s", "held-out ITM", "ZS IR R@1", "ZS TR R@1", "ZS retrieval", "VQA", "VQA comp", "NLVR2"]);
   for (const [id, what, ls] of [["semvlp-single", "single-stream only", "2"], ["semvlp-two", "two-stream only", "2"], ["semvlp-both", "both (50/50)", "2"], ["semvlp-two-ls0", "two-stream only", "0"], ["semvlp-two-ls3", "two-stream only", "3"]]) {
-    row([what, ls, cell(id, "semvlp", "vqa", "test", s0), cell(id, "semvlp", "vqa", "test_comp", s0), cell(id, "semvlp", "nlvr2", "test", s0), zs(id)]);
+    row([what, ls, heldout(id, "itm_acc"), heldout(id, "zs_ir_r1"), heldout(id, "zs_tr_r1"), zsOver(id), ftOver(id, "semvlp", "vqa", "test"), ftOver(id, "semvlp", "vqa", "test_comp"), ftOver(id, "semvlp", "nlvr2", "test")]);
   }
   lines.push("");
 }
 if (groups.has("C")) {
   lines.push("**C. MSP stage orders on LXMERT-S (MSP Table 4)**", "");
-  head(["stages", "VQA", "NLVR2", "ZS retrieval"]);
-  const s0 = seeds.slice(0, 1);
+  head(["stages", "held-out ITM", "ITM_HS", "ZS IR R@1", "ZS retrieval", "VQA", "NLVR2"]);
   for (const [id, what] of [["msp-S", "S"], ["msp-TS", "T→S"], ["msp-PS", "P→S"], ["msp-TPS", "T→P→S"], ["msp-joint", "T+P+S (joint)"], ["msp-SPT", "S→P→T"]]) {
-    row([what, cell(id, "msp", "vqa", "test", s0), cell(id, "msp", "nlvr2", "test", s0), zs(id)]);
+    row([what, heldout(id, "itm_acc"), heldout(id, "itm_hs_acc"), heldout(id, "zs_ir_r1"), zsOver(id), ftOver(id, "msp", "vqa", "test"), ftOver(id, "msp", "nlvr2", "test")]);
   }
   lines.push("");
 }
 if (groups.has("D")) {
   lines.push("**D. VLMo: MoME vs standard Transformer, with and without the image-only and text-only stages (VLMo Tables 4, 5)**", "");
-  head(["Transformer", "pre-training", "NLVR2", "retrieval", "ZS retrieval"]);
-  const s0 = seeds.slice(0, 1);
+  head(["Transformer", "pre-training", "ZS IR R@1", "ZS retrieval", "NLVR2", "retrieval"]);
   for (const [id, tf, what] of [["vlmo-mome-stagewise", "MoME", "image → text → image-text"], ["vlmo-mome-pairs", "MoME", "image-text only"], ["vlmo-standard-stagewise", "standard", "image → text → image-text"], ["vlmo-standard-pairs", "standard", "image-text only"]]) {
-    row([tf, what, cell(id, "vlmo", "nlvr2", "test", s0), cell(id, "vlmo", "retrieval", "test", s0), zs(id)]);
+    row([tf, what, heldout(id, "zs_ir_r1"), zsOver(id), ftOver(id, "vlmo", "nlvr2", "test"), ftOver(id, "vlmo", "retrieval", "test")]);
   }
   lines.push("");
 }
