@@ -205,7 +205,9 @@ await pool(uniqueFt, jobs, async (f) => {
     const m = METHOD_OF[f.method];
     const from = f.pre ? ["--from", preDir(f.pre)] : ["--scratch", "--set", `method=${m.method}`, "--set", `model=${m.model}`];
     const resume = existsSync(join(dir, "finetune.json")) ? ["--resume"] : [];
-    await vlp(["finetune", f.task, "--recipe", `recipes/finetune/${f.task}-tiny.json`, ...from, "--out", dir, "--quiet", "--set", `data.world=${world}`, "--set", `train.seed=${f.seed}`, ...(fusionRetrieval(f) ? ["--set", `options.evalLimit=${FUSION_RETRIEVAL_IMAGES}`] : []), ...resume], `${dir}.log`);
+    // a SemVLP run pre-trained two-stream only is fine-tuned in that mode (the others in single-stream mode)
+    const mode = f.pre?.startsWith("semvlp-two") && (f.task === "vqa" || f.task === "nlvr2") ? ["--set", "options.mode=two"] : [];
+    await vlp(["finetune", f.task, "--recipe", `recipes/finetune/${f.task}-tiny.json`, ...from, ...mode, "--out", dir, "--quiet", "--set", `data.world=${world}`, "--set", `train.seed=${f.seed}`, ...(fusionRetrieval(f) ? ["--set", `options.evalLimit=${FUSION_RETRIEVAL_IMAGES}`] : []), ...resume], `${dir}.log`);
   }
   for (const split of COMP[f.task] ? ["test", "test_comp"] : ["test"]) {
     if (existsSync(evalFile(f, split))) continue;

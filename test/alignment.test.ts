@@ -4,7 +4,7 @@
 // mean-pooled ITC read-out, and the held-out evaluation of a pre-training run.
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,7 +16,7 @@ import { computeItcKeyed, computeItc, computeItm } from "../src/objectives/losse
 import { SemVLPForPreTraining, semvlpConfig, maskedMean } from "../src/models/semvlp.ts";
 import { VLMoModel, vlmoConfig } from "../src/models/vlmo/index.ts";
 import { LxmertModel, LxmertForPreTraining, lxmertConfig } from "../src/models/lxmert.ts";
-import { evaluatePretraining } from "../src/tasks/pretrain_eval.ts";
+import { evaluatePretraining, pretrainedMode } from "../src/tasks/pretrain_eval.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-align-"));
 let plain = "", coded = "";
@@ -321,5 +321,22 @@ test("held-out evaluation of pre-training runs: ITM on balanced caption pairs an
     assert.equal(m.itm_chance, 0.5);
     assert.ok(Math.abs(m.zs_chance_r1 - 1 / m.images) < 1e-9);
     if (limit) assert.ok(m.images <= limit && m.images >= 2);
+    // the synthetic world's ground truth gives the hard held-out pairs too
+    assert.ok(typeof m.itm_hs_acc === "number" && m.itm_hs_acc >= 0 && m.itm_hs_acc <= 1 && m.itm_hs_k >= 1, `${run}: itm_hs_acc ${m.itm_hs_acc}`);
   }
+  // SemVLP scores in the mode it pre-trained in (both modes here: single-stream), or the one asked for
+  assert.equal((await evaluatePretraining(sem, { split: "test", limit: 2, quiet: true })).two_stream, 0);
+  assert.equal((await evaluatePretraining(sem, { split: "test", limit: 2, quiet: true, mode: "two" })).two_stream, 1);
+});
+
+test("pretrainedMode: a SemVLP run pre-trained two-stream only is scored two-stream, any other single-stream", () => {
+  const run = (semvlp: unknown) => {
+    const dir = mkdtempSync(join(root, "mode-"));
+    writeFileSync(join(dir, "recipe.json"), JSON.stringify({ method: "semvlp", ...(semvlp === undefined ? {} : { semvlp }) }));
+    return dir;
+  };
+  assert.equal(pretrainedMode(run({ singleRatio: 0 })), "two");
+  assert.equal(pretrainedMode(run({ singleRatio: 1 })), "single");
+  assert.equal(pretrainedMode(run({ singleRatio: 0.5 })), "single");
+  assert.equal(pretrainedMode(run(undefined)), "single");
 });

@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { Linear, manualSeed, setNumThreads, type Tensor } from "../src/engine/index.ts";
 import { checkpointDir, latestCheckpoint, loadCheckpoint } from "../src/engine/checkpoint.ts";
 import { train, type Stage, type TrainOptions } from "../src/train/trainer.ts";
+import { LOCK_FILE, lockRunDir } from "../src/train/rundir.ts";
 
 setNumThreads(1);
 const repo = fileURLToPath(new URL("..", import.meta.url));
@@ -70,6 +71,35 @@ test("vlp pretrain/finetune --out on an existing run refuse, naming the folder, 
   const over = vlp(["pretrain", "--recipe", recipe, "--out", dir, "--overwrite", "--quiet"]);
   assert.ok(!existsSync(join(dir, "ckpt-4")) && !existsSync(join(dir, "metrics.jsonl")), over.err);
   assert.match(vlp(["pretrain", "--resume", dir, "--overwrite", "--recipe", recipe]).err, /--resume and --overwrite exclude each other/);
+});
+
+test("one writer per run: --resume of a run another live process writes is refused; a dead writer's lock is taken over", async () => {
+  const dir = join(root, "locked");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "recipe.json"), JSON.stringify({ method: "semvlp", model: { preset: "tiny" }, data: { world: join(root, "no-world") }, train: { steps: 2 } }));
+  // a live process (a sleeping child) holds the lock
+  const { spawn } = await import("node:child_process");
+  const holder = spawn(process.execPath, ["-e", "setTimeout(() => {}, 60000)"], { stdio: "ignore" });
+  try {
+    writeFileSync(join(dir, LOCK_FILE), `${holder.pid}\n`);
+    const r = vlp(["pretrain", "--resume", dir, "--quiet"]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.err, new RegExp(`${dir}: another vlp process \\(pid ${holder.pid}\\) is writing this run`));
+    const f = vlp(["finetune", "vqa", "--recipe", "recipes/finetune/vqa-tiny.json", "--scratch", "--out", dir, "--resume", "--quiet"]);
+    assert.match(f.err, /another vlp process .* is writing this run/);
+    assert.equal(readFileSync(join(dir, LOCK_FILE), "utf8").trim(), String(holder.pid), "the holder's lock is left alone");
+  } finally {
+    holder.kill();
+  }
+  await new Promise((res) => holder.once("exit", res));
+  // its process gone, the lock is stale: taken over, and removed when the taker exits (here: the missing world fails the run)
+  const r = vlp(["pretrain", "--resume", dir, "--quiet"]);
+  assert.doesNotMatch(r.err, /another vlp process/);
+  assert.ok(!existsSync(join(dir, LOCK_FILE)), "the lock is released at exit");
+  // in-process: taking it twice is fine for the same process, and the lock names this pid
+  lockRunDir(dir);
+  lockRunDir(dir);
+  assert.equal(readFileSync(join(dir, LOCK_FILE), "utf8").trim(), String(process.pid));
 });
 
 test("train() refuses a folder holding checkpoints unless resuming", async () => {

@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { basename, join } from "node:path";
 import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
-import { claimRunDir } from "../train/rundir.ts";
+import { claimRunDir, lockRunDir } from "../train/rundir.ts";
 import { loadFinetuneRecipe, loadTask } from "../tasks/task.ts";
 import { DEVICE_HELP, DEVICE_OPTION, PRECISION_OPTION, deviceFlag, precisionFlag, usableDevice } from "./device.ts";
 import { autocastAsync } from "../engine/precision.ts";
@@ -60,6 +60,7 @@ export async function finetuneMain(argv: string[]): Promise<void> {
   const mod = await loadTask(task);
   const out = values.out ?? join("runs", `${task}-${basename(values.recipe).replace(/\.json$/, "")}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
   claimRunDir(out, { resume: values.resume!, overwrite: values.overwrite!, resumeFlag: `--resume (with --out ${out})` });
+  lockRunDir(out);
   const t0 = performance.now();
   const metrics = await mod.finetune({ recipe, from: values.from ?? null, out, resume: values.resume, quiet: values.quiet, progress: progressBars });
   writeJsonAtomic(join(out, "eval.json"), { seconds: (performance.now() - t0) / 1000, ...metrics });

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { applySets, readRecipeJson, type Recipe } from "../pretrain/recipe.ts";
-import { claimRunDir } from "../train/rundir.ts";
+import { claimRunDir, lockRunDir } from "../train/rundir.ts";
 import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 import type { Stage } from "../train/trainer.ts";
 import type { Module } from "../engine/index.ts";
@@ -106,6 +106,7 @@ async function runLauncher(v: Values): Promise<void> {
   if (!v.resume && !v.recipe) throw new Error("--recipe <file> is required (or --resume <run dir>)");
   const runDir = v.resume ?? v.out ?? defaultRunDir(v.recipe!);
   claimRunDir(runDir, { resume: !!v.resume, overwrite: !!v.overwrite, resumeFlag: `--resume ${runDir}` });
+  lockRunDir(runDir);
   const pass = (resume: boolean) => [
     ...(resume ? ["--resume", runDir] : ["--recipe", v.recipe!, "--out", runDir]),
     ...v.set!.flatMap((s) => ["--set", s]),
@@ -192,6 +193,7 @@ export async function main(argv: string[]): Promise<void> {
         runDir = values.resume;
         const saved = join(runDir, "recipe.json");
         if (!existsSync(saved)) throw new Error(`--resume ${runDir}: no recipe.json there (not a vlp run directory)`);
+        lockRunDir(runDir);
         const before = readRecipeJson(saved);
         const raw = structuredClone(before);
         applySets(raw, sets);
@@ -208,6 +210,7 @@ export async function main(argv: string[]): Promise<void> {
         // under the launcher (--nproc) the parent has claimed the folder already
         claimRunDir(runDir, { resume: false, overwrite: values.overwrite! && process.env.VLP_LAUNCHED !== "1", resumeFlag: `--resume ${runDir}` });
         mkdirSync(runDir, { recursive: true });
+        lockRunDir(runDir);
         writeJsonAtomic(join(runDir, "recipe.json"), recipe);
       }
     }

@@ -3,7 +3,9 @@
 // its own image and with a random other image: chance 0.5), and zero-shot retrieval (SemVLP / LXMERT-S:
 // the ITM head on every pair; VLMo: the dual encoder's ITC similarities, its ITM head for the ITM
 // pairs). These are the numbers of `vlp demo`'s summary and of experiments/RESULTS.md.
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import type { SemVLPMode } from "../models/semvlp.ts";
 import { tidy, noGrad, tensor, type Tensor } from "../engine/index.ts";
 import { toTensors } from "../data/loader.ts";
 import { moduleDevice, toDevice } from "../engine/placement.ts";
@@ -28,6 +30,20 @@ export interface PretrainEvalOptions {
   quiet?: boolean;
   /** Draws scoring progress (the CLI's bars), unless `quiet`. */
   progress?: ProgressFactory;
+  /** SemVLP: the mode that scores the pairs; default the one the run pre-trained in (`pretrainedMode`). */
+  mode?: SemVLPMode;
+}
+
+/**
+ * The SemVLP mode a run was pre-trained in: "two" when every mini-batch was two-stream
+ * (`semvlp.singleRatio` 0), else "single" (single-stream only, or both: its single-stream h_CLS).
+ * Scoring a two-stream-only model in single-stream mode would test a mode it never trained.
+ */
+export function pretrainedMode(run: string): SemVLPMode {
+  const file = join(run, "recipe.json");
+  if (!existsSync(file)) return "single";
+  const r = JSON.parse(readFileSync(file, "utf8")) as { semvlp?: { singleRatio?: number } };
+  return r.semvlp?.singleRatio === 0 ? "two" : "single";
 }
 
 /**
@@ -46,14 +62,15 @@ export async function evaluatePretraining(run: string, o: PretrainEvalOptions = 
   const set = evalSet(readRetrievalSplit(world, split, karpathy), o.limit);
   const pairs = itmPairs(set);
   const hard = worldHardPairs(world, set);
-  const rm = await buildRetrievalModel(info.method, info.model, run, retrievalOptions(undefined));
+  const mode = o.mode ?? pretrainedMode(run);
+  const rm = await buildRetrievalModel(info.method, info.model, run, retrievalOptions(info.method === "semvlp" ? { mode } : undefined));
   try {
     if (rm.kind === "fusion") {
       const sc = await scoreAllPairs(rm.model, set, { regions: join(world, "features", "obj36.tsv"), maxTextLen: 20, maxBoxes: 36, batchSize: 500, quiet: o.quiet, progress: o.progress });
       // the ITM head's logit difference: > 0 means "matched"
       const nt = set.captions.length;
       const hs: Record<string, number> = hard ? { itm_hs_acc: itmAccuracy(sc.i2t, nt, hard.pairs), itm_hs_k: hard.k } : {};
-      return { itm_acc: itmAccuracy(sc.i2t, nt, pairs), itm_chance: itmChance(pairs), ...hs, ...zeroShotMetrics("zs_", sc.i2t, set), images: set.images.length, captions: nt };
+      return { ...(info.method === "semvlp" ? { two_stream: mode === "two" ? 1 : 0 } : {}), itm_acc: itmAccuracy(sc.i2t, nt, pairs), itm_chance: itmChance(pairs), ...hs, ...zeroShotMetrics("zs_", sc.i2t, set), images: set.images.length, captions: nt };
     }
     const m = rm.model;
     const sc = await scoreDual(m, set, { world, maxTextLen: m.config.maxTextLen, batchSize: 256, rerank: 0, quiet: o.quiet, progress: o.progress });

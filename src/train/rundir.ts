@@ -1,7 +1,8 @@
 // A run directory belongs to one run: starting a new run over an old one would truncate its
 // metrics, replace its recipe and model, and leave its checkpoints for a later --resume under the
 // new recipe. The CLIs refuse unless told to continue it (--resume) or to remove it (--overwrite).
-import { existsSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 
 /** What marks a folder as a vlp run (pre-training or fine-tuning). */
 const RUN_FILE = /^(recipe\.json|finetune\.json|metrics\.jsonl|model\.safetensors|summary\.json|eval\.json|ckpt-\d+(\.old|\.tmp-\d+)?|mode-\w+)$/;
@@ -34,4 +35,49 @@ export function claimRunDir(dir: string, o: ClaimOptions): void {
   }
   const shown = found.length > 4 ? [...found.slice(0, 4), `... ${found.length - 4} more`] : found;
   throw new Error(`--out ${dir}: this folder already holds a run (${shown.join(", ")}); continue it with ${o.resumeFlag}, or start over with --overwrite (removes the old run first)`);
+}
+
+/** The lock file of a run directory: the pid of the process writing it. */
+export const LOCK_FILE = ".vlp-lock";
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * One writer per run directory: two processes training into one folder (a second --resume while the
+ * first still runs) would interleave their metrics and race on the checkpoints. Creates
+ * `dir/.vlp-lock` holding this process's pid, removed when the process exits; refuses while another
+ * live process holds it; a lock left by a process that died is taken over. Workers under the
+ * launcher (VLP_LAUNCHED=1) skip it: the launcher holds the lock for them.
+ */
+export function lockRunDir(dir: string): void {
+  if (process.env.VLP_LAUNCHED === "1") return;
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, `${process.pid}\n`, { flag: "wx" });
+      process.once("exit", () => {
+        try {
+          if (readFileSync(file, "utf8").trim() === String(process.pid)) rmSync(file, { force: true });
+        } catch {
+          // gone already
+        }
+      });
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    const pid = Number(readFileSync(file, "utf8").trim());
+    if (pid === process.pid) return;
+    if (Number.isInteger(pid) && pid > 0 && alive(pid)) throw new Error(`${dir}: another vlp process (pid ${pid}) is writing this run; wait for it or stop it (its lock: ${file})`);
+    rmSync(file, { force: true }); // stale: its process is gone
+  }
+  throw new Error(`${dir}: could not take the run's lock (${file})`);
 }
