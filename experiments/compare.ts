@@ -115,6 +115,15 @@ const neededPre = PRETRAIN.filter((p) => uniqueFt.some((f) => f.pre === p.id));
 
 // ---- running ------------------------------------------------------------------------------------
 
+// the children die with the script: a run left behind would go on writing beside the restarted script's
+const children = new Set<ReturnType<typeof spawn>>();
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.on(sig, () => {
+    for (const c of children) c.kill("SIGTERM");
+    process.exit(130);
+  });
+}
+
 function vlp(args: string[], log: string, script = VLP): Promise<void> {
   return new Promise((res, rej) => {
     const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
@@ -122,10 +131,12 @@ function vlp(args: string[], log: string, script = VLP): Promise<void> {
       env: { ...process.env, VLP_NUM_THREADS: "1" },
       stdio: ["ignore", "pipe", "pipe"],
     });
+    children.add(child);
     const chunks: Buffer[] = [];
     child.stdout.on("data", (d) => chunks.push(d));
     child.stderr.on("data", (d) => chunks.push(d));
     child.on("exit", (code) => {
+      children.delete(child);
       writeFileSync(log, Buffer.concat(chunks));
       if (code === 0) res();
       else rej(new Error(`vlp ${args.slice(0, 2).join(" ")} failed (exit ${code}); log: ${log}`));
