@@ -87,6 +87,9 @@ test("one writer per run: --resume of a run another live process writes is refus
     assert.match(r.err, new RegExp(`${dir}: another vlp process \\(pid ${holder.pid}\\) is writing this run`));
     const f = vlp(["finetune", "vqa", "--recipe", "recipes/finetune/vqa-tiny.json", "--scratch", "--out", dir, "--resume", "--quiet"]);
     assert.match(f.err, /another vlp process .* is writing this run/);
+    const over = vlp(["pretrain", "--recipe", join(dir, "recipe.json"), "--out", dir, "--overwrite", "--quiet"]);
+    assert.match(over.err, /another vlp process .* is writing this run; --overwrite would remove it/);
+    assert.ok(existsSync(join(dir, "recipe.json")), "--overwrite leaves a run another process writes alone");
     assert.equal(readFileSync(join(dir, LOCK_FILE), "utf8").trim(), String(holder.pid), "the holder's lock is left alone");
   } finally {
     holder.kill();

@@ -30,6 +30,8 @@ export function claimRunDir(dir: string, o: ClaimOptions): void {
   const found = runFiles(dir);
   if (found.length === 0) return;
   if (o.overwrite) {
+    const holder = liveHolder(dir);
+    if (holder !== undefined) throw new Error(`${dir}: another vlp process (pid ${holder}) is writing this run; --overwrite would remove it under that process`);
     rmSync(dir, { recursive: true, force: true });
     return;
   }
@@ -47,6 +49,14 @@ function alive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM";
   }
+}
+
+/** The pid of another live process holding `dir`'s lock, if any. */
+function liveHolder(dir: string): number | undefined {
+  const file = join(dir, LOCK_FILE);
+  if (!existsSync(file)) return undefined;
+  const pid = Number(readFileSync(file, "utf8").trim());
+  return Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid) ? pid : undefined;
 }
 
 /**
@@ -74,9 +84,9 @@ export function lockRunDir(dir: string): void {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     }
-    const pid = Number(readFileSync(file, "utf8").trim());
-    if (pid === process.pid) return;
-    if (Number.isInteger(pid) && pid > 0 && alive(pid)) throw new Error(`${dir}: another vlp process (pid ${pid}) is writing this run; wait for it or stop it (its lock: ${file})`);
+    if (readFileSync(file, "utf8").trim() === String(process.pid)) return;
+    const pid = liveHolder(dir);
+    if (pid !== undefined) throw new Error(`${dir}: another vlp process (pid ${pid}) is writing this run; wait for it or stop it (its lock: ${file})`);
     rmSync(file, { force: true }); // stale: its process is gone
   }
   throw new Error(`${dir}: could not take the run's lock (${file})`);
