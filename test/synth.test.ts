@@ -1,6 +1,6 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
@@ -320,6 +320,14 @@ test("held-out hard ITM pairs: the world's VG ground truth rebuilds its train po
     assert.equal(hard.pairs.matched[2 * t + 1], 0);
     assert.ok(pools[c.image].slice(1).includes(hard.pairs.image[2 * t + 1]), `caption ${t}: negative outside its image's pool`);
   });
+  // a folder in the same layout that vlp data synth did not write (e.g. real Visual Genome) has none
+  const other = join(root, "not-synth");
+  for (const f of ["vg/attributes.json", "vg/image_data.json", "hardneg/hard_negative.json"]) {
+    mkdirSync(join(other, f, ".."), { recursive: true });
+    copyFileSync(join(dirA(), f), join(other, f));
+  }
+  writeFileSync(join(other, "meta.json"), "{}");
+  assert.equal(worldHardPairs(other, set), undefined);
   // the pool's share of the images is the training pool's
   assert.equal(heldoutPoolSize(20, 3500, 100), 1);
   assert.equal(heldoutPoolSize(20, 40, 10), 5);

@@ -72,14 +72,17 @@ export function heldoutPoolSize(trainPool: number, trainImages: number, images: 
 }
 
 /**
- * Hard held-out ITM pairs of a synthetic world (its ground-truth objects in vg/, its training pool
- * in hardneg/ setting how hard), or undefined for data without them (e.g. the emoji).
+ * Hard held-out ITM pairs of a synthetic world (`vlp data synth`: its ground-truth objects in vg/,
+ * its training pool in hardneg/ setting how hard), or undefined for other data (the emoji, real
+ * Visual Genome folders, whose objects are not the world's).
  */
 export function worldHardPairs(world: string, set: EvalSet): { pairs: ItmPairs; k: number } | undefined {
-  const vg = join(world, "vg"), poolFile = join(world, "hardneg", "hard_negative.json");
-  if (!existsSync(join(vg, "attributes.json")) || !existsSync(join(vg, "image_data.json")) || !existsSync(poolFile)) return undefined;
+  const vg = join(world, "vg"), poolFile = join(world, "hardneg", "hard_negative.json"), meta = join(world, "meta.json");
+  if (![join(vg, "attributes.json"), join(vg, "image_data.json"), poolFile, meta].every((f) => existsSync(f))) return undefined;
+  const m = readJson(meta) as { objectVocab?: unknown; heldOut?: unknown };
+  if (m.objectVocab === undefined || m.heldOut === undefined) return undefined; // not written by vlp data synth
   const train = readHardNegatives(poolFile);
-  const trainPool = Math.max(0, ...train.train_hard_pool.map((r) => r.length - 1));
+  const trainPool = train.train_hard_pool.reduce((a, r) => Math.max(a, r.length - 1), 0);
   const k = heldoutPoolSize(trainPool, train.train_image_list.length, set.images.length);
   const objects = objectSetsFromVg(readJson(join(vg, "image_data.json")) as { image_id: number; url?: string }[], readVgAttributes(join(vg, "attributes.json")).records, join(vg, "attributes.json"));
   return { pairs: itmHardPairs(set, objects, k), k };
