@@ -172,7 +172,8 @@ function fsyncDir(dir: string): void {
   }
 }
 
-function pidAlive(pid: number): boolean {
+/** Whether a process with this pid lives (a lock or temp file of a dead writer can go). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -3,6 +3,7 @@
 // new recipe. The CLIs refuse unless told to continue it (--resume) or to remove it (--overwrite).
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { pidAlive } from "../engine/checkpoint.ts";
 
 /** What marks a folder as a vlp run (pre-training or fine-tuning). */
 const RUN_FILE = /^(recipe\.json|finetune\.json|metrics\.jsonl|model\.safetensors|summary\.json|eval\.json|ckpt-\d+(\.old|\.tmp-\d+)?|mode-\w+)$/;
@@ -42,21 +43,12 @@ export function claimRunDir(dir: string, o: ClaimOptions): void {
 /** The lock file of a run directory: the pid of the process writing it. */
 export const LOCK_FILE = ".vlp-lock";
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** The pid of another live process holding `dir`'s lock, if any. */
 function liveHolder(dir: string): number | undefined {
   const file = join(dir, LOCK_FILE);
   if (!existsSync(file)) return undefined;
   const pid = Number(readFileSync(file, "utf8").trim());
-  return Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid) ? pid : undefined;
+  return Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid) ? pid : undefined;
 }
 
 /**
