@@ -18,6 +18,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { pretrainedMode } from "../src/tasks/pretrain_eval.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const VLP = join(ROOT, "src/cli/vlp.ts");
@@ -217,7 +218,7 @@ await pool(uniqueFt, jobs, async (f) => {
     const from = f.pre ? ["--from", preDir(f.pre)] : ["--scratch", "--set", `method=${m.method}`, "--set", `model=${m.model}`];
     const resume = existsSync(join(dir, "finetune.json")) ? ["--resume"] : [];
     // a SemVLP run pre-trained two-stream only is fine-tuned in that mode (the others in single-stream mode)
-    const mode = f.pre?.startsWith("semvlp-two") && (f.task === "vqa" || f.task === "nlvr2") ? ["--set", "options.mode=two"] : [];
+    const mode = f.pre && f.method === "semvlp" && pretrainedMode(preDir(f.pre)) === "two" && (f.task === "vqa" || f.task === "nlvr2") ? ["--set", "options.mode=two"] : [];
     await vlp(["finetune", f.task, "--recipe", `recipes/finetune/${f.task}-tiny.json`, ...from, ...mode, "--out", dir, "--quiet", "--set", `data.world=${world}`, "--set", `train.seed=${f.seed}`, ...(fusionRetrieval(f) ? ["--set", `options.evalLimit=${FUSION_RETRIEVAL_IMAGES}`] : []), ...resume], `${dir}.log`);
   }
   for (const split of COMP[f.task] ? ["test", "test_comp"] : ["test"]) {
