@@ -18,6 +18,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { constants } from "node:os";
 import { pretrainedMode } from "../src/tasks/pretrain_eval.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -55,16 +56,16 @@ const scale = Number(opt["pretrain-scale"]);
 
 // ---- the runs -----------------------------------------------------------------------------------
 
-interface Pretrain { id: string; recipe: string; sets: string[] }
+interface Pretrain { id: string; method: "semvlp" | "msp" | "vlmo"; recipe: string; sets: string[] }
 type Task = "vqa" | "gqa" | "nlvr2" | "retrieval";
 
 const steps = (n: number) => Math.max(1, Math.round(n * scale));
-const semvlp = (id: string, sets: string[]): Pretrain => ({ id, recipe: "recipes/semvlp-tiny.json", sets: [`train.steps=${steps(300)}`, ...sets] });
+const semvlp = (id: string, sets: string[]): Pretrain => ({ id, method: "semvlp", recipe: "recipes/semvlp-tiny.json", sets: [`train.steps=${steps(300)}`, ...sets] });
 // step counts only: the recipe's per-stage settings (e.g. the sentence stage's loss weights) stay
 const mspStages = [`msp.stages.token.steps=${steps(80)}`, `msp.stages.phrase.steps=${steps(80)}`, `msp.stages.sentence.steps=${steps(160)}`];
-const msp = (id: string, sets: string[]): Pretrain => ({ id, recipe: "recipes/msp-tiny.json", sets: [...mspStages, ...sets] });
+const msp = (id: string, sets: string[]): Pretrain => ({ id, method: "msp", recipe: "recipes/msp-tiny.json", sets: [...mspStages, ...sets] });
 const vlmoStages = [`vlmo.stages.image.steps=${steps(60)}`, `vlmo.stages.text.steps=${steps(60)}`, `vlmo.stages.image-text.steps=${steps(200)}`];
-const vlmo = (id: string, sets: string[]): Pretrain => ({ id, recipe: "recipes/vlmo-tiny.json", sets: [...vlmoStages, ...sets] });
+const vlmo = (id: string, sets: string[]): Pretrain => ({ id, method: "vlmo", recipe: "recipes/vlmo-tiny.json", sets: [...vlmoStages, ...sets] });
 
 const BASE_PRETRAIN: Pretrain[] = [
   semvlp("semvlp-both", ["semvlp.singleRatio=0.5"]),
@@ -82,6 +83,8 @@ const BASE_PRETRAIN: Pretrain[] = [
   vlmo("vlmo-standard-stagewise", ["vlmo.standard=true"]),
   vlmo("vlmo-standard-pairs", ['vlmo.order=["image-text"]', "vlmo.standard=true"]),
 ];
+/** Group A: each method's pre-trained run, against the same model from scratch. */
+const GROUP_A = [["semvlp", "semvlp-both"], ["msp", "msp-TPS"], ["vlmo", "vlmo-mome-stagewise"]] as const;
 // every pre-training seed of every row (seed 0 keeps the recipe's seed and the plain id)
 const PRETRAIN: Pretrain[] = BASE_PRETRAIN.flatMap((p) => pretrainSeeds.map((q) => (q === 0 ? p : { ...p, id: `${p.id}-p${q}`, sets: [...p.sets, `train.seed=${q}`] })));
 // from scratch: the same model as the pre-trained runs (the tiny recipe's preset and overrides)
@@ -100,7 +103,7 @@ const add = (pre: string | null, method: string, ts: Task[], s: number[]) => {
 const MAIN: Task[] = ["vqa", "nlvr2", "retrieval"];
 if (groups.has("A")) {
   // every seed for VQA, NLVR2 and retrieval; GQA (two-stage) with the first seed only, for time
-  for (const [pre, m] of [["semvlp-both", "semvlp"], ["msp-TPS", "msp"], ["vlmo-mome-stagewise", "vlmo"], [null, "semvlp"], [null, "msp"], [null, "vlmo"]] as const) {
+  for (const [m, pre] of [...GROUP_A, ...GROUP_A.map(([method]) => [method, null] as const)]) {
     if (!methods.has(m)) continue;
     add(pre, m, MAIN, seeds);
     add(pre, m, ["gqa"], seeds.slice(0, 1));
@@ -121,7 +124,7 @@ const children = new Set<ReturnType<typeof spawn>>();
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   process.on(sig, () => {
     for (const c of children) c.kill("SIGTERM");
-    process.exit(130);
+    process.exit(128 + constants.signals[sig]);
   });
 }
 
@@ -185,13 +188,15 @@ if (opt["pretrain-only"]) process.exit(0);
 // the held-out file's, on the first 100 images: a fusion model scores every pair, ~12 min per run here)
 const zsFile = (id: string) => join(out, "zeroshot", `${id}.json`);
 mkdirSync(join(out, "zeroshot"), { recursive: true });
-const groupA = new Set(groups.has("A") ? ["semvlp-both", "msp-TPS", "vlmo-mome-stagewise"] : []);
+const groupA = new Set<string>(groups.has("A") ? GROUP_A.map(([, pre]) => pre) : []);
 await pool(neededPre.filter((p) => groupA.has(p.id)), jobs, async (p) => {
   if (existsSync(zsFile(p.id)) || !existsSync(join(preDir(p.id), "model.safetensors"))) return;
   console.log(`${stamp()} zero-shot retrieval ${p.id}`);
   await vlp(["eval", "retrieval", "--checkpoint", preDir(p.id), "--split", "test", "--metrics", zsFile(p.id), "--quiet"], zsFile(p.id).replace(/json$/, "log"));
 });
 
+/** A fusion model (SemVLP, LXMERT-S) scores every (caption, image) pair: its retrieval is evaluated on the first 100 images of a split. */
+const FUSION_RETRIEVAL_IMAGES = 100;
 // held-out alignment of every pre-trained run (ITM, ITM with hard negatives, zero-shot R@K; the fusion
 // models on the first 100 test images, as experiments/heldout.ts prints them)
 const heldoutFile = (id: string) => join(out, "heldout", `${id}.json`);
@@ -199,13 +204,11 @@ mkdirSync(join(out, "heldout"), { recursive: true });
 await pool(neededPre, jobs, async (p) => {
   if (existsSync(heldoutFile(p.id)) || !existsSync(join(preDir(p.id), "model.safetensors"))) return;
   console.log(`${stamp()} held-out alignment ${p.id}`);
-  const limit = p.id.startsWith("vlmo") ? [] : ["--limit", "100"];
+  const limit = p.method === "vlmo" ? [] : ["--limit", String(FUSION_RETRIEVAL_IMAGES)];
   await vlp([...limit, "--out", heldoutFile(p.id), preDir(p.id)], heldoutFile(p.id).replace(/json$/, "log"), join(ROOT, "experiments/heldout.ts"));
 });
 
 const ftDir = (f: Finetune) => join(out, "finetune", ftKey(f));
-/** A fusion model (SemVLP, LXMERT-S) scores every (caption, image) pair: its retrieval is evaluated on the first 100 images of a split. */
-const FUSION_RETRIEVAL_IMAGES = 100;
 const fusionRetrieval = (f: Finetune) => f.task === "retrieval" && f.method !== "vlmo";
 const evalFile = (f: Finetune, split: string) => join(ftDir(f), `test-${split}.json`);
 const COMP: Partial<Record<Task, boolean>> = { vqa: true, gqa: true, nlvr2: true, retrieval: true };
@@ -302,7 +305,7 @@ if (groups.has("A")) {
   lines.push("**A. Pre-trained vs from scratch**", "");
   const gqa = tasks.has("gqa");
   head(["method", "init", "VQA", "VQA comp", ...(gqa ? ["GQA", "GQA comp"] : []), "NLVR2", "NLVR2 comp", "retrieval", "retrieval comp", "retrieval ZS"]);
-  for (const [method, pre] of [["semvlp", "semvlp-both"], ["msp", "msp-TPS"], ["vlmo", "vlmo-mome-stagewise"]] as const) {
+  for (const [method, pre] of GROUP_A) {
     if (!methods.has(method)) continue;
     for (const p of [pre, null]) {
       const c = (t: Task, split: string) => cell(p, method, t, split, seeds);
@@ -311,7 +314,7 @@ if (groups.has("A")) {
   }
   lines.push("", "Transfer (pre-trained − scratch, points) against twice the larger seed standard deviation:", "");
   head(["method", "VQA", "VQA comp", "NLVR2", "NLVR2 comp", "retrieval", "retrieval comp"]);
-  for (const [method, pre] of [["semvlp", "semvlp-both"], ["msp", "msp-TPS"], ["vlmo", "vlmo-mome-stagewise"]] as const) {
+  for (const [method, pre] of GROUP_A) {
     if (!methods.has(method)) continue;
     const t = (task: Task, split: string) => transfer(pre, method, task, split, seeds);
     row([method, t("vqa", "test"), t("vqa", "test_comp"), t("nlvr2", "test"), t("nlvr2", "test_comp"), t("retrieval", "test"), t("retrieval", "test_comp")]);

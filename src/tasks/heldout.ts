@@ -25,16 +25,20 @@ export interface ItmPairs {
  * of a 50%-negative draw). Seeded independently of the training seed, so every run sees the same pairs.
  */
 export function itmPairs(set: EvalSet, seed = 1234): ItmPairs {
+  return balancedPairs(set, seed, (rng, image) => otherIndex(rng, set.images.length, image));
+}
+
+/** Every caption twice: with its own image (matched) and with `negative(rng, its image)`. */
+function balancedPairs(set: EvalSet, seed: number, negative: (rng: Rng, image: number) => number): ItmPairs {
+  if (set.images.length < 2) throw new Error("ITM pairs need at least 2 images");
   const rng = new Rng(seed);
-  const n = set.images.length;
-  if (n < 2) throw new Error("ITM pairs need at least 2 images");
   const nt = set.captions.length;
   const caption = new Int32Array(2 * nt), image = new Int32Array(2 * nt), matched = new Uint8Array(2 * nt);
   set.captions.forEach((c, t) => {
     caption[2 * t] = caption[2 * t + 1] = t;
     image[2 * t] = c.image;
     matched[2 * t] = 1;
-    image[2 * t + 1] = otherIndex(rng, n, c.image);
+    image[2 * t + 1] = negative(rng, c.image);
   });
   return { caption, image, matched };
 }
@@ -53,17 +57,10 @@ export function itmHardPairs(set: EvalSet, objects: Map<string, ObjectSet>, k: n
     return o;
   });
   const pools = hardNegativePools(sets, k);
-  const rng = new Rng(seed);
-  const nt = set.captions.length;
-  const caption = new Int32Array(2 * nt), image = new Int32Array(2 * nt), matched = new Uint8Array(2 * nt);
-  set.captions.forEach((c, t) => {
-    const pool = pools[c.image].slice(1);
-    caption[2 * t] = caption[2 * t + 1] = t;
-    image[2 * t] = c.image;
-    matched[2 * t] = 1;
-    image[2 * t + 1] = pool.length ? pool[rng.int(pool.length)] : otherIndex(rng, set.images.length, c.image);
+  return balancedPairs(set, seed, (rng, image) => {
+    const pool = pools[image].slice(1);
+    return pool.length ? pool[rng.int(pool.length)] : otherIndex(rng, set.images.length, image);
   });
-  return { caption, image, matched };
 }
 
 /** The held-out pool size that keeps the training pool's share: round(trainPool x images / trainImages), at least 1. */

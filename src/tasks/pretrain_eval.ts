@@ -3,9 +3,10 @@
 // its own image and with a random other image: chance 0.5), and zero-shot retrieval (SemVLP / LXMERT-S:
 // the ITM head on every pair; VLMo: the dual encoder's ITC similarities, its ITM head for the ITM
 // pairs). These are the numbers of `vlp demo`'s summary and of experiments/RESULTS.md.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { SemVLPMode } from "../models/semvlp.ts";
+import { readRecipeJson } from "../pretrain/recipe.ts";
 import { tidy, noGrad, tensor, type Tensor } from "../engine/index.ts";
 import { toTensors } from "../data/loader.ts";
 import { moduleDevice, toDevice } from "../engine/placement.ts";
@@ -42,7 +43,7 @@ export interface PretrainEvalOptions {
 export function pretrainedMode(run: string): SemVLPMode {
   const file = join(run, "recipe.json");
   if (!existsSync(file)) return "single";
-  const r = JSON.parse(readFileSync(file, "utf8")) as { semvlp?: { singleRatio?: number } };
+  const r = readRecipeJson(file) as { semvlp?: { singleRatio?: number } };
   return r.semvlp?.singleRatio === 0 ? "two" : "single";
 }
 
