@@ -114,7 +114,9 @@ run E5-vlmo-emoji-8000 recipes/vlmo-small.json "${EMO[@]}" --set vlmo.augment=fa
 run E6-vlmo-emoji recipes/vlmo-emoji.json
 # session 8: MSP-small with 6,000 sentence steps (twice the recipe's)
 run M7-msp-small-6000 recipes/msp-small.json --set msp.stages.sentence.steps=6000 --set train.evalEvery=1000
+# session 9: 9,000 sentence steps (held-out ITM 0.877, ITM_HS 0.779, IR R@1 0.378: above the bag of words)
+run M8-msp-small-9000 recipes/msp-small.json --set msp.stages.sentence.steps=9000 --set train.evalEvery=1000
 for d in "$OUT"/*/; do node --import tsx experiments/curves.ts "$d"; done
 node --import tsx experiments/heldout.ts --limit 100 "$OUT"/S1-semvlp-small "$OUT"/P1-itm-prod "$OUT"/L1-semvlp-small-4000 "$OUT"/S4-semvlp-small-itm4 "$OUT"/P2-itm-prod-qa "$OUT"/M2-msp-hard-quarter "$OUT"/V6-vlmo-itm-prod-p8 \
-  "$OUT"/M3-msp-prod-itc-paired "$OUT"/M5-msp-small-1500 "$OUT"/M6-msp-small "$OUT"/M4-msp-tiny "$OUT"/V7-vlmo-128px "$OUT"/V8-vlmo-small "$OUT"/S4-semvlp-small-itm4-seed1 "$OUT"/M6-msp-small-seed1 "$OUT"/S4-semvlp-small-bf16 "$OUT"/M7-msp-small-6000
+  "$OUT"/M3-msp-prod-itc-paired "$OUT"/M5-msp-small-1500 "$OUT"/M6-msp-small "$OUT"/M4-msp-tiny "$OUT"/V7-vlmo-128px "$OUT"/V8-vlmo-small "$OUT"/S4-semvlp-small-itm4-seed1 "$OUT"/M6-msp-small-seed1 "$OUT"/S4-semvlp-small-bf16 "$OUT"/M7-msp-small-6000 "$OUT"/M8-msp-small-9000
 node --import tsx experiments/heldout.ts "$OUT"/E1-vlmo-emoji "$OUT"/E2-vlmo-emoji-aug "$OUT"/E3-vlmo-emoji-noaug "$OUT"/E4-vlmo-emoji-4800 "$OUT"/E5-vlmo-emoji-8000 "$OUT"/E6-vlmo-emoji

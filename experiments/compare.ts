@@ -10,7 +10,7 @@
 //
 //   node --import tsx experiments/compare.ts [--world data/world-demo] [--out experiments/runs]
 // (the tiny recipes expect the main job's world: vlp data synth --images 5000 --code-dim 32 --out data/world-demo)
-//        [--jobs 2] [--seeds 0,1] [--pretrain-seeds 0] [--groups A,B,C,D] [--methods semvlp,msp,vlmo] [--tasks vqa,gqa,nlvr2,retrieval] [--pretrain-scale 1] [--table experiments/RESULTS.md]
+//        [--jobs 2] [--seeds 0,1] [--pretrain-seeds 0] [--groups A,B,C,D] [--methods semvlp,msp,vlmo] [--tasks vqa,gqa,nlvr2,retrieval] [--pretrain-scale 1] [--finetune-set task:key=value ...] [--table experiments/RESULTS.md]
 // --seeds are group A's fine-tuning seeds. --pretrain-seeds are the pre-training seeds of groups B-D's
 // rows (run `<id>-p<seed>` for a seed other than 0): their cells are mean ± std over those runs, each
 // held-out on the world's test split (experiments/heldout.ts) and fine-tuned once (the first --seeds seed).
@@ -37,6 +37,8 @@ const { values: opt } = parseArgs({
     /** Group A's methods (default all three). */
     methods: { type: "string", default: "semvlp,msp,vlmo" },
     "pretrain-scale": { type: "string", default: "1" },
+    /** A fine-tuning setting for one task, `task:key=value` (repeatable), e.g. `vqa:train.steps=1000`: its runs get their own folders. */
+    "finetune-set": { type: "string", multiple: true, default: [] },
     table: { type: "string", default: "experiments/RESULTS.md" },
     "pretrain-only": { type: "boolean", default: false },
     /** Only write the table from the runs already done (cells of runs not done stay "–"). */
@@ -53,6 +55,12 @@ const groups = new Set(opt.groups!.split(","));
 const methods = new Set(opt.methods!.split(","));
 const tasks = new Set(opt.tasks!.split(","));
 const scale = Number(opt["pretrain-scale"]);
+const ftSets = new Map<string, string[]>();
+for (const s of opt["finetune-set"]!) {
+  const m = /^(vqa|gqa|nlvr2|retrieval):([\w.]+=.+)$/.exec(s);
+  if (!m) throw new Error(`--finetune-set ${s}: expected task:key=value with task vqa, gqa, nlvr2 or retrieval (e.g. vqa:train.steps=1000)`);
+  ftSets.set(m[1], [...(ftSets.get(m[1]) ?? []), m[2]]);
+}
 
 // ---- the runs -----------------------------------------------------------------------------------
 
@@ -112,8 +120,9 @@ if (groups.has("A")) {
 if (groups.has("B")) for (const id of ["semvlp-both", "semvlp-single", "semvlp-two", "semvlp-two-ls0", "semvlp-two-ls3"].flatMap(seedIds)) add(id, "semvlp", ["vqa", "nlvr2"], seeds.slice(0, 1));
 if (groups.has("C")) for (const id of ["msp-S", "msp-TS", "msp-PS", "msp-TPS", "msp-joint", "msp-SPT"].flatMap(seedIds)) add(id, "msp", ["vqa", "nlvr2"], seeds.slice(0, 1));
 if (groups.has("D")) for (const id of ["vlmo-mome-stagewise", "vlmo-mome-pairs", "vlmo-standard-stagewise", "vlmo-standard-pairs"].flatMap(seedIds)) add(id, "vlmo", ["nlvr2", "retrieval"], seeds.slice(0, 1));
-// one job per distinct (pre, task, seed)
-const ftKey = (f: Finetune) => `${f.task}-${f.pre ?? `scratch-${f.method}`}-s${f.seed}`;
+// one job per distinct (pre, task, seed, --finetune-set of the task)
+const ftSuffix = (task: string) => (ftSets.get(task) ?? []).map((s) => `-${s.replace(/[^\w.=]/g, "")}`).join("");
+const ftKey = (f: Finetune) => `${f.task}-${f.pre ?? `scratch-${f.method}`}-s${f.seed}${ftSuffix(f.task)}`;
 const uniqueFt = [...new Map(finetunes.map((f) => [ftKey(f), f])).values()];
 const neededPre = PRETRAIN.filter((p) => uniqueFt.some((f) => f.pre === p.id));
 
@@ -222,7 +231,7 @@ await pool(uniqueFt, jobs, async (f) => {
     const resume = existsSync(join(dir, "finetune.json")) ? ["--resume"] : [];
     // a SemVLP run pre-trained two-stream only is fine-tuned in that mode (the others in single-stream mode)
     const mode = f.pre && f.method === "semvlp" && pretrainedMode(preDir(f.pre)) === "two" && (f.task === "vqa" || f.task === "nlvr2") ? ["--set", "options.mode=two"] : [];
-    await vlp(["finetune", f.task, "--recipe", `recipes/finetune/${f.task}-tiny.json`, ...from, ...mode, "--out", dir, "--quiet", "--set", `data.world=${world}`, "--set", `train.seed=${f.seed}`, ...(fusionRetrieval(f) ? ["--set", `options.evalLimit=${FUSION_RETRIEVAL_IMAGES}`] : []), ...resume], `${dir}.log`);
+    await vlp(["finetune", f.task, "--recipe", `recipes/finetune/${f.task}-tiny.json`, ...from, ...mode, "--out", dir, "--quiet", "--set", `data.world=${world}`, "--set", `train.seed=${f.seed}`, ...(ftSets.get(f.task) ?? []).flatMap((s) => ["--set", s]), ...(fusionRetrieval(f) ? ["--set", `options.evalLimit=${FUSION_RETRIEVAL_IMAGES}`] : []), ...resume], `${dir}.log`);
   }
   for (const split of COMP[f.task] ? ["test", "test_comp"] : ["test"]) {
     if (existsSync(evalFile(f, split))) continue;
@@ -298,7 +307,7 @@ const head = (xs: string[]) => {
   row(xs);
   row(xs.map(() => "---"));
 };
-lines.push(`Measured by \`node --import tsx experiments/compare.ts\` on ${world.replace(ROOT + "/", "")} (fine-tuning seeds ${seeds.join(",")}; pre-training seeds ${pretrainSeeds.join(",")}; pre-training scale ×${scale}); ${new Date().toISOString().slice(0, 10)}.`);
+lines.push(`Measured by \`node --import tsx experiments/compare.ts\` on ${world.replace(ROOT + "/", "")} (fine-tuning seeds ${seeds.join(",")}; pre-training seeds ${pretrainSeeds.join(",")}; pre-training scale ×${scale}${ftSets.size ? `; fine-tuning ${[...ftSets].map(([t, s]) => `${t}: ${s.join(", ")}`).join("; ")}` : ""}); ${new Date().toISOString().slice(0, 10)}.`);
 lines.push(`All numbers are percentages on the world's test split (comp = the held-out compositional split, \`test_comp\`). VQA: official VQA accuracy; GQA, NLVR2: accuracy; retrieval: mean of IR and TR R@1/5/10 (SemVLP and MSP, which score every pair with their ITM head: the first ${FUSION_RETRIEVAL_IMAGES} images of the split; VLMo: all); ZS: zero-shot retrieval from the pre-trained checkpoint on the whole test split. Group A: \`a ± b\` is the mean ± sample standard deviation over the fine-tuning seeds (one pre-training run per row). Groups B-D: over the pre-training seeds, each fine-tuned once (seed ${seeds[0]}); "held-out ITM" (every test caption with its own image and a random one, chance 50), ITM_HS (with a hard negative, \`itm_hs_acc\`), ZS R@1 (chance 1.0) and ZS retrieval (mean of IR and TR R@1/5/10, chance 5.3) are experiments/heldout.ts's numbers on the first 100 test images (VLMo: all).`);
 lines.push("");
 if (groups.has("A")) {
