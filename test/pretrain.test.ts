@@ -118,6 +118,10 @@ test("MSP: stages run in the recipe's order, each on its own data with its own o
   const joint = await run(recipe("msp", { msp: { joint: true } }, ["train.steps=9"]), join(root, "msp-joint"));
   assert.deepEqual(joint.stages.map((s) => s.name), ["joint"]);
   assert.ok(new Set(joint.rows.map((x) => x.source)).size >= 2, "the joint stage samples several granularities");
+  // with each stage's steps given, the joint stage trains their sum (the stagewise runs' budget), not train.steps
+  const budget = recipe("msp", { msp: { joint: true, stages: { token: { steps: 2 }, phrase: { steps: 2 }, sentence: { steps: 3 } } } }, ["train.steps=9"]);
+  manualSeed(budget.train.seed);
+  assert.deepEqual((await buildStrategy(budget)).stages.map((s) => [s.name, s.steps]), [["joint", 7]]);
 });
 
 test("VLMo: stage 2 leaves self-attention and the vision expert bit-identical, trains the language expert", async () => {

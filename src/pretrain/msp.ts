@@ -121,7 +121,11 @@ export function buildMSP(r: Recipe): { model: LxmertSForMSP; stages: Stage[] } {
   };
   if (m.joint) {
     const srcs = order.flatMap(sourcesOf);
-    return { model, stages: [{ name: "joint", sources: srcs, lr: r.train.lr, warmup: r.train.warmup, epochs: r.train.epochs, steps: r.train.steps, weightDecay: r.train.weightDecay }] };
+    // the joint stage's budget: the sum of the order's stage steps when each gives them (the budget of
+    // running the stages one after another, as the paper's comparison needs), else train.steps/epochs
+    const each = order.map((g) => (m.stages as Record<string, { steps?: number }>)[g]?.steps);
+    const steps = each.every((n) => n !== undefined) ? each.reduce((a, n) => a + n!, 0) : r.train.steps;
+    return { model, stages: [{ name: "joint", sources: srcs, lr: r.train.lr, warmup: r.train.warmup, epochs: r.train.epochs, steps, weightDecay: r.train.weightDecay }] };
   }
   return { model, stages: order.map(stageOf) };
 }
