@@ -43,12 +43,23 @@ export function claimRunDir(dir: string, o: ClaimOptions): void {
 /** The lock file of a run directory: the pid of the process writing it. */
 export const LOCK_FILE = ".vlp-lock";
 
+/** The pid a lock file names (undefined: no lock there, e.g. released a moment ago, or not a pid). */
+function lockOwner(file: string): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+  const pid = Number(text.trim());
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
 /** The pid of another live process holding `dir`'s lock, if any. */
 function liveHolder(dir: string): number | undefined {
-  const file = join(dir, LOCK_FILE);
-  if (!existsSync(file)) return undefined;
-  const pid = Number(readFileSync(file, "utf8").trim());
-  return Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid) ? pid : undefined;
+  const pid = lockOwner(join(dir, LOCK_FILE));
+  return pid !== undefined && pid !== process.pid && pidAlive(pid) ? pid : undefined;
 }
 
 /**
@@ -67,16 +78,16 @@ export function lockRunDir(dir: string): void {
       writeFileSync(file, `${process.pid}\n`, { flag: "wx" });
       process.once("exit", () => {
         try {
-          if (readFileSync(file, "utf8").trim() === String(process.pid)) rmSync(file, { force: true });
+          if (lockOwner(file) === process.pid) rmSync(file, { force: true });
         } catch {
-          // gone already
+          // unreadable at exit: leave it (a later taker sees a dead pid and takes it over)
         }
       });
       return;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     }
-    if (readFileSync(file, "utf8").trim() === String(process.pid)) return;
+    if (lockOwner(file) === process.pid) return;
     const pid = liveHolder(dir);
     if (pid !== undefined) throw new Error(`${dir}: another vlp process (pid ${pid}) is writing this run; wait for it or stop it (its lock: ${file})`);
     rmSync(file, { force: true }); // stale: its process is gone
