@@ -1,5 +1,6 @@
 // The baselines of src/baselines on a freshly generated small world: the bow baseline learns held-out
-// ITM above chance, and `vlp baseline` writes a metrics.json with every key.
+// ITM above chance, the VQA baseline answers above the majority answer, and `vlp baseline` writes a
+// metrics.json with every key (NLVR2's too).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
@@ -9,6 +10,9 @@ import { generateWorld } from "../src/data/synth/world.ts";
 import { main } from "../src/cli/baseline.ts";
 import { itmPairs, itmAccuracy, bestThreshold, subMatrix, zeroShotMetrics } from "../src/baselines/common.ts";
 import { evalSet } from "../src/tasks/retrieval/data.ts";
+import { readTaskExamples } from "../src/tasks/data.ts";
+import { vqaMetrics } from "../src/tasks/metrics.ts";
+import { readVqaAnnotations } from "../src/data/formats/vqa.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-baselines-"));
 const world = join(root, "world");
@@ -85,4 +89,32 @@ test("ITM pairs are balanced and fixed; the threshold search and the sub-matrix 
   const sub = subMatrix(i2t, set, 2);
   assert.equal(sub.set.captions.length, 4);
   assert.deepEqual(Array.from(sub.i2t), [1, 1, 0, 0, 0, 0, 1, 1]);
+});
+
+test("vqa baseline: official VQA accuracy on val/test/test_comp, above the majority answer", { timeout: 120_000 }, async () => {
+  await worldReady;
+  const out = join(root, "vqa");
+  await main(["vqa", "--world", world, "--steps", "400", "--seed", "0", "--out", out, "--quiet"]);
+  const m = readMetrics(out);
+  checkFractions(m, ["vqa_acc", "vqa_acc_val", "vqa_acc_test_comp", "vqa_acc_yesno", "vqa_acc_number", "vqa_acc_other"]);
+  assert.equal(m.steps, 400);
+  // the most frequent train answer given to every test question, scored by the same official metric
+  const train = readTaskExamples("vqa", join(world, "lxmert", "vqa_train.json"));
+  const counts = new Map<string, number>();
+  for (const e of train) for (const [a, s] of Object.entries(e.scores ?? {})) if (s === 1) counts.set(a, (counts.get(a) ?? 0) + 1);
+  const majority = [...counts].sort((a, b) => b[1] - a[1])[0][0];
+  const test = readTaskExamples("vqa", join(world, "lxmert", "vqa_test.json"));
+  const annotations = new Map(readVqaAnnotations(join(world, "vqa", "v2_synth_test_annotations.json")).records.map((a) => [a.question_id, a] as const));
+  const constant = vqaMetrics(test.map((e) => ({ question_id: e.id, answer: majority })), annotations).vqa_acc;
+  assert.ok(m.vqa_acc > constant + 0.15, `VQA accuracy ${m.vqa_acc} is not above always "${majority}" (${constant}) by a margin`);
+});
+
+test("nlvr2 baseline: accuracy on val/test/test_comp, metrics.json complete", { timeout: 120_000 }, async () => {
+  await worldReady;
+  const out = join(root, "nlvr2");
+  await main(["nlvr2", "--world", world, "--steps", "50", "--seed", "0", "--out", out, "--quiet"]);
+  const m = readMetrics(out);
+  checkFractions(m, ["nlvr2_acc", "nlvr2_acc_val", "nlvr2_acc_test_comp"]);
+  assert.equal(m.steps, 50);
+  await assert.rejects(main(["nlvr2", "--world", world, "--loss", "itc"]), /bow\/linear options/);
 });

@@ -20,27 +20,18 @@ import { readRetrievalSplit, evalSet, type EvalSet } from "../tasks/retrieval/da
 import { computeItc } from "../objectives/losses.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import {
-  WordVocab, BowText, captionTexts, itmPairs, itmAccuracy, itmChance, bestThreshold, trainBaseline, indexTensor, zeroShotWithSubset, subMatrix, worldHardPairs,
+  WordVocab, BowText, captionTexts, itmPairs, type BaselineOptions, itmAccuracy, itmChance, bestThreshold, trainBaseline, indexTensor, zeroShotWithSubset, subMatrix, worldHardPairs,
 } from "./common.ts";
 
 export type BowLoss = "itm" | "itc" | "itm+itc";
 
-export interface BowOptions {
-  world: string;
-  steps: number;
-  seed: number;
-  batchSize: number;
-  lr: number;
-  dim: number;
+export interface BowOptions extends BaselineOptions {
   /** 0: the linear box projection; > 0: Linear(D+4, h) + ReLU before it. */
   boxHidden: number;
   loss: BowLoss;
-  maxTextLen: number;
   maxBoxes: number;
   /** obj36 TSV or `.regions` store (default <world>/features/obj36.tsv). */
   regions?: string;
-  /** Progress every N steps (0 = quiet). */
-  logEvery: number;
 }
 
 export const BOW_DEFAULTS: Omit<BowOptions, "world"> = { steps: 1500, seed: 0, batchSize: 64, lr: 3e-3, dim: 64, boxHidden: 0, loss: "itm+itc", maxTextLen: 40, maxBoxes: 36, logEvery: 0 };

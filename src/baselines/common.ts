@@ -9,6 +9,20 @@ import { Rng } from "../engine/rng.ts";
 import { sampleMismatched } from "../objectives/sampling.ts";
 import type { EvalSet } from "../tasks/retrieval/data.ts";
 
+/** What every baseline's options have (`vlp baseline` fills them from its flags). */
+export interface BaselineOptions {
+  world: string;
+  steps: number;
+  seed: number;
+  batchSize: number;
+  lr: number;
+  /** The model's width (bow: the joint space; linear: patch projection and text embedding; vqa, nlvr2: everything). */
+  dim: number;
+  maxTextLen: number;
+  /** Progress every N steps (0 = quiet). */
+  logEvery: number;
+}
+
 /** Compact word ids: index 0 = padding / special / unseen word (ignored by the mean), 1.. = BERT ids seen in training. */
 export class WordVocab {
   readonly index = new Map<number, number>();
@@ -104,6 +118,8 @@ export function metricRows(m: Record<string, number>): [string, number, number |
     }
     rows.push([`${p}r_mean`, m[`${p}r_mean`], m[`${p}chance_r_mean`]]);
   }
+  // the VQA and NLVR2 baselines: official VQA accuracies (all questions and by answer type), NLVR2 accuracy, of each split
+  for (const [k, v] of Object.entries(m)) if (k.startsWith("vqa_acc") || k.startsWith("nlvr2_acc")) rows.push([k, v, k.startsWith("nlvr2_acc") ? 0.5 : undefined]);
   return rows;
 }
 

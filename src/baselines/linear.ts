@@ -14,23 +14,14 @@ import { readRetrievalSplit, evalSet, pixelArray, type EvalSet } from "../tasks/
 import { computeItc } from "../objectives/losses.ts";
 import { VLMO_PRESETS, type VLMoPreset } from "../models/vlmo/index.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import { WordVocab, BowText, captionTexts, trainBaseline, indexTensor, zeroShotWithSubset } from "./common.ts";
+import { WordVocab, BowText, captionTexts, trainBaseline, indexTensor, zeroShotWithSubset, type BaselineOptions } from "./common.ts";
 import type { BaselineRun } from "./bow.ts";
 
-export interface LinearOptions {
-  world: string;
-  steps: number;
-  seed: number;
-  batchSize: number;
-  lr: number;
-  /** Patch projection width and text embedding width. */
-  dim: number;
+export interface LinearOptions extends BaselineOptions {
   /** The joint embedding width. */
   embedDim: number;
   /** Image and patch size from this VLMo preset (the recipes/vlmo-tiny.json model: "tiny"). */
   preset: VLMoPreset;
-  maxTextLen: number;
-  logEvery: number;
 }
 
 export const LINEAR_DEFAULTS: Omit<LinearOptions, "world"> = { steps: 1500, seed: 0, batchSize: 64, lr: 3e-3, dim: 64, embedDim: 64, preset: "tiny", maxTextLen: 40, logEvery: 0 };

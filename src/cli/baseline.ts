@@ -1,14 +1,16 @@
-// `vlp baseline <bow|linear> --world DIR [--steps N] [--seed S] [--out RUN_DIR]`: train a simple
-// baseline on a world's train split, evaluate it on held-out captions and write `metrics.json`
+// `vlp baseline <bow|linear|vqa|nlvr2> --world DIR [--steps N] [--seed S] [--out RUN_DIR]`: train a simple
+// baseline on a world's train split, evaluate it on held-out captions (VQA, NLVR2: questions, statements) and write `metrics.json`
 // (see src/baselines/ and README "Baselines").
 import { parseArgs } from "node:util";
 import { mkdirSync } from "node:fs";
 import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 import { join } from "node:path";
 
-const HELP = `usage: vlp baseline <bow|linear> --world DIR [--steps N] [--seed S] [--out RUN_DIR]
+const HELP = `usage: vlp baseline <bow|linear|vqa|nlvr2> --world DIR [--steps N] [--seed S] [--out RUN_DIR]
   bow     bag-of-words x mean region feature, bilinear score (ITM BCE + in-batch contrastive)
   linear  dual encoder: linear patch projection + mean pooling, bag of words; in-batch ITC
+  vqa     VQA: the question's bag of words attends the regions; official VQA accuracy on val, test, test_comp
+  nlvr2   NLVR2: the statement's bag of words attends each image's regions; accuracy on val, test, test_comp
 options: [--batch-size B] [--lr LR] [--dim D] [--loss itm|itc|itm+itc (bow)] [--box-hidden H (bow)]
          [--preset tiny|small|... (linear: the VLMo preset whose image and patch size it uses; default tiny)]
          [--log-every N] [--quiet]
@@ -40,7 +42,7 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   const kind = positionals[0];
-  if (kind !== "bow" && kind !== "linear") throw new Error(`expected "bow" or "linear", got "${kind ?? ""}"\n${HELP}`);
+  if (kind !== "bow" && kind !== "linear" && kind !== "vqa" && kind !== "nlvr2") throw new Error(`expected "bow", "linear", "vqa" or "nlvr2", got "${kind ?? ""}"\n${HELP}`);
   if (positionals.length > 1) throw new Error(`unexpected argument "${positionals[1]}"`);
   if (!values.world) throw new Error("--world DIR is required");
   const num = (v: string | undefined, flag: string, integer = true): number | undefined => {
@@ -61,7 +63,11 @@ export async function main(argv: string[]): Promise<void> {
   };
   const defined = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
   let run;
-  if (kind === "bow") {
+  if (kind === "vqa" || kind === "nlvr2") {
+    if (values.loss !== undefined || values["box-hidden"] !== undefined || values.preset !== undefined) throw new Error("--loss, --box-hidden and --preset are bow/linear options");
+    const { runQuestionAttention } = await import("../baselines/question_attention.ts");
+    run = await runQuestionAttention({ ...defined(common), world: values.world, task: kind });
+  } else if (kind === "bow") {
     if (values.preset !== undefined) throw new Error("--preset is a linear option");
     const loss = values.loss;
     if (loss !== undefined && loss !== "itm" && loss !== "itc" && loss !== "itm+itc") throw new Error(`--loss: expected itm, itc or itm+itc, got "${loss}"`);

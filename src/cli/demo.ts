@@ -92,6 +92,7 @@ async function downstream(world: string, runs: string, names: string[], sets: st
   const { readRunInfo, getMethod } = await import("../methods/index.ts");
   const { evaluatePretraining } = await import("../tasks/pretrain_eval.ts");
   const { runBow } = await import("../baselines/bow.ts");
+  const { runQuestionAttention } = await import("../baselines/question_attention.ts");
   const recipesDir = new URL("../../recipes/finetune/", import.meta.url).pathname;
   const vqa = await loadTask("vqa");
   const majority = vqaMajority(world);
@@ -101,6 +102,9 @@ async function downstream(world: string, runs: string, names: string[], sets: st
   console.log("\n== baseline: bag-of-words x mean region feature (src/baselines/bow.ts)");
   const bow = (await runBow({ world, seed: 0 })).metrics;
   summary.baseline_bow = bow;
+  console.log("\n== baseline: VQA, the question's bag of words attends the regions (src/baselines/question_attention.ts)");
+  const vqaBase = (await runQuestionAttention({ world, task: "vqa", seed: 0 })).metrics;
+  summary.baseline_vqa = vqaBase;
   for (const name of names) {
     const pre = join(runs, name);
     const r = readRunInfo(pre);
@@ -134,7 +138,7 @@ async function downstream(world: string, runs: string, names: string[], sets: st
   }
   const file = join(runs, "summary.json");
   writeJsonAtomic(file, summary);
-  console.log("\nWhat the pre-trained models learned (percent; held-out test split of the world; chance and the bag-of-words baseline beside):\n");
+  console.log("\nWhat the pre-trained models learned (percent; held-out test split of the world; chance and the baselines beside):\n");
   const head = ["run", "ITM acc (chance)", "ZS IR R@1 (chance)", "ZS IR R@10 (chance)", "ZS TR R@1", "VQA from pre-trained", "VQA from scratch", "VQA comp", "VQA majority"];
   console.log(`| ${head.join(" | ")} |\n|${head.map(() => "---").join("|")}|`);
   for (const name of names) {
@@ -142,6 +146,7 @@ async function downstream(world: string, runs: string, names: string[], sets: st
     console.log(`| ${name} | ${pct(m.itm_acc)} (${pct(m.itm_chance)}) | ${pct(m.zs_ir_r1)} (${pct(m.zs_chance_r1)}, ${images[name]} images) | ${pct(m.zs_ir_r10)} (${pct(m.zs_chance_r10)}) | ${pct(m.zs_tr_r1)} | ${pct(m.vqa_acc)} | ${pct(m.vqa_acc_scratch)} | ${pct(m.vqa_acc_comp)} | ${pct(m.vqa_majority)} |`);
   }
   console.log(`| bag-of-words baseline | ${pct(bow.itm_acc)} (${pct(bow.itm_chance)}) | ${pct(bow.zs_ir_r1)} (${pct(bow.zs_chance_r1)}, all test images) | ${pct(bow.zs_ir_r10)} | ${pct(bow.zs_tr_r1)} | | | | |`);
+  console.log(`| VQA baseline (no transformer) | | | | | ${pct(vqaBase.vqa_acc)} | | ${pct(vqaBase.vqa_acc_test_comp)} | |`);
   console.log(`\nsummary: ${file}`);
 }
 

@@ -1,0 +1,174 @@
+// The VQA and NLVR2 baselines of the region models: no transformer, one attention from the text's bag
+// of words onto each image's regions, trained on a world's train split with the fine-tunes' loss and
+// scored with their metric (official VQA accuracy; NLVR2 accuracy). They answer "how much of the
+// world's VQA / NLVR2 can a simple model learn?", the yardstick for the fine-tuned fusion models
+// (README "Baselines").
+//
+//   text     q = mean of learned word embeddings (BowText, dim d; unit variance at init)
+//   regions  r_k = Linear(d) . ReLU . Linear(d) of [standardised feature, box]
+//   read-out v = sum_k softmax_k(r_k . q / sqrt d) r_k over the valid boxes, per image
+//   head     logits = Linear(out) . ReLU . Linear(d) of [q, q * v] (NLVR2: [q, q * v_0, q * v_1])
+//   loss     VQA: BCE-with-logits (mean) x the number of answers against the soft scores (as
+//            `vlp finetune vqa`); NLVR2: cross-entropy on the label
+import { join } from "node:path";
+import { Module, Linear, tensor, cat, tidy, noGrad, manualSeed, F, type Tensor } from "../engine/index.ts";
+import { Adam } from "../engine/optim.ts";
+import { Rng } from "../engine/rng.ts";
+import { openRegions } from "../data/regions/index.ts";
+import { readAnswerVocab, readVqaAnnotations, type VqaAnnotation } from "../data/formats/vqa.ts";
+import { regionArrays, readTaskExamples, type TaskExample } from "../tasks/data.ts";
+import { vqaMetrics } from "../tasks/metrics.ts";
+import { BertTokenizer } from "../text/tokenizer.ts";
+import { WordVocab, BowText, indexTensor, type BaselineOptions } from "./common.ts";
+import { regionTensors, type BaselineRun } from "./bow.ts";
+
+export type QaTask = "vqa" | "nlvr2";
+
+export interface QuestionAttentionOptions extends BaselineOptions {
+  task: QaTask;
+  maxBoxes: number;
+}
+
+export const QUESTION_ATTENTION_DEFAULTS: Omit<QuestionAttentionOptions, "world"> = { task: "vqa", steps: 3000, seed: 0, batchSize: 32, lr: 1e-3, dim: 128, maxTextLen: 20, maxBoxes: 36, logEvery: 0 };
+
+export class QuestionAttention extends Module {
+  readonly text: BowText;
+  readonly box1: Linear;
+  readonly box2: Linear;
+  readonly out1: Linear;
+  readonly out2: Linear;
+  /** `images` images per example (VQA 1, NLVR2 2), `outputs` logits. */
+  constructor(vocabSize: number, inDim: number, readonly dim: number, outputs: number, images = 1) {
+    super();
+    this.text = this.module("text", new BowText(vocabSize, dim));
+    // unit-variance word embeddings (PyTorch's default), not BowText's 0.1: with small question vectors
+    // the attention starts uniform and the model sits on the language-prior plateau far longer
+    F.normal_(this.text.emb.weight, 0, 1);
+    this.box1 = this.module("box1", new Linear(inDim, dim));
+    this.box2 = this.module("box2", new Linear(dim, dim));
+    this.out1 = this.module("out1", new Linear((1 + images) * dim, dim));
+    this.out2 = this.module("out2", new Linear(dim, outputs));
+  }
+  /** Logits [B, outputs] of texts `ids` [B, L] on each image's regions `x` [B, N, D+4] with `valid` [B, N]. */
+  forward(ids: Tensor, images: { x: Tensor; valid: Tensor }[]): Tensor {
+    const q = this.text.forward(ids);
+    const reads = images.map(({ x, valid }) => {
+      const r = this.box2.forward(this.box1.forward(x).relu());
+      const att = r.matmul(q.unsqueeze(-1)).squeeze(-1).div(Math.sqrt(this.dim)).maskedFill(valid.logicalNot(), -1e4).softmax(-1);
+      return q.mul(att.unsqueeze(1).matmul(r).squeeze(1));
+    });
+    return this.out2.forward(this.out1.forward(cat([q, ...reads], -1)).relu());
+  }
+}
+
+/** The examples of a world's split (lxmert/<task>_<split>.json). */
+const worldExamples = (world: string, task: QaTask, split: string): TaskExample[] => readTaskExamples(task, join(world, "lxmert", `${task}_${split}.json`));
+
+/**
+ * Train the baseline on a world's train split; the metrics of val, test and test_comp (where the world
+ * has it): VQA `vqa_acc*` (official, by answer type too), NLVR2 `nlvr2_acc*`; keys of val and
+ * test_comp end in `_val` / `_test_comp`.
+ */
+export async function runQuestionAttention(opts: Partial<QuestionAttentionOptions> & { world: string }): Promise<BaselineRun> {
+  const o: QuestionAttentionOptions = { ...QUESTION_ATTENTION_DEFAULTS, ...opts };
+  const t0 = performance.now();
+  manualSeed(o.seed);
+  const nImages = o.task === "nlvr2" ? 2 : 1;
+  const label2ans = o.task === "vqa" ? readAnswerVocab(join(o.world, "vqa")).label2ans : [];
+  const ans2label = new Map(label2ans.map((a, i) => [a, i]));
+  const train = worldExamples(o.world, o.task, "train");
+  const tok = BertTokenizer.load();
+  const vocab = new WordVocab(tok, train.map((e) => e.text));
+  const regions = await openRegions(join(o.world, "features", "obj36.tsv"));
+  // each split's images once, standardised with the train images' statistics
+  const imagesOf = (exs: TaskExample[]) => [...new Set(exs.flatMap((e) => e.imgIds))];
+  const trainImages = imagesOf(train);
+  const tr = tidy(() => {
+    const t = regionTensors(regionArrays(regions, trainImages, o.maxBoxes));
+    return { x: t.x.keep(), valid: t.valid.keep(), mean: t.stats.mean.keep(), std: t.stats.std.keep() };
+  });
+  const splitData = (exs: TaskExample[], images: string[], img: { x: Tensor; valid: Tensor }) => {
+    const row = new Map(images.map((id, i) => [id, i]));
+    return { exs, img, rows: exs.map((e) => e.imgIds.map((id) => row.get(id)!)), ids: vocab.encode(exs.map((e) => e.text), o.maxTextLen).keep() };
+  };
+  /** The model on examples `ks` of a split's data. */
+  const forward = (d: ReturnType<typeof splitData>, ks: number[]): Tensor => model.forward(d.ids.indexSelect(0, indexTensor(ks)), Array.from({ length: nImages }, (_, j) => {
+    const im = indexTensor(ks.map((k) => d.rows[k][j]));
+    return { x: d.img.x.indexSelect(0, im), valid: d.img.valid.indexSelect(0, im) };
+  }));
+  const trainData = splitData(train, trainImages, tr);
+  let target: Tensor;
+  if (o.task === "vqa") {
+    const t = new Float32Array(train.length * label2ans.length);
+    train.forEach((e, k) => {
+      for (const [a, s] of Object.entries(e.scores ?? {})) {
+        const j = ans2label.get(a);
+        if (j !== undefined) t[k * label2ans.length + j] = s;
+      }
+    });
+    target = tensor(t, { shape: [train.length, label2ans.length] }).keep();
+  } else {
+    target = tensor(BigInt64Array.from(train, (e) => BigInt(e.label ?? 0))).keep();
+  }
+
+  const model = new QuestionAttention(vocab.size, tr.x.size(-1), o.dim, o.task === "vqa" ? label2ans.length : 2, nImages);
+  const opt = new Adam(model.parameters(), { lr: o.lr });
+  const rng = new Rng((o.seed * 0x9e3779b1) ^ 0x7a5e11);
+  let lossSum = 0;
+  for (let step = 0; step < o.steps; step++) {
+    const pick = Array.from({ length: o.batchSize }, () => rng.int(train.length));
+    const loss = tidy(() => {
+      const logits = forward(trainData, pick);
+      const y = target.indexSelect(0, indexTensor(pick));
+      const l = o.task === "vqa" ? F.binaryCrossEntropyWithLogits(logits, y).mul(label2ans.length) : F.crossEntropy(logits, y);
+      l.backward();
+      opt.step();
+      opt.zeroGrad();
+      // one host read per printed line, none otherwise
+      return o.logEvery > 0 ? l.detach().keep() : null;
+    });
+    if (loss) {
+      lossSum += loss.item();
+      loss.dispose();
+      if ((step + 1) % o.logEvery === 0) {
+        console.log(`${o.task} baseline step ${step + 1}/${o.steps} loss ${(lossSum / o.logEvery).toFixed(4)}`);
+        lossSum = 0;
+      }
+    }
+  }
+
+  const metrics: Record<string, number> = {};
+  for (const split of ["val", "test", "test_comp"]) {
+    let exs: TaskExample[];
+    try {
+      exs = worldExamples(o.world, o.task, split);
+    } catch (e) {
+      if (split === "test_comp") continue; // a world without held-out compositions
+      throw e;
+    }
+    const images = imagesOf(exs);
+    const d = tidy(() => {
+      const t = regionTensors(regionArrays(regions, images, o.maxBoxes), { mean: tr.mean, std: tr.std });
+      return splitData(exs, images, { x: t.x.keep(), valid: t.valid.keep() });
+    });
+    const pred = tidy(() => noGrad(() => forward(d, exs.map((_, k) => k)).argmax(-1).toArray()));
+    const key = split === "test" ? "" : `_${split}`;
+    if (o.task === "vqa") {
+      const annFile = join(o.world, "vqa", `v2_synth_${split}_annotations.json`);
+      const annotations = new Map<number | string, VqaAnnotation>(readVqaAnnotations(annFile).records.map((a) => [a.question_id, a]));
+      const m = vqaMetrics(exs.map((e, k) => ({ question_id: e.id, answer: label2ans[pred[k]], label: e.scores })), annotations, { where: `vqa baseline ${split} predictions against ${annFile}` });
+      for (const [k, v] of Object.entries(m)) if (k.startsWith("vqa_acc")) metrics[`${k}${key}`] = v;
+    } else {
+      metrics[`nlvr2_acc${key}`] = exs.reduce((n, e, k) => n + Number(pred[k] === e.label), 0) / exs.length;
+    }
+    for (const t of [d.ids, d.img.x, d.img.valid]) t.dispose();
+  }
+  regions.close();
+  for (const t of [tr.x, tr.valid, tr.mean, tr.std, trainData.ids, target]) t.dispose();
+  metrics.steps = o.steps;
+  metrics.seconds = (performance.now() - t0) / 1000;
+  return {
+    metrics,
+    description: `${o.task}: the text's bag of words attends the regions of ${nImages === 2 ? "each image" : "the image"} (d ${o.dim}), ${o.steps} steps x ${o.batchSize}, lr ${o.lr}, seed ${o.seed}; train ${train.length} examples on ${trainImages.length} images`,
+  };
+}
