@@ -20,6 +20,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { constants } from "node:os";
 import { pretrainedMode } from "../src/tasks/pretrain_eval.ts";
+import { meanStd, transferVerdict } from "./stats.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const VLP = join(ROOT, "src/cli/vlp.ts");
@@ -256,49 +257,29 @@ function headline(task: Task, m: Record<string, number> | null): number | null {
   return typeof v === "number" ? v : null;
 }
 
-/** Mean and sample standard deviation over the fine-tuning seeds that finished (std null with one seed). */
-function stats(pre: string | null, method: string, task: Task, split: string, s: number[]): { mean: number; std: number | null; n: number } | null {
-  const vals = s.map((seed) => headline(task, readJson(evalFile({ pre, method, task, seed }, split)))).filter((v): v is number => v !== null);
-  if (vals.length === 0) return null;
-  const mean = vals.reduce((a, b) => a + b, 0) / vals.length;
-  const std = vals.length > 1 ? Math.sqrt(vals.reduce((a, v) => a + (v - mean) ** 2, 0) / (vals.length - 1)) : null;
-  return { mean, std, n: vals.length };
-}
+/** The headline metric of each fine-tuning seed that finished. */
+const seedValues = (pre: string | null, method: string, task: Task, split: string, s: number[]): number[] =>
+  s.map((seed) => headline(task, readJson(evalFile({ pre, method, task, seed }, split)))).filter((v): v is number => v !== null);
 
-const pct = (v: number) => (100 * v).toFixed(1);
-
-function cell(pre: string | null, method: string, task: Task, split: string, s: number[]): string {
-  const st = stats(pre, method, task, split, s);
-  if (!st) return "–";
-  return st.std === null ? pct(st.mean) : `${pct(st.mean)} ± ${pct(st.std)}`;
-}
+const cell = (pre: string | null, method: string, task: Task, split: string, s: number[]): string => meanStd(seedValues(pre, method, task, split, s));
 
 /**
  * Transfer verdict: pre-trained minus scratch, and whether it exceeds twice the larger of the two
  * seed standard deviations (issue 12's bar); "–" without two seeds on both sides.
  */
-function transfer(pre: string, method: string, task: Task, split: string, s: number[]): string {
-  const a = stats(pre, method, task, split, s), b = stats(null, method, task, split, s);
-  if (!a || !b || a.std === null || b.std === null) return "–";
-  const d = a.mean - b.mean, bar = 2 * Math.max(a.std, b.std);
-  return `${d >= 0 ? "+" : ""}${pct(d)} (${Math.abs(d) > bar ? (d > 0 ? "beyond" : "worse, beyond") : "within"} 2σ = ${pct(bar)})`;
-}
+const transfer = (pre: string, method: string, task: Task, split: string, s: number[]): string =>
+  transferVerdict(seedValues(pre, method, task, split, s), seedValues(null, method, task, split, s));
 
 /** mean ± std over a row's pre-training seeds of `get(run id)` (percent). */
-function overSeeds(id: string, get: (run: string) => number | null | undefined): string {
-  const vals = seedIds(id).map(get).filter((v): v is number => typeof v === "number");
-  if (vals.length === 0) return "–";
-  const mean = vals.reduce((a, b) => a + b, 0) / vals.length;
-  if (vals.length === 1) return pct(mean);
-  return `${pct(mean)} ± ${pct(Math.sqrt(vals.reduce((a, v) => a + (v - mean) ** 2, 0) / (vals.length - 1)))}`;
-}
+const overSeeds = (id: string, get: (run: string) => number | null | undefined): string =>
+  meanStd(seedIds(id).map(get).filter((v): v is number => typeof v === "number"));
 const heldout = (id: string, key: string) => overSeeds(id, (r) => readJson(heldoutFile(r))?.[key]);
 const ftOver = (id: string, method: string, task: Task, split: string) => overSeeds(id, (r) => headline(task, readJson(evalFile({ pre: r, method, task, seed: seeds[0] }, split))));
 const zsOver = (id: string) => heldout(id, "zs_r_mean");
 
 const zs = (id: string) => {
   const v = headline("retrieval", readJson(zsFile(id)));
-  return v === null ? "–" : pct(v);
+  return meanStd(v === null ? [] : [v]);
 };
 
 const lines: string[] = [];

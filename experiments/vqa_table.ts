@@ -6,13 +6,11 @@
 import { parseArgs } from "node:util";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { meanStd, transferVerdict } from "./stats.ts";
 
 const { values } = parseArgs({ options: { out: { type: "string", default: "experiments/runs/vqa" }, table: { type: "string" } }, strict: true });
 const out = values.out!;
 const read = (p: string): Record<string, number> | null => (existsSync(p) ? JSON.parse(readFileSync(p, "utf8")) : null);
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const std = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, b) => a + (b - mean(xs)) ** 2, 0) / (xs.length - 1)));
-const pct = (xs: number[]) => (xs.length ? `${(100 * mean(xs)).toFixed(1)}${xs.length > 1 ? ` ± ${(100 * std(xs)).toFixed(1)}` : ""}` : "–");
 const row = (cells: string[]) => `| ${cells.join(" | ")} |`;
 
 /**
@@ -24,8 +22,7 @@ function seeds(name: string, key: string, split: "test" | "test_comp"): number[]
   const xs: number[] = [];
   for (let s = 0; s < 5; s++) {
     const m = name.startsWith("baseline") ? read(join(out, `${name}-s${s}`, "metrics.json")) : read(join(out, `${name}-s${s}-${split}.json`));
-    const base = name === "baseline-nlvr2" ? "nlvr2_acc" : key;
-    const k = name.startsWith("baseline") && split === "test_comp" ? `${base}_test_comp` : base;
+    const k = name.startsWith("baseline") && split === "test_comp" ? `${key}_test_comp` : key;
     if (m && m[k] !== undefined) xs.push(m[k]);
   }
   return xs;
@@ -47,25 +44,21 @@ lines.push(row(["model", "runs", ...TYPES.map(([, t]) => t), ...TYPES.map(([, t]
 for (const [name, title] of VQA_ROWS) {
   const n = seeds(name, "vqa_acc", "test").length;
   if (!n) continue;
-  lines.push(row([title, String(n), ...TYPES.map(([k]) => pct(seeds(name, k, "test"))), ...TYPES.map(([k]) => pct(seeds(name, k, "test_comp")))]));
+  lines.push(row([title, String(n), ...TYPES.map(([k]) => meanStd(seeds(name, k, "test"))), ...TYPES.map(([k]) => meanStd(seeds(name, k, "test_comp")))]));
 }
-const verdict = (pre: string, scratch: string, key: string, split: "test" | "test_comp"): string => {
-  const a = seeds(pre, key, split), b = seeds(scratch, key, split);
-  if (a.length < 2 || b.length < 2) return "–";
-  const d = 100 * (mean(a) - mean(b)), s2 = 200 * Math.max(std(a), std(b));
-  return `${d >= 0 ? "+" : ""}${d.toFixed(1)} (${Math.abs(d) > s2 ? (d > 0 ? "beyond" : "worse, beyond") : "within"} 2σ = ${s2.toFixed(1)})`;
-};
+const verdict = (pre: string, scratch: string, key: string, split: "test" | "test_comp"): string => transferVerdict(seeds(pre, key, split), seeds(scratch, key, split));
 lines.push("", "Transfer (pre-trained − scratch, points) against twice the larger seed std:", "");
 lines.push(row(["method", "VQA", "VQA comp", "NLVR2", "NLVR2 comp"]), row(Array(5).fill("---")));
 for (const [m, pre, scratch, npre, nscratch] of [["SemVLP", "s4", "semvlp-scratch", "nlvr2-s4", "nlvr2-semvlp-scratch"], ["MSP", "m8", "msp-scratch", "nlvr2-m8", "nlvr2-msp-scratch"]]) {
   lines.push(row([m, verdict(pre, scratch, "vqa_acc", "test"), verdict(pre, scratch, "vqa_acc", "test_comp"), verdict(npre, nscratch, "acc", "test"), verdict(npre, nscratch, "acc", "test_comp")]));
 }
 const NLVR2_ROWS: [string, string][] = [["baseline-nlvr2", "statement-attention baseline (`vlp baseline nlvr2`)"], ["nlvr2-s4", "SemVLP-tiny pre-trained (S4)"], ["nlvr2-semvlp-scratch", "SemVLP-tiny from scratch"], ["nlvr2-m8", "MSP pre-trained (M8)"], ["nlvr2-msp-scratch", "MSP from scratch"]];
-if (NLVR2_ROWS.some(([n]) => seeds(n, "acc", "test").length)) {
+if (NLVR2_ROWS.some(([n]) => existsSync(join(out, `${n}-s0`)))) {
   lines.push("", "**NLVR2, 1,000 fine-tuning steps** (accuracy, percent)", "", row(["model", "runs", "test", "test_comp"]), row(Array(4).fill("---")));
   for (const [name, title] of NLVR2_ROWS) {
-    const n = seeds(name, "acc", "test").length;
-    if (n) lines.push(row([title, String(n), pct(seeds(name, "acc", "test")), pct(seeds(name, "acc", "test_comp"))]));
+    const key = name.startsWith("baseline") ? "nlvr2_acc" : "acc";
+    const n = seeds(name, key, "test").length;
+    if (n) lines.push(row([title, String(n), meanStd(seeds(name, key, "test")), meanStd(seeds(name, key, "test_comp"))]));
   }
 }
 
@@ -84,13 +77,13 @@ const EXIST: [string, string][] = [
 lines.push("", '**"Is there a ...?" questions alone** (4,300 train questions; val: soft score every 250 steps; test: official accuracy, always "no" scores 69.4)', "");
 lines.push(row(["run", "val soft score at 250 / 500 / ... steps", "test", "test comp"]), row(Array(4).fill("---")));
 const base = read(join(out, "baseline-exist", "metrics.json"));
-if (base) lines.push(row(["question-attention baseline, 3,000 steps", "–", pct([base.vqa_acc]), pct([base.vqa_acc_test_comp])]));
+if (base) lines.push(row(["question-attention baseline, 3,000 steps", "–", meanStd([base.vqa_acc]), meanStd([base.vqa_acc_test_comp])]));
 for (const [name, title] of EXIST) {
   const f = join(out, name, "metrics.jsonl");
   if (!existsSync(f)) continue;
   const val = readFileSync(f, "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => r.source === "val").map((r) => (100 * r.val_qa_score).toFixed(1));
   const t = read(join(out, `${name}-test.json`)), c = read(join(out, `${name}-test_comp.json`));
-  lines.push(row([title, val.join(" / "), t ? pct([t.vqa_acc]) : "–", c ? pct([c.vqa_acc]) : "–"]));
+  lines.push(row([title, val.join(" / "), t ? meanStd([t.vqa_acc]) : "–", c ? meanStd([c.vqa_acc]) : "–"]));
 }
 const text = lines.join("\n") + "\n";
 if (values.table) writeFileSync(values.table, text);

@@ -119,7 +119,7 @@ export function metricRows(m: Record<string, number>): [string, number, number |
     rows.push([`${p}r_mean`, m[`${p}r_mean`], m[`${p}chance_r_mean`]]);
   }
   // the VQA and NLVR2 baselines: official VQA accuracies (all questions and by answer type), NLVR2 accuracy, of each split
-  for (const [k, v] of Object.entries(m)) if (k.startsWith("vqa_acc") || k.startsWith("nlvr2_acc")) rows.push([k, v, k.startsWith("nlvr2_acc") ? 0.5 : undefined]);
+  for (const [k, v] of Object.entries(m)) if (k.startsWith("vqa_acc") || k.startsWith("nlvr2_acc")) rows.push([k, v, k.startsWith("nlvr2_acc") ? m[k.replace("nlvr2_acc", "nlvr2_chance")] : undefined]);
   return rows;
 }
 
@@ -127,25 +127,23 @@ export function metricRows(m: Record<string, number>): [string, number, number |
 export const indexTensor = (xs: number[]): Tensor => tensor(BigInt64Array.from(xs, BigInt));
 
 /**
- * The training loop both baselines share: `o.steps` Adam steps (lr `o.lr`) over the model's
- * parameters, each on a `sampleStep` batch of the train split drawn with a generator seeded by
- * (o.seed, salt); `lossOf` builds the step's loss, `after` runs after each update (e.g. a clamp).
- * Every `o.logEvery` steps (0: never) it prints `<name> step k/n <what> <mean loss>`.
+ * The training loop of every baseline: `o.steps` Adam steps (lr `o.lr`) over the model's parameters;
+ * `lossOf` draws the step's batch with the generator (seeded by (o.seed, salt)) and builds its loss,
+ * `after` runs after each update (e.g. a clamp). Every `o.logEvery` steps (0: never) it prints
+ * `<name> step k/n <what> <mean loss>`.
  */
-export function trainBaseline(
-  model: Module, set: EvalSet, o: { steps: number; seed: number; batchSize: number; lr: number; logEvery: number },
-  salt: number, log: { name: string; what: string }, lossOf: (s: StepSample) => Tensor, after?: () => void,
+export function trainLoop(
+  model: Module, o: { steps: number; seed: number; lr: number; logEvery: number },
+  salt: number, log: { name: string; what: string }, lossOf: (rng: Rng) => Tensor, after?: () => void,
 ): void {
   const opt = new Adam(model.parameters(), { lr: o.lr });
   // the baselines' own seed form (a float product, not mixSeed's imul), kept so their published runs reproduce
   const rng = new Rng((o.seed * 0x9e3779b1) ^ salt);
-  const byImage = captionsByImage(set);
   // the losses since the last printed line, summed on the device: read once per line, never per step
   let lossSum = zeros([], { dtype: "float64" }).keep();
   for (let step = 0; step < o.steps; step++) {
-    const s = sampleStep(rng, set, byImage, o.batchSize);
     const sum = tidy(() => {
-      const loss = lossOf(s);
+      const loss = lossOf(rng);
       loss.backward();
       opt.step();
       opt.zeroGrad();
@@ -163,6 +161,15 @@ export function trainBaseline(
     }
   }
   lossSum.dispose();
+}
+
+/** `trainLoop` over caption batches: each step's loss on a `sampleStep` batch of the train split (bow, linear). */
+export function trainBaseline(
+  model: Module, set: EvalSet, o: { steps: number; seed: number; batchSize: number; lr: number; logEvery: number },
+  salt: number, log: { name: string; what: string }, lossOf: (s: StepSample) => Tensor, after?: () => void,
+): void {
+  const byImage = captionsByImage(set);
+  trainLoop(model, o, salt, log, (rng) => lossOf(sampleStep(rng, set, byImage, o.batchSize)), after);
 }
 
 /** Zero-shot metrics of a test score matrix (`zs_`), and of its first 100 images (`zs100_`) when the split is bigger. */

@@ -12,14 +12,12 @@
 //            `vlp finetune vqa`); NLVR2: cross-entropy on the label
 import { join } from "node:path";
 import { Module, Linear, tensor, cat, tidy, noGrad, manualSeed, F, type Tensor } from "../engine/index.ts";
-import { Adam } from "../engine/optim.ts";
-import { Rng } from "../engine/rng.ts";
 import { openRegions } from "../data/regions/index.ts";
 import { readAnswerVocab, readVqaAnnotations, type VqaAnnotation } from "../data/formats/vqa.ts";
-import { regionArrays, readTaskExamples, type TaskExample } from "../tasks/data.ts";
+import { regionArrays, readTaskExamples, softTargets, type TaskExample } from "../tasks/data.ts";
 import { vqaMetrics } from "../tasks/metrics.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
-import { WordVocab, BowText, indexTensor, type BaselineOptions } from "./common.ts";
+import { WordVocab, BowText, indexTensor, trainLoop, type BaselineOptions } from "./common.ts";
 import { regionTensors, type BaselineRun } from "./bow.ts";
 
 export type QaTask = "vqa" | "nlvr2";
@@ -91,51 +89,22 @@ export async function runQuestionAttention(opts: Partial<QuestionAttentionOption
     const row = new Map(images.map((id, i) => [id, i]));
     return { exs, img, rows: exs.map((e) => e.imgIds.map((id) => row.get(id)!)), ids: vocab.encode(exs.map((e) => e.text), o.maxTextLen).keep() };
   };
+  const model = new QuestionAttention(vocab.size, tr.x.size(-1), o.dim, o.task === "vqa" ? label2ans.length : 2, nImages);
   /** The model on examples `ks` of a split's data. */
   const forward = (d: ReturnType<typeof splitData>, ks: number[]): Tensor => model.forward(d.ids.indexSelect(0, indexTensor(ks)), Array.from({ length: nImages }, (_, j) => {
     const im = indexTensor(ks.map((k) => d.rows[k][j]));
     return { x: d.img.x.indexSelect(0, im), valid: d.img.valid.indexSelect(0, im) };
   }));
   const trainData = splitData(train, trainImages, tr);
-  let target: Tensor;
-  if (o.task === "vqa") {
-    const t = new Float32Array(train.length * label2ans.length);
-    train.forEach((e, k) => {
-      for (const [a, s] of Object.entries(e.scores ?? {})) {
-        const j = ans2label.get(a);
-        if (j !== undefined) t[k * label2ans.length + j] = s;
-      }
-    });
-    target = tensor(t, { shape: [train.length, label2ans.length] }).keep();
-  } else {
-    target = tensor(BigInt64Array.from(train, (e) => BigInt(e.label ?? 0))).keep();
-  }
-
-  const model = new QuestionAttention(vocab.size, tr.x.size(-1), o.dim, o.task === "vqa" ? label2ans.length : 2, nImages);
-  const opt = new Adam(model.parameters(), { lr: o.lr });
-  const rng = new Rng((o.seed * 0x9e3779b1) ^ 0x7a5e11);
-  let lossSum = 0;
-  for (let step = 0; step < o.steps; step++) {
+  const target = o.task === "vqa"
+    ? tensor(softTargets(train, ans2label, label2ans.length), { shape: [train.length, label2ans.length] }).keep()
+    : tensor(BigInt64Array.from(train, (e) => BigInt(e.label ?? 0))).keep();
+  trainLoop(model, o, 0x7a5e11, { name: `${o.task} baseline`, what: "loss" }, (rng) => {
     const pick = Array.from({ length: o.batchSize }, () => rng.int(train.length));
-    const loss = tidy(() => {
-      const logits = forward(trainData, pick);
-      const y = target.indexSelect(0, indexTensor(pick));
-      const l = o.task === "vqa" ? F.binaryCrossEntropyWithLogits(logits, y).mul(label2ans.length) : F.crossEntropy(logits, y);
-      l.backward();
-      opt.step();
-      opt.zeroGrad();
-      // one host read per printed line, none otherwise
-      return o.logEvery > 0 ? l.detach().keep() : null;
-    });
-    if (loss) {
-      lossSum += loss.item();
-      loss.dispose();
-      if ((step + 1) % o.logEvery === 0) {
-        console.log(`${o.task} baseline step ${step + 1}/${o.steps} loss ${(lossSum / o.logEvery).toFixed(4)}`);
-        lossSum = 0;
-      }
-    }
-  }
+    const logits = forward(trainData, pick);
+    const y = target.indexSelect(0, indexTensor(pick));
+    return o.task === "vqa" ? F.binaryCrossEntropyWithLogits(logits, y).mul(label2ans.length) : F.crossEntropy(logits, y);
+  });
 
   const metrics: Record<string, number> = {};
   for (const split of ["val", "test", "test_comp"]) {
@@ -160,6 +129,9 @@ export async function runQuestionAttention(opts: Partial<QuestionAttentionOption
       for (const [k, v] of Object.entries(m)) if (k.startsWith("vqa_acc")) metrics[`${k}${key}`] = v;
     } else {
       metrics[`nlvr2_acc${key}`] = exs.reduce((n, e, k) => n + Number(pred[k] === e.label), 0) / exs.length;
+      // chance: always the split's more frequent label
+      const ones = exs.filter((e) => e.label === 1).length / exs.length;
+      metrics[`nlvr2_chance${key}`] = Math.max(ones, 1 - ones);
     }
     for (const t of [d.ids, d.img.x, d.img.valid]) t.dispose();
   }

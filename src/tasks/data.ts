@@ -278,6 +278,18 @@ export function imageFilesById(dir: string): Map<string, string> {
   return files;
 }
 
+/** QA targets [examples x nAns]: each example's soft scores at its answers' labels (answers outside the vocabulary dropped). */
+export function softTargets(exs: TaskExample[], ans2label: Map<string, number>, nAns: number): Float32Array {
+  const t = new Float32Array(exs.length * nAns);
+  exs.forEach((e, k) => {
+    for (const [ans, s] of Object.entries(e.scores ?? {})) {
+      const j = ans2label.get(ans);
+      if (j !== undefined) t[k * nAns + j] = s;
+    }
+  });
+  return t;
+}
+
 export function readAnswers(path: string): Map<string, number> {
   return readAns2Label(path);
 }
@@ -429,14 +441,7 @@ export async function createBuilder(a: TaskDataArgs): Promise<BatchBuilder<TaskB
       if (nlvr2) {
         arrays.label = { data: BigInt64Array.from(exs, (e) => BigInt(e.label ?? 0)), shape: [b], dtype: "int64" };
       } else if (ans2label) {
-        const t = new Float32Array(b * nAns);
-        exs.forEach((e, k) => {
-          for (const [ans, s] of Object.entries(e.scores ?? {})) {
-            const j = ans2label.get(ans);
-            if (j !== undefined) t[k * nAns + j] = s;
-          }
-        });
-        arrays.target = { data: t, shape: [b, nAns], dtype: "float32" };
+        arrays.target = { data: softTargets(exs, ans2label, nAns), shape: [b, nAns], dtype: "float32" };
       }
       return { arrays, meta: { ids: exs.map((e) => e.id) } };
     },
