@@ -349,6 +349,19 @@ test("ProgressBar: quiet off a TTY except the final line; throttled redraws on a
   assert.equal(plain.length, 1);
   assert.match(plain[0], /10\/10 100% 20\.0\/s elapsed 00:01\n$/);
 
+  // off a TTY with lineEvery: one whole line per interval while running, then the final one
+  clock = 0;
+  const lines: string[] = [];
+  const bar3 = new ProgressBar(100, { stream: { write: (s: string) => lines.push(s) } as any, now: () => clock, lineEvery: 1000 });
+  for (let i = 0; i < 100; i++) {
+    clock += 35;
+    bar3.tick();
+  }
+  bar3.finish();
+  assert.equal(lines.length, 4, lines.join(""));
+  assert.match(lines[0], /^\[#+-+\] 29\/100 29% .*eta 00:02\n$/);
+  assert.match(lines[3], /100\/100 100% .*elapsed 00:04\n$/);
+
   clock = 0;
   const tty: string[] = [];
   const bar2 = new ProgressBar(100, { stream: { isTTY: true, write: (s: string) => tty.push(s) } as any, now: () => clock });

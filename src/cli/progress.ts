@@ -1,6 +1,7 @@
 /**
  * A minimal progress bar for stderr: count/total, rate, ETA. On a TTY it redraws at most
- * every 100 ms; otherwise it stays quiet until `finish()`, which prints one final line.
+ * every 100 ms; otherwise it stays quiet (or prints a line every `lineEvery` ms) until `finish()`,
+ * which prints one final line.
  */
 import type { ProgressFactory } from "../train/progress.ts";
 
@@ -12,6 +13,12 @@ export interface ProgressOptions {
   interval?: number;
   /** Clock, for tests. */
   now?: () => number;
+  /**
+   * Off a TTY, also print the bar as a line every this many milliseconds while it runs (default:
+   * the environment's VLP_PROGRESS_EVERY seconds, else never): `vlp demo` sets it for its child jobs,
+   * whose output is a pipe, so that a long job still shows where it is.
+   */
+  lineEvery?: number;
 }
 
 export function formatDuration(seconds: number): string {
@@ -31,6 +38,7 @@ export class ProgressBar {
   private readonly now: () => number;
   private readonly interval: number;
   private readonly label: string;
+  private readonly lineEvery: number;
   private finished = false;
   /** Extra text shown after the rate (e.g. the current loss). */
   status = "";
@@ -40,6 +48,7 @@ export class ProgressBar {
     this.now = opts.now ?? (() => performance.now());
     this.interval = opts.interval ?? 100;
     this.label = opts.label ?? "";
+    this.lineEvery = opts.lineEvery ?? 1000 * (Number(process.env.VLP_PROGRESS_EVERY) || 0);
     this.start = this.now();
   }
 
@@ -55,7 +64,14 @@ export class ProgressBar {
   update(count: number, status?: string): void {
     this.count = count;
     if (status !== undefined) this.status = status;
-    if (!this.stream.isTTY) return;
+    if (!this.stream.isTTY) {
+      if (this.lineEvery <= 0 || count >= this.total) return;
+      const t = this.now();
+      if (t - Math.max(this.lastDraw, this.start) < this.lineEvery) return;
+      this.lastDraw = t;
+      this.stream.write(`${this.line(t)}\n`);
+      return;
+    }
     const t = this.now();
     if (t - this.lastDraw < this.interval && count < this.total) return;
     this.lastDraw = t;
