@@ -3,7 +3,11 @@
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 /** Sample standard deviation (n − 1); null with fewer than two values. */
-const sampleStd = (xs: number[]): number | null => (xs.length < 2 ? null : Math.sqrt(xs.reduce((a, v) => a + (v - mean(xs)) ** 2, 0) / (xs.length - 1)));
+function sampleStd(xs: number[]): number | null {
+  if (xs.length < 2) return null;
+  const m = mean(xs);
+  return Math.sqrt(xs.reduce((a, v) => a + (v - m) ** 2, 0) / (xs.length - 1));
+}
 const pct = (v: number) => (100 * v).toFixed(1);
 
 /** Fractions as "mean ± std" percent ("mean" alone for one value, "–" for none). */

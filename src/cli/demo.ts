@@ -6,14 +6,13 @@
 // The work is cut into jobs (one per pre-training with its downstream half, one per VQA fine-tuning
 // from scratch, one for the baselines) run `--jobs` at a time: with more than one, each job is a
 // child `vlp demo --job ID` process with its share of the libtorch threads (a tiny model's step runs
-// no faster on 2 threads than on 1, so two 1-thread jobs do twice the work). Each job writes its
-// result to `<runs>/jobs/<ID>.json` and its output to `<runs>/jobs/<ID>.log`; the tables are put
-// together from those files.
+// no faster on 2 threads than on 1, so two 1-thread jobs do ~1.5x the work of one 2-thread job).
+// Each job writes its result to `<runs>/jobs/<ID>.json` and its output to `<runs>/jobs/<ID>.log`;
+// the tables are put together from those files.
 import { parseArgs } from "node:util";
 import { spawn, type ChildProcess } from "node:child_process";
-import { availableParallelism } from "node:os";
+import { availableParallelism, constants } from "node:os";
 import { createWriteStream, existsSync, mkdirSync, readFileSync } from "node:fs";
-import { constants } from "node:os";
 import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 import { join, resolve } from "node:path";
 import { runSynth } from "./synth.ts";
@@ -92,7 +91,7 @@ export async function main(argv: string[]): Promise<void> {
   const recipes = values.recipes!.split(",");
   const ctx: Ctx = { world, runs: values.runs!, sets: values.set!, ftSets: values["finetune-set"]!, pretrainOnly: values["pretrain-only"]! };
   if (values.job) {
-    writeJsonAtomic(jobFile(ctx.runs, values.job), await runJob(values.job, ctx));
+    writeJsonAtomic(jobFile(ctx.runs, values.job, "json"), await runJob(values.job, ctx));
     return;
   }
   const jobs = Number(values.jobs);
@@ -115,12 +114,13 @@ export async function main(argv: string[]): Promise<void> {
     const threads = Math.max(1, Math.floor(getNumThreads() / jobs));
     console.log(`vlp demo: ${ids.length} jobs, ${jobs} at a time, ${threads} libtorch thread(s) each; each job's output in ${join(ctx.runs, "jobs")}/<job>.log`);
     await runChildren(ids, jobs, threads, argv, ctx.runs);
-    for (const id of ids) results.set(id, JSON.parse(readFileSync(jobFile(ctx.runs, id), "utf8")) as JobResult);
+    for (const id of ids) results.set(id, JSON.parse(readFileSync(jobFile(ctx.runs, id, "json"), "utf8")) as JobResult);
   }
   report(ctx, recipes, results, (performance.now() - t0) / 1000);
 }
 
-const jobFile = (runs: string, id: string) => join(runs, "jobs", `${id.replace(":", "-")}.json`);
+/** A job's result (`json`) or output (`log`) file. */
+const jobFile = (runs: string, id: string, ext: "json" | "log") => join(runs, "jobs", `${id.replace(":", "-")}.${ext}`);
 
 async function runJob(id: string, ctx: Ctx): Promise<JobResult> {
   const t0 = performance.now();
@@ -149,7 +149,7 @@ async function runChildren(ids: string[], jobs: number, threads: number, argv: s
   const entry = [...process.execArgv, process.argv[1]];
   const failed: string[] = [];
   const one = (id: string) => new Promise<void>((res) => {
-    const log = join(runs, "jobs", `${id.replace(":", "-")}.log`);
+    const log = jobFile(runs, id, "log");
     const out = createWriteStream(log);
     const child = spawn(process.execPath, [...entry, "demo", ...argv, "--job", id], {
       env: { VLP_PROGRESS_EVERY: "60", ...process.env, VLP_NUM_THREADS: String(threads) },
@@ -187,7 +187,8 @@ async function runChildren(ids: string[], jobs: number, threads: number, argv: s
   if (failed.length) throw new Error(`vlp demo: ${failed.length} job(s) failed: ${failed.join(", ")}`);
 }
 
-function recipeFile(name: string, ctx: Ctx) {
+/** The pre-training recipe `name` as the demo runs it: the world, the demo's settings, then the user's --set. */
+function demoRecipe(name: string, ctx: Ctx) {
   const recipesDir = new URL("../../recipes/", import.meta.url).pathname;
   return loadRecipe(join(recipesDir, `${name}.json`), [`data.world=${ctx.world}`, ...(DEMO_SETS[name] ?? []), ...ctx.sets]);
 }
@@ -198,7 +199,7 @@ function recipeFile(name: string, ctx: Ctx) {
  * the fusion models) and VQA fine-tuned from it, on the test split and the held-out compositional split.
  */
 async function pretrainJob(name: string, ctx: Ctx): Promise<Omit<JobResult, "job" | "seconds">> {
-  const r = recipeFile(name, ctx);
+  const r = demoRecipe(name, ctx);
   manualSeed(r.train.seed);
   const { model, stages } = await buildStrategy(r);
   const runDir = join(ctx.runs, name);
@@ -234,7 +235,7 @@ async function pretrainJob(name: string, ctx: Ctx): Promise<Omit<JobResult, "job
     itm_acc: align.itm_acc, itm_chance: align.itm_chance,
     zs_ir_r1: align.zs_ir_r1, zs_ir_r10: align.zs_ir_r10, zs_tr_r1: align.zs_tr_r1, zs_tr_r10: align.zs_tr_r10,
     zs_chance_r1: align.zs_chance_r1, zs_chance_r10: align.zs_chance_r10,
-    vqa_acc: test.vqa_acc, vqa_acc_comp: comp.vqa_acc, vqa_majority: vqaMajority(ctx.world),
+    vqa_acc: test.vqa_acc, vqa_acc_comp: comp.vqa_acc,
   };
   if (!fusion) {
     const last = readFileSync(join(runDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, number>).filter((x) => x.val_itc_i2t_acc !== undefined).at(-1);
@@ -255,7 +256,7 @@ async function vqaFinetune(ctx: Ctx, method: string, model: unknown, from: strin
 /** VQA fine-tuned from scratch with the model of the recipe `name`, test split accuracy. */
 async function vqaFromScratch(name: string, ctx: Ctx): Promise<number> {
   const { loadTask } = await import("../tasks/task.ts");
-  const r = recipeFile(name, ctx);
+  const r = demoRecipe(name, ctx);
   const out = join(ctx.runs, `${name}-vqa-scratch`);
   console.log(`\n== ${name}: VQA fine-tuning from scratch (the same model and fine-tuning recipe)`);
   await vqaFinetune(ctx, r.method, getMethod(r.method).modelSpec(r), null, out);
@@ -293,7 +294,9 @@ function report(ctx: Ctx, recipes: string[], results: Map<string, JobResult>, se
     const { bow, vqa: vqaBase } = results.get("baselines")!.baselines!;
     summary.baseline_bow = bow;
     summary.baseline_vqa = vqaBase;
-    for (const name of recipes) summary[name] = { ...results.get(`pretrain:${name}`)!.metrics, ...results.get(`scratch:${name}`)!.metrics };
+    // the majority answer's accuracy belongs to the world, the same in every row
+    const majority = vqaMajority(ctx.world);
+    for (const name of recipes) summary[name] = { ...results.get(`pretrain:${name}`)!.metrics, vqa_majority: majority, ...results.get(`scratch:${name}`)!.metrics };
     const file = join(ctx.runs, "summary.json");
     writeJsonAtomic(file, summary);
     const pct = (v: number | undefined) => (v === undefined ? "" : (100 * v).toFixed(1));
