@@ -14,13 +14,12 @@
 // --seeds are group A's fine-tuning seeds. --pretrain-seeds are the pre-training seeds of groups B-D's
 // rows (run `<id>-p<seed>` for a seed other than 0): their cells are mean ± std over those runs, each
 // held-out on the world's test split (experiments/heldout.ts) and fine-tuned once (the first --seeds seed).
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { constants } from "node:os";
 import { pretrainedMode } from "../src/tasks/pretrain_eval.ts";
 import { meanStd, transferVerdict } from "./stats.ts";
+import { pool, runChild } from "../src/cli/children.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const VLP = join(ROOT, "src/cli/vlp.ts");
@@ -129,51 +128,23 @@ const neededPre = PRETRAIN.filter((p) => uniqueFt.some((f) => f.pre === p.id));
 
 // ---- running ------------------------------------------------------------------------------------
 
-// the children die with the script: a run left behind would go on writing beside the restarted script's
-const children = new Set<ReturnType<typeof spawn>>();
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.on(sig, () => {
-    for (const c of children) c.kill("SIGTERM");
-    process.exit(128 + constants.signals[sig]);
-  });
+/** A `vlp` (or experiments script) child run with 1 libtorch thread, its output in `log`; rejects naming the log if it fails. */
+async function vlp(args: string[], log: string, script = VLP): Promise<void> {
+  const code = await runChild(["--import", "tsx", script, ...args], { log, cwd: ROOT, env: { ...process.env, VLP_NUM_THREADS: "1" } });
+  if (code !== 0) throw new Error(`vlp ${args.slice(0, 2).join(" ")} failed (exit ${code}); log: ${log}`);
 }
 
-function vlp(args: string[], log: string, script = VLP): Promise<void> {
-  return new Promise((res, rej) => {
-    const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, VLP_NUM_THREADS: "1" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    children.add(child);
-    const chunks: Buffer[] = [];
-    child.stdout.on("data", (d) => chunks.push(d));
-    child.stderr.on("data", (d) => chunks.push(d));
-    child.on("exit", (code) => {
-      children.delete(child);
-      writeFileSync(log, Buffer.concat(chunks));
-      if (code === 0) res();
-      else rej(new Error(`vlp ${args.slice(0, 2).join(" ")} failed (exit ${code}); log: ${log}`));
-    });
-  });
-}
-
-async function pool<T>(items: T[], jobs: number, fn: (x: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const x = items[next++];
-      try {
-        await fn(x);
-      } catch (e) {
-        failed++;
-        console.error(`  FAILED: ${(e as Error).message}`);
-      }
+/** `fn` on every item, `jobs` at once; a failure is printed and leaves its cells empty. */
+async function run<T>(items: T[], jobs: number, fn: (x: T) => Promise<void>): Promise<void> {
+  const failed = await pool(items, jobs, async (x) => {
+    try {
+      await fn(x);
+    } catch (e) {
+      console.error(`  FAILED: ${(e as Error).message}`);
+      throw e;
     }
-  };
-  await Promise.all(Array.from({ length: jobs }, worker));
-  if (failed) console.error(`${failed} job(s) failed; their cells are empty`);
+  });
+  if (failed.length) console.error(`${failed.length} job(s) failed; their cells are empty`);
 }
 
 const t0 = performance.now();
@@ -182,7 +153,7 @@ const jobs = opt["table-only"] ? 0 : Number(opt.jobs);
 mkdirSync(out, { recursive: true });
 
 const preDir = (id: string) => join(out, "pretrain", id);
-await pool(neededPre, jobs, async (p) => {
+await run(neededPre, jobs, async (p) => {
   const dir = preDir(p.id);
   if (existsSync(join(dir, "model.safetensors"))) return;
   console.log(`${stamp()} pretrain ${p.id}`);
@@ -199,7 +170,7 @@ if (opt["pretrain-only"]) process.exit(0);
 const zsFile = (id: string) => join(out, "zeroshot", `${id}.json`);
 mkdirSync(join(out, "zeroshot"), { recursive: true });
 const groupA = new Set<string>(groups.has("A") ? GROUP_A.map(([, pre]) => pre) : []);
-await pool(neededPre.filter((p) => groupA.has(p.id)), jobs, async (p) => {
+await run(neededPre.filter((p) => groupA.has(p.id)), jobs, async (p) => {
   if (existsSync(zsFile(p.id)) || !existsSync(join(preDir(p.id), "model.safetensors"))) return;
   console.log(`${stamp()} zero-shot retrieval ${p.id}`);
   await vlp(["eval", "retrieval", "--checkpoint", preDir(p.id), "--split", "test", "--metrics", zsFile(p.id), "--quiet"], zsFile(p.id).replace(/json$/, "log"));
@@ -211,7 +182,7 @@ const FUSION_RETRIEVAL_IMAGES = 100;
 // models on the first 100 test images, as experiments/heldout.ts prints them)
 const heldoutFile = (id: string) => join(out, "heldout", `${id}.json`);
 mkdirSync(join(out, "heldout"), { recursive: true });
-await pool(neededPre, jobs, async (p) => {
+await run(neededPre, jobs, async (p) => {
   if (existsSync(heldoutFile(p.id)) || !existsSync(join(preDir(p.id), "model.safetensors"))) return;
   console.log(`${stamp()} held-out alignment ${p.id}`);
   const limit = p.method === "vlmo" ? [] : ["--limit", String(FUSION_RETRIEVAL_IMAGES)];
@@ -222,7 +193,7 @@ const ftDir = (f: Finetune) => join(out, "finetune", ftKey(f));
 const fusionRetrieval = (f: Finetune) => f.task === "retrieval" && f.method !== "vlmo";
 const evalFile = (f: Finetune, split: string) => join(ftDir(f), `test-${split}.json`);
 const COMP: Partial<Record<Task, boolean>> = { vqa: true, gqa: true, nlvr2: true, retrieval: true };
-await pool(uniqueFt, jobs, async (f) => {
+await run(uniqueFt, jobs, async (f) => {
   const dir = ftDir(f);
   if (f.pre && !existsSync(join(preDir(f.pre), "model.safetensors"))) throw new Error(`${ftKey(f)}: pre-training ${f.pre} did not finish`);
   if (!existsSync(join(dir, "eval.json"))) {

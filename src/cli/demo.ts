@@ -10,9 +10,8 @@
 // Each job writes its result to `<runs>/jobs/<ID>.json` and its output to `<runs>/jobs/<ID>.log`;
 // the tables are put together from those files.
 import { parseArgs } from "node:util";
-import { spawn, type ChildProcess } from "node:child_process";
-import { availableParallelism, constants } from "node:os";
-import { createWriteStream, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { writeJsonAtomic } from "../engine/serialize/atomic.ts";
 import { join, resolve } from "node:path";
 import { runSynth } from "./synth.ts";
@@ -23,6 +22,7 @@ import { claimRunDir, runFiles } from "../train/rundir.ts";
 import { manualSeed, getNumThreads } from "../engine/index.ts";
 import { vqaAccuracy } from "../tasks/metrics.ts";
 import { progressBars } from "./progress.ts";
+import { pool, runChild } from "./children.ts";
 
 const RECIPES = ["semvlp-tiny", "msp-tiny", "vlmo-tiny"];
 /**
@@ -139,52 +139,22 @@ async function runJob(id: string, ctx: Ctx): Promise<JobResult> {
  * naming every job that failed and its log; the children die with this process.
  */
 async function runChildren(ids: string[], jobs: number, threads: number, argv: string[], runs: string): Promise<void> {
-  const children = new Set<ChildProcess>();
-  const onSignal = (sig: NodeJS.Signals) => {
-    for (const c of children) c.kill("SIGTERM");
-    process.exit(128 + constants.signals[sig]);
-  };
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, onSignal);
   // the child starts the way this process did (bin/vlp.js, or src/cli/vlp.ts under --import tsx)
   const entry = [...process.execArgv, process.argv[1]];
-  const failed: string[] = [];
-  const one = (id: string) => new Promise<void>((res) => {
+  const env = { VLP_PROGRESS_EVERY: "60", ...process.env, VLP_NUM_THREADS: String(threads) };
+  const failed = await pool(ids, jobs, async (id) => {
     const log = jobFile(runs, id, "log");
-    const out = createWriteStream(log);
-    const child = spawn(process.execPath, [...entry, "demo", ...argv, "--job", id], {
-      env: { VLP_PROGRESS_EVERY: "60", ...process.env, VLP_NUM_THREADS: String(threads) },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    children.add(child);
     console.log(`[${id}] started`);
     const t0 = performance.now();
-    for (const stream of [child.stdout!, child.stderr!]) {
-      let rest = "";
-      stream.on("data", (d: Buffer) => {
-        out.write(d);
-        const lines = (rest + d.toString()).split("\n");
-        rest = lines.pop()!;
-        for (const l of lines) if (l.trim()) console.log(`[${id}] ${l}`);
-      });
+    const code = await runChild([...entry, "demo", ...argv, "--job", id], { log, env, onLine: (l) => console.log(`[${id}] ${l}`) });
+    const min = ((performance.now() - t0) / 60000).toFixed(1);
+    if (code !== 0) {
+      console.error(`[${id}] FAILED after ${min} min (exit ${code}); log ${log}`);
+      throw new Error(`${id} (exit ${code}; log ${log})`);
     }
-    child.on("exit", (code) => {
-      children.delete(child);
-      out.end();
-      const min = ((performance.now() - t0) / 60000).toFixed(1);
-      if (code === 0) console.log(`[${id}] done in ${min} min`);
-      else {
-        failed.push(`${id} (exit ${code}; log ${log})`);
-        console.error(`[${id}] FAILED after ${min} min (exit ${code}); log ${log}`);
-      }
-      res();
-    });
+    console.log(`[${id}] done in ${min} min`);
   });
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(jobs, ids.length) }, async () => {
-    while (next < ids.length) await one(ids[next++]);
-  }));
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.off(sig, onSignal);
-  if (failed.length) throw new Error(`vlp demo: ${failed.length} job(s) failed: ${failed.join(", ")}`);
+  if (failed.length) throw new Error(`vlp demo: ${failed.length} job(s) failed: ${failed.map((f) => f.error.message).join(", ")}`);
 }
 
 /** The pre-training recipe `name` as the demo runs it: the world, the demo's settings, then the user's --set. */
