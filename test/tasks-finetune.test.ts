@@ -170,6 +170,30 @@ test("pre-trained runs: SemVLP backbone and QA head loaded by name; VLMo NLVR2 t
   assert.ok(Math.abs(JSON.parse(back.stdout).vqa_acc - evalRes.vqa_acc) < 1e-9, "eval of the kept model reproduces its val accuracy");
 });
 
+test("train.headLrMult (the official lr_mult): the task head's first AdamW step is lr x mult, the backbone's lr", { timeout: 120_000 }, async () => {
+  const semvlp = join(root, "pre-semvlp");
+  if (!existsSync(join(semvlp, "model.safetensors"))) await pretrainRun("semvlp");
+  const lr = 1e-3;
+  const run = async (mult: number) => {
+    const out = join(root, `head-mult-${mult}`);
+    await vqa.finetune({ recipe: recipe("vqa", "semvlp", { steps: 1, warmup: 0, lr, weightDecay: 0, headLrMult: mult }), from: semvlp, out, quiet: true });
+    return loadStateDictFile(join(out, "model.safetensors"));
+  };
+  const [one, twenty] = [await run(1), await run(20)];
+  // same start (backbone from the run, head from the seed), same batch, same gradient: the backbone
+  // moves the same; Adam's first step moves every weight by lr x sign(gradient), so the head's two
+  // results differ by (20 - 1) x lr where its gradient is not zero
+  let head = 0;
+  for (const [k, t] of one) {
+    const d = t.sub(twenty.get(k)!).abs().max().item();
+    if (k.startsWith("bert.")) assert.equal(d, 0, `${k} moved differently`);
+    else head = Math.max(head, d);
+  }
+  assert.ok(Math.abs(head - 19 * lr) < 0.02 * 19 * lr, `largest head difference ${head}, expected ${19 * lr}`);
+  for (const t of [...one.values(), ...twenty.values()]) t.dispose();
+  assert.throws(() => recipe("vqa", "semvlp", { headLrMult: 0 }), /headLrMult/);
+});
+
 test("errors name the file or key: missing split, fine-tuning run given as --from, wrong task", { timeout: 60_000 }, async () => {
   await assert.rejects(vqa.evaluate({ checkpoint: join(root, "vqa"), split: "dev", quiet: true }), /lxmert\/vqa_dev\.json: not found/);
   await assert.rejects(vqa.finetune({ recipe: recipe("vqa", "semvlp", { steps: 1 }), from: join(root, "vqa"), out: join(root, "x"), quiet: true }), /a fine-tuning run; --from takes a pre-training run/);

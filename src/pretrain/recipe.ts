@@ -32,6 +32,7 @@ export const TRAIN_RANGES = {
   logEvery: { int: true, min: 1, max: 1e9 },
   workers: WORKERS_SCHEMA,
   weightDecay: { min: 0, max: 1 },
+  headLrMult: { above: 0, max: 1000 },
 } satisfies Record<string, Range>;
 
 const DOC = {
@@ -49,6 +50,7 @@ const DOC = {
   logEvery: "a metrics.jsonl row every N steps, holding the means over those steps; losses and metrics stay on the device between rows (no host read per step)",
   workers: "loader worker threads",
   weightDecay: "AdamW weight decay",
+  headLrMult: "the task head's learning rate is lr x this (the official VLMo and ViLT lr_mult: 20 for VQA); the backbone keeps lr",
   precision: "fp32, or bf16 (autocast for the forward and loss; weights, gradients and checkpoints stay fp32); fp16 is CUDA-only",
   device: "cpu, cuda or cuda:N (--device overrides it)",
 } as const;

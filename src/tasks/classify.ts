@@ -216,8 +216,14 @@ export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<
       };
       const betas = def.betas;
       const stages = task.stages?.(ctx) ?? [{ name: task.name, sources: [ctx.source(task.name, ctx.spec("train"))], lr: r.train.lr, warmup: r.train.warmup, epochs: r.train.epochs, steps: r.train.steps, weightDecay: r.train.weightDecay }];
-      for (const st of stages) st.betas ??= betas;
-      log(a.quiet, `vlp finetune ${task.name}: ${method}${mode ? ` (${mode}-stream)` : ""}, ${net.model.numParameters().toLocaleString()} parameters, stages ${stages.map((s) => s.name).join(" -> ")}, run ${dir}`);
+      // the official lr_mult: the task head (what the method's pre-trained backbone does not hold) at lr x headLrMult
+      const mult = r.train.headLrMult;
+      const lrScale = mult === 1 ? undefined : (name: string) => (def.backbone(name) ? 1 : mult);
+      for (const st of stages) {
+        st.betas ??= betas;
+        st.lrScale ??= lrScale;
+      }
+      log(a.quiet, `vlp finetune ${task.name}: ${method}${mode ? ` (${mode}-stream)` : ""}, ${net.model.numParameters().toLocaleString()} parameters, stages ${stages.map((s) => s.name).join(" -> ")}${mult === 1 ? "" : `, head lr x${mult}`}, run ${dir}`);
       await train(net.model, stages, { runDir: dir, seed: r.train.seed, clip: r.train.clip, checkpointEvery: r.train.checkpointEvery, keepCheckpoints: r.train.keepCheckpoints, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device, resume: a.resume, quiet: a.quiet, progress: a.progress });
       const metrics = await evaluateSplit(task, net, setup, "val", { batchSize: Math.max(r.train.batchSize, 64), quiet: a.quiet, progress: a.progress });
       log(a.quiet, `  val: ${Object.entries(metrics).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`).join(", ")}`);

@@ -4,14 +4,14 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { checkSources, sourceSchema } from "../pretrain/sources.ts";
 import { taskSource, type TaskRecipeData } from "./sources.ts";
-import { readRecipeJson, checkTrainDevice, checkWorkers, commonTrainFields, TRAIN_OPTIONS, MODEL } from "../pretrain/recipe.ts";
+import { readRecipeJson, checkTrainDevice, checkWorkers, commonTrainFields, trainField, TRAIN_OPTIONS, MODEL } from "../pretrain/recipe.ts";
 import { Type, check, choice, type Filled, type Static, type TSchema } from "../pretrain/schema.ts";
 import { methodNames, type TaskName } from "../methods/index.ts";
 import type { ProgressFactory } from "../train/progress.ts";
 
 export const TASKS: TaskName[] = ["vqa", "gqa", "nlvr2", "retrieval"];
 
-export const FINETUNE_TRAIN = Type.Object(commonTrainFields({ lr: 5e-5, warmup: 0.1 }), TRAIN_OPTIONS);
+export const FINETUNE_TRAIN = Type.Object({ ...commonTrainFields({ lr: 5e-5, warmup: 0.1 }), headLrMult: trainField("headLrMult", 1) }, TRAIN_OPTIONS);
 
 /**
  * `world` (a synthetic world, optionally with another `regions` file) or `sources`: the task's

@@ -80,6 +80,8 @@ export interface Stage {
   schedule?: "linear" | "cosine" | "constant";
   weightDecay?: number;
   betas?: [number, number];
+  /** A parameter's learning-rate factor (default 1), e.g. a fine-tuning head's lr_mult. */
+  lrScale?: (name: string) => number;
   /** Names of parameters kept frozen during this stage (e.g. VLMo stage 2: attention and V-FFN). */
   frozen?: (name: string) => boolean;
 }
@@ -283,7 +285,7 @@ export async function train(model: Module, stages: Stage[], o: TrainOptions): Pr
       stage.sources.map((s, k) => Loader.create(s.data, { batchSize: localBatch(s, dist), seed: o.seed * 31 + si * 7 + k, workers: o.workers ?? 0, rank: dist?.rank, world: dist?.world })),
     );
     const steps = stage.steps ?? Math.max(1, Math.round((stage.epochs ?? 1) * loaders[0].batchesPerEpoch()));
-    const opt = new AdamW(paramGroupsNoDecay(model, stage.weightDecay ?? 0.01, { trainableOnly: true }), { lr: stage.lr, betas: stage.betas ?? [0.9, 0.999], eps: 1e-6 });
+    const opt = new AdamW(paramGroupsNoDecay(model, stage.weightDecay ?? 0.01, { trainableOnly: true, lrScale: stage.lrScale }), { lr: stage.lr, betas: stage.betas ?? [0.9, 0.999], eps: 1e-6 });
     // warmup is a fraction of the stage's updates; schedules take the number of updates done so far
     const schedule: ScheduleConfig = { kind: stage.schedule ?? "linear", warmupRatio: stage.warmup, total: steps } as ScheduleConfig;
     const sched = makeSchedule(schedule);
