@@ -10,6 +10,9 @@ import * as F from "../src/engine/functional.ts";
 import { SemVLPForPreTraining, semvlpConfig, semvlpParameterGroups, SEMVLP_PRESETS, type SemVLPConfig, type SemVLPInputs, type SemVLPMode, type SemVLPPreTrainingOutput } from "../src/models/semvlp.ts";
 import { BertCrossAttention, initBertWeights } from "../src/models/bert.ts";
 import { renameStateDict, hfBertToVlpkit } from "../src/models/namemap.ts";
+import { scratchTaskNet } from "../src/tasks/models.ts";
+import type { RegionTaskModel } from "../src/models/region_tasks.ts";
+import type { TaskBatch } from "../src/data/batches.ts";
 import { TorchRef, assertClose, type Tol, type RefTensor } from "./torchref.ts";
 import { PY_MODELS, PY_INPUT_ARGS, putAll, putWeights, pyJson } from "./models-ref.ts";
 
@@ -248,6 +251,25 @@ describe("SemVLP semantics and loading", () => {
       assert.ok(a.pooledOutput.equal(m.bert.pooler.forward(a.imageOutput)));
     });
     m.dispose();
+  });
+
+  test("the pair vector (itmInput) that the ITM, QA and task heads read: pooled output, or with itmRead prod the product read-out", () => {
+    const g = new Generator(23);
+    for (const itmRead of ["pooled", "prod"] as const) {
+      const net = scratchTaskNet("semvlp", { preset: "tiny", overrides: { ...tiny(), itmRead, pool: "mean" } }, { kind: "qa", answers: 5 }, "single");
+      const m = net.model as RegionTaskModel;
+      m.eval();
+      const x = makeInputs(m.config as SemVLPConfig, g);
+      const batch = { input_ids: x.inputIds, attention_mask: x.attentionMask!, word_position_ids: zeros([B, L], { dtype: "int64" }), feats: x.visualFeats, boxes: x.visualPos, region_valid: x.visualAttentionMask! } as unknown as TaskBatch;
+      tidy(() => {
+        const out = m.bert.forward({ ...x, positionIds: batch.word_position_ids }, "single") as ReturnType<SemVLPForPreTraining["bert"]["forward"]>;
+        const logits = net.logits(batch);
+        assert.ok(logits.allclose(m.answer_head!.forward(out.itmInput)), `${itmRead}: the task head reads itmInput`);
+        // the product read-out is another vector than the pooled output; "pooled" keeps the official one
+        assert.equal(out.itmInput.allclose(out.pooledOutput), itmRead === "pooled", itmRead);
+      });
+      m.dispose();
+    }
   });
 
   test("single-stream sequence layout: [IMG], regions, then [CLS] ... [SEP]", () => {

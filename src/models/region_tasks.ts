@@ -3,8 +3,9 @@
 // weights load by name: `bert.*` (the backbone), `answer_head.logit_fc.{0,2,3}` (VQA/GQA, LXMERT's
 // BertVisualAnswerHead) or `logit_fc.{0,2,3}` (NLVR2, LXMERT's pair classifier), and the
 // pre-trained ITM classifier `cls.seq_relationship.*` (retrieval).
-// What a task reads: SemVLP's pooled output is pooler(h_CLS) in single-stream mode and pooler(o_IMG)
-// in two-stream mode; LXMERT-S's is its product pooler.
+// What a task reads: SemVLP's pair vector (`itmInput`: its pooled output, pooler(h_CLS) in single-stream
+// mode and pooler(o_IMG) in two-stream mode, or with config.itmRead "prod" the product read-out that
+// pre-training's ITM trained); LXMERT-S's product pooler.
 import { need, type TaskBatch } from "../data/batches.ts";
 import { Module, Sequential, type Tensor } from "../engine/index.ts";
 import { initBertWeights, type BertLikeConfig } from "./bert.ts";
@@ -40,7 +41,9 @@ export class RegionTaskModel extends Module {
   pooled(b: TaskBatch): Tensor {
     const who = `${this.method} task model`;
     const x = { inputIds: b.input_ids, attentionMask: b.attention_mask, positionIds: need(b, "word_position_ids", who), visualFeats: need(b, "feats", who), visualPos: need(b, "boxes", who), visualAttentionMask: need(b, "region_valid", who) };
-    return this.bert instanceof SemVLPModel ? this.bert.forward(x, this.mode).pooledOutput : this.bert.forward(x).pooledOutput;
+    // SemVLP: the vector its ITM head reads (the product read-out when config.itmRead is "prod", else
+    // the pooled output), as VLMo's pair vector; LXMERT-S: its product pooler
+    return this.bert instanceof SemVLPModel ? this.bert.forward(x, this.mode).itmInput : this.bert.forward(x).pooledOutput;
   }
 
   /** [B, answers] (QA) or [B, 2] (NLVR2, from 2B rows with each statement's two images adjacent). */

@@ -184,7 +184,10 @@ export interface SemVLPOutput {
   regionOutput: Tensor;
   /** pooler(h_CLS) in single mode, pooler(o_IMG) in two mode. */
   pooledOutput: Tensor;
-  /** What the ITM head reads (config.itmRead): the pooled output, or the product read-out. */
+  /**
+   * The pair vector (config.itmRead): the pooled output, or the product read-out. The ITM head, the
+   * pre-training QA head and the task heads (VQA, GQA, NLVR2) read it.
+   */
   itmInput: Tensor;
   /** Single mode: the joint sequence [IMG, regions, text] after the embeddings and after every block. */
   hiddenStates?: Tensor[];
@@ -382,7 +385,7 @@ export class SemVLPForPreTraining extends Module {
     const heads = this.cls.forward(out.textOutput, out.itmInput);
     const res: SemVLPPreTrainingOutput = { ...out, lmLogits: heads.lmLogits, matchLogits: heads.matchLogits };
     if (this.obj_predict_head) res.visualLogits = this.obj_predict_head.forward(out.regionOutput);
-    if (this.answer_head) res.answerLogits = this.answer_head.forward(out.pooledOutput);
+    if (this.answer_head) res.answerLogits = this.answer_head.forward(out.itmInput);
     return res;
   }
 }

@@ -87,7 +87,7 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
         // the backbone, then each head on what it needs (MLM only at masked positions)
         const out = model.bert.forward({ inputIds: text.inputIds, attentionMask: batch.attention_mask, visualFeats: vis.feats, visualPos: batch.boxes, visualAttentionMask: batch.region_valid }, mode);
         const visual = model.obj_predict_head?.forward(out.regionOutput);
-        const answer = model.answer_head?.forward(out.pooledOutput);
+        const answer = model.answer_head?.forward(out.itmInput);
         // align before fuse (vlpkit, optional): ITC between the unimodal h_CLS and o_IMG of the pairs that match
         const itc = losses.itc > 0
           ? matchedItc(batch, matched.logicalAnd(batch.itm_target.ne(-1)).nonzero().squeeze(1), model.logit_scale!, (pick) =>
