@@ -63,6 +63,10 @@ test("vlp demo --jobs 2: summary.json from child jobs; a failing job fails the d
   assert.equal(summary["semvlp-tiny"].itc_i2t_acc, undefined, "held-out ITC is VLMo's row only");
   assert.ok(summary.baseline_bow.itm_acc > 0 && summary.baseline_vqa.vqa_acc > 0);
   for (const job of ["pretrain-semvlp-tiny", "scratch-vlmo-tiny", "baselines"]) assert.ok(existsSync(join(runs, "jobs", `${job}.log`)), job);
+  // the demo's per-recipe fine-tuning settings reach both fine-tunings of that recipe, and only them
+  const ftTrain = (dir: string) => (JSON.parse(readFileSync(join(runs, dir, "finetune.json"), "utf8")) as { recipe: { train: { lr: number; headLrMult: number } } }).recipe.train;
+  for (const dir of ["semvlp-tiny-vqa", "semvlp-tiny-vqa-scratch"]) assert.deepEqual([ftTrain(dir).lr, ftTrain(dir).headLrMult], [1e-4, 50], dir);
+  for (const dir of ["vlmo-tiny-vqa", "vlmo-tiny-vqa-scratch"]) assert.deepEqual([ftTrain(dir).lr, ftTrain(dir).headLrMult], [1e-3, 1], dir);
   // a recipe that does not exist: its job fails, the others finish, the demo exits non-zero naming it
   const bad = spawnSync(process.execPath, [...args.slice(0, args.indexOf("--recipes")), "--recipes", "semvlp-tiny,no-such-recipe", "--jobs", "2", "--pretrain-only", ...small], { env, encoding: "utf8" });
   assert.notEqual(bad.status, 0);
