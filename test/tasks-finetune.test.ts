@@ -194,6 +194,35 @@ test("train.headLrMult (the official lr_mult): the task head's first AdamW step 
   assert.throws(() => recipe("vqa", "semvlp", { headLrMult: 0 }), /headLrMult/);
 });
 
+test("train.probeSteps (LP-FT): the head alone first, the backbone frozen; then every tensor", { timeout: 120_000 }, async () => {
+  const semvlp = join(root, "pre-semvlp");
+  if (!existsSync(join(semvlp, "model.safetensors"))) await pretrainRun("semvlp");
+  const lr = 1e-3;
+  const out = join(root, "probe");
+  await vqa.finetune({ recipe: recipe("vqa", "semvlp", { steps: 1, warmup: 0, lr, weightDecay: 0, probeSteps: 3 }), from: semvlp, out, quiet: true });
+  const stages = readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { stage: string; source: string }).filter((m) => m.source !== "val").map((m) => m.stage);
+  assert.deepEqual(stages, ["vqa-probe", "vqa-probe", "vqa-probe", "vqa"]);
+  // the backbone took the fine-tuning's one AdamW step only (each weight moves by at most lr), had the
+  // probe moved it too it would be up to 4 x lr away; the head took four steps
+  const pre = loadStateDictFile(join(semvlp, "model.safetensors"));
+  const after = loadStateDictFile(join(out, "model.safetensors"));
+  let backbone = 0;
+  for (const [k, t] of after) {
+    const p = pre.get(k);
+    if (k.startsWith("bert.") && p) backbone = Math.max(backbone, t.sub(p).abs().max().item());
+  }
+  assert.ok(backbone > 0.5 * lr && backbone <= lr * 1.001, `the backbone moved by ${backbone}, one step of lr ${lr} expected`);
+  const fresh = join(root, "probe-none");
+  await vqa.finetune({ recipe: recipe("vqa", "semvlp", { steps: 1, warmup: 0, lr, weightDecay: 0 }), from: semvlp, out: fresh, quiet: true });
+  const once = loadStateDictFile(join(fresh, "model.safetensors"));
+  const headKeys = [...after.keys()].filter((k) => !k.startsWith("bert."));
+  assert.ok(headKeys.length > 0);
+  const headMove = Math.max(...headKeys.map((k) => after.get(k)!.sub(once.get(k)!).abs().max().item()));
+  assert.ok(headMove > 1.5 * lr, `the head's three probe steps moved it ${headMove} beyond one step`);
+  for (const m of [pre, after, once]) for (const t of m.values()) t.dispose();
+  assert.throws(() => recipe("vqa", "semvlp", { probeSteps: -1 }), /probeSteps/);
+});
+
 test("errors name the file or key: missing split, fine-tuning run given as --from, wrong task", { timeout: 60_000 }, async () => {
   await assert.rejects(vqa.evaluate({ checkpoint: join(root, "vqa"), split: "dev", quiet: true }), /lxmert\/vqa_dev\.json: not found/);
   await assert.rejects(vqa.finetune({ recipe: recipe("vqa", "semvlp", { steps: 1 }), from: join(root, "vqa"), out: join(root, "x"), quiet: true }), /a fine-tuning run; --from takes a pre-training run/);

@@ -33,6 +33,7 @@ export const TRAIN_RANGES = {
   workers: WORKERS_SCHEMA,
   weightDecay: { min: 0, max: 1 },
   headLrMult: { above: 0, max: 1000 },
+  probeSteps: { int: true, min: 0, max: 1e9 },
 } satisfies Record<string, Range>;
 
 const DOC = {
@@ -51,6 +52,7 @@ const DOC = {
   workers: "loader worker threads",
   weightDecay: "AdamW weight decay",
   headLrMult: "the task head's learning rate is lr x this (the official VLMo and ViLT lr_mult: 20 for VQA); the backbone keeps lr",
+  probeSteps: "LP-FT (Kumar et al. 2022): this many steps of the task head alone (the backbone frozen, the head at lr x headLrMult) before the fine-tuning proper trains every tensor; 0: none",
   precision: "fp32, or bf16 (autocast for the forward and loss; weights, gradients and checkpoints stay fp32); fp16 is CUDA-only",
   device: "cpu, cuda or cuda:N (--device overrides it)",
 } as const;

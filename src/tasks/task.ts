@@ -11,7 +11,7 @@ import type { ProgressFactory } from "../train/progress.ts";
 
 export const TASKS: TaskName[] = ["vqa", "gqa", "nlvr2", "retrieval"];
 
-export const FINETUNE_TRAIN = Type.Object({ ...commonTrainFields({ lr: 5e-5, warmup: 0.1 }), headLrMult: trainField("headLrMult", 1) }, TRAIN_OPTIONS);
+export const FINETUNE_TRAIN = Type.Object({ ...commonTrainFields({ lr: 5e-5, warmup: 0.1 }), headLrMult: trainField("headLrMult", 1), probeSteps: trainField("probeSteps", 0) }, TRAIN_OPTIONS);
 
 /**
  * `world` (a synthetic world, optionally with another `regions` file) or `sources`: the task's
