@@ -3,6 +3,7 @@
 // run, with the same thread count. Prints ms/batch, the ratio vlpkit/PyTorch and parameter counts.
 //
 //   node --import tsx bench/models.ts [--iters 5] [--warmup 2] [--threads N] [--only lxmertS,semvlp-two] [--batch 8] [--precision fp32]
+//   node --import tsx bench/models.ts --only semvlp-single-tiny,lxmertSTiny --batch 32 --feat-dim 96 --threads 1   (the main job's tiny models)
 //
 // --precision fp32,bf16 times each model in both: bf16 = forward + loss under vlpkit's
 // autocast("bfloat16") against torch.autocast("cpu", dtype=torch.bfloat16), backward outside (float32
@@ -118,7 +119,7 @@ def setup(cfg):
 `;
 
 /** LXMERT-S (0/5/0, base) with all its pre-training heads. */
-export function lxmertSBench(preset: "lxmertS" | "lxmert" = "lxmertS"): ModelBench {
+export function lxmertSBench(preset: "lxmertS" | "lxmert" | "lxmertSTiny" = "lxmertS"): ModelBench {
   return {
     name: preset,
     python: PY_LXMERT,
@@ -140,14 +141,14 @@ export function lxmertSBench(preset: "lxmertS" | "lxmert" = "lxmertS"): ModelBen
   };
 }
 
-/** SemVLP-base (12 layers, L_s = 6) in one mode, with its pre-training heads. */
-export function semvlpBench(mode: SemVLPMode): ModelBench {
+/** SemVLP-base (12 layers, L_s = 6), or the tiny preset of the main job, in one mode, with its pre-training heads. */
+export function semvlpBench(mode: SemVLPMode, preset: "base" | "tiny" = "base"): ModelBench {
   return {
-    name: `semvlp-${mode}`,
+    name: `semvlp-${mode}${preset === "tiny" ? "-tiny" : ""}`,
     python: PY_SEMVLP,
     pyConfig: {},
     ts(s) {
-      const c = semvlpConfig("base", { visualFeatDim: s.featDim });
+      const c = semvlpConfig(preset, { visualFeatDim: s.featDim });
       this.pyConfig = { model: c, mode };
       const m = new SemVLPForPreTraining(c);
       const x = inputs(s, c.vocabSize);
@@ -164,6 +165,8 @@ export function semvlpBench(mode: SemVLPMode): ModelBench {
 }
 
 export const ALL_BENCHES: (() => ModelBench)[] = [() => lxmertSBench("lxmertS"), () => semvlpBench("single"), () => semvlpBench("two"), () => vlmoBench("base")];
+/** The main job's tiny models (`--only semvlp-single-tiny,lxmertSTiny`, with `--batch 32 --feat-dim 96`): run only when named. */
+export const TINY_BENCHES: (() => ModelBench)[] = [() => lxmertSBench("lxmertSTiny"), () => semvlpBench("single", "tiny"), () => semvlpBench("two", "tiny")];
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -344,7 +347,7 @@ async function main(): Promise<void> {
   setNumThreads(threads);
   const shape: BenchShape = { batch: Number(arg("batch", "8")), words: Number(arg("words", "20")), regions: Number(arg("regions", "36")), featDim: Number(arg("feat-dim", "2048")) };
   const only = arg("only", "");
-  const benches = ALL_BENCHES.map((f) => f()).filter((b) => !only || only.split(",").includes(b.name));
+  const benches = only ? [...ALL_BENCHES, ...TINY_BENCHES].map((f) => f()).filter((b) => only.split(",").includes(b.name)) : ALL_BENCHES.map((f) => f());
   const warmup = Number(arg("warmup", "2"));
   const iters = Number(arg("iters", "5"));
   const precisions = arg("precision", "fp32").split(",") as BenchPrecision[];
