@@ -225,8 +225,7 @@ export async function runFinetune(task: ClassifyTask, a: FinetuneArgs): Promise<
       }
       // LP-FT (Kumar et al. 2022): the head alone first, on the first stage's data, so that the
       // fine-tuning proper starts from a head that reads the backbone instead of a random one
-      const probe = r.train.probeSteps ?? 0;
-      if (probe > 0) stages.unshift({ ...stages[0], name: `${stages[0].name}-probe`, steps: probe, epochs: undefined, frozen: (name) => def.backbone(name) });
+      if (r.train.probeSteps > 0) stages.unshift({ ...stages[0], name: `${stages[0].name}-probe`, steps: r.train.probeSteps, epochs: undefined, frozen: (name) => def.backbone(name) });
       log(a.quiet, `vlp finetune ${task.name}: ${method}${mode ? ` (${mode}-stream)` : ""}, ${net.model.numParameters().toLocaleString()} parameters, stages ${stages.map((s) => s.name).join(" -> ")}${mult === 1 ? "" : `, head lr x${mult}`}, run ${dir}`);
       await train(net.model, stages, { runDir: dir, seed: r.train.seed, clip: r.train.clip, checkpointEvery: r.train.checkpointEvery, keepCheckpoints: r.train.keepCheckpoints, evalEvery: r.train.evalEvery, workers: r.train.workers, precision: r.train.precision, device: r.train.device, resume: a.resume, quiet: a.quiet, progress: a.progress });
       const metrics = await evaluateSplit(task, net, setup, "val", { batchSize: Math.max(r.train.batchSize, 64), quiet: a.quiet, progress: a.progress });
