@@ -318,7 +318,15 @@ test("transformer block: output, input gradient and every parameter gradient mat
   assertClose(blockJs.gx.values, ref.tensor("block", "x"), MODEL_TOL, "grad x", blockJs.gx.shape);
   const names = Object.keys(blockJs.grads);
   assert.equal(names.length, 16);
-  for (const n of names) assertClose(blockJs.grads[n].values, ref.tensor("block", n), MODEL_TOL, `grad ${n}`, blockJs.grads[n].shape);
+  const inProjBias = ["q.bias", "k.bias", "v.bias"];
+  for (const n of names) if (!inProjBias.includes(n)) assertClose(blockJs.grads[n].values, ref.tensor("block", n), MODEL_TOL, `grad ${n}`, blockJs.grads[n].shape);
+  // PyTorch holds the three input-projection biases as one parameter (in_proj_bias): compared as one,
+  // the tolerance scales with that parameter's gradient. Compared alone, the key bias's gradient is
+  // float32 rounding of an exact zero (softmax does not change when every key score of a query moves
+  // by the same q.b_k), so both engines' values are noise of ~1e-7 that failed now and then.
+  assertClose(inProjBias.flatMap((n) => blockJs.grads[n].values), inProjBias.flatMap((n) => ref.tensor("block", n).values), MODEL_TOL, "grad in_proj_bias");
+  const kb = Math.max(...blockJs.grads["k.bias"].values.map(Math.abs));
+  assert.ok(kb < 1e-6, `the key bias gets no gradient (exactly 0 but for rounding): max |grad| ${kb}`);
 });
 
 test("frozen parameters: grads stay null and a plain SGD update leaves them bit-identical", () => {
