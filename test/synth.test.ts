@@ -19,6 +19,8 @@ import { readLxmertVqa, readVqaAnnotations, readVqaQuestions } from "../src/data
 import { ATTRIBUTE_VOCAB, CATEGORIES, COLORS, OBJECT_VOCAB } from "../src/data/synth/catalog.ts";
 import { regionFeatures } from "../src/data/synth/features.ts";
 import { hardNegativePools, objectSetsFromVg } from "../src/data/synth/hardneg.ts";
+import { STATEMENT_TEMPLATES, pairStatement, statementTemplate } from "../src/data/synth/questions.ts";
+import { sampleScene } from "../src/data/synth/scene.ts";
 import { evalSet, readRetrievalSplit } from "../src/tasks/retrieval/data.ts";
 import { heldoutPoolSize, worldHardPairs } from "../src/tasks/heldout.ts";
 import { Rng, hashSeed } from "../src/engine/rng.ts";
@@ -372,4 +374,31 @@ test("ProgressBar: quiet off a TTY except the final line; throttled redraws on a
   assert.ok(tty.length >= 4 && tty.length <= 6, `${tty.length} redraws in 500 ms`);
   assert.match(tty[tty.length - 1], /41\/100 41% 100\.0\/s eta 00:01/);
   assert.equal(formatDuration(3725), "1:02:05");
+});
+
+test("statementTemplate reads back the form of every NLVR2 statement the world generates, and names a sentence of no form", () => {
+  const rng = new Rng(7);
+  const seen = new Map<string, number>();
+  for (let i = 0; i < 600; i++) {
+    const left = sampleScene(rng, 2 * i, { size: 128, heldOut: new Set() });
+    const right = sampleScene(rng, 2 * i + 1, { size: 128, heldOut: new Set() });
+    const st = pairStatement(left, right, rng, new Set());
+    if (!st) continue;
+    assert.equal(statementTemplate(st.sentence), st.template, st.sentence);
+    seen.set(st.template, (seen.get(st.template) ?? 0) + 1);
+  }
+  assert.deepEqual([...seen.keys()].sort(), [...STATEMENT_TEMPLATES].sort());
+  assert.throws(() => statementTemplate("The left image is blue."), /"The left image is blue\." is none of the synthetic world's NLVR2 statement forms/);
+});
+
+test("NLVR2 labels are balanced within each statement form of each split, so the wording alone cannot tell them", () => {
+  for (const s of ["train", "val", "test", "test_comp"]) {
+    const lead = new Map<string, number>();
+    for (const r of readNlvr2Jsonl(join(dirA(), `nlvr2/${s}.json`)).records) {
+      const form = statementTemplate(r.sentence);
+      lead.set(form, (lead.get(form) ?? 0) + (r.label === "True" ? 1 : -1));
+    }
+    if (s === "train") assert.ok(lead.size >= 4, `${s}: only ${[...lead.keys()].join(", ")}`);
+    for (const [form, d] of lead) assert.ok(Math.abs(d) <= 1, `${s}, ${form}: True minus False is ${d}`);
+  }
 });

@@ -236,9 +236,37 @@ export function gqaQuestions(scene: Scene, rng: Rng, n = 4): QA[] {
 
 // ---------------------------------------------------------------- NLVR2-style
 
+/**
+ * The six statement forms of `pairStatement`, in the order of its cases: three need counting
+ * (exactly-n, more-left, n-in-total), two name an object's presence (exactly-one-image,
+ * both-at-least-one), one a spatial relation.
+ */
+export const STATEMENT_TEMPLATES = ["exactly-n", "exactly-one-image", "both-at-least-one", "more-left", "n-in-total", "relation"] as const;
+export type StatementTemplate = (typeof STATEMENT_TEMPLATES)[number];
+
 export interface Statement {
   sentence: string;
   label: boolean;
+  template: StatementTemplate;
+}
+
+const TEMPLATE_PATTERNS: [StatementTemplate, RegExp][] = [
+  ["exactly-n", /^The (left|right) image contains exactly (one|[a-z]+) [a-z]+\.$/],
+  ["exactly-one-image", /^Exactly one image contains an? [a-z]+ [a-z]+\.$/],
+  ["both-at-least-one", /^Both images contain at least one [a-z]+\.$/],
+  ["more-left", /^There are more [a-z]+ in the left image than in the right image\.$/],
+  ["n-in-total", /^There are (one|[a-z]+) [a-z]+ in total in the two images\.$/],
+  ["relation", /^In the (left|right) image, an? [a-z]+ [a-z]+ is [a-z ]+ an? [a-z]+ [a-z]+\.$/],
+];
+
+/**
+ * The form of a world's NLVR2 statement, read from its sentence alone (the world's files do not
+ * store it): per-form accuracy of a model's predictions (experiments/nlvr2_templates.ts).
+ */
+export function statementTemplate(sentence: string): StatementTemplate {
+  const hit = TEMPLATE_PATTERNS.find(([, re]) => re.test(sentence));
+  if (!hit) throw new Error(`statementTemplate: "${sentence}" is none of the synthetic world's NLVR2 statement forms (${STATEMENT_TEMPLATES.join(", ")})`);
+  return hit[0];
 }
 
 /** Is some object like `a` (colour, category) in `rel` to some object like `b`? null if unclear. */
@@ -269,20 +297,20 @@ export function pairStatement(left: Scene, right: Scene, rng: Rng, heldOut: Set<
     case 0: {
       const n = Math.max(1, catCount(both[side]) + rng.pick([-1, 0, 0, 1]));
       const what = n === 1 ? `one ${cat}` : `${NUMBER_WORDS[n]} ${PLURALS[cat]}`;
-      return { sentence: `The ${sideName} image contains exactly ${what}.`, label: catCount(both[side]) === n };
+      return { sentence: `The ${sideName} image contains exactly ${what}.`, label: catCount(both[side]) === n, template: "exactly-n" };
     }
     case 1:
       if (heldOut.has(comboKey(o.color, o.category))) return null;
-      return { sentence: `Exactly one image contains ${withArticle(`${o.color} ${o.category}`)}.`, label: combo(left) !== combo(right) };
+      return { sentence: `Exactly one image contains ${withArticle(`${o.color} ${o.category}`)}.`, label: combo(left) !== combo(right), template: "exactly-one-image" };
     case 2:
-      return { sentence: `Both images contain at least one ${cat}.`, label: catCount(left) > 0 && catCount(right) > 0 };
+      return { sentence: `Both images contain at least one ${cat}.`, label: catCount(left) > 0 && catCount(right) > 0, template: "both-at-least-one" };
     case 3:
-      return { sentence: `There are more ${PLURALS[cat]} in the left image than in the right image.`, label: catCount(left) > catCount(right) };
+      return { sentence: `There are more ${PLURALS[cat]} in the left image than in the right image.`, label: catCount(left) > catCount(right), template: "more-left" };
     case 4: {
       const total = catCount(left) + catCount(right);
       const n = Math.max(1, total + rng.pick([-1, 0, 1]));
       const what = n === 1 ? `one ${cat}` : `${NUMBER_WORDS[n]} ${PLURALS[cat]}`;
-      return { sentence: `There are ${what} in total in the two images.`, label: total === n };
+      return { sentence: `There are ${what} in total in the two images.`, label: total === n, template: "n-in-total" };
     }
     default: {
       const s = both[side];
@@ -293,7 +321,7 @@ export function pairStatement(left: Scene, right: Scene, rng: Rng, heldOut: Set<
       const b = s.objects[j];
       const label = existsRelation(s, a, b, rel);
       if (label === null) return null;
-      return { sentence: `In the ${sideName} image, ${withArticle(`${a.color} ${a.category}`)} is ${relationPhrase(rel)} ${withArticle(`${b.color} ${b.category}`)}.`, label };
+      return { sentence: `In the ${sideName} image, ${withArticle(`${a.color} ${a.category}`)} is ${relationPhrase(rel)} ${withArticle(`${b.color} ${b.category}`)}.`, label, template: "relation" };
     }
   }
 }

@@ -17,7 +17,7 @@ import {
 } from "./files.ts";
 import { hardNegativePools } from "./hardneg.ts";
 import { makeRange, type Item, type ItemContext } from "./item.ts";
-import { pairStatement } from "./questions.ts";
+import { pairStatement, type StatementTemplate } from "./questions.ts";
 import { Rng } from "../../engine/rng.ts";
 import { comboKey, type Combo } from "./scene.ts";
 
@@ -78,18 +78,25 @@ function makePairs(seed: number, entries: ImageEntry[], heldOut: Set<string>): P
     if (sel.length < 2) continue;
     const rng = Rng.derive(seed, "nlvr2", split);
     const held = split === "test_comp" ? new Set<string>() : heldOut;
+    /** Per statement form: true labels minus false labels so far in this split. */
+    const balance = new Map<StatementTemplate, number>();
     for (let p = 0; p < sel.length; p++) {
       const left = rng.pick(sel);
       let right = rng.pick(sel);
       while (right === left) right = rng.pick(sel);
       const seen = new Set<string>();
-      let want = rng.chance(0.5);
       for (let k = 0, tries = 0; k < 2 && tries < 60; tries++) {
         const st = pairStatement(left.scene, right.scene, rng, held);
-        if (!st || seen.has(st.sentence) || (st.label !== want && tries < 40)) continue;
+        // each form's labels balanced within the split: a statement is taken when its label is the
+        // one its form has had less of so far (or either on a tie), so that no form's label can be
+        // guessed from its wording (unbalanced, "Exactly one image contains ..." was true 98% of the
+        // time and a text-only prior scored 68%: experiments/nlvr2_templates.ts)
+        if (!st || seen.has(st.sentence)) continue;
+        const lead = balance.get(st.template) ?? 0;
+        if ((st.label && lead > 0) || (!st.label && lead < 0)) continue;
+        balance.set(st.template, lead + (st.label ? 1 : -1));
         seen.add(st.sentence);
         pairs.push({ identifier: `${split}-${p}-0-${k}`, split, left, right, sentence: st.sentence, label: st.label });
-        want = !want;
         k++;
       }
     }
