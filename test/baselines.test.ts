@@ -118,3 +118,16 @@ test("nlvr2 baseline: accuracy on val/test/test_comp, metrics.json complete", { 
   assert.equal(m.steps, 50);
   await assert.rejects(main(["nlvr2", "--world", world, "--loss", "itc"]), /bow\/linear options/);
 });
+
+test("nlvr2 baseline with the count read-out: the model holds the count parameters and the CLI trains it; --count refused elsewhere", { timeout: 120_000 }, async () => {
+  await worldReady;
+  const { QuestionAttention } = await import("../src/baselines/question_attention.ts");
+  const m = new QuestionAttention(50, 10, 16, 2, 2, true);
+  const names = [...m.namedParameters()].map(([n]) => n);
+  for (const n of ["countQuery.weight", "countBias", "countEmb.weight"]) assert.ok(names.includes(n), `${n} in ${names.join(", ")}`);
+  assert.equal(m.out1.weight.size(1), (1 + 2 * 2) * 16);
+  const out = join(root, "nlvr2-count");
+  await main(["nlvr2", "--world", world, "--steps", "30", "--seed", "0", "--out", out, "--quiet", "--count"]);
+  checkFractions(readMetrics(out), ["nlvr2_acc", "nlvr2_acc_val", "nlvr2_acc_test_comp"]);
+  await assert.rejects(main(["bow", "--world", world, "--count"]), /--count is a vqa\/nlvr2 option/);
+});

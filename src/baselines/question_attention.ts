@@ -7,7 +7,12 @@
 //   text     q = mean of learned word embeddings (BowText, dim d; unit variance at init)
 //   regions  r_k = Linear(d) . ReLU . Linear(d) of [standardised feature, box]
 //   read-out v = sum_k softmax_k(r_k . q / sqrt d) r_k over the valid boxes, per image
-//   head     logits = Linear(out) . ReLU . Linear(d) of [q, q * v] (NLVR2: [q, q * v_0, q * v_1])
+//   count    (--count) c = sum_k sigmoid(r_k . Wq / sqrt d + b) over the valid boxes, per image: an
+//            unnormalised read that keeps how many boxes match (a softmax's weights sum to 1 whatever
+//            the number of matching boxes, so v alone cannot count; Zhang et al. 2018), fed to the
+//            head as Linear(1, d) of c
+//   head     logits = Linear(out) . ReLU . Linear(d) of [q, q * v] (NLVR2: [q, q * v_0, q * v_1]),
+//            with the count embeddings after them
 //   loss     VQA: BCE-with-logits (mean) x the number of answers against the soft scores (as
 //            `vlp finetune vqa`); NLVR2: cross-entropy on the label
 import { join } from "node:path";
@@ -25,9 +30,11 @@ export type QaTask = "vqa" | "nlvr2";
 export interface QuestionAttentionOptions extends BaselineOptions {
   task: QaTask;
   maxBoxes: number;
+  /** Also a count-preserving read-out (sigmoid-gated sum over the boxes), per image. */
+  count: boolean;
 }
 
-export const QUESTION_ATTENTION_DEFAULTS: Omit<QuestionAttentionOptions, "world"> = { task: "vqa", steps: 3000, seed: 0, batchSize: 32, lr: 1e-3, dim: 128, maxTextLen: 20, maxBoxes: 36, logEvery: 0 };
+export const QUESTION_ATTENTION_DEFAULTS: Omit<QuestionAttentionOptions, "world"> = { task: "vqa", steps: 3000, seed: 0, batchSize: 32, lr: 1e-3, dim: 128, maxTextLen: 20, maxBoxes: 36, logEvery: 0, count: false };
 
 export class QuestionAttention extends Module {
   readonly text: BowText;
@@ -35,8 +42,11 @@ export class QuestionAttention extends Module {
   readonly box2: Linear;
   readonly out1: Linear;
   readonly out2: Linear;
-  /** `images` images per example (VQA 1, NLVR2 2), `outputs` logits. */
-  constructor(vocabSize: number, inDim: number, readonly dim: number, outputs: number, images = 1) {
+  readonly countQuery?: Linear;
+  readonly countBias?: Tensor;
+  readonly countEmb?: Linear;
+  /** `images` images per example (VQA 1, NLVR2 2), `outputs` logits; `count`: the count read-out too. */
+  constructor(vocabSize: number, inDim: number, readonly dim: number, outputs: number, images = 1, count = false) {
     super();
     this.text = this.module("text", new BowText(vocabSize, dim));
     // unit-variance word embeddings (PyTorch's default), not BowText's 0.1: with small question vectors
@@ -44,18 +54,28 @@ export class QuestionAttention extends Module {
     F.normal_(this.text.emb.weight, 0, 1);
     this.box1 = this.module("box1", new Linear(inDim, dim));
     this.box2 = this.module("box2", new Linear(dim, dim));
-    this.out1 = this.module("out1", new Linear((1 + images) * dim, dim));
+    this.out1 = this.module("out1", new Linear((1 + (count ? 2 : 1) * images) * dim, dim));
+    if (count) {
+      this.countQuery = this.module("countQuery", new Linear(dim, dim));
+      // the gates start near sigmoid(-3) = 0.05, so that 36 boxes count ~2 rather than 18
+      this.countBias = this.param("countBias", tensor(new Float32Array([-3]), { shape: [1] }));
+      this.countEmb = this.module("countEmb", new Linear(1, dim));
+    }
     this.out2 = this.module("out2", new Linear(dim, outputs));
   }
   /** Logits [B, outputs] of texts `ids` [B, L] on each image's regions `x` [B, N, D+4] with `valid` [B, N]. */
   forward(ids: Tensor, images: { x: Tensor; valid: Tensor }[]): Tensor {
     const q = this.text.forward(ids);
-    const reads = images.map(({ x, valid }) => {
-      const r = this.box2.forward(this.box1.forward(x).relu());
-      const att = r.matmul(q.unsqueeze(-1)).squeeze(-1).div(Math.sqrt(this.dim)).maskedFill(valid.logicalNot(), -1e4).softmax(-1);
-      return q.mul(att.unsqueeze(1).matmul(r).squeeze(1));
+    const rs = images.map(({ x }) => this.box2.forward(this.box1.forward(x).relu()));
+    const reads = images.map(({ valid }, i) => {
+      const att = rs[i].matmul(q.unsqueeze(-1)).squeeze(-1).div(Math.sqrt(this.dim)).maskedFill(valid.logicalNot(), -1e4).softmax(-1);
+      return q.mul(att.unsqueeze(1).matmul(rs[i]).squeeze(1));
     });
-    return this.out2.forward(this.out1.forward(cat([q, ...reads], -1)).relu());
+    const counts = !this.countQuery ? [] : images.map(({ valid }, i) => {
+      const gate = rs[i].matmul(this.countQuery!.forward(q).unsqueeze(-1)).squeeze(-1).div(Math.sqrt(this.dim)).add(this.countBias!).sigmoid();
+      return this.countEmb!.forward(gate.mul(valid.to(gate.dtype)).sum([1], true));
+    });
+    return this.out2.forward(this.out1.forward(cat([q, ...reads, ...counts], -1)).relu());
   }
 }
 
@@ -89,7 +109,7 @@ export async function runQuestionAttention(opts: Partial<QuestionAttentionOption
     const row = new Map(images.map((id, i) => [id, i]));
     return { exs, img, rows: exs.map((e) => e.imgIds.map((id) => row.get(id)!)), ids: vocab.encode(exs.map((e) => e.text), o.maxTextLen).keep() };
   };
-  const model = new QuestionAttention(vocab.size, tr.x.size(-1), o.dim, o.task === "vqa" ? label2ans.length : 2, nImages);
+  const model = new QuestionAttention(vocab.size, tr.x.size(-1), o.dim, o.task === "vqa" ? label2ans.length : 2, nImages, o.count);
   /** The model on examples `ks` of a split's data. */
   const forward = (d: ReturnType<typeof splitData>, ks: number[]): Tensor => model.forward(d.ids.indexSelect(0, indexTensor(ks)), Array.from({ length: nImages }, (_, j) => {
     const im = indexTensor(ks.map((k) => d.rows[k][j]));
@@ -141,6 +161,6 @@ export async function runQuestionAttention(opts: Partial<QuestionAttentionOption
   metrics.seconds = (performance.now() - t0) / 1000;
   return {
     metrics,
-    description: `${o.task}: the text's bag of words attends the regions of ${nImages === 2 ? "each image" : "the image"} (d ${o.dim}), ${o.steps} steps x ${o.batchSize}, lr ${o.lr}, seed ${o.seed}; train ${train.length} examples on ${trainImages.length} images`,
+    description: `${o.task}: the text's bag of words attends the regions of ${nImages === 2 ? "each image" : "the image"}${o.count ? " and counts them" : ""} (d ${o.dim}), ${o.steps} steps x ${o.batchSize}, lr ${o.lr}, seed ${o.seed}; train ${train.length} examples on ${trainImages.length} images`,
   };
 }

@@ -13,6 +13,7 @@ const HELP = `usage: vlp baseline <bow|linear|vqa|nlvr2> --world DIR [--steps N]
   nlvr2   NLVR2: the statement's bag of words attends each image's regions; accuracy on val, test, test_comp
 options: [--batch-size B] [--lr LR] [--dim D] [--loss itm|itc|itm+itc (bow)] [--box-hidden H (bow)]
          [--preset tiny|small|... (linear: the VLMo preset whose image and patch size it uses; default tiny)]
+         [--count (vqa, nlvr2: also a count-preserving read-out, a sigmoid-gated sum over the boxes)]
          [--log-every N] [--quiet]
 writes RUN_DIR/metrics.json (default runs/baseline-<kind>-seed<S>) and prints the metrics with chance levels`;
 
@@ -31,6 +32,7 @@ export async function main(argv: string[]): Promise<void> {
       loss: { type: "string" },
       "box-hidden": { type: "string" },
       preset: { type: "string" },
+      count: { type: "boolean", default: false },
       "log-every": { type: "string" },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
@@ -63,10 +65,11 @@ export async function main(argv: string[]): Promise<void> {
   };
   const defined = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
   let run;
+  if (values.count && kind !== "vqa" && kind !== "nlvr2") throw new Error("--count is a vqa/nlvr2 option");
   if (kind === "vqa" || kind === "nlvr2") {
     if (values.loss !== undefined || values["box-hidden"] !== undefined || values.preset !== undefined) throw new Error("--loss, --box-hidden and --preset are bow/linear options");
     const { runQuestionAttention } = await import("../baselines/question_attention.ts");
-    run = await runQuestionAttention({ ...defined(common), world: values.world, task: kind });
+    run = await runQuestionAttention({ ...defined(common), world: values.world, task: kind, count: values.count });
   } else if (kind === "bow") {
     if (values.preset !== undefined) throw new Error("--preset is a linear option");
     const loss = values.loss;
