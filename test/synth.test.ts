@@ -21,6 +21,7 @@ import { regionFeatures } from "../src/data/synth/features.ts";
 import { hardNegativePools, objectSetsFromVg } from "../src/data/synth/hardneg.ts";
 import { STATEMENT_TEMPLATES, pairStatement, statementTemplate } from "../src/data/synth/questions.ts";
 import { sampleScene } from "../src/data/synth/scene.ts";
+import { generateWorld } from "../src/data/synth/world.ts";
 import { evalSet, readRetrievalSplit } from "../src/tasks/retrieval/data.ts";
 import { heldoutPoolSize, worldHardPairs } from "../src/tasks/heldout.ts";
 import { Rng, hashSeed } from "../src/engine/rng.ts";
@@ -401,4 +402,16 @@ test("NLVR2 labels are balanced within each statement form of each split, so the
     if (s === "train") assert.ok(lead.size >= 4, `${s}: only ${[...lead.keys()].join(", ")}`);
     for (const [form, d] of lead) assert.ok(Math.abs(d) <= 1, `${s}, ${form}: True minus False is ${d}`);
   }
+});
+
+test("scenes: repeat makes categories recur within a scene; repeat 0 draws nothing (the default world's bytes stay)", async () => {
+  const scenes = (repeat: number | undefined) => {
+    const rng = new Rng(3);
+    return Array.from({ length: 300 }, (_, i) => sampleScene(rng, i, { size: 128, heldOut: new Set(), ...(repeat === undefined ? {} : { repeat }) }));
+  };
+  const recurring = (ss: ReturnType<typeof scenes>) => ss.filter((s) => new Set(s.objects.map((o) => o.category)).size < s.objects.length).length / ss.length;
+  assert.deepEqual(scenes(0), scenes(undefined));
+  const [plain, repeated] = [recurring(scenes(undefined)), recurring(scenes(0.6))];
+  assert.ok(repeated > plain + 0.25, `scenes with a recurring category: ${repeated} with repeat 0.6, ${plain} without`);
+  await assert.rejects(generateWorld({ images: 4, seed: 1, out: join(root, "bad-repeat"), repeat: 1 }), /synth: repeat must be in \[0, 1\), got 1/);
 });

@@ -9,7 +9,7 @@ commands:
   demo                       the main job: a synthetic world, then tiny SemVLP, MSP and VLMo pre-training
   engine-demo                a 2-layer transformer learns to sort digits (engine check)
   data synth                 write a synthetic scene world in the real dataset formats
-      --images N --seed S --out DIR [--size PX] [--feat-dim D] [--code-dim K] [--boxes K] [--arrow] [--wds] [--workers N]
+      --images N --seed S --out DIR [--size PX] [--feat-dim D] [--code-dim K] [--boxes K] [--repeat P] [--arrow] [--wds] [--workers N]
       (--code-dim appends the detector's class/attribute code to each region's features, as the tiny
       recipes expect: --images 5000 --code-dim 32 --out data/world-demo; --arrow also writes the
       ViLT/VLMo Arrow tables, --wds WebDataset shards wds/{train,val,test}/*.tar, each a second copy of every image)
@@ -38,7 +38,7 @@ commands:
 pretrain, finetune, eval, serve and index build take --device cpu|cuda|cuda:N (default cpu; for training, the recipe's train.device).
 run \`vlp <command> --help\` for a command's options.`;
 
-const SYNTH_USAGE = `usage: vlp data synth --out DIR [--images N] [--seed S] [--size PX] [--feat-dim D] [--code-dim K] [--boxes K] [--arrow] [--wds] [--workers N]
+const SYNTH_USAGE = `usage: vlp data synth --out DIR [--images N] [--seed S] [--size PX] [--feat-dim D] [--code-dim K] [--boxes K] [--repeat P] [--arrow] [--wds] [--workers N]
 
   --out DIR      the world's folder (see src/data/synth/README.md for what is written)
   --images N     scenes (default 1000), split into train / val / test / test_comp
@@ -48,6 +48,8 @@ const SYNTH_USAGE = `usage: vlp data synth --out DIR [--images N] [--seed S] [--
   --code-dim K   append the detector's class/attribute code (K dims) to each region's features
                  (the tiny recipes expect --code-dim 32)
   --boxes K      regions per image (default 36)
+  --repeat P     probability that an object repeats a category already in its scene (default 0;
+                 counts above one are rare otherwise)
   --arrow        also write the ViLT/VLMo Arrow tables (a second copy of every image)
   --wds          also write WebDataset shards: wds/train/{00000..00003}.tar, wds/val/00000.tar,
                  wds/test/00000.tar (<img_id>.png + .txt captions + .json; a second copy of every image)
@@ -104,6 +106,7 @@ const commands: Record<string, Command> = {
         "feat-dim": { type: "string" },
         "code-dim": { type: "string" },
         boxes: { type: "string" },
+        repeat: { type: "string" },
         arrow: { type: "boolean", default: false },
         wds: { type: "boolean", default: false },
         workers: { type: "string" },
@@ -120,6 +123,7 @@ const commands: Record<string, Command> = {
       featDim: values["feat-dim"] ? int(values["feat-dim"], "--feat-dim") : undefined,
       codeDim: values["code-dim"] ? int(values["code-dim"], "--code-dim") : undefined,
       boxes: values.boxes ? int(values.boxes, "--boxes") : undefined,
+      repeat: values.repeat !== undefined ? Number(values.repeat) : undefined,
       arrow: values.arrow,
       wds: values.wds,
       workers: values.workers ? int(values.workers, "--workers") : undefined,

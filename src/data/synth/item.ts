@@ -25,6 +25,8 @@ export interface ItemContext {
   boxes: number;
   heldOut: Combo[];
   splits: Split[];
+  /** SceneOptions.repeat (0: none). */
+  repeat: number;
 }
 
 export interface Item {
@@ -38,7 +40,7 @@ export const imgIdOf = (id: number): string => `synth_${String(id).padStart(8, "
 function makeScene(ctx: ItemContext, i: number, heldSet: Set<string>): { scene: Scene; rendered: Rendered } {
   const rng = Rng.derive(ctx.seed, "scene", i);
   const force = ctx.splits[i] === "test_comp" ? rng.pick(ctx.heldOut) : undefined;
-  const scene = sampleScene(rng, i, { size: ctx.size, heldOut: heldSet, force });
+  const scene = sampleScene(rng, i, { size: ctx.size, heldOut: heldSet, force, repeat: ctx.repeat });
   let rendered = renderScene(scene, Rng.derive(ctx.seed, "pixels", i));
   const keep = scene.objects.filter((_, k) => rendered.visible[k] >= 0.3 * rendered.drawn[k]);
   if (keep.length < scene.objects.length) {

@@ -50,6 +50,12 @@ export interface SceneOptions {
   force?: Combo;
   minObjects?: number;
   maxObjects?: number;
+  /**
+   * Probability that an object after the first takes the category of one already placed (default 0:
+   * no draw is made, so the scene is the same as without the option). Counts above one are rare
+   * otherwise (2-8 objects from 14 categories) and no model here learns counting from them.
+   */
+  repeat?: number;
 }
 
 const clamp255 = (v: number): number => Math.max(0, Math.min(255, Math.round(v)));
@@ -102,7 +108,7 @@ export function sampleScene(rng: Rng, index: number, opts: SceneOptions): Scene 
   const objects: SceneObject[] = [];
   for (let i = 0; i < n; i++) {
     const forced = i === 0 ? opts.force : undefined;
-    const category = forced ? forced[1] : rng.pick(CATEGORIES);
+    const category = forced ? forced[1] : opts.repeat && objects.length > 0 && rng.chance(opts.repeat) ? rng.pick(objects).category : rng.pick(CATEGORIES);
     const color = forced ? forced[0] : sampleColor(rng, category, background, opts.heldOut);
     const size = rng.pick(SIZES);
     const r = SIZE_RADIUS[size] * S * rng.range(0.9, 1.1);

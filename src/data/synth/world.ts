@@ -38,6 +38,8 @@ export interface WorldOptions {
   boxes?: number;
   /** Neighbours per hard-negative pool (default 20). */
   hardPool?: number;
+  /** Probability that an object repeats the category of one already in its scene (default 0; SceneOptions.repeat). */
+  repeat?: number;
   /** Number of held-out (colour, category) combinations (default 6). */
   heldOutCombos?: number;
   /** Also write the ViLT Arrow tables (default false: they hold a second copy of every image). */
@@ -155,10 +157,12 @@ export async function generateWorld(opts: WorldOptions): Promise<WorldSummary> {
   if (!Number.isInteger(size) || size < 48) throw new Error(`synth: --size must be an integer >= 48, got ${size}`);
   if (!Number.isInteger(featDim) || featDim < 1) throw new Error(`synth: featDim must be a positive integer, got ${featDim}`);
   if (!Number.isInteger(boxes) || boxes < 1) throw new Error(`synth: boxes must be a positive integer, got ${boxes}`);
+  const repeat = opts.repeat ?? 0;
+  if (!(repeat >= 0 && repeat < 1)) throw new Error(`synth: repeat must be in [0, 1), got ${repeat}`);
   const { heldOut, splits } = planWorld(seed, n, opts.heldOutCombos ?? 6);
   const heldSet = new Set(heldOut.map(([c, k]) => comboKey(c, k)));
   for (const dir of ["images", "features"]) mkdirSync(join(out, dir), { recursive: true });
-  const ctx: ItemContext = { seed, out, size, featDim, codeDim, boxes, heldOut, splits };
+  const ctx: ItemContext = { seed, out, size, featDim, codeDim, boxes, heldOut, splits, repeat };
   const writer = new Obj36Writer(join(out, "features/obj36.tsv"));
   const entries: ImageEntry[] = [];
   const accept = (item: Item): void => {
@@ -209,7 +213,7 @@ export async function generateWorld(opts: WorldOptions): Promise<WorldSummary> {
   };
   const { phases: _timing, ...stable } = summary; // meta.json stays byte-identical across runs
   writeFileSync(join(out, "meta.json"), JSON.stringify({
-    ...stable, seed, size, featDim, codeDim, boxes, objectVocab: OBJECT_VOCAB,
+    ...stable, seed, size, featDim, codeDim, boxes, ...(repeat > 0 ? { repeat } : {}), objectVocab: OBJECT_VOCAB,
     imageSplits: Object.fromEntries(entries.map((e) => [e.imgId, e.split])),
   }, null, 1));
   return summary;
