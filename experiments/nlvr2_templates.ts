@@ -4,11 +4,11 @@
 // label on the same split (a text-only prior: the form and its label balance, no image).
 // Usage: node --import tsx experiments/nlvr2_templates.ts [--split test] [--world data/world-demo] RUN_DIR...
 import { parseArgs } from "node:util";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { evaluate } from "../src/tasks/nlvr2.ts";
-import { readNlvr2Jsonl } from "../src/data/formats/nlvr2.ts";
+import { readNlvr2Jsonl, readNlvr2Predictions } from "../src/data/formats/nlvr2.ts";
 import { STATEMENT_TEMPLATES, statementTemplate, type StatementTemplate } from "../src/data/synth/questions.ts";
 
 const { values, positionals: runs } = parseArgs({ options: { split: { type: "string", default: "test" }, world: { type: "string", default: "data/world-demo" } }, allowPositionals: true });
@@ -28,8 +28,9 @@ const add = (t: Record<string, Row>, form: string, ok: boolean) => {
 // the majority label of each form on this split, and what always answering it scores
 const trues = tally();
 for (const { label, form } of truth.values()) add(trues, form, label);
+const majorityTrue = (form: StatementTemplate) => 2 * trues[form].right >= trues[form].n;
 const prior = tally();
-for (const { label, form } of truth.values()) add(prior, form, label === trues[form].right * 2 >= trues[form].n);
+for (const { label, form } of truth.values()) add(prior, form, label === majorityTrue(form));
 
 const tmp = mkdtempSync(join(tmpdir(), "nlvr2-forms-"));
 const perRun: Record<string, Row>[] = [];
@@ -38,11 +39,10 @@ try {
     const dump = join(tmp, `${i}.csv`);
     await evaluate({ checkpoint: run, split: values.split, world: values.world, dump, quiet: true });
     const t = tally();
-    for (const line of readFileSync(dump, "utf8").split("\n").filter(Boolean)) {
-      const [id, pred] = line.split(",");
-      const g = truth.get(id);
-      if (!g) throw new Error(`${run}: prediction for ${id}, which is not in ${file}`);
-      add(t, g.form, (pred === "True") === g.label);
+    for (const { identifier, prediction } of readNlvr2Predictions(dump).records) {
+      const g = truth.get(identifier);
+      if (!g) throw new Error(`${run}: prediction for ${identifier}, which is not in ${file}`);
+      add(t, g.form, prediction === g.label);
     }
     perRun.push(t);
   }
