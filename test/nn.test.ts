@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { Tensor, Generator, tensor, zeros, ones, randn, randint, noGrad, getNumThreads, liveTensors } from "../src/engine/tensor.ts";
 import { tidy } from "../src/engine/scope.ts";
 import {
-  Module, Linear, LayerNorm, Embedding, Dropout, DropPath, Conv2d, ModuleList, Sequential, GELU, StateDictError,
+  Module, Linear, LayerNorm, GroupNorm, Embedding, Dropout, DropPath, Conv2d, ModuleList, Sequential, GELU, StateDictError,
 } from "../src/engine/nn.ts";
 import { TorchRef, assertClose, type Tol } from "./torchref.ts";
 
@@ -369,6 +369,14 @@ const layerResults = {
     });
     return layerCase("layerNorm", ln, rn([4, 3, 16]).mul(5), "nn.LayerNorm(16, eps=1e-12)");
   })(),
+  groupNorm: (() => {
+    const gn = new GroupNorm(2, 6);
+    noGrad(() => {
+      gn.weight.copy_(rn([6]));
+      gn.bias.copy_(rn([6]));
+    });
+    return layerCase("groupNorm", gn, rn([3, 6, 5, 4]).mul(3).add(1), "nn.GroupNorm(2, 6)");
+  })(),
   embedding: layerCase("embedding", new Embedding(20, 6, 0), randint(0, 20, [4, 9], { generator: gen }).maskedFill(randn([4, 9], { generator: gen }).gt(1), 0), "nn.Embedding(20, 6, padding_idx=0)"),
 };
 
@@ -383,6 +391,11 @@ test("Conv2d matches nn.Conv2d", () => {
   assert.deepEqual(layerResults.conv.y.shape, [2, 5, 6, 6]);
 });
 test("LayerNorm matches nn.LayerNorm", () => checkLayer("layerNorm", layerResults.layerNorm));
+test("GroupNorm matches nn.GroupNorm (forward, input and affine gradients)", () => {
+  checkLayer("groupNorm", layerResults.groupNorm);
+  assert.deepEqual(Object.keys(layerResults.groupNorm.grads), ["weight", "bias", "x"]);
+  assert.throws(() => new GroupNorm(4, 6), /6 channels do not split into 4 groups/);
+});
 test("Embedding matches nn.Embedding (padding row gets no gradient)", () => {
   checkLayer("embedding", layerResults.embedding);
   const g = layerResults.embedding.grads.weight.values;

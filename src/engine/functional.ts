@@ -39,6 +39,12 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, stride: numbe
   return call("aten::conv2d", x, w, bias ?? undefined, stride, padding, dilation, groups);
 }
 
+/** GroupNorm over [B, C, ...]: C split into numGroups groups, each normalised over its channels and all positions. */
+export function groupNorm(x: Tensor, numGroups: number, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+  if (autocastOpen() && weight && x.dtype !== weight.dtype) x = x.to(weight.dtype);
+  return call("aten::group_norm", x, numGroups, weight ?? undefined, bias ?? undefined, eps, true);
+}
+
 export function avgPool2d(x: Tensor, kernel: number | number[], stride?: number | number[], padding: number | number[] = 0): Tensor {
   return call("aten::avg_pool2d", x, kernel, stride ?? [], padding, false, true, undefined);
 }

@@ -195,6 +195,21 @@ export class LayerNorm extends Module {
   }
 }
 
+/** PyTorch's nn.GroupNorm: a per-channel affine after normalising each group of channels over its positions. */
+export class GroupNorm extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  constructor(readonly numGroups: number, readonly channels: number, readonly eps = 1e-5) {
+    super();
+    if (channels % numGroups !== 0) throw new Error(`GroupNorm: ${channels} channels do not split into ${numGroups} groups`);
+    this.weight = this.param("weight", ones([channels]));
+    this.bias = this.param("bias", zeros([channels]));
+  }
+  forward(x: Tensor): Tensor {
+    return F.groupNorm(x, this.numGroups, this.weight, this.bias, this.eps);
+  }
+}
+
 export class Embedding extends Module {
   readonly weight: Tensor;
   constructor(readonly num: number, readonly dim: number, readonly paddingIdx = -1) {
