@@ -220,6 +220,39 @@ test("the standard-Transformer ablation matches PyTorch too", { skip }, (t) => {
   }
 });
 
+test("the convolutional stem (patchStem \"conv\", a named departure) matches PyTorch: image pass and stem gradients", { skip }, (t) => {
+  const c = testConfig({ patchStem: "conv" });
+  const d = path.join(dir, "stem");
+  runReference(d, c);
+  const ref = readBin(path.join(d, "io.bin"));
+  const m = new VLMoModel(c).eval();
+  try {
+    loadOfficialCheckpoint(m, path.join(d, "model.pth"));
+    const names = m.namedParameters().map(([n]) => n).filter((n) => n.includes("patch_embed"));
+    // tiny: 32-px images in 8-px patches = three stages (16, 32, 64 channels), then a 1x1 projection
+    assert.deepEqual(names, [0, 1, 2].flatMap((i) => [`transformer.patch_embed.stem.${i}.conv.weight`, `transformer.patch_embed.stem.${i}.norm.weight`, `transformer.patch_embed.stem.${i}.norm.bias`])
+      .concat(["transformer.patch_embed.proj.weight", "transformer.patch_embed.proj.bias"]));
+    assert.equal(m.numParameters(), vlmoParameterCount(c).total);
+    tidy(() => {
+      const o = m.inferImage(ref.get("in.pixels")!);
+      const e = relErr(o.hidden, ref.get("out.image.hidden")!);
+      t.diagnostic(`stem image.hidden: ${e.toExponential(2)}`);
+      assert.ok(e <= RTOL, `stem image.hidden: ${e}`);
+      m.zeroGrad();
+      weighted(ref, "image.hidden", o.hidden).add(weighted(ref, "image.itc", o.itc!)).add(weighted(ref, "image.itc_vl", o.itcVl!)).backward();
+      for (const [name, p] of m.namedParameters()) {
+        if (!name.includes("patch_embed")) continue;
+        const g = relErr(p.grad!, ref.get(`grad.image.${name}`)!);
+        assert.ok(g <= 1e-4, `stem grad ${name}: ${g}`);
+      }
+    });
+  } finally {
+    m.dispose();
+    for (const v of ref.values()) v.dispose();
+  }
+  assert.throws(() => vlmoConfig("tiny", { patchStem: "conv", imageSize: 36, patchSize: 12 }), /power-of-two patchSize, got 12/);
+});
+
 // ---- checkpoints ----
 
 test("a torch.save'd state_dict with the official names loads strict, with identical names and shapes", { skip }, () => {

@@ -52,6 +52,12 @@ export interface VLMoConfig {
    * the fusion output's `pooled`, which the VQA and NLVR2 heads read, is that product read-out too.
    */
   itmRead?: "pooled" | "prod";
+  /**
+   * How pixels become patch tokens: "linear" (official: one Conv2d with kernel and stride = patch) or
+   * "conv" (vlpkit departure, the ViT paper's hybrid input: a convolutional stem, `PatchEmbed` in
+   * embeddings.ts). Absent = "linear".
+   */
+  patchStem?: "linear" | "conv";
   /** Layer scale init (0.1); null = no gamma_1/gamma_2. */
   layerScaleInit: number | null;
   qkvBias: boolean;
@@ -128,5 +134,7 @@ export function validateConfig(c: VLMoConfig): void {
   if (c.imageSize % c.patchSize !== 0) fail(`imageSize ${c.imageSize} is not a multiple of patchSize ${c.patchSize}`);
   if (c.vlffnStartLayer < 1 || c.vlffnStartLayer > c.numLayers) fail(`vlffnStartLayer ${c.vlffnStartLayer} must be in [1, ${c.numLayers}]`);
   if (c.relativePositionBias && c.maxTextLen > c.maxTextLenOfInitCkpt) fail(`maxTextLen ${c.maxTextLen} exceeds maxTextLenOfInitCkpt ${c.maxTextLenOfInitCkpt}`);
+  if (c.patchStem !== undefined && c.patchStem !== "linear" && c.patchStem !== "conv") fail(`patchStem must be "linear" or "conv", got ${JSON.stringify(c.patchStem)}`);
+  if (c.patchStem === "conv" && !Number.isInteger(Math.log2(c.patchSize))) fail(`patchStem "conv" needs a power-of-two patchSize, got ${c.patchSize}`);
   if (c.heads.nlvr2 && c.numTokenTypes < 3) fail("an NLVR2 head needs numTokenTypes >= 3");
 }

@@ -9,6 +9,7 @@
 //   relative_position_bias_table                  [rows, heads * layers]: one parameter and one gather
 //                                                 for all layers; layer l reads columns [l*heads, (l+1)*heads)
 //   transformer.{patch_embed.proj, cls_token, pos_embed?, blocks.N.*, norm}
+//   transformer.patch_embed.stem.N.{conv,norm}    only with patchStem "conv" (a vlpkit departure)
 //   transformer.blocks.N.{norm1, attn.{qkv.weight,q_bias,v_bias,proj}, gamma_1, gamma_2,
 //                         norm2_text, mlp_text, norm2_imag, mlp_imag, norm2_vl?, mlp_vl?}
 //   pooler.dense, itc_*_proj.fc, itm_score.fc, mlm_score.*, logit_scale, vqa_classifier, nlvr2_classifier
@@ -20,7 +21,7 @@
 //   config.ts       VLMoConfig, the presets (base, large, small, tiny), vlmoConfig, validateConfig
 //   mome.ts         the MoME block: shared self-attention and the modality experts V-FFN (mlp_imag),
 //                   L-FFN (mlp_text), VL-FFN (mlp_vl) with their routing; the stacked Transformer
-//   embeddings.ts   patch embedding and text embeddings
+//   embeddings.ts   patch embedding (linear, or the convolutional stem) and text embeddings
 //   relpos.ts       the relative position bias table's layout and index
 //   model.ts        VLMoModel: the text-only, image-only and fusion passes and the head read-outs
 //   heads.ts        the heads (pooler, ITC, ITM, MLM, classifiers) and the retrieval scorer
@@ -30,7 +31,7 @@
 //   init.ts         the official initialisation
 export * from "./config.ts";
 export { Mlp, Attention, MoMEBlock, MultiWayTransformer, type Modality } from "./mome.ts";
-export { PatchEmbed, TextEmbeddings } from "./embeddings.ts";
+export { PatchEmbed, StemStage, stemChannels, TextEmbeddings } from "./embeddings.ts";
 export * from "./relpos.ts";
 export * from "./model.ts";
 export * from "./heads.ts";

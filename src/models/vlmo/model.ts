@@ -230,8 +230,17 @@ export class VLMoModel extends Module {
 
   /** Image-only pass (V-FFN everywhere). pixels [B, 3, H, W]. */
   inferImage(pixels: Tensor, o: UnimodalOptions & { imageTokenType?: number } = {}): VLMoUnimodalOutput {
+    return this.inferImagePass(this.embedImage(pixels, o.imageTokenType ?? 1), o);
+  }
+
+  /**
+   * The image-only pass with its read-outs (ITC, VL branch) from embedImage's output, so that one
+   * patch embedding can serve every pass of a pre-training step (inferImageFromEmbeddings: the
+   * encoder alone).
+   */
+  inferImagePass(imageEmbeds: Tensor, o: UnimodalOptions = {}): VLMoUnimodalOutput {
     const vlBranch = this.wantVl(o);
-    const enc = this.encode(this.embedImage(pixels, o.imageTokenType ?? 1), "image", null, 0, { ...o, vlBranch });
+    const enc = this.encode(imageEmbeds, "image", null, 0, { ...o, vlBranch });
     const cls = enc.hidden.select(1, 0);
     const out: VLMoUnimodalOutput = { ...enc, cls };
     if (this.itc_image_proj) out.itc = l2normalize(this.itc_image_proj.forward(this.itcRead(enc.hidden, null)));

@@ -170,7 +170,7 @@ export class MultiWayTransformer extends Module {
   constructor(readonly cfg: VLMoConfig) {
     super();
     const h = cfg.hiddenSize;
-    this.patch_embed = this.module("patch_embed", new PatchEmbed(cfg.imageSize, cfg.patchSize, cfg.inChans, h));
+    this.patch_embed = this.module("patch_embed", new PatchEmbed(cfg.imageSize, cfg.patchSize, cfg.inChans, h, cfg.patchStem ?? "linear"));
     this.cls_token = this.param("cls_token", F.truncNormal_(zeros([1, 1, h]), 0, 0.02, -2, 2));
     this.pos_embed = this.param("pos_embed", cfg.useAbsPosEmb ? F.truncNormal_(zeros([1, this.patch_embed.numPatches + 1, h]), 0, 0.02, -2, 2) : null);
     this.posDrop = this.module("pos_drop", new Dropout(cfg.dropRate));

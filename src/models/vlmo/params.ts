@@ -2,6 +2,7 @@
 // expert, vision, embeddings, heads) without building the model.
 import type { VLMoConfig } from "./config.ts";
 import { relativePositionLayout } from "./relpos.ts";
+import { stemChannels } from "./embeddings.ts";
 
 export interface VLMoParameterCount {
   /** Shared self-attention (+ norm1, layer scales) over all layers. */
@@ -35,7 +36,10 @@ export function vlmoParameterCount(c: VLMoConfig): VLMoParameterCount {
       if (i >= c.vlffnStartLayer) experts.vl += ffn;
     }
   }
-  const visionAndMisc = h * c.inChans * c.patchSize * c.patchSize + h + h + (c.useAbsPosEmb ? (grid * grid + 1) * h : 0) + 2 * h
+  const stem = c.patchStem === "conv" ? stemChannels(c.patchSize) : [];
+  const patchEmbed = stem.length === 0 ? h * c.inChans * c.patchSize * c.patchSize + h
+    : stem.reduce((n, ch, i) => n + (i === 0 ? c.inChans : stem[i - 1]) * ch * 9 + 2 * ch, 0) + stem[stem.length - 1] * h + h;
+  const visionAndMisc = patchEmbed + h + (c.useAbsPosEmb ? (grid * grid + 1) * h : 0) + 2 * h
     + (c.relativePositionBias ? relativePositionLayout(grid, c.maxTextLenOfInitCkpt).total * c.numHeads * c.numLayers : 0);
   const embeddings = c.vocabSize * h + c.maxTextLen * h + 2 * h + 2 * h + c.numTokenTypes * h;
   const hd = c.heads;
