@@ -206,7 +206,10 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     // the VL branch of each unimodal pass feeds the second ITC loss (official compute_itc)
     const vlBranch = model.logit_vl_scale !== null;
     const txt = model.inferText(ids, mask, { vlBranch });
-    const img = model.inferImage(batch.pixels, { vlBranch });
+    // one patch embedding for the image-only pass, the ITM pairs and the MLM pass (the official code
+    // embeds the pixels in each; the same values with no image dropout, which the official sets to 0)
+    const iEmb = model.embedImage(batch.pixels);
+    const img = model.inferImagePass(iEmb, { vlBranch });
     const itc = vlmoItc(model, img, txt, dist);
     // ITM: one hard negative text per image and one hard negative image per text, sampled from the ITC
     // similarities: a host read per step on an accelerator (sampleHardNegatives draws on the CPU)
@@ -216,7 +219,6 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const negText = hard ? sampleHardNegatives(itc.i2t.detach(), 0, ctx.generator) : randomOther();
     const negImage = hard ? sampleHardNegatives(itc.t2i.detach(), 0, ctx.generator) : randomOther();
     const tEmb = model.embedText(ids);
-    const iEmb = model.embedImage(batch.pixels);
     let negTextEmb: Tensor, negMask: Tensor, negImageEmb: Tensor;
     if (dist && hard) {
       // global hard negatives (the paper's "global hard negative mining"): the negatives' raw inputs
@@ -235,7 +237,7 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     const itm = computeItm(model.itmLogits(fused), itmLabels);
     // MLM on the fusion encoder: masked text with its image
     const m = mlmInputs(batch, meta, ctx, vocab);
-    const mlmOut = model.inferFusion(m.inputIds, mask, batch.pixels);
+    const mlmOut = model.inferFusionFromEmbeddings(model.embedText(m.inputIds), mask, iEmb);
     const mlm = maskedLm(mlmOut.textFeats, m.labels, (x) => model.mlmLogits(x));
     return { ...weighted({ itc, itm, mlm }, { mlm: v.mlmWeight, itm: v.itmWeight }), tag: "image-text" };
   };
