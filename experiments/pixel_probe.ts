@@ -5,10 +5,13 @@
 // the held-out precision@k (k = the image's number of true labels) of each label group, beside the
 // precision of a random ranking. If this learns and ITC does not, captions are the weak signal; if
 // this does not learn either, the pixels are.
-//   STEPS=1500 POOL=mean|max SIZE=64 INIT=default|kaiming ARCH=cnn|deep LR=1e-3 WORLD=data/world-small VLP_NUM_THREADS=1 node --import tsx experiments/pixel_probe.ts
+//   STEPS=1500 POOL=mean|max SIZE=64 INIT=default|kaiming ARCH=cnn|deep|stem LR=1e-3 WORLD=data/world-small VLP_NUM_THREADS=1 node --import tsx experiments/pixel_probe.ts
 // (ARCH=deep: two convs a stage with channel norms, ~8x the compute; measured in session 14 with
-// SIZE=128: neither the deeper network nor the larger input learns the shapes in 900-1,500 steps)
-import { readFileSync } from "node:fs";
+// SIZE=128: neither the deeper network nor the larger input learns the shapes in 900-1,500 steps.
+// ARCH=stem: VLMo's convolutional stem, the `PatchEmbed` with patchStem "conv" that the model runs
+// (3x3 convolutions at full resolution, GroupNorm, ReLU, 2x2 max pooling; 16-px patches): it learns
+// the shapes, session 15, where every strided network here memorises the training images)
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tidy, noGrad, F, tensor, randn, manualSeed, type Tensor } from "../src/engine/index.ts";
 import { AdamW } from "../src/engine/optim.ts";
@@ -16,6 +19,7 @@ import { clipGradNorm } from "../src/engine/grad.ts";
 import { Conv2d, LayerNorm, Linear, Module, Sequential } from "../src/engine/nn.ts";
 import { loadImageTensor } from "../src/vision/image.ts";
 import { Rng } from "../src/engine/rng.ts";
+import { PatchEmbed } from "../src/models/vlmo/embeddings.ts";
 
 const world = process.env.WORLD ?? "data/world-small";
 const steps = Number(process.env.STEPS ?? 1500), size = Number(process.env.SIZE ?? 64), pool = process.env.POOL ?? "mean";
@@ -48,6 +52,17 @@ async function load(split: (s: string) => boolean): Promise<{ x: Float32Array[];
 const train = await load((s) => s === "train" || s === "restval");
 const held = await load((s) => s === "val" || s === "test");
 console.log(`${shapes.length} shapes, ${colours.length} colours, ${pairs.length} pairs; ${train.x.length} train / ${held.x.length} held-out images at ${size} px, pool ${pool}`);
+// DUMP=DIR: write the same tensors for experiments/pixel_probe_torch.py (PyTorch on identical inputs) and stop
+if (process.env.DUMP) {
+  const dir = process.env.DUMP;
+  mkdirSync(dir, { recursive: true });
+  const cat32 = (a: Float32Array[]) => { const out = new Float32Array(a.reduce((n, v) => n + v.length, 0)); let o = 0; for (const v of a) { out.set(v, o); o += v.length; } return Buffer.from(out.buffer); };
+  writeFileSync(join(dir, "x.f32"), cat32([...train.x, ...held.x]));
+  writeFileSync(join(dir, "y.f32"), cat32([...train.y, ...held.y]));
+  writeFileSync(join(dir, "meta.json"), JSON.stringify({ size, labels: L, groups, train: train.x.length, held: held.x.length }));
+  console.log(`wrote ${dir}/x.f32, y.f32, meta.json`);
+  process.exit(0);
+}
 
 class Relu extends Module {
   forward(x: Tensor): Tensor {
@@ -68,7 +83,8 @@ class ChannelNorm extends Module {
 const h = 64;
 // ARCH=deep: two 3x3 convs a stage (the first keeps the resolution), each followed by a channel norm
 const deep = (cs: number[]) => new Sequential(...cs.flatMap((c, i) => [new Conv2d(i === 0 ? 3 : cs[i - 1], c, 3, 1, 1), new ChannelNorm(c), new Relu(), new Conv2d(c, c, 3, 2, 1), ...(i < cs.length - 1 ? [new ChannelNorm(c), new Relu()] : [])]));
-const cnn = process.env.ARCH === "deep" ? deep([32, 64, 128, h])
+const cnn = process.env.ARCH === "stem" ? new PatchEmbed(size, 16, 3, h, "conv")
+  : process.env.ARCH === "deep" ? deep([32, 64, 128, h])
   : new Sequential(new Conv2d(3, 32, 3, 2, 1), new Relu(), new Conv2d(32, 64, 3, 2, 1), new Relu(), new Conv2d(64, 128, 3, 2, 1), new Relu(), new Conv2d(128, h, 3, 2, 1));
 const head = new Linear(h, L);
 // INIT=kaiming: He-normal conv weights (std sqrt(2 / fan_in)) in place of PyTorch's default, which
@@ -110,6 +126,10 @@ function evaluate(): string {
 
 const params = [...cnn.parameters(), ...head.parameters()];
 const lr = Number(process.env.LR ?? 1e-3);
+// TRAIN=shape|colour|pair: the loss on one label group only (the default, all, averages the BCE over
+// every label, where the 154 pairs and 11 colours outweigh the 14 shapes)
+const trainOn = (process.env.TRAIN ?? "all") as "all" | keyof typeof groups;
+if (trainOn !== "all" && !(trainOn in groups)) throw new Error(`TRAIN must be all, shape, colour or pair, got ${trainOn}`);
 const opt = new AdamW(params, { lr, weightDecay: 0.01 });
 const rng = new Rng(0);
 const t0 = Date.now();
@@ -118,7 +138,8 @@ for (let s = 1; s <= steps; s++) {
   const idx = Array.from({ length: 32 }, () => rng.int(train.x.length));
   const loss = tidy(() => {
     const [px, y] = batchOf(train, idx);
-    const l = F.binaryCrossEntropyWithLogits(forward(px), y);
+    const l = trainOn === "all" ? F.binaryCrossEntropyWithLogits(forward(px), y)
+      : F.binaryCrossEntropyWithLogits(forward(px).narrow(1, groups[trainOn][0], groups[trainOn][1] - groups[trainOn][0]), y.narrow(1, groups[trainOn][0], groups[trainOn][1] - groups[trainOn][0]));
     l.backward();
     return l.item();
   });
