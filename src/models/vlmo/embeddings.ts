@@ -31,8 +31,8 @@ export function stemChannels(patchSize: number): number[] {
 
 /**
  * Pixels [B, C, H, W] to patch features [B, h, H/p, W/p] (`transformer.patch_embed`).
- * - `stem: "linear"` (official): `proj` = Conv2d(patch, stride patch), one linear map of each patch.
- * - `stem: "conv"` (vlpkit departure, ViT's "hybrid architecture"): log2(patch) `StemStage`s halve the
+ * - `stemKind` "linear" (official): `proj` = Conv2d(patch, stride patch), one linear map of each patch.
+ * - `stemKind` "conv" (config `patchStem`, a vlpkit departure, ViT's "hybrid architecture"): log2(patch) `StemStage`s halve the
  *   resolution with max pooling, then `proj` = Conv2d(channels, h, 1). A linear patch map learns colours
  *   but not the synthetic world's 6-20 px shapes from 4,300 images; full-resolution convolutions with
  *   max pooling do (README "Pre-training that learns", session 15).
