@@ -56,7 +56,7 @@ console.log(`${shapes.length} shapes, ${colours.length} colours, ${pairs.length}
 if (process.env.DUMP) {
   const dir = process.env.DUMP;
   mkdirSync(dir, { recursive: true });
-  const cat32 = (a: Float32Array[]) => { const out = new Float32Array(a.reduce((n, v) => n + v.length, 0)); let o = 0; for (const v of a) { out.set(v, o); o += v.length; } return Buffer.from(out.buffer); };
+  const cat32 = (a: Float32Array[]) => Buffer.concat(a.map((v) => Buffer.from(v.buffer, v.byteOffset, v.byteLength)));
   writeFileSync(join(dir, "x.f32"), cat32([...train.x, ...held.x]));
   writeFileSync(join(dir, "y.f32"), cat32([...train.y, ...held.y]));
   writeFileSync(join(dir, "meta.json"), JSON.stringify({ size, labels: L, groups, train: train.x.length, held: held.x.length }));
@@ -130,6 +130,8 @@ const lr = Number(process.env.LR ?? 1e-3);
 // every label, where the 154 pairs and 11 colours outweigh the 14 shapes)
 const trainOn = (process.env.TRAIN ?? "all") as "all" | keyof typeof groups;
 if (trainOn !== "all" && !(trainOn in groups)) throw new Error(`TRAIN must be all, shape, colour or pair, got ${trainOn}`);
+/** The label columns the loss reads. */
+const trained = (t: Tensor): Tensor => (trainOn === "all" ? t : t.narrow(1, groups[trainOn][0], groups[trainOn][1] - groups[trainOn][0]));
 const opt = new AdamW(params, { lr, weightDecay: 0.01 });
 const rng = new Rng(0);
 const t0 = Date.now();
@@ -138,8 +140,7 @@ for (let s = 1; s <= steps; s++) {
   const idx = Array.from({ length: 32 }, () => rng.int(train.x.length));
   const loss = tidy(() => {
     const [px, y] = batchOf(train, idx);
-    const l = trainOn === "all" ? F.binaryCrossEntropyWithLogits(forward(px), y)
-      : F.binaryCrossEntropyWithLogits(forward(px).narrow(1, groups[trainOn][0], groups[trainOn][1] - groups[trainOn][0]), y.narrow(1, groups[trainOn][0], groups[trainOn][1] - groups[trainOn][0]));
+    const l = F.binaryCrossEntropyWithLogits(trained(forward(px)), trained(y));
     l.backward();
     return l.item();
   });

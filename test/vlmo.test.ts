@@ -193,14 +193,23 @@ test("NLVR2 (two passes, image types 1 and 2): logits and gradients match PyTorc
   });
 });
 
-test("the standard-Transformer ablation matches PyTorch too", { skip }, (t) => {
-  const c = testConfig({ standard: true });
-  const d = path.join(dir, "standard");
+/** Runs the reference on config `c` in `dir/name`, loads its weights into a VLMoModel and hands both to `fn`; disposes them after. */
+function withReferenceModel(name: string, c: VLMoConfig, fn: (m: VLMoModel, ref: Map<string, Tensor>) => void): void {
+  const d = path.join(dir, name);
   runReference(d, c);
   const ref = readBin(path.join(d, "io.bin"));
   const m = new VLMoModel(c).eval();
   try {
     loadOfficialCheckpoint(m, path.join(d, "model.pth"));
+    fn(m, ref);
+  } finally {
+    m.dispose();
+    for (const v of ref.values()) v.dispose();
+  }
+}
+
+test("the standard-Transformer ablation matches PyTorch too", { skip }, (t) => {
+  withReferenceModel("standard", testConfig({ standard: true }), (m, ref) => {
     tidy(() => {
       const [ids, mask, px] = [ref.get("in.ids")!, ref.get("in.mask")!, ref.get("in.pixels")!];
       const pairs: [string, Tensor][] = [
@@ -214,20 +223,12 @@ test("the standard-Transformer ablation matches PyTorch too", { skip }, (t) => {
         assert.ok(e <= RTOL, `standard ${k}: ${e}`);
       }
     });
-  } finally {
-    m.dispose();
-    for (const v of ref.values()) v.dispose();
-  }
+  });
 });
 
 test("the convolutional stem (patchStem \"conv\", a named departure) matches PyTorch: image pass and stem gradients", { skip }, (t) => {
   const c = testConfig({ patchStem: "conv" });
-  const d = path.join(dir, "stem");
-  runReference(d, c);
-  const ref = readBin(path.join(d, "io.bin"));
-  const m = new VLMoModel(c).eval();
-  try {
-    loadOfficialCheckpoint(m, path.join(d, "model.pth"));
+  withReferenceModel("stem", c, (m, ref) => {
     const names = m.namedParameters().map(([n]) => n).filter((n) => n.includes("patch_embed"));
     // tiny: 32-px images in 8-px patches = three stages (16, 32, 64 channels), then a 1x1 projection
     assert.deepEqual(names, [0, 1, 2].flatMap((i) => [`transformer.patch_embed.stem.${i}.conv.weight`, `transformer.patch_embed.stem.${i}.norm.weight`, `transformer.patch_embed.stem.${i}.norm.bias`])
@@ -246,10 +247,7 @@ test("the convolutional stem (patchStem \"conv\", a named departure) matches PyT
         assert.ok(g <= 1e-4, `stem grad ${name}: ${g}`);
       }
     });
-  } finally {
-    m.dispose();
-    for (const v of ref.values()) v.dispose();
-  }
+  });
   assert.throws(() => vlmoConfig("tiny", { patchStem: "conv", imageSize: 36, patchSize: 12 }), /power-of-two patchSize, got 12/);
 });
 

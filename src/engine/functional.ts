@@ -14,6 +14,11 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   return call("aten::linear", x, weight, bias ?? undefined);
 }
 
+/** Under autocast, a norm's input takes its weight's dtype (the norms run in the weight's precision). */
+function normInput(x: Tensor, weight?: Tensor | null): Tensor {
+  return autocastOpen() && weight && x.dtype !== weight.dtype ? x.to(weight.dtype) : x;
+}
+
 /**
  * Layer normalization. Under autocast a reduced-precision input (e.g. a bfloat16 linear output) is
  * normalized in float32 and gives float32: PyTorch 1.13's CPU autocast has no rule for layer_norm
@@ -21,8 +26,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
  * BFloat16 but found Float"); later PyTorch versions autocast layer_norm to float32.
  */
 export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
-  if (autocastOpen() && weight && x.dtype !== weight.dtype) x = x.to(weight.dtype);
-  return call("aten::layer_norm", x, normalizedShape, weight ?? undefined, bias ?? undefined, eps, true);
+  return call("aten::layer_norm", normInput(x, weight), normalizedShape, weight ?? undefined, bias ?? undefined, eps, true);
 }
 
 /** Inverted dropout; identity when !train or p == 0. */
@@ -41,8 +45,7 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, stride: numbe
 
 /** GroupNorm over [B, C, ...]: C split into numGroups groups, each normalised over its channels and all positions. */
 export function groupNorm(x: Tensor, numGroups: number, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
-  if (autocastOpen() && weight && x.dtype !== weight.dtype) x = x.to(weight.dtype);
-  return call("aten::group_norm", x, numGroups, weight ?? undefined, bias ?? undefined, eps, true);
+  return call("aten::group_norm", normInput(x, weight), numGroups, weight ?? undefined, bias ?? undefined, eps, true);
 }
 
 export function avgPool2d(x: Tensor, kernel: number | number[], stride?: number | number[], padding: number | number[] = 0): Tensor {

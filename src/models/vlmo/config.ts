@@ -135,6 +135,6 @@ export function validateConfig(c: VLMoConfig): void {
   if (c.vlffnStartLayer < 1 || c.vlffnStartLayer > c.numLayers) fail(`vlffnStartLayer ${c.vlffnStartLayer} must be in [1, ${c.numLayers}]`);
   if (c.relativePositionBias && c.maxTextLen > c.maxTextLenOfInitCkpt) fail(`maxTextLen ${c.maxTextLen} exceeds maxTextLenOfInitCkpt ${c.maxTextLenOfInitCkpt}`);
   if (c.patchStem !== undefined && c.patchStem !== "linear" && c.patchStem !== "conv") fail(`patchStem must be "linear" or "conv", got ${JSON.stringify(c.patchStem)}`);
-  if (c.patchStem === "conv" && !Number.isInteger(Math.log2(c.patchSize))) fail(`patchStem "conv" needs a power-of-two patchSize, got ${c.patchSize}`);
+  if (c.patchStem === "conv" && !(c.patchSize >= 2 && Number.isInteger(Math.log2(c.patchSize)))) fail(`patchStem "conv" needs a power-of-two patchSize, got ${c.patchSize} (2, 4, 8, ...)`);
   if (c.heads.nlvr2 && c.numTokenTypes < 3) fail("an NLVR2 head needs numTokenTypes >= 3");
 }
