@@ -23,6 +23,7 @@ export interface Addon {
   meta(t: NativeTensor): [number, number[], string, boolean];
   item(t: NativeTensor): number | boolean;
   liveTensors(): number;
+  externalMemory(): number;
   sameStorage(a: NativeTensor, b: NativeTensor): boolean;
   opHandle(name: string, overload: string): number;
   opSchema(handle: number): string;

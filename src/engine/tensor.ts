@@ -617,4 +617,6 @@ export function setNumThreads(n: number): void { native.setNumThreads(n); }
 export function getNumThreads(): number { return native.getNumThreads(); }
 /** Native tensor handles alive right now (for leak checks). */
 export function liveTensors(): number { return native.liveTensors(); }
+/** V8's count of external memory in bytes; tensors are reported to it in 256 MiB steps (native/src/tensor.cc). */
+export function externalMemory(): number { return native.externalMemory(); }
 export function buildInfo() { return native.buildInfo(); }
