@@ -17,6 +17,9 @@ import { SemVLPForPreTraining, semvlpConfig, maskedMean } from "../src/models/se
 import { VLMoModel, vlmoConfig } from "../src/models/vlmo/index.ts";
 import { LxmertModel, LxmertForPreTraining, lxmertConfig } from "../src/models/lxmert.ts";
 import { evaluatePretraining, pretrainedMode } from "../src/tasks/pretrain_eval.ts";
+import { scratchTaskNet } from "../src/tasks/models.ts";
+import type { RegionTaskModel } from "../src/models/region_tasks.ts";
+import type { TaskBatch } from "../src/data/batches.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vlp-align-"));
 let plain = "", coded = "";
@@ -287,6 +290,24 @@ test("LXMERT-S unimodal passes (MSP's align-before-fuse ITC): the cross layers w
   const other = m.encodeImage({ ...x, inputIds: tensor([[101, 3000, 102, 0, 0]], { dtype: "int64" }) }).hidden;
   assert.ok(m.encodeImage(x).hidden.sub(other).abs().max().item() === 0, "the image pass does not see the text");
 }));
+
+test("LXMERT-S task models (VQA, GQA, NLVR2) read the vector its ITM head reads: the product read-out with itmRead 'prod', the product pooler otherwise", () => {
+  manualSeed(6);
+  for (const itmRead of ["pooled", "prod"] as const) {
+    const over = { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, visualFeatDim: 8, xLayers: 2, hiddenDropoutProb: 0, attentionProbsDropoutProb: 0, pool: "mean", itmRead };
+    const net = scratchTaskNet("msp", { preset: "lxmertSTiny", overrides: over }, { kind: "qa", answers: 5 }, "single");
+    const m = net.model as RegionTaskModel;
+    m.eval();
+    tidy(() => {
+      const x = lxmertInputs();
+      const batch = { input_ids: x.inputIds, attention_mask: x.attentionMask, word_position_ids: x.positionIds, feats: x.visualFeats, boxes: x.visualPos, region_valid: x.visualAttentionMask } as unknown as TaskBatch;
+      const out = (m.bert as LxmertModel).forward(x);
+      assert.ok(net.logits(batch).sub(m.answer_head!.forward(out.itmInput)).abs().max().item() < 1e-6, `${itmRead}: the answer head reads itmInput`);
+      assert.equal(out.itmInput.sub(out.pooledOutput).abs().max().item() === 0, itmRead === "pooled", `${itmRead}: itmInput is the product pooler only for the official read`);
+    });
+    m.dispose();
+  }
+});
 
 function lxmertInputs() {
   return {
