@@ -254,7 +254,7 @@ test("LXMERT-S itmRead 'prod': the ITM head reads pooler(mean(lang) * mean(visio
   paper.eval();
   const x = lxmertInputs();
   const a = prod.forward(x), b = paper.forward(x);
-  assert.ok(a.pooledOutput.sub(b.pooledOutput).abs().max().item() < 1e-6, "pooled output (topic, object head, fine-tuning) unchanged");
+  assert.ok(a.pooledOutput.sub(b.pooledOutput).abs().max().item() < 1e-6, "pooled output (topic and object heads) unchanged");
   assert.ok(b.matchLogits.sub(paper.cls.seq_relationship.forward(b.pooledOutput)).abs().max().item() < 1e-6, "official: ITM on the pooled output");
   const vm = tensor([[1, 1, 1, 0]], { dtype: "int64" });
   const expect = prod.bert.pooler.dense.forward(maskedMean(a.languageOutput, x.attentionMask).mul(maskedMean(a.visionOutput, vm))).tanh();

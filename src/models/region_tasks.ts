@@ -45,7 +45,7 @@ export class RegionTaskModel extends Module {
     // config.itmRead is "prod" (a tiny recipe's departure), else the pooled output (the official read;
     // LXMERT-S: its product pooler). MSP-tiny's VQA gains from pre-training only with this read
     // (400 steps, backbone lr 1e-4: +3.9 points over two seeds; with the pooled output -0.5, session 16)
-    return this.bert instanceof SemVLPModel ? this.bert.forward(x, this.mode).itmInput : this.bert.forward(x).itmInput;
+    return (this.bert instanceof SemVLPModel ? this.bert.forward(x, this.mode) : this.bert.forward(x)).itmInput;
   }
 
   /** [B, answers] (QA) or [B, 2] (NLVR2, from 2B rows with each statement's two images adjacent). */
