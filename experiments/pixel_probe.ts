@@ -5,7 +5,7 @@
 // the held-out precision@k (k = the image's number of true labels) of each label group, beside the
 // precision of a random ranking. If this learns and ITC does not, captions are the weak signal; if
 // this does not learn either, the pixels are.
-//   STEPS=1500 POOL=mean|max SIZE=64 INIT=default|kaiming ARCH=cnn|deep|stem LR=1e-3 WORLD=data/world-small VLP_NUM_THREADS=1 node --import tsx experiments/pixel_probe.ts
+//   STEPS=1500 POOL=mean|max SIZE=64 INIT=default|kaiming ARCH=cnn|deep|stem|vlmo LR=1e-3 WORLD=data/world-small VLP_NUM_THREADS=1 node --import tsx experiments/pixel_probe.ts
 // (ARCH=deep: two convs a stage with channel norms, ~8x the compute; measured in session 14 with
 // SIZE=128: neither the deeper network nor the larger input learns the shapes in 900-1,500 steps.
 // ARCH=stem: VLMo's convolutional stem, the `PatchEmbed` with patchStem "conv" that the model runs
@@ -20,6 +20,9 @@ import { Conv2d, LayerNorm, Linear, Module, Sequential } from "../src/engine/nn.
 import { loadImageTensor } from "../src/vision/image.ts";
 import { Rng } from "../src/engine/rng.ts";
 import { PatchEmbed } from "../src/models/vlmo/embeddings.ts";
+import { VLMoForPretraining } from "../src/models/vlmo/pretraining.ts";
+import { vlmoConfig } from "../src/models/vlmo/config.ts";
+import { computeImageLabels } from "../src/objectives/losses.ts";
 
 const world = process.env.WORLD ?? "data/world-small";
 const steps = Number(process.env.STEPS ?? 1500), size = Number(process.env.SIZE ?? 64), pool = process.env.POOL ?? "mean";
@@ -83,6 +86,10 @@ class ChannelNorm extends Module {
 const h = 64;
 // ARCH=deep: two 3x3 convs a stage (the first keeps the resolution), each followed by a channel norm
 const deep = (cs: number[]) => new Sequential(...cs.flatMap((c, i) => [new Conv2d(i === 0 ? 3 : cs[i - 1], c, 3, 1, 1), new ChannelNorm(c), new Relu(), new Conv2d(c, c, 3, 2, 1), ...(i < cs.length - 1 ? [new ChannelNorm(c), new Relu()] : [])]));
+// ARCH=vlmo: VLMo-tiny's whole image side (the conv stem, then the 4-layer transformer, as the
+// model's image-only stage with imageTask vg-labels runs it: src/models/vlmo/pretraining.ts
+// labelLogits), its label head over the max of the patch tokens; POOL and the head below unused
+const vlmo = process.env.ARCH === "vlmo" ? new VLMoForPretraining(vlmoConfig("tiny", { imageSize: size, patchSize: 16, patchStem: "conv" }), "pixels", L) : null;
 const cnn = process.env.ARCH === "stem" ? new PatchEmbed(size, 16, 3, h, "conv")
   : process.env.ARCH === "deep" ? deep([32, 64, 128, h])
   : new Sequential(new Conv2d(3, 32, 3, 2, 1), new Relu(), new Conv2d(32, 64, 3, 2, 1), new Relu(), new Conv2d(64, 128, 3, 2, 1), new Relu(), new Conv2d(128, h, 3, 2, 1));
@@ -93,6 +100,7 @@ if (process.env.INIT === "kaiming") noGrad(() => {
   for (const [name, p] of cnn.namedParameters()) if (name.endsWith("weight") && p.shape.length === 4) p.copy_(randn(p.shape).mul(Math.sqrt(2 / (p.shape[1] * p.shape[2] * p.shape[3]))));
 });
 const forward = (px: Tensor): Tensor => {
+  if (vlmo) return vlmo.labelLogits(px);
   const f = cnn.forward(px).flatten(2);
   return head.forward(pool === "max" ? f.amax([2]) : f.mean([2]));
 };
@@ -124,14 +132,15 @@ function evaluate(): string {
   }).join(", ");
 }
 
-const params = [...cnn.parameters(), ...head.parameters()];
+const params = vlmo ? vlmo.parameters() : [...cnn.parameters(), ...head.parameters()];
 const lr = Number(process.env.LR ?? 1e-3);
 // TRAIN=shape|colour|pair: the loss on one label group only (the default, all, averages the BCE over
-// every label, where the 154 pairs and 11 colours outweigh the 14 shapes)
-const trainOn = (process.env.TRAIN ?? "all") as "all" | keyof typeof groups;
-if (trainOn !== "all" && !(trainOn in groups)) throw new Error(`TRAIN must be all, shape, colour or pair, got ${trainOn}`);
-/** The label columns the loss reads. */
-const trained = (t: Tensor): Tensor => (trainOn === "all" ? t : t.narrow(1, groups[trainOn][0], groups[trainOn][1] - groups[trainOn][0]));
+// every label, where the 154 pairs and 11 colours outweigh the 14 shapes); TRAIN=shape,colour: the
+// mean of those groups' losses (computeImageLabels, as VLMo's vg-labels stage weighs its two groups)
+const trainOn = (process.env.TRAIN ?? "all").split(",") as ("all" | keyof typeof groups)[];
+if (!trainOn.every((g) => g === "all" || g in groups)) throw new Error(`TRAIN must be all or a list of shape, colour, pair, got ${process.env.TRAIN}`);
+const lossOf = (logits: Tensor, y: Tensor): Tensor => (trainOn[0] === "all" ? F.binaryCrossEntropyWithLogits(logits, y)
+  : computeImageLabels(logits, y, Object.fromEntries(trainOn.map((g) => [g, [...groups[g as keyof typeof groups]] as [number, number]]))).loss);
 const opt = new AdamW(params, { lr, weightDecay: 0.01 });
 const rng = new Rng(0);
 const t0 = Date.now();
@@ -140,7 +149,7 @@ for (let s = 1; s <= steps; s++) {
   const idx = Array.from({ length: 32 }, () => rng.int(train.x.length));
   const loss = tidy(() => {
     const [px, y] = batchOf(train, idx);
-    const l = F.binaryCrossEntropyWithLogits(trained(forward(px)), trained(y));
+    const l = lossOf(forward(px), y);
     l.backward();
     return l.item();
   });

@@ -16,8 +16,9 @@ import {
 import { captionsByImage, readCocoCaptions, writeCocoCaptions } from "../src/data/formats/coco.ts";
 import { karpathySubset, readKarpathy, writeKarpathy } from "../src/data/formats/karpathy.ts";
 import {
-  readVgAttributes, readVgObjects, readVgRegionDescriptions, writeVgAttributes, writeVgObjects, writeVgRegionDescriptions,
+  readVgAttributes, readVgImageData, readVgObjects, readVgRegionDescriptions, writeVgAttributes, writeVgObjects, writeVgRegionDescriptions,
 } from "../src/data/formats/vg.ts";
+import { vgLabelTable } from "../src/data/vg_labels.ts";
 import { readLxmertPretrain, writeLxmertPretrain } from "../src/data/formats/lxmert_pretrain.ts";
 import { readPretrainExamples } from "../src/pretrain/examples.ts";
 import { readHardNegatives, writeHardNegatives } from "../src/data/formats/hardneg.ts";
@@ -327,6 +328,24 @@ test("Visual Genome: region descriptions, objects, attributes", () => {
   assert.deepEqual(readVgRegionDescriptions(join(dir, "r.json")).records, r);
   assert.deepEqual(readVgObjects(join(dir, "o.json")).records, o);
   assert.deepEqual(readVgAttributes(join(dir, "a.json")).records, a);
+});
+
+test("Visual Genome image labels: names then attributes by frequency, found by image file name or COCO id", () => {
+  const d = readVgImageData(fixture("image_data.json")).records;
+  assert.deepEqual(d[1], { image_id: 2, url: "https://cs.stanford.edu/people/rak248/VG_100K/2.jpg", width: 800, height: 600, coco_id: 391895, flickr_id: null });
+  const t = vgLabelTable(join(import.meta.dirname, "fixtures", "formats-text"));
+  // one of each: ties in name order
+  assert.deepEqual(t.objects, ["clock", "sign", "street"]);
+  assert.deepEqual(t.attributes, ["green", "tall", "white"]);
+  assert.deepEqual(t.groups, { objects: [0, 3], attributes: [3, 6] });
+  assert.deepEqual([...t.labelsOf("images/1.jpg")!], [1, 0, 1, 1, 1, 0]);
+  assert.deepEqual([...t.labelsOf("val2014/COCO_val2014_000000391895.jpg")!], [0, 1, 0, 0, 0, 1]);
+  assert.equal(t.labelsOf("3.jpg"), undefined);
+  const few = vgLabelTable(join(import.meta.dirname, "fixtures", "formats-text"), { objects: 1, attributes: 2 });
+  assert.equal(few.size, 3);
+  assert.deepEqual([...few.labelsOf("2.jpg")!], [0, 0, 0], "labels beyond the limits are dropped");
+  const bad = handWritten("image_data.json", JSON.stringify([{ image_id: 7, url: 3, width: 1, height: 1 }]));
+  assertRecordError(() => readVgImageData(bad), "image_data.json", 0, "image_id 7", /field "url" should be a string, got number/);
 });
 
 test("Visual Genome: malformed records", () => {

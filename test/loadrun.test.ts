@@ -66,7 +66,7 @@ test("the registry: three methods, each with presets, a strategy and task models
 
 test("a pre-training model of each method loads from model.safetensors + config.json alone, as the class it trained; without config.json, through its recipe", async () => {
   const classes = { semvlp: SemVLPForPreTraining, msp: LxmertSForMSP, vlmo: VLMoForPretraining };
-  const extras: Record<string, Record<string, unknown>> = { msp: { msp: { itc: 1 } }, vlmo: { vlmo: { mimTarget: "hog", standard: true } }, semvlp: {} };
+  const extras: Record<string, Record<string, unknown>> = { msp: { msp: { itc: 1 } }, vlmo: { vlmo: { mimTarget: "hog", standard: true, imageTask: "vg-labels" } }, semvlp: {} };
   for (const method of ["semvlp", "msp", "vlmo"] as const) {
     const r = recipe(method, extras[method]);
     manualSeed(1);
@@ -101,6 +101,9 @@ test("a pre-training model of each method loads from model.safetensors + config.
     old.model.dispose();
     if (method === "vlmo") {
       assert.equal((back as VLMoForPretraining).mimTarget, "hog");
+      // the image-labelling head of imageTask vg-labels comes back with its width
+      assert.ok((model as VLMoForPretraining).label_head!.outFeatures > 10);
+      assert.equal((back as VLMoForPretraining).label_head?.outFeatures, (model as VLMoForPretraining).label_head!.outFeatures);
       assert.equal((back as VLMoForPretraining).config.standard, true);
     }
     back.dispose();

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { tensor, zeros, ones, randn, Generator, tidy, F, arange, full } from "../src/engine/index.ts";
 import { maskTokens, maskRegions, shuffleTriplets, topicWords, IGNORE } from "../src/objectives/masking.ts";
-import { computeMlm, computeItc, computeItm, sampleHardNegatives, computeObjectPrediction, computeIfrs, computeTopic, computeQa, computeMim } from "../src/objectives/losses.ts";
+import { computeMlm, computeItc, computeItm, sampleHardNegatives, computeObjectPrediction, computeIfrs, computeTopic, computeQa, computeMim, computeImageLabels } from "../src/objectives/losses.ts";
 import { Rng } from "../src/engine/rng.ts";
 import { sampleMismatched, negativeImage, otherIndex, sampleAnswer } from "../src/objectives/sampling.ts";
 import { hogPatches, hogDim } from "../src/objectives/hog.ts";
@@ -187,6 +187,25 @@ test("computeItm / computeQa / computeTopic / computeMim basic values", () => ti
   const mim = computeMim(zeros([1, 2, 4]), patches, tensor([[true, false]]));
   // target = (x - mean) / sqrt(unbiased var + 1e-6): mean square = biased var / unbiased var = 1.25 / (5/3) = 0.75
   close(mim.loss.item(), 0.75, 1e-4);
+}));
+
+test("computeImageLabels: binary cross-entropy averaged within each label group, then over the groups; precision at k", () => tidy(() => {
+  const x = [[2, -1, 0.5, 1, -2], [-3, 1, 0, 0.5, 3]], y = [[1, 0, 1, 0, 1], [0, 1, 0, 1, 1]];
+  const groups = { objects: [0, 3] as [number, number], attributes: [3, 5] as [number, number] };
+  const out = computeImageLabels(tensor(x), tensor(y), groups);
+  const bce = (v: number, t: number) => -(t * Math.log(1 / (1 + Math.exp(-v))) + (1 - t) * Math.log(1 - 1 / (1 + Math.exp(-v))));
+  const groupLoss = ([lo, hi]: [number, number]) => x.flatMap((row, i) => row.slice(lo, hi).map((v, j) => bce(v, y[i][lo + j]))).reduce((a, b) => a + b) / (2 * (hi - lo));
+  // a plain mean over all 10 labels would weigh objects 3 : 2; the groups count equally
+  close(out.loss.item(), (groupLoss(groups.objects) + groupLoss(groups.attributes)) / 2);
+  close(out.metrics.lbl_objects_loss.item(), groupLoss(groups.objects));
+  // objects: row 0 has k = 2 (labels 0, 2; top-2 scores 2 and 0.5: both true), row 1 has k = 1 (label 1 scores highest): 3 / 3
+  close(out.metrics["lbl_objects_p@k"].item(), 1);
+  // attributes: row 0 k = 1 (label 4 at -2 below label 3 at 1: a miss), row 1 k = 2 (both): 2 / 3
+  close(out.metrics["lbl_attributes_p@k"].item(), 2 / 3);
+  // the gradient flows to the logits
+  const z = tensor(x).requiresGrad_();
+  computeImageLabels(z, tensor(y), groups).loss.backward();
+  assert.ok(z.grad!.abs().sum().item() > 0);
 }));
 
 test("topicWords is W ∩ L without specials, once each in text order; sampling helpers respect their rules", () => {

@@ -1,7 +1,7 @@
 // Pre-training strategies, trainer, recipes and exact resume, on a small synthetic world.
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, existsSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, existsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
@@ -10,7 +10,12 @@ import { applySets, type Recipe } from "../src/pretrain/recipe.ts";
 import { validateRecipe } from "../src/methods/index.ts";
 import { buildStrategy } from "../src/cli/pretrain.ts";
 import { train } from "../src/train/trainer.ts";
-import { manualSeed, saveStateDict, type Tensor } from "../src/engine/index.ts";
+import { manualSeed, saveStateDict, Generator, type Tensor } from "../src/engine/index.ts";
+import { Rng } from "../src/engine/rng.ts";
+import { toTensors } from "../src/data/loader.ts";
+import { createBuilder, type ImageTextArgs } from "../src/pretrain/imagetext.ts";
+import { vgLabelTable } from "../src/data/vg_labels.ts";
+import type { VLMoForPretraining } from "../src/models/vlmo/pretraining.ts";
 import { parseOrder } from "../src/pretrain/msp.ts";
 import { STAGE2_FROZEN } from "../src/pretrain/vlmo.ts";
 
@@ -147,6 +152,54 @@ test("VLMo: all three stages run and log ITC/ITM/MLM", async () => {
   const last = rows.at(-1);
   for (const k of ["itc_loss", "itm_loss", "mlm_loss", "itc_i2t_acc"]) assert.ok(Number.isFinite(last[k]), k);
   assert.ok(Number.isFinite(rows[0].mim_loss));
+});
+
+test("VLMo: the image-only stage with imageTask vg-objects / vg-labels trains on each image's Visual Genome objects (and attributes) as the world drew them; the loss falls", async () => {
+  const objectsOf = new Map((JSON.parse(readFileSync(join(world, "vg", "objects.json"), "utf8")) as { image_id: number; objects: { names: string[] }[] }[]).map((im) => [im.image_id, im.objects.map((o) => o.names[0])]));
+  const fileId = new Map((JSON.parse(readFileSync(join(world, "vg", "image_data.json"), "utf8")) as { image_id: number; url: string }[]).map((d) => [d.url.split("/").at(-1)!, d.image_id]));
+  for (const task of ["vg-objects", "vg-labels"] as const) {
+    const r = recipe("vlmo", { vlmo: { order: ["image"], imageTask: task, augment: false, stages: { image: { steps: 40 } } } }, ["train.lr=0.003", "train.warmup=0"]);
+    manualSeed(r.train.seed);
+    const { model, stages } = await buildStrategy(r);
+    // eval mode: no drop path, so that the step's forward pass and the one here agree
+    const vlmo = (model as VLMoForPretraining).eval();
+    const head = vlmo.label_head!;
+    // the batch the pipeline builds, its labels from the model's own table, against objects.json read here
+    const src = stages[0].sources[0];
+    const builder = await createBuilder(src.data.args as ImageTextArgs<"image">);
+    const host = await builder.build([0, 1, 2, 3, 4, 5], 0);
+    const batch = toTensors(host);
+    const logits = vlmo.labelLogits(batch.pixels);
+    const shapes = [...new Set([...objectsOf.values()].flat())];
+    const nLabels = head.outFeatures;
+    if (task === "vg-objects") assert.equal(nLabels, shapes.length, "one label per object name");
+    else assert.ok(nLabels > shapes.length, "names and attributes");
+    const names = vgLabelTable(join(world, "vg")).objects;
+    const y = host.meta.files.map((f) => {
+      const own = new Set(objectsOf.get(fileId.get(f)!)!);
+      return Array.from({ length: nLabels }, (_, j) => (j < names.length && own.has(names[j]) ? 1 : NaN));
+    });
+    // objects: binary cross-entropy by hand over the name columns
+    const L = logits.toArray(), O = names.length;
+    let bce = 0;
+    y.forEach((row, i) => { for (let j = 0; j < O; j++) { const p = 1 / (1 + Math.exp(-L[i * nLabels + j])); bce -= row[j] === 1 ? Math.log(p) : Math.log(1 - p); } });
+    bce /= y.length * O;
+    const out = src.step(batch, host.meta, { rng: new Rng(1), generator: new Generator(1), step: 1 });
+    const m = out.metrics as Record<string, Tensor>;
+    assert.ok(Math.abs(m.lbl_objects_loss.item() - bce) < 1e-5, `objects loss ${m.lbl_objects_loss.item()} against ${bce}`);
+    if (task === "vg-objects") assert.equal(m.lbl_attributes_loss, undefined);
+    else assert.ok(Number.isFinite(m.lbl_attributes_loss.item()));
+    const { rows } = await run(r, join(root, `vlmo-${task}`));
+    const mean = (xs: typeof rows) => xs.reduce((a, x) => a + x.lbl_loss, 0) / xs.length;
+    assert.ok(mean(rows.slice(-10)) < mean(rows.slice(0, 10)) - 0.05, `label loss ${mean(rows.slice(0, 10))} -> ${mean(rows.slice(-10))}`);
+  }
+  // an image the Visual Genome folder lacks is named
+  const lacking = join(root, "vg-lacking");
+  mkdirSync(lacking, { recursive: true });
+  writeFileSync(join(lacking, "attributes.json"), readFileSync(join(world, "vg", "attributes.json")));
+  writeFileSync(join(lacking, "image_data.json"), "[]");
+  const r = recipe("vlmo", { vlmo: { order: ["image"], imageTask: "vg-objects", vg: lacking, stages: { image: { steps: 1 } } } });
+  await assert.rejects(run(r, join(root, "vlmo-lacking")), /recipe\.vlmo\.imageTask vg-objects: image synth_\d+\.png has no record in the Visual Genome folder .*vg-lacking/);
 });
 
 function cli(args: string[]): { proc: ReturnType<typeof spawn>; done: Promise<number> } {

@@ -49,12 +49,12 @@ export const VLMO = registerMethod({
   modelSpec: (r) => (r.vlmo?.standard !== undefined ? { ...r.model, overrides: { standard: r.vlmo.standard, ...(r.model.overrides ?? {}) } } : r.model),
   describe: (model) => ({
     config: { ...(model as VLMoModel).config },
-    heads: model instanceof VLMoForPretraining ? { model: "pretraining", mimTarget: model.mimTarget } : { model: "vlmo" },
+    heads: model instanceof VLMoForPretraining ? { model: "pretraining", mimTarget: model.mimTarget, ...(model.label_head ? { labels: model.label_head.outFeatures } : {}) } : { model: "vlmo" },
   }),
   runModel(run, shapes) {
     if (run.config) {
       const config = run.config as unknown as VLMoConfig;
-      return run.heads?.model === "pretraining" ? new VLMoForPretraining(config, run.heads.mimTarget as MimTarget) : new VLMoModel(config);
+      return run.heads?.model === "pretraining" ? new VLMoForPretraining(config, run.heads.mimTarget as MimTarget, (run.heads.labels as number | undefined) ?? 0) : new VLMoModel(config);
     }
     // a run without config.json: the heads its weights hold (pre-training extras, mim_*, are left out)
     return new VLMoModel(vlmoConfig(run.model.preset as VLMoPreset, { ...overrides(run.model), heads: headsOf(shapes) }));

@@ -232,3 +232,30 @@ export function computeMim(pred: Tensor, patches: Tensor, mask: Tensor, o: { sta
   return noGrad(() => ({ loss, metrics: { mim_loss: loss.detach(), mim_count: n } }));
 }
 
+/**
+ * Image labelling (VLMo's image-only stage with `imageTask: "vg-labels"`): binary cross-entropy of
+ * multi-hot labels [B, L] against logits [B, L], averaged within each label group (Visual Genome's
+ * object names, its attributes) and then over the groups, so that neither group outweighs the other
+ * by its size. Metrics: the loss, each group's, and each group's precision at k (k = an image's number
+ * of true labels in the group: the share of its top-k scores that are true labels).
+ */
+export function computeImageLabels(logits: Tensor, targets: Tensor, groups: Record<string, [number, number]>): LossOut {
+  const metrics: LossMetrics = {};
+  const parts = Object.entries(groups).filter(([, [lo, hi]]) => hi > lo).map(([name, [lo, hi]]) => {
+    const x = logits.narrow(1, lo, hi - lo), y = targets.narrow(1, lo, hi - lo);
+    const l = F.binaryCrossEntropyWithLogits(x, y);
+    noGrad(() => {
+      metrics[`lbl_${name}_loss`] = l.detach();
+      // precision@k without a host read: a label is in an image's top k when fewer than k labels score above it
+      const k = y.sum(1, true);
+      const rank = x.unsqueeze(1).gt(x.unsqueeze(2)).sum(2);
+      const hits = rank.lt(k).logicalAnd(y.gt(0)).sum();
+      metrics[`lbl_${name}_p@k`] = ratio(hits, k.sum());
+    });
+    return l;
+  });
+  const loss = parts.reduce((a, b) => a.add(b)).div(parts.length);
+  noGrad(() => { metrics.lbl_loss = loss.detach(); });
+  return { loss, metrics };
+}
+

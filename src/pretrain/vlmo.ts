@@ -1,6 +1,9 @@
 // VLMo's stagewise pre-training (paper section 2.3):
 //   1. image-only:  the vision side learns from images alone (BEiT's masked image modelling in the
-//      paper; here masked patch regression, see computeMim), V-FFN and self-attention trained;
+//      paper; here masked patch regression, see computeMim), V-FFN and self-attention trained; or,
+//      with `imageTask: "vg-labels"` / `"vg-objects"` (a named departure), learns to name each
+//      image's Visual Genome objects and attributes / objects (computeImageLabels), the labels
+//      behind the other methods' detector;
 //   2. text-only:   masked language modelling on text, with the self-attention and the vision
 //      expert FROZEN (the paper's rule, which the official code omits: unilm issue #1727);
 //   3. image-text:  ITC + ITM with hard negatives mined from the ITC similarities + MLM on the
@@ -13,7 +16,8 @@ import { Tensor, cat, zeros, ones, tensor, where } from "../engine/index.ts";
 import { toDevice } from "../engine/placement.ts";
 import { vlmoConfig, type VLMoModel, type VLMoPreset, type VLMoConfig, type VLMoUnimodalOutput } from "../models/vlmo/index.ts";
 import { VLMoForPretraining, type MimTarget } from "../models/vlmo/pretraining.ts";
-import { computeItc, computeItm, computeMim, sampleHardNegatives } from "../objectives/losses.ts";
+import { computeImageLabels, computeItc, computeItm, computeMim, sampleHardNegatives } from "../objectives/losses.ts";
+import { vgLabelTable, VG_LABEL_LIMITS, type VgLabelTable } from "../data/vg_labels.ts";
 import { otherIndex } from "../objectives/sampling.ts";
 import { hogPatches } from "../objectives/hog.ts";
 import type { Rng } from "../engine/rng.ts";
@@ -136,6 +140,8 @@ export const VLMO_SECTION = Type.Object({
   itmRandomSteps: Type.Optional(num(COUNT, { description: "image-text steps with random ITM negatives before the hard ones" })),
   trimPadding: Type.Optional(Type.Boolean({ description: "trim each batch's text to its longest (default true)" })),
   mimTarget: Type.Optional(choice(["pixels", "hog"], { description: "what masked image modelling predicts (default pixels)" })),
+  imageTask: Type.Optional(choice(["mim", "vg-objects", "vg-labels"], { description: "the image-only stage's task: masked image modelling (default, BEiT's), or naming each image's Visual Genome objects (vg-objects) or objects and attributes (vg-labels): the supervision of the detector behind LXMERT's and SemVLP's region features; a named departure" })),
+  vg: Type.Optional(Type.String({ minLength: 1, description: "imageTask vg-objects / vg-labels: the Visual Genome folder (attributes.json, image_data.json); default the synthetic world's vg/" })),
   augment: Type.Optional(AUGMENT),
 }, { additionalProperties: false, description: "VLMo's settings" });
 
@@ -154,14 +160,15 @@ export function pretrainAugment(a: Static<typeof AUGMENT> | undefined, where = "
 }
 
 export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage[] } {
-  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: VLMO_MLM_WEIGHT, itmWeight: 1, itmRandomSteps: 0, trimPadding: true, mimTarget: "pixels", augment: true, stages: {}, ...(sectionOf(r, "vlmo", VLMO_SECTION) ?? {}) } as {
-    augment: Static<typeof AUGMENT>; itmRandomSteps: number; mimTarget: MimTarget; order: string[]; standard: boolean; itmHardNegatives: boolean; mlmWeight: number; itmWeight: number; trimPadding: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number }>;
+  const v = { order: ["image", "text", "image-text"], standard: false, itmHardNegatives: true, mlmWeight: VLMO_MLM_WEIGHT, itmWeight: 1, itmRandomSteps: 0, trimPadding: true, mimTarget: "pixels", imageTask: "mim", augment: true, stages: {}, ...(sectionOf(r, "vlmo", VLMO_SECTION) ?? {}) } as {
+    augment: Static<typeof AUGMENT>; imageTask: "mim" | "vg-objects" | "vg-labels"; vg?: string; itmRandomSteps: number; mimTarget: MimTarget; order: string[]; standard: boolean; itmHardNegatives: boolean; mlmWeight: number; itmWeight: number; trimPadding: boolean; stages: Record<string, { epochs?: number; steps?: number; batchSize?: number; lr?: number }>;
   };
   const config = vlmoConfig(r.model.preset as VLMoPreset, { standard: v.standard, ...(r.model.overrides ?? {}) } as Partial<VLMoConfig>);
-  const model = new VLMoForPretraining(config, v.mimTarget);
+  const sources = sourcesFor(r.data, "vlmo", IMAGE_TEXT_FORMATS);
+  const labels = v.imageTask !== "mim" && v.order.includes("image") ? vgLabelsOf(v.vg, sources, v.imageTask === "vg-labels") : null;
+  const model = new VLMoForPretraining(config, v.mimTarget, labels?.size ?? 0);
   const augment = pretrainAugment(v.augment);
   const vocab = mlmVocab(config.vocabSize);
-  const sources = sourcesFor(r.data, "vlmo", IMAGE_TEXT_FORMATS);
   const spec = <M extends ImageTextMode>(src: DataSource, mode: M, split: "train" | "val" = "train"): BuilderSpec<ImageTextBatch<M>, ImageTextMeta> | undefined => {
     const input = imageTextInput(src, split);
     return input && { module: IMAGETEXT_MODULE, args: { input, split, mode, imageSize: config.imageSize, maxTextLen: config.maxTextLen, augment, seed: r.train.seed } satisfies ImageTextArgs };
@@ -173,7 +180,21 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
   const p = config.patchSize;
   const g = config.imageSize / p;
 
-  const stepImage = (batch: ImageTextBatch<"image">, _m: ImageTextMeta, ctx: StepContext) => {
+  // stage 1 with imageTask vg-objects / vg-labels: each image's Visual Genome names (and attributes), multi-hot
+  const stepLabels = (batch: ImageTextBatch<"image">, meta: ImageTextMeta) => {
+    const t = labels!, L = t.size;
+    const y = new Float32Array(meta.files.length * L);
+    meta.files.forEach((f, k) => {
+      const row = t.labelsOf(f);
+      if (!row) throw new Error(`recipe.vlmo.imageTask ${v.imageTask}: image ${f} has no record in the Visual Genome folder ${t.dir} (image_data.json url or coco_id, attributes.json)`);
+      y.set(row, k * L);
+    });
+    const target = toDevice(tensor(y, { shape: [meta.files.length, L] }), batch.pixels.device);
+    return { ...weighted({ lbl: computeImageLabels(model.labelLogits(batch.pixels), target, t.groups) }, {}), tag: "image" };
+  };
+
+  const stepImage = (batch: ImageTextBatch<"image">, meta: ImageTextMeta, ctx: StepContext) => {
+    if (labels) return stepLabels(batch, meta);
     const b = batch.pixels.size(0);
     const masks = Array.from({ length: b }, () => blockMask(g, 0.4, ctx.rng));
     const dev = batch.pixels.device;
@@ -263,6 +284,18 @@ export function buildVLMo(r: Recipe): { model: VLMoForPretraining; stages: Stage
     }
   });
   return { model, stages };
+}
+
+/**
+ * The image labels of imageTask vg-labels (names and attributes, `attributes` true) or vg-objects
+ * (names alone), from `recipe.vlmo.vg` or the synthetic world's vg/ folder. On the world the names
+ * alone teach a pixel encoder the shapes and the two together do not, yet the two together teach
+ * retrieval far more (README, session 17).
+ */
+function vgLabelsOf(dir: string | undefined, sources: DataSource[], attributes: boolean): VgLabelTable & { dir: string } {
+  const d = dir ?? (sources.length === 1 && sources[0].format === "synth" ? worldFile(sources[0].world!, "vg") : undefined);
+  if (!d) throw new Error(`recipe.vlmo.imageTask: name the Visual Genome folder (recipe.vlmo.vg: attributes.json and image_data.json); only a single synthetic-world source has a default`);
+  return { ...vgLabelTable(d, { ...VG_LABEL_LIMITS, ...(attributes ? {} : { attributes: 0 }) }), dir: d };
 }
 
 /**

@@ -1,4 +1,4 @@
-// Visual Genome (v1.2 / v1.4 json): region_descriptions.json, objects.json, attributes.json.
+// Visual Genome (v1.2 / v1.4 json): region_descriptions.json, objects.json, attributes.json, image_data.json.
 // Boxes are pixels: regions use x, y, width, height; objects use x, y, w, h.
 
 import {
@@ -24,6 +24,9 @@ export interface VgObjectsImage { image_id: number; image_url?: string; objects:
 /** attributes.json: objects may lack "attributes" (read as []) and "synsets". */
 export interface VgAttributedObject { object_id: number; x: number; y: number; w: number; h: number; names: string[]; attributes: string[]; synsets?: string[] }
 export interface VgAttributesImage { image_id: number; attributes: VgAttributedObject[] }
+
+/** image_data.json: each image's id, address and size; `coco_id` / `flickr_id` null for the images of neither. */
+export interface VgImageData { image_id: number; url: string; width: number; height: number; coco_id?: number | null; flickr_id?: number | null }
 
 const box = (r: Json) => ({ x: int(r, "x"), y: int(r, "y"), w: int(r, "w"), h: int(r, "h") });
 
@@ -61,6 +64,16 @@ export function readVgAttributes(path: string, opts: ReadOptions = {}): ReadResu
   return parseRecords(path, topArray(path, readJson(path)), (r) => ({
     image_id: int(r, "image_id"), attributes: nested(r, "attributes", parseAttributed),
   }), { ...opts, id: idLabel("image_id") });
+}
+
+const nullableInt = (r: Json, name: string): number | null => (r[name] === null ? null : int(r, name));
+
+export function readVgImageData(path: string, opts: ReadOptions = {}): ReadResult<VgImageData> {
+  return parseRecords(path, topArray(path, readJson(path)), (r) => withoutUndefined({
+    // the v1.0 release names the id "id", later ones "image_id"
+    image_id: int(r, "image_id" in r ? "image_id" : "id"), url: str(r, "url"), width: int(r, "width"), height: int(r, "height"),
+    coco_id: optional(r, "coco_id", nullableInt), flickr_id: optional(r, "flickr_id", nullableInt),
+  }), { ...opts, id: idLabel("image_id", "id") });
 }
 
 export const writeVgRegionDescriptions = (path: string, images: VgRegionImage[]): void => writeJson(path, images);
