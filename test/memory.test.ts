@@ -254,7 +254,8 @@ test("tensors allocated and disposed within a step trigger no full garbage colle
   }
   await new Promise((r) => setTimeout(r, 50)); // gc entries are delivered asynchronously
   obs.disconnect();
-  assert.equal(liveTensors(), live0);
+  // nothing of the steps is left; earlier tests' dropped handles may be collected meanwhile (<, not =)
+  assert.ok(liveTensors() <= live0, `${liveTensors() - live0} tensors of the steps left alive`);
   assert.ok(major <= 2, `${major} full garbage collections during 30 steps of 120 MiB of short-lived tensors`);
 });
 
