@@ -116,7 +116,21 @@ run E6-vlmo-emoji recipes/vlmo-emoji.json
 run M7-msp-small-6000 recipes/msp-small.json --set msp.stages.sentence.steps=6000 --set train.evalEvery=1000
 # session 9: 9,000 sentence steps (held-out ITM 0.877, ITM_HS 0.779, IR R@1 0.378: above the bag of words)
 run M8-msp-small-9000 recipes/msp-small.json --set msp.stages.sentence.steps=9000 --set train.evalEvery=1000
+# session 17: VLMo-tiny's image-only stage on Visual Genome's labels (vlmo.imageTask; the demo's world),
+# 600 image-text steps as in the main job; held out on all 250 test images (the last line) and on 100
+V17=(--set data.world=data/world-demo --set vlmo.stages.image-text.steps=600)
+run V17a-vlmo-tiny-labels recipes/vlmo-tiny.json "${V17[@]}"
+run V17b-vlmo-tiny-labels-seed1 recipes/vlmo-tiny.json "${V17[@]}" --set train.seed=1
+run V17c-vlmo-tiny-labels-linear recipes/vlmo-tiny.json "${V17[@]}" --set model.overrides.patchStem=linear
+run V17d-vlmo-tiny-objects recipes/vlmo-tiny.json "${V17[@]}" --set vlmo.imageTask=vg-objects --set vlmo.stages.image.steps=2000
+run V17e-vlmo-tiny-labels-1000 recipes/vlmo-tiny.json "${V17[@]}" --set vlmo.stages.image.steps=1000
+run V17f-vlmo-tiny-labels-1000-400 recipes/vlmo-tiny.json "${V17[@]}" --set vlmo.stages.image.steps=1000 --set vlmo.stages.image-text.steps=400
+run V17g-vlmo-tiny-labels-randneg recipes/vlmo-tiny.json "${V17[@]}" --set vlmo.itmHardNegatives=false
+run V17h-vlmo-tiny-objects-randneg recipes/vlmo-tiny.json "${V17[@]}" --set vlmo.imageTask=vg-objects --set vlmo.stages.image.steps=2000 --set vlmo.itmHardNegatives=false
+run V17i-vlmo-tiny-labels-randneg-itm4 recipes/vlmo-tiny.json "${V17[@]}" --set vlmo.itmHardNegatives=false --set vlmo.itmWeight=4
 for d in "$OUT"/*/; do node --import tsx experiments/curves.ts "$d"; done
 node --import tsx experiments/heldout.ts --limit 100 "$OUT"/S1-semvlp-small "$OUT"/P1-itm-prod "$OUT"/L1-semvlp-small-4000 "$OUT"/S4-semvlp-small-itm4 "$OUT"/P2-itm-prod-qa "$OUT"/M2-msp-hard-quarter "$OUT"/V6-vlmo-itm-prod-p8 \
   "$OUT"/M3-msp-prod-itc-paired "$OUT"/M5-msp-small-1500 "$OUT"/M6-msp-small "$OUT"/M4-msp-tiny "$OUT"/V7-vlmo-128px "$OUT"/V8-vlmo-small "$OUT"/S4-semvlp-small-itm4-seed1 "$OUT"/M6-msp-small-seed1 "$OUT"/S4-semvlp-small-bf16 "$OUT"/M7-msp-small-6000 "$OUT"/M8-msp-small-9000
 node --import tsx experiments/heldout.ts "$OUT"/E1-vlmo-emoji "$OUT"/E2-vlmo-emoji-aug "$OUT"/E3-vlmo-emoji-noaug "$OUT"/E4-vlmo-emoji-4800 "$OUT"/E5-vlmo-emoji-8000 "$OUT"/E6-vlmo-emoji
+node --import tsx experiments/heldout.ts --limit 100 "$OUT"/V17a-vlmo-tiny-labels "$OUT"/V17b-vlmo-tiny-labels-seed1
+node --import tsx experiments/heldout.ts "$OUT"/V17?-*
