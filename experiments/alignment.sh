@@ -128,6 +128,7 @@ run V17f-vlmo-tiny-labels-1000-400 recipes/vlmo-tiny.json "${V17[@]}" --set vlmo
 run V17g-vlmo-tiny-labels-randneg recipes/vlmo-tiny.json "${V17[@]}" --set vlmo.itmHardNegatives=false
 run V17h-vlmo-tiny-objects-randneg recipes/vlmo-tiny.json "${V17[@]}" --set vlmo.imageTask=vg-objects --set vlmo.stages.image.steps=2000 --set vlmo.itmHardNegatives=false
 run V17i-vlmo-tiny-labels-randneg-itm4 recipes/vlmo-tiny.json "${V17[@]}" --set vlmo.itmHardNegatives=false --set vlmo.itmWeight=4
+run V17j-vlmo-tiny-labels-randneg-itm4-1000 recipes/vlmo-tiny.json "${V17[@]}" --set vlmo.itmHardNegatives=false --set vlmo.itmWeight=4 --set vlmo.stages.image-text.steps=1000
 for d in "$OUT"/*/; do node --import tsx experiments/curves.ts "$d"; done
 node --import tsx experiments/heldout.ts --limit 100 "$OUT"/S1-semvlp-small "$OUT"/P1-itm-prod "$OUT"/L1-semvlp-small-4000 "$OUT"/S4-semvlp-small-itm4 "$OUT"/P2-itm-prod-qa "$OUT"/M2-msp-hard-quarter "$OUT"/V6-vlmo-itm-prod-p8 \
   "$OUT"/M3-msp-prod-itc-paired "$OUT"/M5-msp-small-1500 "$OUT"/M6-msp-small "$OUT"/M4-msp-tiny "$OUT"/V7-vlmo-128px "$OUT"/V8-vlmo-small "$OUT"/S4-semvlp-small-itm4-seed1 "$OUT"/M6-msp-small-seed1 "$OUT"/S4-semvlp-small-bf16 "$OUT"/M7-msp-small-6000 "$OUT"/M8-msp-small-9000
