@@ -35,30 +35,26 @@ export function vgLabelTable(dir: string, limits = VG_LABEL_LIMITS): VgLabelTabl
   const attrFile = join(dir, "attributes.json");
   const images = readVgAttributes(attrFile).records;
   const data = readVgImageData(join(dir, "image_data.json")).records;
+  // each image's object names (an object's first) and attributes, normalised, and their counts
+  const norm = (x: string) => x.trim().toLowerCase();
   const objCount = new Map<string, number>(), attrCount = new Map<string, number>();
   const bump = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
-  for (const im of images) for (const o of im.attributes) {
-    if (o.names.length) bump(objCount, o.names[0].trim().toLowerCase());
-    for (const a of o.attributes) bump(attrCount, a.trim().toLowerCase());
-  }
+  const named = images.map((im) => {
+    const names = im.attributes.filter((o) => o.names.length).map((o) => norm(o.names[0]));
+    const attrs = im.attributes.flatMap((o) => o.attributes.map(norm));
+    names.forEach((k) => bump(objCount, k));
+    attrs.forEach((k) => bump(attrCount, k));
+    return { id: im.image_id, names, attrs };
+  });
   const objects = byCount(objCount, limits.objects), attributes = byCount(attrCount, limits.attributes);
   if (!objects.length) throw new Error(`${attrFile}: no object names to learn (${images.length} images)`);
   const O = objects.length, size = O + attributes.length;
   const objIdx = new Map(objects.map((k, i) => [k, i])), attrIdx = new Map(attributes.map((k, i) => [k, O + i]));
   // each image's label columns, sparse (Visual Genome: 108k images, 2,000 labels)
-  const labels = new Map<number, Int32Array>();
-  for (const im of images) {
-    const on = new Set<number>();
-    for (const o of im.attributes) {
-      const i = o.names.length ? objIdx.get(o.names[0].trim().toLowerCase()) : undefined;
-      if (i !== undefined) on.add(i);
-      for (const a of o.attributes) {
-        const j = attrIdx.get(a.trim().toLowerCase());
-        if (j !== undefined) on.add(j);
-      }
-    }
-    labels.set(im.image_id, Int32Array.from(on));
-  }
+  const labels = new Map(named.map(({ id, names, attrs }) => {
+    const on = new Set([...names.map((k) => objIdx.get(k)), ...attrs.map((k) => attrIdx.get(k))].filter((j) => j !== undefined));
+    return [id, Int32Array.from(on)];
+  }));
   const byFile = new Map<string, number>(), byCoco = new Map<number, number>();
   for (const d of data) {
     byFile.set(basename(d.url), d.image_id);

@@ -246,10 +246,11 @@ export function computeImageLabels(logits: Tensor, targets: Tensor, groups: Reco
     const l = F.binaryCrossEntropyWithLogits(x, y);
     noGrad(() => {
       metrics[`lbl_${name}_loss`] = l.detach();
-      // precision@k without a host read: a label is in an image's top k when fewer than k labels score above it
+      // precision@k without a host read: a label is in an image's top k when it scores at least the
+      // image's k-th highest score (fewer than k labels above it); one sort per row, [B, L] memory
       const k = y.sum(1, true);
-      const rank = x.unsqueeze(1).gt(x.unsqueeze(2)).sum(2);
-      const hits = rank.lt(k).logicalAnd(y.gt(0)).sum();
+      const kth = x.sort(1, true)[0].gather(1, k.sub(1).clampMin(0).to("int64"));
+      const hits = x.ge(kth).logicalAnd(y.gt(0)).sum();
       metrics[`lbl_${name}_p@k`] = ratio(hits, k.sum());
     });
     return l;
