@@ -1,6 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { tensor, zeros, ones, randn, Generator, tidy, F, arange, full } from "../src/engine/index.ts";
+import { tensor, zeros, ones, randn, rand, randint, manualSeed, Generator, tidy, F, arange, full } from "../src/engine/index.ts";
+import { BertVisualObjHead } from "../src/models/heads.ts";
+import { semvlpConfig } from "../src/models/semvlp.ts";
+import { maskedObjectPrediction } from "../src/pretrain/common.ts";
 import { maskTokens, maskRegions, shuffleTriplets, topicWords, IGNORE } from "../src/objectives/masking.ts";
 import { computeMlm, computeItc, computeItm, sampleHardNegatives, computeObjectPrediction, computeIfrs, computeTopic, computeQa, computeMim, computeImageLabels } from "../src/objectives/losses.ts";
 import { Rng } from "../src/engine/rng.ts";
@@ -271,3 +274,35 @@ O['y'] = F.normalize(p, dim=-1)`);
     assert.ok(row[4] < 1e-6, "the orthogonal orientation gets no vote");
   }
 });
+
+test("maskedObjectPrediction: the visual head on the masked regions alone gives the full head's loss, metrics and gradients (weighting mask); other weightings read every region", () => tidy(() => {
+  manualSeed(3);
+  const b = 4, n = 6;
+  const head = new BertVisualObjHead({ ...semvlpConfig("tiny"), numObjectLabels: 30, numAttrLabels: 7, visualFeatDim: 5 }, { pooledProduct: true });
+  const h = semvlpConfig("tiny").hiddenSize;
+  const regions0 = randn([b, n, h]), pooled0 = randn([b, h]);
+  const mask = rand([b, n]).lt(0.4);
+  mask.select(0, 1).select(0, 2).fill_(1); // at least one masked region
+  const t = { feats: randn([b, n, 5]), objLabels: randint(-1, 30, [b, n]), objConf: rand([b, n]), attrLabels: randint(-1, 7, [b, n]), attrConf: rand([b, n]), mask, matched: tensor([true, false, true, true]) };
+  const run = (masked: boolean, weighting: "mask" | "confidence") => {
+    head.zeroGrad();
+    const regions = regions0.clone().requiresGrad_(), pooled = pooled0.clone().requiresGrad_();
+    const out = masked
+      ? maskedObjectPrediction((x, p) => head.forward(x, p), regions, pooled, t, { weighting })
+      : computeObjectPrediction(head.forward(regions, pooled), t, { weighting });
+    out.loss.backward();
+    return { loss: out.loss.item(), acc: out.metrics.obj_acc.item(), mrfr: out.metrics.mrfr_loss.item(), gr: regions.grad!.toArray() as number[], gp: pooled.grad!.toArray() as number[], gw: head.decoder_dict.get("obj").weight.grad!.toArray() as number[] };
+  };
+  for (const weighting of ["mask", "confidence"] as const) {
+    const full = run(false, weighting), sel = run(true, weighting);
+    close(sel.loss, full.loss);
+    close(sel.mrfr, full.mrfr);
+    assert.equal(sel.acc, full.acc);
+    for (const k of ["gr", "gp", "gw"] as const) full[k].forEach((x, i) => close(sel[k][i], x, 1e-4));
+    assert.ok(full.gr.some((x) => x !== 0) && full.gw.some((x) => x !== 0), "the losses reach the regions and the head");
+  }
+  // regions neither masked nor in a matched pair get no gradient under "mask" weighting
+  const m = run(true, "mask");
+  const unmasked = mask.logicalNot().reshape(-1).toArray() as number[];
+  for (let r = 0; r < b * n; r++) if (unmasked[r] || Math.floor(r / n) === 1) for (let j = 0; j < h; j++) assert.equal(m.gr[r * h + j], 0);
+}));

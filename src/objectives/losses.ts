@@ -72,18 +72,21 @@ export interface ObjectTargets {
  * and detected-label classification (MOC: object class + attribute).
  * weighting "mask": only masked regions count (the papers' description); "confidence": every region
  * weighted by the detector's confidence (the official LXMERT code's behaviour); "mask*confidence": both.
- * Losses are scaled by 1/0.15 like LXMERT's visual losses.
+ * Losses are scaled by 1/0.15 like LXMERT's visual losses. `denom` (default B * N) is the count the
+ * sums are divided by: pretrain/common.ts's maskedObjectPrediction passes the batch's B * N with its
+ * selected rows.
  */
 export function computeObjectPrediction(
   pred: { feat?: Tensor; obj?: Tensor; attr?: Tensor },
   t: ObjectTargets,
-  o: { weighting?: ObjectLossWeighting; scale?: number; weights?: { feat?: number; obj?: number; attr?: number } } = {},
+  o: { weighting?: ObjectLossWeighting; scale?: number; weights?: { feat?: number; obj?: number; attr?: number }; denom?: number } = {},
 ): LossOut {
   const weighting = o.weighting ?? "mask";
   const scale = o.scale ?? 1 / 0.15;
   let maskW = t.mask.float();
   if (t.matched) maskW = maskW.mul(t.matched.float().unsqueeze(1));
-  const denom = maskW.numel;
+  // the mean is over every region of the batch (B * N), also when the targets are a selection of rows
+  const denom = o.denom ?? maskW.numel;
   const metrics: LossMetrics = {};
   let total: Tensor | null = null;
   const add = (name: string, l: Tensor, w = 1) => {

@@ -7,7 +7,7 @@
 // granularity per batch (T+P+S of the paper's Table 4).
 import { lxmertConfig, type LxmertPreset, type LxmertConfig, type LxmertInputs } from "../models/lxmert.ts";
 import { LxmertSForMSP } from "../models/lxmert_msp.ts";
-import { computeObjectPrediction, computeItm, computeIfrs, computeTopic, type LossOut, type ObjectLossWeighting } from "../objectives/losses.ts";
+import { computeItm, computeIfrs, computeTopic, type LossOut, type ObjectLossWeighting } from "../objectives/losses.ts";
 import { shuffleTriplets } from "../objectives/masking.ts";
 import { sectionOf, STAGE_SETTINGS, VISUAL_WEIGHTING, type Recipe } from "./recipe.ts";
 import { Type, num, RATIO, WEIGHT } from "./schema.ts";
@@ -15,7 +15,7 @@ import { defineSource, type Source, type Stage, type StepContext } from "../trai
 import type { RegionTextBatch } from "./builder.ts";
 import { need } from "../data/batches.ts";
 import type { Tensor, Generator } from "../engine/index.ts";
-import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets, maskedLm, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
+import { worldFile, regionTextSpec, maskText, maskVisual, weighted, topicTargets, maskedLm, maskedObjectPrediction, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
 import { sourcesFor, sharedFile, lxmertInputs, splitOf, sourceName, REGION_TEXT_FORMATS, type DataSource } from "./sources.ts";
 
 export type Granularity = "token" | "phrase" | "sentence";
@@ -203,12 +203,11 @@ function mspStep(model: LxmertSForMSP, g: Granularity, losses: Record<string, nu
   const inputs: LxmertInputs = { inputIds: text.inputIds, attentionMask: batch.attention_mask, positionIds: batch.word_position_ids, visualFeats: vis.feats, visualPos: batch.boxes, visualAttentionMask: batch.region_valid };
   const out = model.bert.forward(inputs);
   const matched = g === "sentence" ? batch.matched : undefined;
-  const visual = model.obj_predict_head?.forward(out.regionOutput, out.pooledOutput);
   const topic = g !== "token" ? model.cls.topic(out.pooledOutput) : undefined;
   const parts = {
     mlm: maskedLm(out.languageOutput, text.labels, (x) => model.cls.predictions.forward(x)),
-    obj: visual
-      ? computeObjectPrediction(visual, { feats: batch.feats, objLabels: batch.obj_labels, objConf: batch.obj_conf, attrLabels: batch.attr_labels, attrConf: batch.attr_conf, mask: vis.mask, matched: lossPairs }, { weighting: o.weighting })
+    obj: model.obj_predict_head
+      ? maskedObjectPrediction((x, p) => model.obj_predict_head!.forward(x, p), out.regionOutput, out.pooledOutput, { feats: batch.feats, objLabels: batch.obj_labels, objConf: batch.obj_conf, attrLabels: batch.attr_labels, attrConf: batch.attr_conf, mask: vis.mask, matched: lossPairs }, { weighting: o.weighting })
       : undefined,
     ifrs: shuffled ? computeIfrs(model.ifrs_head.forward(out.regionOutput), batch.feats, shuffled) : undefined,
     titp: g === "phrase" && topic ? computeTopic(topic, topicTargets(need(batch, "topic_ids", "MSP's TITP"), model.config.vocabSize), "titp") : undefined,

@@ -4,13 +4,13 @@
 // default. Tasks: MLM, masked object prediction (feature regression + label classification),
 // ITM (50% random negatives) and image QA; MLM, object and QA losses only on matched pairs.
 import { SemVLPForPreTraining, semvlpConfig, type SemVLPMode, type SemVLPPreset } from "../models/semvlp.ts";
-import { computeObjectPrediction, computeItm, computeQa } from "../objectives/losses.ts";
+import { computeItm, computeQa } from "../objectives/losses.ts";
 import { sectionOf, TRAIN_RANGES, VISUAL_WEIGHTING, type Recipe } from "./recipe.ts";
 import { Type, num, RATIO, WEIGHT } from "./schema.ts";
 import type { Generator } from "../engine/index.ts";
 import { defineSource, type Stage } from "../train/trainer.ts";
 import type { RegionTextBatch } from "./builder.ts";
-import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted, maskedLm, renameMetrics, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
+import { worldFile, regionTextSpec, answerCount, maskText, maskVisual, weighted, maskedLm, maskedObjectPrediction, renameMetrics, mlmVocab, matchedItc, type MlmVocab } from "./common.ts";
 import { sourcesFor, sharedFile, lxmertInputs, sourceName, REGION_TEXT_FORMATS, type DataSource } from "./sources.ts";
 
 /** The paper's tasks, weight 1 each; `itc` (vlpkit's align-before-fuse term, not in the paper) is off by default. */
@@ -86,7 +86,6 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
         const { text, vis, matched } = semvlpInputs(batch, ctx.generator, vocab);
         // the backbone, then each head on what it needs (MLM only at masked positions)
         const out = model.bert.forward({ inputIds: text.inputIds, attentionMask: batch.attention_mask, visualFeats: vis.feats, visualPos: batch.boxes, visualAttentionMask: batch.region_valid }, mode);
-        const visual = model.obj_predict_head?.forward(out.regionOutput);
         const answer = model.answer_head?.forward(out.itmInput);
         // align before fuse (vlpkit, optional): ITC between the unimodal h_CLS and o_IMG of the pairs that match
         const itc = losses.itc > 0
@@ -96,8 +95,10 @@ export function buildSemVLP(r: Recipe): { model: SemVLPForPreTraining; stages: S
         const res = weighted({
           itc,
           mlm: maskedLm(out.textOutput, text.labels, (x) => model.cls.predictions.forward(x)),
-          obj: visual ? computeObjectPrediction(
-            visual,
+          obj: model.obj_predict_head ? maskedObjectPrediction(
+            (x) => model.obj_predict_head!.forward(x),
+            out.regionOutput,
+            undefined,
             { feats: batch.feats, objLabels: batch.obj_labels, objConf: batch.obj_conf, attrLabels: batch.attr_labels, attrConf: batch.attr_conf, mask: vis.mask, matched },
             { weighting: s.visualWeighting, weights: { obj: losses.obj, attr: losses.attr, feat: losses.feat } },
           ) : undefined,
