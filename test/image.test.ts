@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
 import {
-  IMAGENET_NORM, VLMO_NORM, decodeImage, encodeJpeg, encodePng, patchify, resizeImage, resizedSize, toChw,
+  IMAGENET_NORM, VLMO_NORM, ImageCache, decodeImage, encodeJpeg, encodePng, patchify, resizeImage, resizedSize, toChw,
   type ChwImage, type RgbImage,
 } from "../src/vision/image.ts";
 import { AUG_OPS, affine, applyOp, randAugment } from "../src/vision/augment.ts";
@@ -182,4 +182,23 @@ test("a decompression bomb is refused from its header wherever images are decode
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("ImageCache: a hit returns the image decoded once, not a new decode; images past the byte budget are decoded each time", async () => {
+  const a = pattern(), b = rgb(2, 2, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  const cache = new ImageCache(a.data.byteLength + 4);
+  let loads = 0;
+  const load = (img: RgbImage) => async () => { loads++; return { data: img.data.slice(), width: img.width, height: img.height }; };
+  const first = await cache.get("a", load(a));
+  const again = await cache.get("a", load(a));
+  assert.equal(loads, 1, "the second get is a hit");
+  assert.deepEqual([...again.data], [...a.data]);
+  assert.deepEqual([...first.data], [...a.data]);
+  assert.equal(cache.bytes, a.data.byteLength);
+  // b does not fit in what is left: decoded, returned, not kept
+  assert.deepEqual([...(await cache.get("b", load(b))).data], [...b.data]);
+  await cache.get("b", load(b));
+  assert.equal(loads, 3, "an image over the budget is loaded each time");
+  assert.equal(cache.size, 1);
+  assert.equal(cache.bytes, a.data.byteLength);
 });

@@ -15,6 +15,7 @@ import { Rng } from "../src/engine/rng.ts";
 import { toTensors } from "../src/data/loader.ts";
 import { createBuilder, type ImageTextArgs } from "../src/pretrain/imagetext.ts";
 import { vgLabelTable } from "../src/data/vg_labels.ts";
+import { loadImageTensor, VLMO_NORM } from "../src/vision/image.ts";
 import type { VLMoForPretraining } from "../src/models/vlmo/pretraining.ts";
 import { parseOrder } from "../src/pretrain/msp.ts";
 import { STAGE2_FROZEN } from "../src/pretrain/vlmo.ts";
@@ -152,6 +153,23 @@ test("VLMo: all three stages run and log ITC/ITM/MLM", async () => {
   const last = rows.at(-1);
   for (const k of ["itc_loss", "itm_loss", "mlm_loss", "itc_i2t_acc"]) assert.ok(Number.isFinite(last[k]), k);
   assert.ok(Number.isFinite(rows[0].mim_loss));
+});
+
+test("VLMo: the image batches read each file's pixels, the same when the decoded image is kept (a repeated batch) as decoded afresh", async () => {
+  const r = recipe("vlmo", { vlmo: { order: ["image-text"], augment: false, stages: { "image-text": { steps: 1 } } } });
+  const { stages } = await buildStrategy(r);
+  const args = stages[0].sources[0].data.args as ImageTextArgs<"pair">;
+  const builder = await createBuilder(args);
+  const items = [3, 0, 7];
+  const first = await builder.build(items, 0);
+  const again = await builder.build(items, 1);
+  const S = args.imageSize, n = 3 * S * S;
+  for (const [k, f] of first.meta.files.entries()) {
+    const input = args.input as { format: string; images: string };
+    assert.equal(input.format, "karpathy");
+    const fresh = await loadImageTensor(join(input.images, f), { mode: "square", size: S }, VLMO_NORM);
+    for (const host of [first, again]) assert.deepEqual([...(host.arrays.pixels.data as Float32Array).subarray(k * n, (k + 1) * n)], [...fresh.data], `${f}`);
+  }
 });
 
 test("VLMo: the image-only stage with imageTask vg-objects / vg-labels trains on each image's Visual Genome objects (and attributes) as the world drew them; the loss falls", async () => {

@@ -7,7 +7,7 @@
 import type { BatchBuilder, HostArray, HostArrays, HostBatch } from "../data/loader.ts";
 import type { Tensor } from "../engine/index.ts";
 import { textArrays, textExtent, type TextExtent } from "../data/text_arrays.ts";
-import { decodeImage, resizeImage, toChw, VLMO_NORM, type ChwImage } from "../vision/image.ts";
+import { decodeImage, resizeImage, toChw, ImageCache, IMAGE_CACHE_BYTES, VLMO_NORM, type ChwImage } from "../vision/image.ts";
 import { augmentView, type PretrainAugment } from "../vision/augment.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { basename } from "node:path";
@@ -81,9 +81,18 @@ function inputOf(a: ImageTextArgs): ImageTextInput {
  * of the plain resize.
  */
 async function loadImage(src: string | Uint8Array, name: string, size: number, view?: { augment: PretrainAugment; rng: Rng }): Promise<ChwImage> {
-  const img = await decodeImage(src, typeof src === "string" ? undefined : name);
-  return toChw(view ? await augmentView(img, size, view.augment, view.rng) : await resizeImage(img, { mode: "square", size }), VLMO_NORM);
+  const decode = () => decodeImage(src, typeof src === "string" ? undefined : name);
+  if (view) return toChw(await augmentView(typeof src === "string" ? await decoded.get(`source|${src}`, decode) : await decode(), size, view.augment, view.rng), VLMO_NORM);
+  const resize = async () => resizeImage(await decode(), { mode: "square", size });
+  return toChw(typeof src === "string" ? await decoded.get(`${size}|${src}`, resize) : await resize(), VLMO_NORM);
 }
+
+/**
+ * The images this thread decoded, by file (resized to the batch's size, or as decoded for augmented
+ * views): every stage and split of a run reads the same files (bytes from Arrow tables or WebDataset
+ * shards are decoded each time).
+ */
+const decoded = new ImageCache(IMAGE_CACHE_BYTES);
 
 /** The augmentation of example `index` at `step`, when the builder augments (train split, images in the batch). */
 function viewOf(a: ImageTextArgs, step: number, index: number): { augment: PretrainAugment; rng: Rng } | undefined {

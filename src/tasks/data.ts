@@ -20,7 +20,7 @@ import type { RegionSource } from "../data/regions/index.ts";
 import { readAns2Label, readLxmertVqa, readVqaAnnotations, readVqaQuestions, toLxmertVqa } from "../data/formats/vqa.ts";
 import { readLxmertGqa } from "../data/formats/gqa.ts";
 import { nlvr2ToLxmert, readLxmertNlvr2, readNlvr2Jsonl } from "../data/formats/nlvr2.ts";
-import { loadImageTensor, VLMO_NORM } from "../vision/image.ts";
+import { decodeImage, resizeImage, toChw, ImageCache, IMAGE_CACHE_BYTES, VLMO_NORM } from "../vision/image.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { Rng } from "../engine/rng.ts";
 
@@ -364,8 +364,6 @@ export interface TaskDataArgs {
   images?: { dir: string; size: number };
 }
 
-const IMAGE_CACHE_BYTES = 256 * 2 ** 20;
-
 export type { TaskBatch, TaskMeta };
 
 export async function createBuilder(a: TaskDataArgs): Promise<BatchBuilder<TaskBatch, TaskMeta>> {
@@ -396,21 +394,12 @@ export async function createBuilder(a: TaskDataArgs): Promise<BatchBuilder<TaskB
     if (missing) throw new Error(`${a.images!.dir}: no image file named ${missing}.<png|jpg|...> (used by ${named})`);
   }
 
-  // decoded images are kept (up to IMAGE_CACHE_BYTES): decoding is most of a batch's cost
-  const cache = new Map<string, Float32Array>();
-  let cached = 0;
+  // decoded images are kept (ImageCache, up to IMAGE_CACHE_BYTES): decoding is most of a batch's cost
+  const cache = new ImageCache(IMAGE_CACHE_BYTES);
   const image = async (id: string): Promise<Float32Array> => {
-    const hit = cache.get(id);
-    if (hit) return hit;
     const S = a.images!.size;
-    const data = arrow && isArrowRef(id)
-      ? (await loadImageTensor(arrow.bytes(id), { mode: "square", size: S }, VLMO_NORM, arrow.name(id))).data
-      : (await loadImageTensor(files!.get(id)!, { mode: "square", size: S }, VLMO_NORM)).data;
-    if (cached + data.byteLength <= IMAGE_CACHE_BYTES) {
-      cache.set(id, data);
-      cached += data.byteLength;
-    }
-    return data;
+    const rgb = await cache.get(id, async () => resizeImage(arrow && isArrowRef(id) ? await decodeImage(arrow.bytes(id), arrow.name(id)) : await decodeImage(files!.get(id)!), { mode: "square", size: S }));
+    return toChw(rgb, VLMO_NORM).data;
   };
   const pixelArray = async (imgIds: string[]) => {
     const S = a.images!.size;
