@@ -311,7 +311,7 @@ function report(ctx: Ctx, recipes: string[], results: Map<string, JobResult>, se
   }
   const busy = [...results.values()].reduce((s, r) => s + r.seconds, 0);
   console.log(`\nvlp demo: ${(seconds / 60).toFixed(1)} min after the world (jobs' own time ${(busy / 60).toFixed(1)} min)`);
-  console.log("\nChance levels: ITM 0.5 (SemVLP, MSP: half the pairs mismatched) or 0.667 majority (VLMo: 1 positive per 2 hard negatives); ITC 1/batch = 0.031; object labels 1/15 classes = 0.067; MLM 1/30522 uniform (the synthetic vocabulary has ~60 words: 0.017).");
+  console.log("\nChance levels: ITM 0.5 (SemVLP, MSP: half the pairs mismatched) or 0.667 majority (VLMo: 1 positive per 2 negatives); ITC 1/batch = 0.031; object labels 1/15 classes = 0.067; MLM 1/30522 uniform (the synthetic vocabulary has ~60 words: 0.017).");
 }
 
 /** One method's summary row against the main job's bar (issue 12, item 7). */
