@@ -185,8 +185,8 @@ export function patchify(img: ChwImage, patch: number): Patches {
 /**
  * Decoded images by key, kept until `maxBytes` are held; later ones are decoded each time, nothing is
  * evicted (an epoch visits every image once in a shuffled order, so no eviction order keeps more
- * hits). Decoding is most of an image batch's cost: VLMo-tiny's pre-training spent ~40% as much CPU in
- * sharp's threads as in its training step (2-core AMD EPYC Zen 3, 2026-12-07). A hit returns the same
+ * hits). Decoding is most of an image batch's cost: VLMo-tiny's pre-training spent about half as much
+ * CPU in sharp's threads as in its training thread (2-core AMD EPYC Zen 3, 2026-12-07). A hit returns the same
  * image, which its users only read.
  */
 export class ImageCache {
