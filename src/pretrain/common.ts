@@ -130,7 +130,7 @@ export function maskedLm(hidden: Tensor, labels: Tensor, head: (x: Tensor) => Te
  * The masked-object losses (MRFR, MOC) with the visual head run on the masked regions only, as
  * maskedLm does for the vocabulary. Under weighting "mask" every other region weighs 0: the official
  * LXMERT code runs obj_predict_head on all 36 regions and zero-weights the rest, which gives the same
- * loss and gradients as ~15% of the rows (the head's 1,600 + 400-way decoders on every region were ~30
+ * loss and gradients as ~15% of the rows (the head's 1,600 + 400-way decoders on every region took ~30 ms
  * of a tiny model's ~330 ms step). The other weightings read every region, so the head runs on all.
  * `head` maps regions [K, 1, h] (and their images' pooled outputs [K, h]) to predictions.
  */
