@@ -2,7 +2,7 @@
 // region masking of a batch, and weighted sums of losses.
 import { join } from "node:path";
 import { existsSync } from "node:fs";
-import { Tensor, tensor, zeros, arange, onesLike, type Generator } from "../engine/index.ts";
+import { Tensor, tensor, zeros, arange, type Generator } from "../engine/index.ts";
 import { maskTokens, maskRegions, IGNORE } from "../objectives/masking.ts";
 import { where } from "../engine/index.ts";
 import type { BuilderSpec } from "../data/loader.ts";
@@ -147,8 +147,8 @@ export function maskedObjectPrediction(
   const image = arange(b, undefined, 1, { device: regions.device }).unsqueeze(1).expand(b, n).reshape(-1).indexSelect(0, rows);
   // [B, N, ...] -> the selected rows as [K, 1, ...]
   const at = (x: Tensor) => x.reshape(b * n, ...x.shape.slice(2)).indexSelect(0, rows).unsqueeze(1);
-  const mask = at(t.mask);
-  const sel: ObjectTargets = { feats: at(t.feats), objLabels: at(t.objLabels), objConf: at(t.objConf), attrLabels: at(t.attrLabels), attrConf: at(t.attrConf), mask: onesLike(mask).to("bool"), matched: t.matched?.indexSelect(0, image) };
+  // the selected rows are the masked ones, so their mask is all true
+  const sel: ObjectTargets = { feats: at(t.feats), objLabels: at(t.objLabels), objConf: at(t.objConf), attrLabels: at(t.attrLabels), attrConf: at(t.attrConf), mask: at(t.mask), matched: t.matched?.indexSelect(0, image) };
   return computeObjectPrediction(head(at(regions), pooled?.indexSelect(0, image)), sel, { ...o, denom: b * n });
 }
 

@@ -7,7 +7,7 @@
 import type { BatchBuilder, HostArray, HostArrays, HostBatch } from "../data/loader.ts";
 import type { Tensor } from "../engine/index.ts";
 import { textArrays, textExtent, type TextExtent } from "../data/text_arrays.ts";
-import { decodeImage, resizeImage, toChw, ImageCache, IMAGE_CACHE_BYTES, VLMO_NORM, type ChwImage } from "../vision/image.ts";
+import { decodeImage, resizeImage, toChw, ImageCache, IMAGE_CACHE_BYTES, VLMO_NORM, type ChwImage, type RgbImage } from "../vision/image.ts";
 import { augmentView, type PretrainAugment } from "../vision/augment.ts";
 import { BertTokenizer } from "../text/tokenizer.ts";
 import { basename } from "node:path";
@@ -82,9 +82,10 @@ function inputOf(a: ImageTextArgs): ImageTextInput {
  */
 async function loadImage(src: string | Uint8Array, name: string, size: number, view?: { augment: PretrainAugment; rng: Rng }): Promise<ChwImage> {
   const decode = () => decodeImage(src, typeof src === "string" ? undefined : name);
-  if (view) return toChw(await augmentView(typeof src === "string" ? await decoded.get(`source|${src}`, decode) : await decode(), size, view.augment, view.rng), VLMO_NORM);
-  const resize = async () => resizeImage(await decode(), { mode: "square", size });
-  return toChw(typeof src === "string" ? await decoded.get(`${size}|${src}`, resize) : await resize(), VLMO_NORM);
+  // files are kept by path (as decoded for a view, else resized); bytes are decoded each time
+  const kept = (kind: string, load: () => Promise<RgbImage>) => (typeof src === "string" ? decoded.get(`${kind}|${src}`, load) : load());
+  if (view) return toChw(await augmentView(await kept("source", decode), size, view.augment, view.rng), VLMO_NORM);
+  return toChw(await kept(String(size), async () => resizeImage(await decode(), { mode: "square", size })), VLMO_NORM);
 }
 
 /**
