@@ -201,4 +201,15 @@ test("ImageCache: a hit returns the image decoded once, not a new decode; images
   assert.equal(loads, 3, "an image over the budget is loaded each time");
   assert.equal(cache.size, 1);
   assert.equal(cache.bytes, a.data.byteLength);
+  // one image asked for twice at once (a batch with two of its captions): one load, its bytes counted once
+  const both = new ImageCache(10 * a.data.byteLength);
+  loads = 0;
+  const [x, y] = await Promise.all([both.get("a", load(a)), both.get("a", load(a))]);
+  assert.equal(loads, 1);
+  assert.deepEqual([...x.data], [...y.data]);
+  assert.equal(both.bytes, a.data.byteLength);
+  assert.equal(both.size, 1);
+  // a failed load is not kept: the next get loads again
+  await assert.rejects(both.get("c", async () => { throw new Error("c.png: cannot decode image"); }), /c\.png/);
+  assert.deepEqual([...(await both.get("c", load(b))).data], [...b.data]);
 });

@@ -191,6 +191,8 @@ export function patchify(img: ChwImage, patch: number): Patches {
  */
 export class ImageCache {
   private readonly images = new Map<string, RgbImage>();
+  /** Loads under way: a batch often holds one image several times (its captions), decoded once. */
+  private readonly loading = new Map<string, Promise<RgbImage>>();
   private held = 0;
   constructor(readonly maxBytes: number) {}
   get bytes(): number {
@@ -200,15 +202,21 @@ export class ImageCache {
     return this.images.size;
   }
   async get(key: string, load: () => Promise<RgbImage>): Promise<RgbImage> {
-    const hit = this.images.get(key);
+    const hit = this.images.get(key) ?? this.loading.get(key);
     if (hit) return hit;
-    const img = await load();
-    if (this.held + img.data.byteLength <= this.maxBytes) {
-      // a copy: the decoder's buffer may be a view of a larger allocation
-      this.images.set(key, { data: new Uint8Array(img.data), width: img.width, height: img.height });
-      this.held += img.data.byteLength;
+    const pending = load();
+    this.loading.set(key, pending);
+    try {
+      const img = await pending;
+      if (this.held + img.data.byteLength <= this.maxBytes) {
+        // a copy: the decoder's buffer may be a view of a larger allocation
+        this.images.set(key, { data: new Uint8Array(img.data), width: img.width, height: img.height });
+        this.held += img.data.byteLength;
+      }
+      return img;
+    } finally {
+      this.loading.delete(key);
     }
-    return img;
   }
 }
 
